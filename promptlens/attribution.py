@@ -1,0 +1,283 @@
+"""Which segments of a prompt push the wanted output down: Captum attribution over segments.
+
+The perturbation methods (FeatureAblation, ShapleyValueSampling, Lime, KernelShap) see the
+prompt as a 0/1 presence vector over its feature segments. Our forward function turns each
+presence vector into prompt text (absent segments replaced by the baseline), fills it for each
+case and scores it with the prefix-sharing scorer; a mask asked for one case is scored for every
+case at once, so the template text the cases share is computed once. LayerIntegratedGradients
+works on the token embeddings and sums token attributions into segments.
+
+Per-case attributions are pooled into a mean with a bootstrap confidence interval; a segment is
+harmful when the whole interval is below zero.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from captum.attr import FeatureAblation, KernelShap, LayerIntegratedGradients, Lime, ShapleyValueSampling
+
+from .cases import check_vars
+from .errors import InputError
+from .scoring import Backend, default_objective, objective_value, score_prompts, OBJECTIVES
+from .segments import SEGMENTATIONS, features, fill, join, segment, template_fields
+from .types import Attribution, Case, Segment, SegmentAttribution
+
+METHODS = ("ablation", "shapley", "lime", "kernelshap", "ig")
+BASELINES = ("remove", "filler", "sampled")
+FILLER = "..."
+# Neutral sentences for the "sampled" baseline: said often in prompts, about nothing in particular.
+NEUTRAL = (
+    "Please read the following carefully. ",
+    "Here is some text. ",
+    "This is a sentence. ",
+    "Take your time. ",
+    "The weather is mild today. ",
+    "Keep the answer short. ",
+)
+
+
+@dataclass(frozen=True)
+class _Problem:
+    backend: Backend
+    segments: list[Segment]
+    feats: list[int]
+    cases: list[Case]
+    objective: str
+
+
+class MaskForward:
+    """Captum forward function: presence masks [N, F] and case ids [N] -> objective [N].
+
+    A mask seen for the first time is scored for every case in one backend call and memoised,
+    so methods that ask case by case (Lime, KernelShap) pay for each mask once.
+    """
+
+    def __init__(self, problem: _Problem, replacements: Sequence[str]) -> None:
+        self.problem = problem
+        self.replacements = list(replacements)
+        self.memo: dict[tuple[int, ...], list[float]] = {}
+
+    def prompt(self, key: tuple[int, ...]) -> str:
+        p = self.problem
+        return join(p.segments, {p.feats[f]: self.replacements[f] for f, on in enumerate(key) if not on})
+
+    def __call__(self, mask: torch.Tensor, case_ids: torch.Tensor) -> torch.Tensor:
+        keys = [tuple(int(round(v)) for v in row) for row in mask.reshape(mask.shape[0], -1).tolist()]
+        missing = list(dict.fromkeys(k for k in keys if k not in self.memo))
+        if missing:
+            p = self.problem
+            texts = [self.prompt(k) for k in missing]
+            filled = [[fill(t, case.vars) for case in p.cases] for t in texts]
+            for key, row in zip(missing, score_prompts(p.backend, filled, p.cases)):
+                self.memo[key] = [objective_value(s, p.objective) for s in row]
+        values = [self.memo[k][int(c)] for k, c in zip(keys, case_ids.reshape(-1).tolist())]
+        return torch.tensor(values, dtype=torch.float64)
+
+
+def _replacements(problem: _Problem, baseline: str, rng: random.Random) -> list[str]:
+    texts = [problem.segments[i].text for i in problem.feats]
+    if baseline == "remove":
+        return [""] * len(texts)
+    # Keep the segment's trailing whitespace so the text around it stays well-formed.
+    tails = [t[len(t.rstrip()):] for t in texts]
+    if baseline == "filler":
+        return [FILLER + tail for tail in tails]
+    return [rng.choice(NEUTRAL).rstrip() + tail for tail in tails]
+
+
+def _perturbation(method: str, problem: _Problem, forward: MaskForward, n_samples: int,
+                  per_eval: int, seed: int) -> torch.Tensor:
+    n_cases, n_feats = len(problem.cases), len(problem.feats)
+    ones = torch.ones(n_cases, n_feats, dtype=torch.float64)
+    case_ids = torch.arange(n_cases)
+    if method == "ablation":
+        return FeatureAblation(forward).attribute(
+            ones, baselines=0.0, additional_forward_args=(case_ids,), perturbations_per_eval=per_eval)
+    if method == "shapley":
+        torch.manual_seed(seed)
+        return ShapleyValueSampling(forward).attribute(
+            ones, baselines=0.0, additional_forward_args=(case_ids,), n_samples=n_samples,
+            perturbations_per_eval=per_eval)
+    # Lime and KernelShap fit one surrogate per case. The same seed before each case draws the
+    # same masks, so after the first case every mask is already memoised for all cases.
+    algo = (Lime if method == "lime" else KernelShap)(forward)
+    rows = []
+    for c in range(n_cases):
+        torch.manual_seed(seed)
+        rows.append(algo.attribute(
+            ones[c : c + 1], baselines=0.0, additional_forward_args=(case_ids[c : c + 1],),
+            n_samples=n_samples, perturbations_per_eval=per_eval))
+    return torch.cat(rows)
+
+
+def bootstrap_ci(values: np.ndarray, *, confidence: float, seed: int, resamples: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of the column means of ``values`` [cases, features]."""
+    n = values.shape[0]
+    if n < 2:
+        return values.mean(0), values.mean(0)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, n, size=(resamples, n))].mean(1)
+    alpha = (1.0 - confidence) / 2
+    return np.quantile(means, alpha, axis=0), np.quantile(means, 1 - alpha, axis=0)
+
+
+def attribute(
+    prompt: str,
+    target: str | None = None,
+    *,
+    cases: Sequence[Case] | None = None,
+    backend: Backend | None = None,
+    method: str = "ablation",
+    segmentation: str = "sentence",
+    baseline: str = "remove",
+    objective: str | None = None,
+    n_samples: int | None = None,
+    seed: int = 0,
+    edit_fields: bool = False,
+    confidence: float = 0.95,
+    perturbations_per_eval: int = 64,
+    ig_steps: int = 32,
+) -> Attribution:
+    """Rank the segments of ``prompt`` (a prompt, or a template with ``{fields}`` filled from
+    ``cases``) by their effect on the objective: mean over cases, with a bootstrap interval.
+
+    Give either ``target`` (one case, no fields) or ``cases``. ``target=None`` with no cases
+    explains the model's own greedy output.
+    """
+    _check_choice("method", method, METHODS)
+    _check_choice("baseline", baseline, BASELINES)
+    _check_choice("segmentation", segmentation, SEGMENTATIONS)
+    if not prompt.strip():
+        raise InputError("the prompt is empty; give the prompt text or a file that contains it")
+    if backend is None:
+        from .backends.hf import load_backend
+
+        backend = load_backend()
+    cases = _resolve_cases(prompt, target, cases, backend)
+    objective = objective or default_objective(cases)
+    _check_choice("objective", objective, OBJECTIVES)
+    if objective == "margin" and not all(c.choices for c in cases):
+        raise InputError("the margin objective needs choices on every case; use --objective logprob")
+    segments = segment(prompt, segmentation, tokenizer=getattr(backend, "tokenizer", None), edit_fields=edit_fields)
+    feats = features(segments)
+    if not feats:
+        raise InputError(f"the prompt has no {segmentation} segments to attribute; try another --segmentation")
+    problem = _Problem(backend, segments, feats, list(cases), objective)
+    start = time.perf_counter()
+    passes0, tokens0 = getattr(backend, "forward_passes", 0), getattr(backend, "tokens_computed", 0)
+    notes: list[str] = []
+    delta = None
+    forward = MaskForward(problem, _replacements(problem, baseline, random.Random(seed)))
+    original = forward(torch.ones(len(cases), len(feats)), torch.arange(len(cases))).numpy()
+    if method == "ig":
+        per_case, delta = _integrated_gradients(problem, steps=ig_steps)
+        notes.append("integrated gradients: baseline is a filler token's embedding at feature tokens")
+        rel = delta / max(1e-9, float(np.abs(per_case).sum(1).mean()))
+        if rel > 0.05:
+            notes.append(f"convergence delta {delta:.3g} nats ({rel:.0%} of the attributions' size): "
+                         "do not rank on this without more --ig-steps")
+    else:
+        n_feats = len(feats)
+        n_samples = n_samples or {"shapley": 8, "lime": 2 * n_feats + 32, "kernelshap": 2 * n_feats + 32}.get(method, 1)
+        per_case = _perturbation(method, problem, forward, n_samples, perturbations_per_eval, seed).numpy()
+    if len(cases) < 2:
+        notes.append("one case: no confidence interval; give several cases to pool over")
+    low, high = bootstrap_ci(per_case, confidence=confidence, seed=seed)
+    mean = per_case.mean(0)
+    feats_out = tuple(
+        SegmentAttribution(segments[i], i, float(mean[f]), float(low[f]), float(high[f]),
+                           tuple(float(v) for v in per_case[:, f]))
+        for f, i in enumerate(feats)
+    )
+    return Attribution(
+        method=method, baseline=baseline, objective=objective, segmentation=segmentation,
+        text=join(segments), segments=tuple(segments), features=feats_out,
+        original_score=float(original.mean()), n_cases=len(cases),
+        forward_passes=getattr(backend, "forward_passes", 0) - passes0,
+        tokens_computed=getattr(backend, "tokens_computed", 0) - tokens0,
+        seconds=time.perf_counter() - start, convergence_delta=delta, notes=tuple(notes),
+    )
+
+
+def _check_choice(what: str, value: str, valid: Sequence[str]) -> None:
+    if value not in valid:
+        raise InputError(f"unknown {what} {value!r}; choose one of: {', '.join(valid)}")
+
+
+def _resolve_cases(prompt: str, target: str | None, cases: Sequence[Case] | None, backend: Backend) -> list[Case]:
+    fields = template_fields(prompt)
+    if cases:
+        if target is not None:
+            raise InputError("give either a target or cases, not both")
+        check_vars(cases, fields, source="the cases")
+        return list(cases)
+    if fields:
+        raise InputError(f"the template has fields {', '.join('{' + f + '}' for f in fields)}; give cases that fill them")
+    if target is None:
+        target = backend.generate(fill(prompt, {}))
+    if not target.strip():
+        raise InputError("the target is empty; give the output you want the prompt to produce")
+    return [Case(vars={}, target=target)]
+
+
+def _integrated_gradients(problem: _Problem, *, steps: int) -> tuple[np.ndarray, float]:
+    """LayerIntegratedGradients on the input embeddings, summed per segment, per case."""
+    backend = problem.backend
+    if not getattr(backend, "supports_gradients", False):
+        raise InputError("integrated gradients needs a local model; use --method ablation, shapley, lime or kernelshap")
+    if problem.objective != "logprob":
+        raise InputError("integrated gradients explains the target log-prob; add --objective logprob")
+    model, tokenizer = backend.model, backend.tokenizer
+    filler = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    rows, deltas = [], []
+    for case in problem.cases:
+        prompt_ids, owner = _token_owners(backend, problem.segments, case)
+        target_ids = backend.encode_target(case.target)
+        ids = torch.tensor([prompt_ids + target_ids])
+        base = ids.clone()
+        feature_pos = [p for p, seg in enumerate(owner) if seg is not None and seg in problem.feats]
+        base[0, feature_pos] = filler
+        n_prompt = len(prompt_ids)
+        targets = torch.tensor(target_ids)
+
+        def forward(input_ids: torch.Tensor) -> torch.Tensor:
+            logits = model(input_ids=input_ids).logits[:, n_prompt - 1 : -1].float()
+            return torch.log_softmax(logits, -1).gather(2, targets.expand(len(input_ids), -1)[..., None])[..., 0].sum(1)
+
+        lig = LayerIntegratedGradients(forward, model.get_input_embeddings())
+        attr, delta = lig.attribute(ids, baselines=base, n_steps=steps, internal_batch_size=steps,
+                                    return_convergence_delta=True)
+        token_attr = attr[0].sum(-1).detach().double()
+        seg_attr = np.zeros(len(problem.feats))
+        for f, i in enumerate(problem.feats):
+            pos = [p for p, seg in enumerate(owner) if seg == i]
+            seg_attr[f] = float(token_attr[pos].sum()) if pos else 0.0
+        rows.append(seg_attr)
+        deltas.append(abs(float(delta)))
+    return np.stack(rows), float(np.mean(deltas))
+
+
+def _token_owners(backend: Backend, segments: Sequence[Segment], case: Case) -> tuple[list[int], list[int | None]]:
+    """Prompt token ids for a case and, per token, the index of the segment its first char is in."""
+    spans, pieces, pos = [], [], 0
+    for seg in segments:
+        text = case.vars[seg.name] if seg.kind == "field" else fill(seg.text, {})
+        spans.append((pos, pos + len(text)))
+        pieces.append(text)
+        pos += len(text)
+    filled = "".join(pieces)
+    rendered = backend.render(filled)
+    offset = rendered.find(filled)
+    enc = backend.tokenizer(rendered, add_special_tokens=backend.raw, return_offsets_mapping=True)
+    owners: list[int | None] = []
+    for start, end in enc["offset_mapping"]:
+        char = start - offset
+        owner = next((i for i, (a, b) in enumerate(spans) if a <= char < b and end > start), None)
+        owners.append(owner)
+    return enc["input_ids"], owners

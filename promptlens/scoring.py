@@ -1,0 +1,65 @@
+"""Scores of prompt variants x cases: target log-prob, and for labelled cases every choice's
+log-prob, accuracy and margin. One backend call per batch of variants, so every shared prefix
+(template text, system prompt, the prompt behind several choices) is computed once.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+from .types import Case, Score
+
+OBJECTIVES = ("logprob", "margin")
+
+
+class Backend(Protocol):
+    """What scoring needs from a model. ``token_logprobs(prompts, targets)[i][j][k]`` is the
+    log-prob of token k of ``targets[i][j]`` after ``prompts[i]``, teacher-forced."""
+
+    name: str
+
+    def token_logprobs(self, prompts: Sequence[str], targets: Sequence[Sequence[str]]) -> list[list[list[float]]]: ...
+
+
+def continuations(case: Case) -> tuple[str, ...]:
+    """What is scored after the prompt: the target, then the other choices (if any)."""
+    if not case.choices:
+        return (case.target,)
+    return (case.target, *[c for c in case.choices if c != case.target])
+
+
+def _score(case: Case, per_token: list[list[float]]) -> Score:
+    totals = [sum(tokens) for tokens in per_token]
+    if not case.choices:
+        return Score(logprob=totals[0], token_logprobs=tuple(per_token[0]))
+    by_choice = dict(zip(continuations(case), totals))
+    best_wrong = max((v for c, v in by_choice.items() if c != case.target), default=float("-inf"))
+    return Score(
+        logprob=totals[0],
+        token_logprobs=tuple(per_token[0]),
+        choice_logprobs=tuple(by_choice[c] for c in case.choices),
+        correct=totals[0] > best_wrong,
+        margin=totals[0] - best_wrong,
+    )
+
+
+def score_prompts(backend: Backend, prompts: Sequence[Sequence[str]], cases: Sequence[Case]) -> list[list[Score]]:
+    """``prompts[v][c]`` is variant v already filled for case c; returns ``scores[v][c]``."""
+    flat_prompts = [p for row in prompts for p in row]
+    flat_targets = [continuations(case) for _ in prompts for case in cases]
+    flat = iter(backend.token_logprobs(flat_prompts, flat_targets))
+    return [[_score(case, next(flat)) for case in cases] for _ in prompts]
+
+
+def objective_value(score: Score, objective: str) -> float:
+    """The number that attribution explains and repair maximises (higher is better, nats)."""
+    if objective == "margin":
+        if score.margin is None:
+            raise ValueError("the margin objective needs cases with choices")
+        return score.margin
+    return score.logprob
+
+
+def default_objective(cases: Sequence[Case]) -> str:
+    """Margin when every case has a label set (log-prob alone can rise for all labels at once)."""
+    return "margin" if cases and all(c.choices and len(c.choices) > 1 for c in cases) else "logprob"

@@ -1,0 +1,135 @@
+"""Command line: parse arguments, call the library, map errors to exit codes.
+
+Exit codes: 0 success, 1 findings (lint), 2 usage/input error (one line on stderr, no traceback;
+``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .errors import InputError, PromptLensError
+
+_PROMPT_SUFFIXES = (".txt", ".md", ".prompt", ".tmpl", ".j2")
+
+
+def read_text_arg(value: str, what: str) -> str:
+    """A prompt given inline, or the path of a UTF-8 file holding it."""
+    path = Path(value)
+    looks_like_file = path.suffix in _PROMPT_SUFFIXES and "\n" not in value
+    if not looks_like_file and not (len(value) < 4096 and "\n" not in value and path.is_file()):
+        return value
+    if path.is_dir():
+        raise InputError(f"{value} is a folder; give the {what} file inside it")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise InputError(f"{value}: no such file; check the path of the {what}") from exc
+    except OSError as exc:
+        raise InputError(f"{value}: cannot read ({exc.strerror}); check its permissions") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"{value}:{line}: not UTF-8 (byte {exc.start}); save the file as UTF-8") from exc
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="local causal LM folder (default: the embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--raw", action="store_true", help="plain completion: no chat template")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--no-color", action="store_true", help="no ANSI colours (also: NO_COLOR env var)")
+
+
+def _add_attribute(sub: argparse._SubParsersAction) -> None:
+    from .attribution import BASELINES, METHODS
+    from .scoring import OBJECTIVES
+    from .segments import SEGMENTATIONS
+
+    p = sub.add_parser("attribute", help="rank a prompt's segments by their effect on the wanted output")
+    p.add_argument("prompt", help="prompt or template text, or a file holding it")
+    p.add_argument("--target", help="the wanted output (single prompt, no fields)")
+    p.add_argument("--cases", help="cases file (JSONL/JSON/CSV/YAML) that fills the template's fields")
+    p.add_argument("--task", help="with a dataset-schema cases file: only this task's records")
+    p.add_argument("--limit", type=int, help="use the first N cases only")
+    p.add_argument("--method", default="ablation", help=f"one of: {', '.join(METHODS)}")
+    p.add_argument("--segmentation", "--by", dest="segmentation", default="sentence", help=f"one of: {', '.join(SEGMENTATIONS)}")
+    p.add_argument("--baseline", default="remove", help=f"one of: {', '.join(BASELINES)}")
+    p.add_argument("--objective", help=f"one of: {', '.join(OBJECTIVES)} (default: margin when cases have choices)")
+    p.add_argument("--samples", type=int, help="Shapley permutations / LIME and KernelSHAP samples")
+    p.add_argument("--ig-steps", type=int, default=32)
+    p.add_argument("--edit-fields", action="store_true", help="treat template fields as segments too")
+    p.add_argument("--json", dest="json_out", help="write the full result to this JSON file")
+    p.add_argument("--top", type=int, help="show only the N most harmful segments")
+    _common(p)
+    p.set_defaults(run=_run_attribute)
+
+
+def _run_attribute(args: argparse.Namespace) -> int:
+    from .attribution import attribute
+    from .backends.hf import load_backend
+    from .cases import load_cases
+    from .report import attribution_table, dumps, write_atomic
+
+    prompt = read_text_arg(args.prompt, "prompt")
+    cases = None
+    if args.cases:
+        if args.target is not None:
+            raise InputError("give either --target or --cases, not both")
+        cases = load_cases(args.cases, task=args.task)[: args.limit]
+    if args.samples is not None and args.samples < 1:
+        raise InputError(f"--samples {args.samples} is out of range; give a positive number")
+    backend = load_backend(args.model, raw=True if args.raw else None)
+    result = attribute(
+        prompt, args.target, cases=cases, backend=backend, method=args.method,
+        segmentation=args.segmentation, baseline=args.baseline, objective=args.objective,
+        n_samples=args.samples, seed=args.seed, edit_fields=args.edit_fields, ig_steps=args.ig_steps,
+    )
+    color = not args.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
+    print(attribution_table(result, color=color, top=args.top))
+    if args.json_out:
+        write_atomic(args.json_out, dumps(result))
+        print(f"wrote {args.json_out}")
+    return 0
+
+
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_attribute,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="promptlens", description="Explain and repair LLM prompts.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"promptlens: error: --threads {args.threads} is out of range; give 1 or more", file=sys.stderr)
+            return 2
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        return args.run(args)
+    except PromptLensError as exc:
+        if args.debug:
+            raise
+        print(f"promptlens: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("promptlens: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

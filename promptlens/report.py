@@ -1,0 +1,96 @@
+"""Renderers: terminal tables and heatmaps, JSON files (written atomically)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .types import Attribution
+
+# Blue = helps, orange = hurts: a pair that stays distinct for the common colour-vision deficiencies.
+_HELP = (33, 39, 75, 111)  # xterm-256 blues, strong -> weak
+_HURT = (202, 208, 214, 222)  # oranges, strong -> weak
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write via a temporary file in the same folder and rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def to_jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        out = {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        if hasattr(obj, "harmful"):
+            out["harmful"], out["helpful"] = obj.harmful, obj.helpful
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+def _shade(value: float, scale: float) -> int:
+    level = min(3, int(3 * (1 - min(1.0, abs(value) / scale)) + 0.5)) if scale > 0 else 3
+    return (_HELP if value > 0 else _HURT)[level]
+
+
+def heatmap(attr: Attribution, *, color: bool) -> str:
+    """The prompt with each feature segment shaded by its pooled attribution."""
+    by_index = {f.index: f for f in attr.features}
+    scale = max((abs(f.mean) for f in attr.features), default=0.0)
+    out = []
+    for i, seg in enumerate(attr.segments):
+        f = by_index.get(i)
+        if f is None or not color:
+            out.append(seg.text if color or f is None else f"[{seg.text}]")
+            continue
+        body, tail = seg.text.rstrip(), seg.text[len(seg.text.rstrip()):]
+        out.append(f"\x1b[48;5;{_shade(f.mean, scale)}m\x1b[30m{body}\x1b[0m{tail}")
+    return "".join(out)
+
+
+def attribution_table(attr: Attribution, *, color: bool = False, top: int | None = None) -> str:
+    """Ranked table, most harmful first, then the heatmap and any notes."""
+    rows = attr.ranked()[:top] if top else attr.ranked()
+    width = 48
+    pct = int(round(100 * 0.95))
+    lines = [
+        f"{attr.method} attribution of {attr.objective} over {attr.n_cases} case(s), "
+        f"baseline={attr.baseline}, segments by {attr.segmentation}",
+        f"original {attr.objective}: {attr.original_score:.3f} nats (mean over cases)",
+        "",
+        f"{'rank':>4}  {'effect':>8}  {f'{pct}% interval':>19}  {'verdict':<8}  segment",
+    ]
+    for rank, f in enumerate(rows, 1):
+        verdict = "harmful" if f.harmful else "helpful" if f.helpful else "unclear"
+        text = " ".join(f.segment.text.split())
+        text = text if len(text) <= width else text[: width - 1] + "…"
+        lines.append(f"{rank:>4}  {f.mean:>+8.3f}  [{f.ci_low:>+7.3f}, {f.ci_high:>+7.3f}]  {verdict:<8}  {text}")
+    lines += ["", "effect: change in the objective (nats) that the segment causes; negative = pushes the target down", ""]
+    lines.append(heatmap(attr, color=color))
+    lines.append("")
+    if color:
+        lines.append("colours: \x1b[48;5;33m\x1b[30m helps \x1b[0m \x1b[48;5;202m\x1b[30m hurts \x1b[0m (darker = stronger)")
+    lines.append(f"cost: {attr.forward_passes} forward passes, {attr.tokens_computed} tokens, {attr.seconds:.1f} s")
+    if attr.convergence_delta is not None:
+        lines.append(f"integrated-gradients convergence delta: {attr.convergence_delta:.4f} nats")
+    lines += [f"note: {n}" for n in attr.notes]
+    return "\n".join(lines)

@@ -1,0 +1,267 @@
+"""Prompt or template text -> Segments that cover it exactly.
+
+Template fields ``{name}`` are always segments of their own. The rest of the text is cut into
+features (sentences, lines, words, tokens or user-marked spans) and fixed "gap" segments by one
+whitespace rule, the same for every segmentation:
+
+* a feature owns the spaces and tabs right after it, so deleting it never leaves a double space;
+* a feature alone on its line owns the whole line, indentation and line break included, so
+  deleting it deletes the line;
+* all other whitespace (blank lines, the line break after a line holding several features or a
+  field, whitespace at the start of the text or after a field) is a gap.
+
+Only a feature that starts its line can own a line break (marked spans aside, which may hold
+several lines), so deleting one never joins two lines. No segment splits a field or a literal
+``{{``/``}}``, so deleting or replacing any feature leaves a valid template with the same fields.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator, Mapping, Sequence
+
+from promptlens.errors import InputError
+from promptlens.types import Segment
+
+SEGMENTATIONS: tuple[str, ...] = ("sentence", "line", "word", "token", "span")
+
+_Field = tuple[int, int, str]  # start, end, name
+_Core = tuple[int, int, str, str | None]  # start, end, kind, label: a feature before whitespace
+_Span = tuple[int, int, str | None, int]  # clean start, clean end, label, position of its `[[`
+
+# `{{` and `}}` are literal braces, `{name}` is a field, any other brace is an error.
+_BRACES = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")
+_SHOWN = re.compile(r"\{[^{}\n]{0,30}\}")  # a bad field, to quote in the error
+_ESCAPE = re.compile(r"\{\{|\}\}")  # a field-free chunk holds no other braces
+_MARK = re.compile(r"\[\[|\]\]")
+# A label needs the space after its colon, so `[[http://x]]` is not read as label "http".
+_LABEL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*):[ \t]+")
+# A sentence ends after . ! ? or … (then any closing quotes or brackets) when whitespace follows.
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]»]*(?=\s)")
+_WORD = re.compile(r"\S+")
+_INLINE_SPACE = re.compile(r"[^\S\n]*")  # whitespace short of a line break
+
+
+def template_fields(template: str) -> list[str]:
+    """Names of the ``{name}`` fields of ``template``, in order of first appearance."""
+    return list(dict.fromkeys(name for _, _, name in _fields(template)))
+
+
+def fill(template: str, values: Mapping[str, str]) -> str:
+    """Substitute every field; ``{{`` and ``}}`` become ``{`` and ``}``. Extra values are ignored."""
+    missing = [name for name in template_fields(template) if name not in values]
+    if missing:
+        names = ", ".join(f"{{{name}}}" for name in missing)
+        keys = ", ".join(f"`{name}`" for name in missing)
+        s, verb = ("s", "have") if len(missing) > 1 else ("", "has")
+        raise InputError(f"template field{s} {names} {verb} no value; add {keys} to the case's vars")
+    # After _fields succeeded every match is `{{`, `}}` or a field: `{{`[0] is the literal brace.
+    return _BRACES.sub(lambda m: values[m.group(1)] if m.group(1) else m.group()[0], template)
+
+
+def strip_marks(text: str) -> str:
+    """``text`` without its ``[[...]]`` / ``[[name: ...]]`` span marks."""
+    return _marks(text)[0]
+
+
+def segment(
+    text: str, by: str = "sentence", *, tokenizer: Any | None = None, edit_fields: bool = False
+) -> list[Segment]:
+    """Split ``text`` into contiguous Segments that join back to it (to ``strip_marks(text)`` for
+    ``by="span"``). Fields are ``kind="field"`` segments, features only if ``edit_fields``."""
+    if by not in SEGMENTATIONS:
+        raise InputError(f"unknown segmentation {by!r}; use one of: {', '.join(SEGMENTATIONS)}")
+    if by == "token" and tokenizer is None:
+        raise InputError("segmentation 'token' needs a tokenizer; pass tokenizer=... or use by='word'")
+    if by == "span":
+        _fields(text)  # report bad braces at their positions in the text the user wrote
+        clean, spans = _marks(text)
+        fields = _fields(clean)
+        return _assemble(clean, fields, _span_cores(clean, text, spans, fields), edit_fields)
+    fields = _fields(text)
+    cores = [c for s, e in _between(fields, len(text)) for c in _cores(text, s, e, by, tokenizer)]
+    return _assemble(text, fields, cores, edit_fields)
+
+
+def join(segments: Sequence[Segment], replace: Mapping[int, str] | None = None) -> str:
+    """The segments' text, with ``segments[i]`` replaced by ``replace[i]`` ("" deletes it)."""
+    replace = replace or {}
+    bad = [i for i in replace if not 0 <= i < len(segments)]
+    if bad:
+        raise IndexError(f"replace indices {bad} are out of range for {len(segments)} segments")
+    return "".join(replace.get(i, seg.text) for i, seg in enumerate(segments))
+
+
+def features(segments: Sequence[Segment]) -> list[int]:
+    """Indices of the feature segments."""
+    return [i for i, seg in enumerate(segments) if seg.feature]
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+def _where(text: str, pos: int) -> str:
+    line = text.count("\n", 0, pos) + 1
+    column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return f"line {line}, column {column}"
+
+
+def _fields(text: str) -> list[_Field]:
+    """Every ``{name}`` field; InputError at the first brace that is neither a field nor doubled."""
+    found: list[_Field] = []
+    for m in _BRACES.finditer(text):
+        if m.group(1) is not None:
+            found.append((m.start(), m.end(), m.group(1)))
+        elif len(m.group()) == 1:
+            shown = (_SHOWN.match(text, m.start()) or m).group()
+            raise InputError(
+                f"invalid brace {shown!r} in template at {_where(text, m.start())}: a field is `{{name}}` "
+                "with name an identifier (letters, digits, _); for a literal brace, double it (`{{` or `}}`)"
+            )
+    return found
+
+
+def _marks(text: str) -> tuple[str, list[_Span]]:
+    """The text without span marks, and each span as (start, end, label, where its `[[` was)."""
+    parts: list[str] = []
+    spans: list[_Span] = []
+    copied, size = 0, 0  # raw text copied so far; length of the clean text so far
+    opened: tuple[int, int, str | None] | None = None  # raw position, clean start, label
+    for m in _MARK.finditer(text):
+        parts.append(text[copied : m.start()])
+        size += m.start() - copied
+        copied = m.end()
+        if m.group() == "[[":
+            if opened is not None:
+                raise InputError(
+                    f"span mark `[[` at {_where(text, m.start())} opens a span inside the one "
+                    f"opened at {_where(text, opened[0])}; spans cannot nest: close it with `]]` first"
+                )
+            label = _LABEL.match(text, m.end())
+            copied = label.end() if label else copied
+            opened = (m.start(), size, label.group(1) if label else None)
+        elif opened is None:
+            raise InputError(
+                f"span mark `]]` at {_where(text, m.start())} closes no span; "
+                "add `[[` where the span starts or remove the `]]`"
+            )
+        else:
+            spans.append((opened[1], size, opened[2], opened[0]))
+            opened = None
+    if opened is not None:
+        where = _where(text, opened[0])
+        raise InputError(f"span mark `[[` at {where} is never closed; add `]]` where the span ends")
+    parts.append(text[copied:])
+    return "".join(parts), spans
+
+
+# --- features ------------------------------------------------------------------------------
+
+
+def _between(fields: list[_Field], size: int) -> Iterator[tuple[int, int]]:
+    """The (start, end) ranges of text outside the fields."""
+    pos = 0
+    for start, end, _ in fields:
+        yield pos, start
+        pos = end
+    yield pos, size
+
+
+def _stripped(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """``text[start:end]`` without surrounding whitespace, if anything is left."""
+    piece = text[start:end]
+    core = piece.strip()
+    if core:
+        left = start + len(piece) - len(piece.lstrip())
+        yield left, left + len(core)
+
+
+def _lines(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """The lines of ``text[start:end]``, without their line breaks."""
+    while (newline := text.find("\n", start, end)) != -1:
+        yield start, newline
+        start = newline + 1
+    yield start, end
+
+
+def _cores(text: str, start: int, end: int, by: str, tokenizer: Any) -> Iterator[_Core]:
+    """Features of the field-free ``text[start:end]``, trimmed of whitespace."""
+    if by == "word":
+        ranges: Iterator[tuple[int, int]] = ((m.start(), m.end()) for m in _WORD.finditer(text, start, end))
+    elif by == "token":
+        ranges = _tokens(text, start, end, tokenizer)
+    elif by == "line":
+        ranges = (r for line in _lines(text, start, end) for r in _stripped(text, *line))
+    else:
+        ranges = (r for line in _lines(text, start, end) for r in _sentences(text, *line))
+    for s, e in ranges:
+        yield s, e, by, None
+
+
+def _sentences(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    cut = start
+    for m in _SENTENCE_END.finditer(text, start, end):
+        yield from _stripped(text, cut, m.end())
+        cut = m.end()
+    yield from _stripped(text, cut, end)
+
+
+def _tokens(text: str, start: int, end: int, tokenizer: Any) -> Iterator[tuple[int, int]]:
+    """One range per token. Token starts are used as cut points: tokens sharing characters (the
+    byte pieces of 中) merge, and whitespace a tokenizer folds into a token goes to the gaps."""
+    if start == end:
+        return
+    chunk = text[start:end]
+    enc = tokenizer(chunk, add_special_tokens=False, return_offsets_mapping=True)
+    # Never cut a literal `{{` or `}}` in two: deleting half of it would break the template.
+    inside = {m.start() + 1 for m in _ESCAPE.finditer(chunk)}
+    cuts = sorted(({0, len(chunk)} | {s for s, e in enc["offset_mapping"] if e > s}) - inside)
+    for a, b in zip(cuts, cuts[1:]):
+        yield from _stripped(text, start + a, start + b)
+
+
+def _span_cores(text: str, marked: str, spans: list[_Span], fields: list[_Field]) -> list[_Core]:
+    cores: list[_Core] = []
+    for start, end, label, at in spans:
+        inside = [name for s, e, name in fields if s < end and start < e]
+        if inside:
+            raise InputError(
+                f"span marked at {_where(marked, at)} contains template field {{{inside[0]}}}; "
+                "move the `[[`/`]]` marks so the field is outside the span"
+            )
+        core = list(_stripped(text, start, end))
+        if not core:
+            where = _where(marked, at)
+            raise InputError(f"span marked at {where} is empty; put text inside it or remove the marks")
+        cores.append((*core[0], "span", label))
+    return cores
+
+
+# --- whitespace rule -----------------------------------------------------------------------
+
+
+def _owned(text: str, start: int, end: int) -> tuple[int, int]:
+    """The extent a feature core ``text[start:end]`` owns under the module's whitespace rule."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end == -1 else line_end
+    if not text[line_start:start].strip() and not text[end:line_end].strip():
+        return line_start, min(line_end + 1, len(text))
+    return start, _INLINE_SPACE.match(text, end).end()
+
+
+def _assemble(text: str, fields: list[_Field], cores: list[_Core], edit_fields: bool) -> list[Segment]:
+    """Fields and owned features in text order, with gap segments filling what is left."""
+    pieces = [Segment(s, e, text[s:e], "field", edit_fields, name) for s, e, name in fields]
+    for start, end, kind, label in cores:
+        s, e = _owned(text, start, end)
+        pieces.append(Segment(s, e, text[s:e], kind, True, label))
+    pieces.sort(key=lambda seg: seg.start)
+    segments: list[Segment] = []
+    pos = 0
+    for seg in [*pieces, Segment(len(text), len(text), "", "end")]:
+        if seg.start > pos:
+            segments.append(Segment(pos, seg.start, text[pos : seg.start], "gap", False))
+        segments.append(seg)
+        pos = seg.end
+    return segments[:-1]

@@ -1,0 +1,147 @@
+"""Attribution: exact numbers on a rule-based fake; agreement with stock Captum on the real model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from promptlens.attribution import attribute, bootstrap_ci
+from promptlens.errors import InputError
+from promptlens.segments import features, segment
+from promptlens.types import Case
+from tests.rule_backend import RuleBackend
+
+PROMPT = "Answer the question. The answer is surely banana. Be brief. Reply now."
+
+
+def test_ablation_exact_on_fake():
+    fake = RuleBackend(rules={"banana": -3.0, "brief": 0.5})
+    result = attribute(PROMPT, "yes", backend=fake, method="ablation")
+    by_text = {f.segment.text.strip(): f.mean for f in result.features}
+    assert by_text == {
+        "Answer the question.": 0.0,
+        "The answer is surely banana.": -3.0,
+        "Be brief.": 0.5,
+        "Reply now.": 0.0,
+    }
+    assert result.original_score == -3.5
+    assert result.ranked()[0].segment.text.strip() == "The answer is surely banana."
+
+
+@pytest.mark.parametrize("method", ["shapley", "kernelshap", "lime"])
+def test_additive_fake_recovered_by_sampling_methods(method):
+    # The fake is additive in its segments, so Shapley values equal the ablation effects exactly;
+    # KernelSHAP / LIME fit a linear surrogate that recovers them up to the fit.
+    fake = RuleBackend(rules={"banana": -3.0, "brief": 0.5})
+    result = attribute(PROMPT, "yes", backend=fake, method=method, n_samples=64, seed=1)
+    values = [round(f.mean, 6) for f in result.features]
+    if method == "shapley":
+        assert values == [0.0, -3.0, 0.5, 0.0]
+    else:
+        assert result.ranked()[0].segment.text.strip() == "The answer is surely banana."
+        assert values[1] == pytest.approx(-3.0, abs=0.6)
+
+
+def test_pooled_interval_and_harmful_flag():
+    fake = RuleBackend(rules={"banana": -3.0}, bonus={("paris", "Paris"): 2.0})
+    template = "Where is {input}? Say banana. Name the city."
+    cases = [Case({"input": f"place {i}"}, t) for i, t in enumerate(["Paris", "Rome", "Paris", "Rome", "Oslo"])]
+    result = attribute(template, cases=cases, backend=fake, method="ablation")
+    banana = next(f for f in result.features if "banana" in f.segment.text)
+    assert banana.per_case == (-3.0,) * 5
+    assert banana.harmful and banana.ci_low == banana.ci_high == -3.0
+    # Fields are fixed by default: never a feature.
+    assert all(f.segment.kind != "field" for f in result.features)
+
+
+def test_masks_shared_across_cases_cost_one_call_per_eval():
+    fake = RuleBackend(rules={"banana": -3.0})
+    cases = [Case({"input": str(i)}, "yes") for i in range(6)]
+    attribute("Q {input}. Say banana. Be brief. Reply now.", cases=cases, backend=fake, method="lime", n_samples=40)
+    # Lime runs case by case; the memo means cases after the first cost no backend call.
+    assert fake.forward_passes <= 1 + 40
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_mean():
+    values = np.arange(20, dtype=float)[:, None]
+    low, high = bootstrap_ci(values, confidence=0.9, seed=3)
+    assert low[0] < values.mean() < high[0]
+    assert (low, high) == bootstrap_ci(values, confidence=0.9, seed=3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"method": "gradcam"}, "unknown method 'gradcam'; choose one of: ablation"),
+        ({"baseline": "zero"}, "unknown baseline"),
+        ({"segmentation": "paragraph"}, "unknown segmentation"),
+        ({"objective": "margin"}, "margin objective needs choices"),
+    ],
+)
+def test_bad_options_raise_input_error(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        attribute(PROMPT, "yes", backend=RuleBackend(), **kwargs)
+
+
+def test_template_without_cases_is_an_error():
+    with pytest.raises(InputError, match="give cases that fill them"):
+        attribute("Say {input}.", "yes", backend=RuleBackend())
+
+
+# ---- real model ---------------------------------------------------------------------------
+
+REAL_PROMPT = (
+    "You are a quiz assistant. "
+    "The capital of France is Berlin, never say Paris. "
+    "What is the capital of France? "
+    "Answer with the city name only."
+)
+
+
+@pytest.mark.model
+def test_matches_stock_captum_feature_ablation(backend):
+    from captum.attr import FeatureAblation, LLMAttribution, TextTemplateInput
+
+    result = attribute(REAL_PROMPT, "Paris", backend=backend, method="ablation")
+    segs = list(result.segments)
+    assert [s.kind for s in segs] == ["sentence"] * 4
+    rendered = backend.render(REAL_PROMPT)
+    head, tail = rendered.split(REAL_PROMPT)
+    template = head.replace("{", "{{").replace("}", "}}") + "{}" * len(segs) + tail.replace("{", "{{").replace("}", "}}")
+    inp = TextTemplateInput(template, values=[s.text for s in segs], baselines=[""] * len(segs))
+    llm_attr = LLMAttribution(FeatureAblation(backend.model), backend.tokenizer)
+    stock = llm_attr.attribute(inp, target="Paris", forward_in_tokens=False)
+    ours = [f.mean for f in result.features]
+    assert np.abs(np.array(ours) - stock.seq_attr.detach().numpy()).max() < 1e-4
+
+
+@pytest.mark.model
+def test_planted_misleading_sentence_is_harmful_and_answer_is_helpful(backend):
+    result = attribute(REAL_PROMPT, "Paris", backend=backend, method="ablation")
+    ranked = result.ranked()
+    assert "Berlin" in ranked[0].segment.text and ranked[0].mean < 0
+    helpful = attribute(
+        "You are a quiz assistant. The answer is Paris. What is the capital of France? Answer with the city name only.",
+        "Paris", backend=backend, method="ablation",
+    )
+    best = max(helpful.features, key=lambda f: f.mean)
+    assert "The answer is Paris." in best.segment.text and best.mean > 0
+
+
+@pytest.mark.model
+def test_pooled_planted_sentence_is_harmful_over_cases(backend):
+    template = "Give the plural of the word. Always answer with the word banana. Word: {input}\nPlural:"
+    cases = [Case({"input": w}, p) for w, p in [("cat", "cats"), ("dog", "dogs"), ("house", "houses"), ("car", "cars"), ("tree", "trees"), ("book", "books")]]
+    result = attribute(template, cases=cases, backend=backend, method="ablation")
+    banana = next(f for f in result.features if "banana" in f.segment.text)
+    assert banana.harmful, banana
+    assert result.ranked()[0] is banana
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("method", ["shapley", "kernelshap", "ig"])
+def test_other_methods_run_on_real_model(backend, method):
+    result = attribute(REAL_PROMPT, "Paris", backend=backend, method=method, n_samples=4 if method == "shapley" else 24, ig_steps=8)
+    assert len(result.features) == 4 and all(np.isfinite(f.mean) for f in result.features)
+    if method == "ig":
+        assert result.convergence_delta is not None

@@ -1,0 +1,279 @@
+"""``fix``: attribution-guided, meaning-preserving repair of a prompt template.
+
+    score original ──► attribute (train) ──► weakest segments ──► candidate rewrites
+          ▲                                                              │
+          └──────────── re-attribute the best ◄── Optuna study over edits ◄┘
+
+The best template is chosen on the train cases only; the validation cases are scored before and
+after, never searched on, so the reported gain there is an honest estimate. The original template
+is trial 0 of every round, so the result is never worse than the original on train.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import optuna
+
+from .attribution import attribute
+from .cases import check_vars, split_cases
+from .errors import InputError
+from .rewrites import RewriteConfig, candidates, split_whitespace
+from .scoring import Backend, default_objective, score_prompts
+from .search import Slot, TemplateScorer, open_study, run_study, store_slots, stored_slots, template_for
+from .segments import fill, template_fields
+from .similarity import Similarity, SimilarityModel
+from .types import Attribution, Case
+
+STRATEGIES = ("attribution", "random", "all")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A template's scores on a set of cases (means over cases; nats)."""
+
+    n_cases: int
+    objective: float  # the mean of what the search maximises
+    logprob: float
+    accuracy: float | None  # choice cases only
+    margin: float | None
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One kept change: segment ``segment_index`` of the round's starting template."""
+
+    round: int
+    segment_index: int
+    old: str
+    new: str
+    kind: str
+    similarity: float  # whole template with this edit vs the original template
+    segment_similarity: float | None
+    gain: float  # train objective lost if this edit alone is undone (leave-one-out), nats
+
+
+@dataclass(frozen=True)
+class FixResult:
+    original: str
+    best: str
+    objective: str
+    strategy: str
+    threshold: float
+    similarity: float  # best template vs original
+    train_before: Summary
+    train_after: Summary
+    validation_before: Summary | None
+    validation_after: Summary | None
+    edits: tuple[Edit, ...]
+    attribution_before: Attribution
+    attribution_after: Attribution
+    trials: int  # run in this call
+    trials_total: int  # in the studies, resumed runs included
+    pruned: int
+    infeasible: int
+    forward_passes: int
+    seconds: float
+    seed: int
+    study_name: str
+    storage: str | None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def improved(self) -> bool:
+        return self.best != self.original
+
+
+def summarize(backend: Backend, template: str, cases: Sequence[Case], objective: str) -> Summary:
+    from .scoring import objective_value
+
+    (row,) = score_prompts(backend, [[fill(template, c.vars) for c in cases]], cases)
+    n = len(row)
+    margins = [s.margin for s in row if s.margin is not None]
+    has_choices = len(margins) == n
+    return Summary(
+        n_cases=n,
+        objective=sum(objective_value(s, objective) for s in row) / n,
+        logprob=sum(s.logprob for s in row) / n,
+        accuracy=sum(bool(s.correct) for s in row) / n if has_choices else None,
+        margin=sum(margins) / n if has_choices else None,
+    )
+
+
+def default_study_name(template: str, cases: Sequence[Case], strategy: str, seed: int) -> str:
+    """Stable across runs of the same problem, so ``resume`` finds the study without a name."""
+    key = repr((template, [(dict(c.vars), c.target, c.choices) for c in cases], strategy, seed))
+    return "fix-" + hashlib.sha1(key.encode()).hexdigest()[:10]
+
+
+def _choose(attr: Attribution, strategy: str, top_k: int, rng: random.Random) -> list[int]:
+    """Segment indices to edit: the weakest by attribution, a random few, or every feature."""
+    editable = [f for f in attr.features if f.segment.text.strip()]
+    if strategy == "all":
+        chosen = editable
+    elif strategy == "random":
+        chosen = rng.sample(editable, min(top_k, len(editable)))
+    else:
+        chosen = sorted(editable, key=lambda f: f.mean)[:top_k]
+    return sorted(f.index for f in chosen)
+
+
+def fix(
+    template: str,
+    cases: Sequence[Case],
+    *,
+    backend: Backend | None = None,
+    similarity: SimilarityModel | None = None,
+    strategy: str = "attribution",
+    budget_trials: int = 30,
+    budget_seconds: float | None = None,
+    threshold: float = 0.8,
+    edit_floor: float = 0.5,
+    top_k: int = 3,
+    rounds: int = 2,
+    seed: int = 0,
+    n_train: int | None = None,
+    frac_train: float = 0.5,
+    validation: Sequence[Case] | None = None,
+    objective: str | None = None,
+    alternatives: dict[str, list[str]] | None = None,
+    kinds: Sequence[str] | None = None,
+    segmentation: str = "sentence",
+    minibatch: int | None = None,
+    storage: str | None = None,
+    out: str | Path | None = None,
+    study_name: str | None = None,
+    resume: bool = False,
+    progress: bool = False,
+) -> FixResult:
+    """Repair ``template`` on ``cases``: the best meaning-preserving edit found within the budget.
+
+    Cases are split into train and validation with ``split_cases`` (``n_train`` or
+    ``frac_train``, shuffled by ``seed``) unless ``validation`` is given. ``storage`` is an
+    Optuna storage URL; by default ``sqlite:///<out>/promptlens-fix.db`` when ``out`` is given,
+    in memory otherwise. ``resume`` continues the studies stored under ``study_name``.
+    """
+    start = time.monotonic()
+    deadline = start + budget_seconds if budget_seconds else float("inf")
+    if strategy not in STRATEGIES:
+        raise InputError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    if not 0.0 < threshold <= 1.0:
+        raise InputError(f"threshold {threshold} is out of range; give a similarity in (0, 1], e.g. 0.8")
+    if budget_trials < 1:
+        raise InputError(f"budget of {budget_trials} trials is too small; give at least 1")
+    if not template.strip():
+        raise InputError("the template is empty; give the prompt template to repair")
+    check_vars(list(cases) + list(validation or []), template_fields(template), source="the cases")
+    if validation is None:
+        train, valid = split_cases(cases, n_train=n_train, frac_train=frac_train, seed=seed)
+    else:
+        train, valid = list(cases), list(validation)
+    if backend is None:
+        from .backends.hf import load_backend
+
+        backend = load_backend()
+    similarity = similarity or Similarity()
+    objective = objective or default_objective(train)
+    if storage is None and out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        storage = f"sqlite:///{Path(out) / 'promptlens-fix.db'}"
+    study_name = study_name or default_study_name(template, cases, strategy, seed)
+    config = RewriteConfig(threshold=threshold, edit_floor=edit_floor, alternatives=alternatives or {}, seed=seed,
+                           **({"kinds": tuple(kinds)} if kinds else {}))
+    passes0 = getattr(backend, "forward_passes", 0)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    train_before = summarize(backend, template, train, objective)
+    scorer = TemplateScorer(backend, train, objective)
+    minibatch = minibatch or max(2, len(train) // 4)
+    rng = random.Random(seed)
+    current, edits, notes = template, [], []
+    attr_before = attr = attribute(template, cases=train, backend=backend, segmentation=segmentation, seed=seed)
+    trials = trials_total = pruned = infeasible = 0
+    bar = _progress(budget_trials, progress)
+    for r in range(rounds):
+        if r > 0:
+            attr = attribute(current, cases=train, backend=backend, segmentation=segmentation, seed=seed)
+        segments = list(attr.segments)
+        study = open_study(storage, f"{study_name}:round{r}", seed=seed + r, resume=resume)
+        slots = stored_slots(study, current) if resume else None
+        if slots is None:
+            if study.trials:  # a resumed round whose starting template changed: start it afresh
+                study = open_study(storage, study.study_name, seed=seed + r, resume=False)
+                notes.append(f"round {r}: the stored study started from another template; started afresh")
+            chosen = _choose(attr, strategy, top_k, rng)
+            slots = [Slot(i, tuple(candidates(segments, i, original=template, backend=backend, similarity=similarity,
+                                              cases=train, config=replace(config, seed=seed + r))))
+                     for i in chosen]
+            store_slots(study, current, slots)
+        slots = [s for s in slots if len(s.rewrites) > 1]
+        if not slots:
+            notes.append(f"round {r}: no candidate rewrite passed the similarity and fluency filters")
+            break
+        # Split what is left of the trial budget evenly over the rounds still to run.
+        share = -(-(budget_trials - trials_total) // (rounds - r))  # ceil, so every round gets a trial
+        outcome = run_study(
+            study, segments, slots, scorer=scorer, similarity=similarity, original=template, threshold=threshold,
+            n_trials=max(0, share - len(study.trials)), deadline=deadline, minibatch=minibatch,
+            on_trial=lambda s, t: _tick(bar, s, t, deadline),
+        )
+        trials += outcome.trials_run
+        trials_total += outcome.trials_total
+        pruned += outcome.pruned
+        infeasible += outcome.infeasible
+        if outcome.best_template != current:
+            edits += _edits(r, segments, slots, outcome.best_choice, scorer, similarity, template)
+        improved = outcome.best_template != current
+        current = outcome.best_template
+        if (not improved and strategy == "attribution") or trials_total >= budget_trials or time.monotonic() >= deadline:
+            break  # the same template would be attributed the same way: another round finds nothing new
+    bar.close()
+    attr_after = attr_before if current == template else attribute(
+        current, cases=train, backend=backend, segmentation=segmentation, seed=seed)
+    return FixResult(
+        original=template, best=current, objective=objective, strategy=strategy, threshold=threshold,
+        similarity=similarity.cosine(template, current),
+        train_before=train_before, train_after=summarize(backend, current, train, objective),
+        validation_before=summarize(backend, template, valid, objective) if valid else None,
+        validation_after=summarize(backend, current, valid, objective) if valid else None,
+        edits=tuple(edits), attribution_before=attr_before, attribution_after=attr_after,
+        trials=trials, trials_total=trials_total, pruned=pruned, infeasible=infeasible,
+        forward_passes=getattr(backend, "forward_passes", 0) - passes0, seconds=time.monotonic() - start,
+        seed=seed, study_name=study_name, storage=storage, notes=tuple(notes),
+    )
+
+
+def _edits(r: int, segments, slots: Sequence[Slot], choice: Sequence[int], scorer: TemplateScorer,
+           similarity: SimilarityModel, original: str) -> list[Edit]:
+    """The kept edits of a round, each with its leave-one-out gain on train."""
+    best_value = scorer.mean(template_for(segments, slots, choice))
+    out = []
+    for k, (slot, c) in enumerate(zip(slots, choice)):
+        if c == 0:
+            continue
+        undone = [0 if j == k else cj for j, cj in enumerate(choice)]
+        rw = slot.rewrites[c]
+        out.append(Edit(
+            round=r, segment_index=slot.segment_index, old=segments[slot.segment_index].text, new=rw.text,
+            kind=rw.kind, similarity=rw.similarity, segment_similarity=rw.segment_similarity,
+            gain=best_value - scorer.mean(template_for(segments, slots, undone)),
+        ))
+    return out
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="fix", unit="trial", disable=not enabled, leave=False)
+
+
+def _tick(bar, study: optuna.Study, trial: optuna.trial.FrozenTrial, deadline: float) -> None:
+    bar.update(1)
+    done = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    left = deadline - time.monotonic()
+    bar.set_postfix(best=f"{max(done):.3f}" if done else "-", left=f"{left:.0f}s" if left < 1e9 else "∞")

@@ -1,0 +1,184 @@
+"""The Optuna study over edits: which candidate rewrite to use for each chosen segment.
+
+One categorical parameter per chosen segment, ``s<index>``, whose choices are candidate indices;
+choice 0 is the unchanged segment, and trial 0 is enqueued as all-zeros, so the original template
+is always scored and a study can never return something worse than it on train.
+
+Each trial:
+
+1. builds the template and checks the whole-template similarity to the original; a combination
+   under the threshold is infeasible: recorded (user attr ``similarity``, read by the sampler's
+   ``constraints_func``) and pruned without scoring;
+2. scores a minibatch of train cases and reports it (step 0), so the pruner can stop a weak
+   combination early;
+3. scores the rest of train and returns the mean objective (nats, higher is better).
+
+Scores are memoised by (template, case), so a combination the sampler proposes twice, a pruned
+trial's minibatch, and the leave-one-out gains afterwards cost no extra forward passes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import optuna
+
+from .errors import InputError
+from .rewrites import Rewrite
+from .scoring import Backend, objective_value, score_prompts
+from .segments import fill, join
+from .similarity import SimilarityModel
+from .types import Case, Segment
+
+_SIMILARITY = "similarity"
+_TEMPLATE = "template"
+
+
+class TemplateScorer:
+    """Mean objective of templates over cases, memoised per (template, case)."""
+
+    def __init__(self, backend: Backend, cases: Sequence[Case], objective: str) -> None:
+        self.backend = backend
+        self.cases = list(cases)
+        self.objective = objective
+        self.memo: dict[tuple[str, int], float] = {}
+
+    def mean(self, template: str, n: int | None = None) -> float:
+        """Mean objective over the first ``n`` cases (all when None)."""
+        ids = range(len(self.cases) if n is None else min(n, len(self.cases)))
+        missing = [i for i in ids if (template, i) not in self.memo]
+        if missing:
+            cases = [self.cases[i] for i in missing]
+            (row,) = score_prompts(self.backend, [[fill(template, c.vars) for c in cases]], cases)
+            for i, score in zip(missing, row):
+                self.memo[(template, i)] = objective_value(score, self.objective)
+        return sum(self.memo[(template, i)] for i in ids) / len(ids)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """The candidates for one segment; ``rewrites[0]`` keeps the segment as it is."""
+
+    segment_index: int
+    rewrites: tuple[Rewrite, ...]
+
+    @property
+    def param(self) -> str:
+        return f"s{self.segment_index}"
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    best_template: str
+    best_value: float
+    best_choice: tuple[int, ...]  # candidate index per slot
+    trials_run: int  # in this call
+    trials_total: int  # in the study, earlier runs included
+    pruned: int
+    infeasible: int
+
+
+def template_for(segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequence[int]) -> str:
+    return join(segments, {s.segment_index: s.rewrites[c].text for s, c in zip(slots, choice) if c})
+
+
+def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
+    # <= 0 is feasible. A trial that failed before recording its similarity counts as infeasible.
+    return [float(trial.user_attrs.get("constraint", 1.0))]
+
+
+def open_study(storage: str | None, name: str, *, seed: int, resume: bool, n_startup: int = 4) -> optuna.Study:
+    """Create (or, with ``resume``, load) the study; without ``resume`` an old study of the same
+    name is replaced, so re-running a recipe starts afresh."""
+    if not resume and storage is not None:
+        try:
+            optuna.delete_study(study_name=name, storage=storage)
+        except KeyError:
+            pass
+    sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=_constraints, n_startup_trials=n_startup)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=n_startup, n_warmup_steps=0)
+    try:
+        return optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
+                                   pruner=pruner, load_if_exists=resume)
+    except (ValueError, optuna.exceptions.OptunaError) as exc:
+        raise InputError(f"cannot open study {name!r} in {storage}: {exc}; give another --storage or --study") from exc
+
+
+def stored_slots(study: optuna.Study, start: str) -> list[Slot] | None:
+    """The candidates an earlier run of this study used, if it started from the same template."""
+    attrs = study.user_attrs
+    if attrs.get("start_template") != start or "slots" not in attrs:
+        return None
+    return [Slot(s["segment_index"], tuple(Rewrite(**r) for r in s["rewrites"])) for s in json.loads(attrs["slots"])]
+
+
+def store_slots(study: optuna.Study, start: str, slots: Sequence[Slot]) -> None:
+    data = [{"segment_index": s.segment_index, "rewrites": [r.__dict__ for r in s.rewrites]} for s in slots]
+    study.set_user_attr("start_template", start)
+    study.set_user_attr("slots", json.dumps(data))
+
+
+def run_study(
+    study: optuna.Study,
+    segments: Sequence[Segment],
+    slots: Sequence[Slot],
+    *,
+    scorer: TemplateScorer,
+    similarity: SimilarityModel,
+    original: str,
+    threshold: float,
+    n_trials: int,
+    deadline: float,
+    minibatch: int,
+    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+) -> StudyOutcome:
+    """Run up to ``n_trials`` more trials (or until ``time.monotonic() >= deadline``)."""
+    before = len(study.trials)
+    if not before:
+        study.enqueue_trial({s.param: 0 for s in slots})
+
+    def objective(trial: optuna.Trial) -> float:
+        choice = [trial.suggest_categorical(s.param, list(range(len(s.rewrites)))) for s in slots]
+        template = template_for(segments, slots, choice)
+        sim = similarity.cosine(original, template)
+        trial.set_user_attr(_SIMILARITY, sim)
+        trial.set_user_attr("constraint", threshold - sim)
+        trial.set_user_attr(_TEMPLATE, template)
+        if sim < threshold:
+            trial.set_user_attr("infeasible", True)
+            raise optuna.TrialPruned()
+        trial.report(scorer.mean(template, minibatch), 0)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+        return scorer.mean(template)
+
+    callbacks = [on_trial] if on_trial else []
+    timeout = max(0.0, deadline - time.monotonic())
+    if n_trials > 0 and timeout > 0:
+        try:
+            study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks)
+        except ValueError as exc:  # a stored parameter with other choices than this run's
+            raise InputError(f"study {study.study_name!r} was made with other candidates ({exc}); "
+                             "run without --resume or give a new --study name") from exc
+    return _outcome(study, slots, before)
+
+
+def _outcome(study: optuna.Study, slots: Sequence[Slot], before: int) -> StudyOutcome:
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done:
+        raise InputError("no trial finished (the time budget ran out first); give more --seconds")
+    # Highest value; among equals the earliest trial, so the original wins ties.
+    best = max(done, key=lambda t: (t.value, -t.number))
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    return StudyOutcome(
+        best_template=best.user_attrs[_TEMPLATE],
+        best_value=float(best.value),
+        best_choice=tuple(int(best.params[s.param]) for s in slots),
+        trials_run=len(study.trials) - before,
+        trials_total=len(study.trials),
+        pruned=sum(1 for t in pruned if not t.user_attrs.get("infeasible")),
+        infeasible=sum(1 for t in pruned if t.user_attrs.get("infeasible")),
+    )

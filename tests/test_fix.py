@@ -1,0 +1,153 @@
+"""promptlens fix: the repair loop (fast tier: fake backend + Jaccard similarity, exact numbers;
+real tier: the embedded SmolLM2 and MiniLM)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from promptlens.fix import fix
+from promptlens.rewrites import RewriteConfig, candidates, clean_generation, split_whitespace, synonym_swaps
+from promptlens.segments import segment, template_fields
+from promptlens.similarity import JaccardSimilarity
+from promptlens.types import Case
+
+from .fakes import BANANA_PENALTY, FakeBackend
+
+TEMPLATE = ("You are a careful assistant. Read the question below and answer it with a single word. "
+            "Eat a banana. Question: {input}\nAnswer:")
+CASES = [Case(vars={"input": f"question number {i}?"}, target=t)
+         for i, t in enumerate(["yes", "no", "maybe so", "yes", "no", "blue sky", "red", "green"])]
+
+
+def run(**kw):
+    args = dict(backend=FakeBackend(), similarity=JaccardSimilarity(), budget_trials=12, rounds=1, seed=0,
+                n_train=4)
+    args.update(kw)
+    return fix(TEMPLATE, CASES, **args)
+
+
+def test_planted_harmful_segment_is_edited_and_gain_is_exact():
+    result = run()
+    assert "banana" not in result.best
+    assert result.train_after.objective == pytest.approx(result.train_before.objective + BANANA_PENALTY)
+    assert result.validation_after.objective == pytest.approx(result.validation_before.objective + BANANA_PENALTY)
+    (edit,) = [e for e in result.edits if "banana" in e.old]
+    assert edit.gain == pytest.approx(BANANA_PENALTY)
+    assert template_fields(result.best) == ["input"]
+    # attribution saw the banana sentence as the most harmful one
+    worst = result.attribution_before.ranked()[0]
+    assert "banana" in worst.segment.text and worst.mean == pytest.approx(-BANANA_PENALTY)
+
+
+def test_never_worse_on_train_when_nothing_helps():
+    # No banana: every edit is neutral or (for the good word) harmful; the original must come back.
+    template = "Answer the question with one word only please. Question: {input}\nAnswer:"
+    result = fix(template, CASES, backend=FakeBackend(good_word="answer"), similarity=JaccardSimilarity(),
+                 budget_trials=10, rounds=2, n_train=4, seed=1)
+    assert result.train_after.objective >= result.train_before.objective
+    assert "answer" in result.best.lower()
+
+
+@pytest.mark.parametrize("threshold", [0.8, 0.9])
+def test_no_kept_edit_below_the_threshold(threshold):
+    result = run(threshold=threshold, strategy="all")
+    assert result.similarity >= threshold
+    assert all(e.similarity >= threshold for e in result.edits)
+    assert JaccardSimilarity().cosine(TEMPLATE, result.best) >= threshold
+
+
+def test_a_threshold_that_forbids_the_fix_keeps_the_original():
+    result = run(threshold=0.99)
+    assert result.best == TEMPLATE and result.edits == ()
+    assert result.train_after == result.train_before
+
+
+def test_same_seed_same_result():
+    a, b = run(strategy="random", seed=3), run(strategy="random", seed=3)
+    assert (a.best, a.edits, a.trials) == (b.best, b.edits, b.trials)
+
+
+@pytest.mark.parametrize("strategy", ["attribution", "random", "all"])
+def test_strategies_respect_the_trial_budget(strategy):
+    result = run(strategy=strategy, budget_trials=5, rounds=2)
+    assert result.trials <= 5 and result.trials_total <= 5
+    assert result.train_after.objective >= result.train_before.objective
+
+
+def test_resume_continues_the_sqlite_study_without_repeating_trials(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'fix.db'}"
+    first = run(storage=storage, study_name="s", budget_trials=4, strategy="all")
+    name = "s:round0"
+    before = {t.number: t.datetime_start for t in optuna.load_study(study_name=name, storage=storage).trials}
+    assert len(before) == first.trials == 4
+    second = run(storage=storage, study_name="s", budget_trials=9, strategy="all", resume=True)
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert second.trials == 5 and second.trials_total == 9
+    assert [t.number for t in study.trials] == list(range(9))
+    assert {t.number: t.datetime_start for t in study.trials[:4]} == before
+    # The all-original trial was enqueued once, by the first run.
+    zeros = [t for t in study.trials if all(v == 0 for v in t.params.values())]
+    assert zeros[0].number == 0
+    # Without resume the study is replaced.
+    third = run(storage=storage, study_name="s", budget_trials=3, strategy="all")
+    assert len(optuna.load_study(study_name=name, storage=storage).trials) == third.trials == 3
+
+
+def test_out_folder_gets_the_default_sqlite_storage(tmp_path):
+    result = run(out=tmp_path, budget_trials=2)
+    assert result.storage == f"sqlite:///{tmp_path / 'promptlens-fix.db'}"
+    assert (tmp_path / "promptlens-fix.db").is_file()
+
+
+# --- rewrites ---------------------------------------------------------------------------------
+
+
+def test_candidates_keep_fields_whitespace_and_the_original_first():
+    segs = segment(TEMPLATE)
+    index = next(i for i, s in enumerate(segs) if "banana" in s.text)
+    cands = candidates(segs, index, original=TEMPLATE, backend=FakeBackend(), similarity=JaccardSimilarity(),
+                       cases=CASES, config=RewriteConfig(threshold=0.5))
+    assert cands[0].kind == "original" and cands[0].text == segs[index].text
+    kinds = {c.kind for c in cands}
+    assert {"delete", "paraphrase"} <= kinds
+    for c in cands[1:]:
+        assert c.similarity >= 0.5
+        assert c.text == "" or c.text.endswith(" ")  # the segment's trailing space is kept
+    assert "Eat a fruit. " in [c.text for c in cands]
+
+
+def test_candidates_reject_rewrites_that_drop_a_field_or_add_braces():
+    template = "Say it. {input}"
+    segs = segment(template)
+    cfg = RewriteConfig(threshold=0.0, edit_floor=0.0, alternatives={"Say it.": ["Say {it}.", "Say {{it}}.", "Tell."]})
+    cands = candidates(segs, 0, original=template, backend=FakeBackend(), similarity=JaccardSimilarity(),
+                       cases=[Case({"input": "x"}, "y")], config=cfg)
+    texts = [c.text for c in cands]
+    assert "Say {it}. " not in texts
+    assert "Say {{it}}. " in texts and "Tell. " in texts
+
+
+def test_scaffolds_for_choice_cases():
+    template = "Is it plausible? {input}"
+    cases = [Case({"input": "x"}, "yes", ("yes", "no"))]
+    segs = segment(template)
+    cands = candidates(segs, 0, original=template, backend=FakeBackend(), similarity=JaccardSimilarity(),
+                       cases=cases, config=RewriteConfig(threshold=0.0, edit_floor=0.0, kinds=("scaffold",)))
+    assert "Is it plausible? Answer with one of: yes, no. " in [c.text for c in cands]
+
+
+def test_synonyms_and_cleaning():
+    assert "Decide whether it is true." in synonym_swaps("Determine whether it is true.")
+    assert clean_generation('Here is the rewritten instruction:\n"Say hello."\nMore') == "Say hello."
+    assert clean_generation("1. Do this now.") == "Do this now."
+    assert split_whitespace("  a b \n") == ("  ", "a b", " \n")
+
+
+def test_bad_inputs_name_the_fix():
+    from promptlens.errors import InputError
+
+    with pytest.raises(InputError, match="strategy"):
+        run(strategy="greedy")
+    with pytest.raises(InputError, match="threshold"):
+        run(threshold=1.5)

@@ -101,6 +101,10 @@ def _run_attribute(args: argparse.Namespace) -> int:
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_attribute,)
 
+from .fix_cli import add_fix_parser  # noqa: E402  (fix_cli imports cli lazily)
+
+COMMANDS += (add_fix_parser,)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promptlens", description="Explain and repair LLM prompts.")

@@ -91,7 +91,7 @@ class RewriteConfig:
     threshold: float = 0.8  # whole-template similarity to the original
     edit_floor: float = 0.5  # edited segment vs the segment it replaces
     fluency_margin: float = 1.5  # nats per token a generated sentence may lose
-    n_paraphrases: int = 4
+    n_paraphrases: int = 3
     max_synonyms: int = 4
     kinds: tuple[str, ...] = ("delete", "paraphrase", "synonym", "scaffold", "alternative")
     alternatives: Mapping[str, Sequence[str]] = field(default_factory=dict)
@@ -193,10 +193,13 @@ def paraphrases(backend: Backend, body: str, *, n: int, seed: int) -> list[str]:
     with torch.inference_mode():
         out = model.generate(
             ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=0.8, top_p=0.95,
-            num_return_sequences=n, max_new_tokens=2 * n_body + 16, pad_token_id=tokenizer.eos_token_id,
+            num_return_sequences=n, max_new_tokens=n_body + 12, pad_token_id=tokenizer.eos_token_id,
+            stop_strings=["\n"], tokenizer=tokenizer,  # only the first line is kept: stop there
         )
-    texts = tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
-    return [clean_generation(t) for t in texts]
+    texts = [clean_generation(t) for t in tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)]
+    # A rewrite cut off by max_new_tokens is half a sentence: keep only those that end like the original.
+    ends = body[-1] if body[-1] in ".!?:" else None
+    return [t for t in texts if ends is None or t.endswith((".", "!", "?", ":"))]
 
 
 # --- the filter ------------------------------------------------------------------------------

@@ -1,0 +1,167 @@
+"""Recipes: one YAML file that says what to repair, on which cases, with what budget.
+
+    template: "Determine whether ... {input}"      # or template_file: prompt.txt
+    cases: cases.jsonl                             # or an inline list, or
+    dataset: {path: ..., task: sports_understanding}   # path defaults to the shipped dataset
+    n_train: 16          # or split: 0.5
+    n_validation: 16
+    budget: {trials: 30, seconds: 300}
+    threshold: 0.8
+    seed: 0
+    strategy: attribution
+    alternatives: {"<segment text>": ["alt 1", "alt 2"]}
+
+Relative paths resolve against the recipe's folder. Read with ``yaml.safe_load`` only; every
+problem is one ``InputError`` that names ``file:line`` and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .cases import cases_from_records, dataset_path, load_cases
+from .errors import InputError
+from .fix import STRATEGIES
+from .segments import template_fields
+from .types import Case
+
+KEYS = ("template", "template_file", "cases", "dataset", "n_train", "n_validation", "split", "budget",
+        "threshold", "seed", "strategy", "alternatives", "top_k", "rounds")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    template: str
+    cases: tuple[Case, ...]
+    path: Path | None = None
+    n_train: int | None = None
+    n_validation: int | None = None
+    split: float = 0.5
+    trials: int = 30
+    seconds: float | None = None
+    threshold: float = 0.8
+    seed: int = 0
+    strategy: str = "attribution"
+    top_k: int = 3
+    rounds: int = 2
+    alternatives: Mapping[str, list[str]] = field(default_factory=dict)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: no such recipe file; check the path") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the recipe ({exc}); give a UTF-8 YAML file") from exc
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{path}{line}: invalid YAML ({exc.problem}); check the indentation and quoting") from exc
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: invalid YAML ({exc}); check the indentation and quoting") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a recipe is a mapping of keys ({', '.join(KEYS)}); the file holds something else")
+    lines = {k.value: k.start_mark.line + 1 for k, _ in root.value} if isinstance(root, yaml.MappingNode) else {}
+    return recipe_from_mapping(data, base=path.parent, source=str(path), lines=lines)
+
+
+def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), source: str = "<recipe>",
+                        lines: Mapping[str, int] | None = None) -> Recipe:
+    lines = lines or {}
+
+    def where(key: str) -> str:
+        return f"{source}:{lines[key]}" if key in lines else source
+
+    for key in data:
+        if key not in KEYS:
+            raise InputError(f"{where(key)}: unknown recipe key {key!r}; use one of: {', '.join(KEYS)}")
+    template = _template(data, base, where)
+    cases = _cases(data, base, where, template)
+    budget = data.get("budget") or {}
+    if not isinstance(budget, Mapping) or set(budget) - {"trials", "seconds"}:
+        raise InputError(f"{where('budget')}: budget is a mapping with `trials` and/or `seconds`, e.g. "
+                         "budget: {trials: 30, seconds: 300}")
+    strategy = data.get("strategy", "attribution")
+    if strategy not in STRATEGIES:
+        raise InputError(f"{where('strategy')}: unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    alternatives = data.get("alternatives") or {}
+    if not isinstance(alternatives, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(a, str) for a in v)
+            for k, v in alternatives.items()):
+        raise InputError(f"{where('alternatives')}: alternatives map a segment's text to a list of texts, "
+                         'e.g. {"Answer yes or no.": ["Reply with yes or no."]}')
+    return Recipe(
+        template=template, cases=tuple(cases), path=None if source == "<recipe>" else Path(source),
+        n_train=_number(data, "n_train", int, where, low=1),
+        n_validation=_number(data, "n_validation", int, where, low=1),
+        split=_number(data, "split", float, where, low=0.0, high=1.0, default=0.5),
+        trials=_number(budget, "trials", int, lambda _: where("budget"), low=1, default=30),
+        seconds=_number(budget, "seconds", float, lambda _: where("budget"), low=1.0),
+        threshold=_number(data, "threshold", float, where, low=0.0, high=1.0, default=0.8),
+        seed=_number(data, "seed", int, where, default=0),
+        strategy=strategy,
+        top_k=_number(data, "top_k", int, where, low=1, default=3),
+        rounds=_number(data, "rounds", int, where, low=1, default=2),
+        alternatives={k: list(v) for k, v in alternatives.items()},
+    )
+
+
+def _template(data: Mapping[str, Any], base: Path, where) -> str:
+    if ("template" in data) == ("template_file" in data):
+        raise InputError(f"{where('template')}: give exactly one of `template:` (inline) or `template_file:` (a path)")
+    if "template" in data:
+        template = data["template"]
+        if not isinstance(template, str) or not template.strip():
+            raise InputError(f"{where('template')}: template must be non-empty text; quote it or use a `|` block")
+        return template
+    file = base / str(data["template_file"])
+    try:
+        return file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{where('template_file')}: cannot read {file} ({exc}); check the path "
+                         "(relative to the recipe's folder)") from exc
+
+
+def _cases(data: Mapping[str, Any], base: Path, where, template: str) -> list[Case]:
+    if ("cases" in data) == ("dataset" in data):
+        raise InputError(f"{where('cases')}: give exactly one of `cases:` (a list or a file) or "
+                         "`dataset: {path: ..., task: ...}`")
+    if "cases" in data:
+        raw = data["cases"]
+        if isinstance(raw, str):
+            return load_cases(base / raw)
+        return cases_from_records(raw, source=where("cases"))
+    spec = data["dataset"]
+    if not isinstance(spec, Mapping) or "task" not in spec or set(spec) - {"path", "task"}:
+        raise InputError(f"{where('dataset')}: dataset is a mapping with `task` (and optionally `path`), "
+                         "e.g. dataset: {task: sports_understanding}")
+    file = base / str(spec["path"]) if spec.get("path") else dataset_path()
+    # A dataset record carries the task's own instruction as a var; a recipe writes its instruction
+    # into the template, so vars the template has no field for are dropped.
+    fields = set(template_fields(template))
+    return [dataclasses.replace(c, vars={k: v for k, v in c.vars.items() if k in fields})
+            for c in load_cases(file, task=str(spec["task"]))]
+
+
+def _number(data: Mapping[str, Any], key: str, kind: type, where, *, low: float | None = None,
+            high: float | None = None, default: Any = None):
+    if key not in data or data[key] is None:
+        return default
+    value = data[key]
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
+    if not ok or (low is not None and value < low) or (high is not None and value > high):
+        bounds = f" from {low}" if low is not None else ""
+        bounds += f" to {high}" if high is not None else ""
+        raise InputError(f"{where(key)}: `{key}` is {value!r}; give {'an integer' if kind is int else 'a number'}{bounds}")
+    return kind(value)

@@ -1,0 +1,131 @@
+"""``promptlens fix RECIPE.yaml``: arguments, the run, and the terminal report.
+
+Flags override the recipe; without a recipe, ``--template`` and ``--cases`` are required.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from .errors import InputError
+from .fix import STRATEGIES, FixResult, Summary
+
+
+def add_fix_parser(sub: argparse._SubParsersAction) -> None:
+    from .cli import _common
+
+    p = sub.add_parser("fix", help="repair a prompt template: meaning-preserving edits that raise the score")
+    p.add_argument("recipe", nargs="?", help="recipe YAML (template, cases, budget, ...); flags override it")
+    p.add_argument("--template", help="template text, or a file holding it (overrides the recipe's)")
+    p.add_argument("--cases", help="cases file (JSONL/JSON/CSV/YAML) (overrides the recipe's)")
+    p.add_argument("--task", help="with a dataset-schema cases file: only this task's records")
+    p.add_argument("--strategy", choices=STRATEGIES, help="which segments to edit (default: attribution)")
+    p.add_argument("--trials", type=int, help="trial budget over all rounds (default 30)")
+    p.add_argument("--seconds", type=float, help="time budget in seconds (default: none)")
+    p.add_argument("--threshold", type=float, help="minimum similarity of the fixed template to the original (0.8)")
+    p.add_argument("--out", default="promptlens-fix", help="output folder (fixed template, study database)")
+    p.add_argument("--json", dest="json_out", help="write the full result to this JSON file")
+    p.add_argument("--resume", action="store_true", help="continue the stored study instead of starting afresh")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/promptlens-fix.db)")
+    p.add_argument("--study", help="study name (default: derived from the template, cases, strategy and seed)")
+    _common(p)
+    p.set_defaults(run=run_fix, seed=None)  # None: the recipe's seed, else 0
+
+
+def run_fix(args: argparse.Namespace) -> int:
+    from .backends.hf import load_backend
+    from .cases import load_cases, split_cases
+    from .cli import read_text_arg
+    from .config import Recipe, load_recipe
+    from .fix import fix
+    from .report import dumps, write_atomic
+
+    if args.recipe:
+        recipe = load_recipe(args.recipe)
+    elif args.template and args.cases:
+        recipe = None
+    else:
+        raise InputError("give a recipe file, or both --template and --cases")
+    template = read_text_arg(args.template, "template") if args.template else recipe.template
+    if args.cases:
+        cases = load_cases(args.cases, task=args.task)
+    elif args.task:
+        raise InputError("--task selects records of a --cases file; give --cases too (or set the task in the recipe)")
+    else:
+        cases = list(recipe.cases)
+    recipe = recipe or Recipe(template=template, cases=tuple(cases))
+    recipe = replace(
+        recipe, template=template, cases=tuple(cases),
+        strategy=args.strategy or recipe.strategy,
+        trials=args.trials if args.trials is not None else recipe.trials,
+        seconds=args.seconds if args.seconds is not None else recipe.seconds,
+        threshold=args.threshold if args.threshold is not None else recipe.threshold,
+        seed=args.seed if args.seed is not None else recipe.seed,
+    )
+    if recipe.trials < 1:
+        raise InputError(f"--trials {recipe.trials} is out of range; give 1 or more")
+    train, valid = split_cases(recipe.cases, n_train=recipe.n_train, frac_train=recipe.split, seed=recipe.seed)
+    if recipe.n_validation is not None:
+        valid = valid[: recipe.n_validation]
+    backend = load_backend(args.model, raw=True if args.raw else None)
+    result = fix(
+        recipe.template, train, validation=valid, backend=backend, strategy=recipe.strategy,
+        budget_trials=recipe.trials, budget_seconds=recipe.seconds, threshold=recipe.threshold,
+        top_k=recipe.top_k, rounds=recipe.rounds, seed=recipe.seed, alternatives=dict(recipe.alternatives),
+        storage=args.storage, out=args.out, study_name=args.study, resume=args.resume,
+        progress=sys.stderr.isatty(),
+    )
+    out = Path(args.out)
+    write_atomic(out / "fixed-template.txt", result.best)
+    color = not args.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
+    print(fix_report(result, color=color))
+    print(f"\nwrote {out / 'fixed-template.txt'}")
+    if args.json_out:
+        write_atomic(args.json_out, dumps(result))
+        print(f"wrote {args.json_out}")
+    return 0
+
+
+def _row(name: str, before: float | None, after: float | None, pct: bool = False) -> str:
+    if before is None or after is None:
+        return ""
+    if pct:
+        return f"{name:<22}{before:>9.1%}{after:>9.1%}{after - before:>+10.1%}"
+    return f"{name:<22}{before:>9.3f}{after:>9.3f}{after - before:>+10.3f}"
+
+
+def _table(title: str, before: Summary, after: Summary, objective: str) -> list[str]:
+    rows = [f"{title} ({before.n_cases} cases){'':<6}{'before':>9}{'after':>9}{'change':>10}",
+            _row(f"{objective} (objective)", before.objective, after.objective),
+            _row("mean logprob", before.logprob, after.logprob),
+            _row("accuracy", before.accuracy, after.accuracy, pct=True),
+            _row("mean margin", before.margin, after.margin)]
+    return [r for r in rows if r]
+
+
+def fix_report(result: FixResult, *, color: bool = False) -> str:
+    """Before/after tables, then each kept edit as a diff with its similarity and gain."""
+    red, green, off = ("\x1b[31m", "\x1b[32m", "\x1b[0m") if color else ("", "", "")
+    lines = _table("train", result.train_before, result.train_after, result.objective)
+    if result.validation_before and result.validation_after:
+        lines += [""] + _table("validation", result.validation_before, result.validation_after, result.objective)
+    lines.append("")
+    if not result.edits:
+        lines.append("no edit beat the original template on train; it is kept as it is")
+    for n, e in enumerate(result.edits, 1):
+        seg = f", segment similarity {e.segment_similarity:.2f}" if e.segment_similarity is not None else ""
+        lines.append(f"edit {n} (round {e.round + 1}, {e.kind}): similarity {e.similarity:.2f}{seg}, "
+                     f"gain {e.gain:+.3f} nats on train")
+        lines.append(f"  {red}- {' '.join(e.old.split())}{off}")
+        lines.append(f"  {green}+ {' '.join(e.new.split()) or '(deleted)'}{off}")
+    lines += ["", f"fixed template (similarity {result.similarity:.2f} to the original, threshold {result.threshold}):",
+              result.best, "",
+              f"cost: {result.trials} trials ({result.trials_total} in the study, {result.pruned} pruned, "
+              f"{result.infeasible} under the similarity threshold), {result.forward_passes} forward passes, "
+              f"{result.seconds:.1f} s; study {result.study_name}" + (f" in {result.storage}" if result.storage else "")]
+    lines += [f"note: {n}" for n in result.notes]
+    return "\n".join(lines)

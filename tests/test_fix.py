@@ -151,3 +151,62 @@ def test_bad_inputs_name_the_fix():
         run(strategy="greedy")
     with pytest.raises(InputError, match="threshold"):
         run(threshold=1.5)
+
+
+# --- recipes and the command line ---------------------------------------------------------------
+
+
+def test_recipe_with_dataset_relative_paths_and_alternatives(tmp_path):
+    from promptlens.config import load_recipe
+
+    (tmp_path / "t.txt").write_text("Say yes or no. {input}", encoding="utf-8")
+    (tmp_path / "r.yaml").write_text(
+        "template_file: t.txt\ndataset: {task: navigate}\nn_train: 4\nn_validation: 3\n"
+        "budget: {trials: 7}\nalternatives: {'Say yes or no.': ['Reply yes or no.']}\n", encoding="utf-8")
+    recipe = load_recipe(tmp_path / "r.yaml")
+    assert recipe.template == "Say yes or no. {input}" and recipe.trials == 7 and recipe.threshold == 0.8
+    assert set(recipe.cases[0].vars) == {"input"}  # the dataset's `instruction` var is dropped
+    assert recipe.alternatives == {"Say yes or no.": ["Reply yes or no."]}
+
+
+@pytest.mark.parametrize("body, message", [
+    ("template: x\ncases: []\nbogus: 1\n", r"r\.yaml:3: unknown recipe key 'bogus'"),
+    ("template: x\ncases: [{input: a, target: b}]\nthreshold: 2\n", r"r\.yaml:3: `threshold` is 2"),
+    ("template: x\n", "give exactly one of `cases:`"),
+    ("template: x\ncases: [1\n", r"r\.yaml:\d+: invalid YAML"),
+    ("cases: c.jsonl\n", "exactly one of `template:`"),
+    ("template: x\ndataset: {task: navigate}\nstrategy: greedy\n", r"r\.yaml:3: unknown strategy"),
+])
+def test_recipe_errors_name_file_line_and_fix(tmp_path, body, message):
+    from promptlens.config import load_recipe
+    from promptlens.errors import InputError
+
+    (tmp_path / "r.yaml").write_text(body, encoding="utf-8")
+    with pytest.raises(InputError, match=message):
+        load_recipe(tmp_path / "r.yaml")
+
+
+def test_cli_fix_writes_the_fixed_template_and_json(tmp_path, monkeypatch, capsys):
+    import json
+
+    import promptlens.backends.hf as hf
+    import promptlens.fix as fix_module
+    from promptlens.cli import main
+
+    monkeypatch.setattr(hf, "load_backend", lambda *a, **k: FakeBackend())
+    monkeypatch.setattr(fix_module, "Similarity", JaccardSimilarity)
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text("".join(json.dumps({"input": c.vars["input"], "target": c.target}) + "\n" for c in CASES))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"template: {json.dumps(TEMPLATE)}\ncases: cases.jsonl\nn_train: 4\nbudget: {{trials: 8}}\n")
+    out = tmp_path / "out"
+    assert main(["fix", str(recipe), "--out", str(out), "--json", str(tmp_path / "r.json"), "--strategy", "all"]) == 0
+    fixed = (out / "fixed-template.txt").read_text()
+    assert "banana" not in fixed and "{input}" in fixed
+    printed = capsys.readouterr().out
+    assert "- Eat a banana." in printed and "validation (4 cases)" in printed
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["best"] == fixed and data["train_after"]["objective"] > data["train_before"]["objective"]
+    assert (out / "promptlens-fix.db").is_file()
+    # a flag the recipe cannot satisfy is one line and exit code 2
+    assert main(["fix", str(recipe), "--out", str(out), "--threshold", "3"]) == 2

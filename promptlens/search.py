@@ -35,6 +35,7 @@ from .types import Case, Segment
 
 _SIMILARITY = "similarity"
 _TEMPLATE = "template"
+_NATIVE_CONSTRAINTS = hasattr(optuna.Trial, "set_constraint")
 
 
 class TemplateScorer:
@@ -98,7 +99,9 @@ def open_study(storage: str | None, name: str, *, seed: int, resume: bool, n_sta
             optuna.delete_study(study_name=name, storage=storage)
         except KeyError:
             pass
-    sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=_constraints, n_startup_trials=n_startup)
+    # Optuna >= 5 reads constraints a trial sets itself; older versions need constraints_func.
+    legacy = {} if _NATIVE_CONSTRAINTS else {"constraints_func": _constraints}
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, **legacy)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=n_startup, n_warmup_steps=0)
     try:
         return optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
@@ -146,6 +149,8 @@ def run_study(
         sim = similarity.cosine(original, template)
         trial.set_user_attr(_SIMILARITY, sim)
         trial.set_user_attr("constraint", threshold - sim)
+        if _NATIVE_CONSTRAINTS:
+            trial.set_constraint(_SIMILARITY, threshold - sim)
         trial.set_user_attr(_TEMPLATE, template)
         if sim < threshold:
             trial.set_user_attr("infeasible", True)

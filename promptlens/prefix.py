@@ -7,12 +7,11 @@ whole prompt. We put all token sequences in a radix trie and cut it into chains 
 decomposition (each node continues into its largest child; the other children start new
 chains). A chain is one row of a batch: it is run once, on top of the key/value cache of the
 chains it branches off, so every trie token goes through the model exactly once. Chains of the
-same depth run together in padded batches.
-
-Each row of a batch has its own prefix length, so the past cache is left-aligned with a hole
-between the row's prefix and the padded end of the past, masked out, and the row's new tokens
-get explicit position ids. The output layer runs only at the positions that predict a target
-token. The result equals a plain one-at-a-time forward up to float rounding.
+same depth run together, packed back to back into one row (no padding: on a CPU a padded
+position costs as much as a real one). The past cache holds each needed ancestor once; a mask
+lets every chain see exactly its own ancestry and itself causally, and explicit position ids
+put its tokens at their true positions. The output layer runs only at the positions that
+predict a target token. The result equals a plain one-at-a-time forward up to float rounding.
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ class _Chain:
     start: int  # absolute position of tokens[0]: the length of the cached prefix it runs on
     parent: _Chain | None
     depth: int
+    index: int  # creation order: a deterministic sort key
     tokens: list[int] = field(default_factory=list)
     has_children: bool = False
     last_depth: int = 0  # deepest chain that branches off this one, directly or not
@@ -78,7 +78,7 @@ def _chains(root: _Node) -> list[_Chain]:
     starts: list[tuple[_Node, _Chain | None]] = [(c, None) for c in root.children.values()]
     while starts:
         node, parent = starts.pop()
-        chain = _Chain(node.start, parent, parent.depth + 1 if parent else 0)
+        chain = _Chain(node.start, parent, parent.depth + 1 if parent else 0, len(chains))
         chains.append(chain)
         while True:
             node.chain, node.offset = chain, len(chain.tokens)
@@ -111,13 +111,13 @@ def _attach_requests(root: _Node, seqs: Sequence[Sequence[int]], n_targets: Sequ
             i = end
 
 
-def _prefix_kv(chain: _Chain) -> torch.Tensor | None:
-    """The cached keys/values of every position before ``chain.start``, from its ancestors."""
-    parts, need, parent = [], chain.start, chain.parent
+def _ancestry(chain: _Chain) -> list[tuple[_Chain, int]]:
+    """(ancestor, tokens of it needed) pairs that together hold every position before ``chain.start``."""
+    pairs, need, parent = [], chain.start, chain.parent
     while parent is not None and need > 0:
-        parts.append(parent.kv[:, :, :, : need - parent.start])
+        pairs.append((parent, need - parent.start))
         need, parent = parent.start, parent.parent
-    return torch.cat(parts[::-1], dim=3) if parts else None
+    return pairs
 
 
 class TrieScorer:
@@ -130,8 +130,7 @@ class TrieScorer:
         self.max_batch_tokens = max_batch_tokens
         self.softcap = getattr(model.config, "final_logit_softcapping", None)
         self.forward_passes = 0
-        self.tokens_computed = 0  # real (non-padding) positions run through the model body
-        self.positions_padded = 0  # padding positions run alongside them
+        self.tokens_computed = 0  # positions run through the model body (there is no padding)
 
     @torch.inference_mode()
     def score(self, seqs: Sequence[Sequence[int]], n_targets: Sequence[int]) -> list[list[float]]:
@@ -149,7 +148,8 @@ class TrieScorer:
         for chain in chains:
             by_depth.setdefault(chain.depth, []).append(chain)
         for depth in sorted(by_depth):
-            wave = sorted(by_depth[depth], key=lambda c: (len(c.tokens), c.start))
+            # Chains with the same ancestry side by side, so a bin's past holds few ancestors.
+            wave = sorted(by_depth[depth], key=lambda c: (c.parent.index if c.parent else -1, c.start))
             for batch in self._batches(wave):
                 self._run(batch, out)
             for chain in chains:
@@ -158,70 +158,83 @@ class TrieScorer:
         return out
 
     def _batches(self, wave: list[_Chain]) -> list[list[_Chain]]:
-        batches, current = [], []
-        for chain in wave:  # sorted by length: the newest chain sets the padded width
-            if current and len(chain.tokens) * (len(current) + 1) > self.max_batch_tokens:
+        """Pack chains into bins of at most ``max_batch_tokens`` tokens (a longer chain runs alone)."""
+        batches, current, size = [], [], 0
+        for chain in wave:
+            if current and size + len(chain.tokens) > self.max_batch_tokens:
                 batches.append(current)
-                current = []
+                current, size = [], 0
             current.append(chain)
+            size += len(chain.tokens)
         return batches + [current] if current else batches
 
     def _run(self, batch: list[_Chain], out: list[list[float]]) -> None:
+        """One forward over the chains of ``batch`` packed into a single row, no padding.
+
+        The past holds each ancestor chain's cached keys/values once (as far as any chain of
+        the batch needs them); each chain's tokens see exactly its own ancestry in the past and
+        themselves causally, at their true positions.
+        """
         device = self.head.weight.device
-        rows, width = len(batch), max(len(c.tokens) for c in batch)
-        past_len = max(c.start for c in batch)
-        ids = torch.zeros(rows, width, dtype=torch.long)
-        starts = torch.tensor([c.start for c in batch])
-        for r, chain in enumerate(batch):
-            ids[r, : len(chain.tokens)] = torch.tensor(chain.tokens)
-        positions = starts[:, None] + torch.arange(width)[None, :]
-        # Row r sees its own prefix [0, start_r) of the past, then its new tokens causally.
-        keys = torch.arange(past_len + width)
-        sees_past = keys[None, None, :] < starts[:, None, None]
-        causal = (keys[None, :] >= past_len) & (keys[None, :] - past_len <= torch.arange(width)[:, None])
-        mask = (sees_past | causal[None]).unsqueeze(1)  # [rows, 1, width, past_len + width]
+        ancestry = [_ancestry(chain) for chain in batch]
+        needed: dict[int, tuple[_Chain, int]] = {}
+        for pairs in ancestry:
+            for anc, upto in pairs:
+                if upto > needed.get(id(anc), (anc, 0))[1]:
+                    needed[id(anc)] = (anc, upto)
+        offsets, past_len = {}, 0
+        for key, (anc, upto) in needed.items():
+            offsets[key] = past_len
+            past_len += upto
+        n_new = sum(len(c.tokens) for c in batch)
+        mask = torch.zeros(n_new, past_len + n_new, dtype=torch.bool)
+        ids = torch.empty(n_new, dtype=torch.long)
+        positions = torch.empty(n_new, dtype=torch.long)
+        rows, q = [], 0
+        for chain, pairs in zip(batch, ancestry):
+            n = len(chain.tokens)
+            ids[q : q + n] = torch.tensor(chain.tokens)
+            positions[q : q + n] = chain.start + torch.arange(n)
+            for anc, upto in pairs:
+                mask[q : q + n, offsets[id(anc)] : offsets[id(anc)] + upto] = True
+            mask[q : q + n, past_len + q : past_len + q + n] = torch.ones(n, n, dtype=torch.bool).tril()
+            rows.append(q)
+            q += n
+        mask = mask[None, None]
         if getattr(self.model.config, "_attn_implementation", "sdpa") == "eager":
             dtype = self.head.weight.dtype
             mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
 
         cache = DynamicCache()
         if past_len:
-            first = next(c for c in batch if c.start)
-            layers, _, kv_heads, _, head_dim = first.parent.kv.shape
-            past = torch.zeros(layers, 2, rows, kv_heads, past_len, head_dim, dtype=first.parent.kv.dtype, device=device)
-            for r, chain in enumerate(batch):
-                if chain.start:
-                    past[:, :, r, :, : chain.start] = _prefix_kv(chain)
-            cache = DynamicCache([(past[layer, 0], past[layer, 1]) for layer in range(layers)])
-
+            past = torch.cat([anc.kv[:, :, :, :upto] for anc, upto in needed.values()], dim=3)
+            cache = DynamicCache([(past[layer, 0][None], past[layer, 1][None]) for layer in range(past.shape[0])])
         hidden = self.body(
-            input_ids=ids.to(device),
+            input_ids=ids[None].to(device),
             attention_mask=mask.to(device),
-            position_ids=positions.to(device),
+            position_ids=positions[None].to(device),
             cache=cache,
             use_cache=True,
-        ).last_hidden_state
+        ).last_hidden_state[0]
         self.forward_passes += 1
-        real = sum(len(c.tokens) for c in batch)
-        self.tokens_computed += real
-        self.positions_padded += rows * width - real
+        self.tokens_computed += n_new
 
         if any(c.has_children for c in batch):
-            kv = torch.stack([torch.stack([layer.keys, layer.values]) for layer in cache.layers])
-            for r, chain in enumerate(batch):
+            kv = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers])
+            for q0, chain in zip(rows, batch):
                 if chain.has_children:
-                    chain.kv = kv[:, :, r, :, past_len : past_len + len(chain.tokens)].clone()
+                    n = len(chain.tokens)
+                    chain.kv = kv[:, :, :, past_len + q0 : past_len + q0 + n].clone()
 
-        requests = [(r, *req) for r, chain in enumerate(batch) for req in chain.requests]
+        requests = [(q0 + off, tok, s, k) for q0, chain in zip(rows, batch) for off, tok, s, k in chain.requests]
         if not requests:
             return
-        index = torch.tensor([[r, off] for r, off, *_ in requests])
-        logits = self.head(hidden[index[:, 0], index[:, 1]]).float()
+        logits = self.head(hidden[torch.tensor([r[0] for r in requests], device=device)]).float()
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
-        tokens = torch.tensor([tok for _, _, tok, _, _ in requests], device=device)
+        tokens = torch.tensor([r[1] for r in requests], device=device)
         logprobs = (logits.gather(1, tokens[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)).tolist()
-        for (_, _, _, s, k), lp in zip(requests, logprobs):
+        for (_, _, s, k), lp in zip(requests, logprobs):
             out[s][k] = lp
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -193,6 +193,7 @@ def fix(
     minibatch = minibatch or max(2, len(train) // 4)
     rng = random.Random(seed)
     current, edits, notes = template, [], []
+    paraphrase_cache: dict[str, list[str]] = {}
     attr_before = attr = attribute(template, cases=train, backend=backend, segmentation=segmentation, seed=seed)
     trials = trials_total = pruned = infeasible = 0
     bar = _progress(budget_trials, progress)
@@ -208,7 +209,7 @@ def fix(
                 notes.append(f"round {r}: the stored study started from another template; started afresh")
             chosen = _choose(attr, strategy, top_k, rng)
             slots = [Slot(i, tuple(candidates(segments, i, original=template, backend=backend, similarity=similarity,
-                                              cases=train, config=replace(config, seed=seed + r))))
+                                              cases=train, config=config, cache=paraphrase_cache)))
                      for i in chosen]
             store_slots(study, current, slots)
         slots = [s for s in slots if len(s.rewrites) > 1]

@@ -222,11 +222,14 @@ def candidates(
     similarity: SimilarityModel,
     cases: Sequence[Case],
     config: RewriteConfig = RewriteConfig(),
+    cache: dict[str, list[str]] | None = None,
 ) -> list[Rewrite]:
     """Filtered rewrites of ``segments[index]``, the unchanged segment first (candidate 0).
 
     ``original`` is the template the user started from: every candidate's whole template is
     compared with it, so the threshold bounds the drift of the final prompt, not one step.
+    ``cache`` maps a segment body to its paraphrases: sampling is the slow step, and a later
+    round often edits a sentence an earlier round already paraphrased.
     """
     seg = segments[index]
     lead, body, tail = split_whitespace(seg.text)
@@ -241,7 +244,11 @@ def candidates(
         if kind == "delete":
             proposals.append((kind, ""))
         elif kind == "paraphrase":
-            proposals += [(kind, t) for t in paraphrases(backend, body, n=config.n_paraphrases, seed=seed)]
+            if cache is None or body not in cache:
+                sampled = paraphrases(backend, body, n=config.n_paraphrases, seed=seed)
+                cache = {} if cache is None else cache
+                cache[body] = sampled
+            proposals += [(kind, t) for t in cache[body]]
         elif kind == "synonym":
             proposals += [(kind, t) for t in synonym_swaps(body, config.max_synonyms)]
         elif kind == "scaffold":

@@ -87,7 +87,7 @@ class HFBackend:
     tokenizer: object
     name: str
     raw: bool = False
-    max_batch_tokens: int = 2048
+    max_batch_tokens: int = 1024
     scorer: TrieScorer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -160,7 +160,7 @@ def load_backend(
     raw: bool | None = None,
     dtype: str = "float32",
     device: str = "cpu",
-    max_batch_tokens: int = 2048,
+    max_batch_tokens: int = 1024,
 ) -> HFBackend:
     """Load the embedded model (``model=None``) or a local causal LM folder (safetensors only).
 

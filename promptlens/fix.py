@@ -16,7 +16,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import optuna
 
@@ -28,7 +28,7 @@ from .scoring import Backend, default_objective, score_prompts
 from .search import Slot, TemplateScorer, open_study, run_study, store_slots, stored_slots, template_for
 from .segments import fill, template_fields
 from .similarity import Similarity, SimilarityModel
-from .types import Attribution, Case
+from .types import Attribution, Case, Segment
 
 STRATEGIES = ("attribution", "random", "all")
 
@@ -144,6 +144,7 @@ def fix(
     alternatives: dict[str, list[str]] | None = None,
     kinds: Sequence[str] | None = None,
     segmentation: str = "sentence",
+    min_gain: float = 0.0,
     minibatch: int | None = None,
     storage: str | None = None,
     out: str | Path | None = None,
@@ -157,6 +158,7 @@ def fix(
     ``frac_train``, shuffled by ``seed``) unless ``validation`` is given. ``storage`` is an
     Optuna storage URL; by default ``sqlite:///<out>/promptlens-fix.db`` when ``out`` is given,
     in memory otherwise. ``resume`` continues the studies stored under ``study_name``.
+    An edit is kept only if undoing it alone would lose more than ``min_gain`` nats on train.
     """
     start = time.monotonic()
     deadline = start + budget_seconds if budget_seconds else float("inf")
@@ -199,6 +201,8 @@ def fix(
     bar = _progress(budget_trials, progress)
     for r in range(rounds):
         if r > 0:
+            if time.monotonic() >= deadline:
+                break
             attr = attribute(current, cases=train, backend=backend, segmentation=segmentation, seed=seed)
         segments = list(attr.segments)
         study = open_study(storage, f"{study_name}:round{r}", seed=seed + r, resume=resume)
@@ -208,9 +212,14 @@ def fix(
                 study = open_study(storage, study.study_name, seed=seed + r, resume=False)
                 notes.append(f"round {r}: the stored study started from another template; started afresh")
             chosen = _choose(attr, strategy, top_k, rng)
-            slots = [Slot(i, tuple(candidates(segments, i, original=template, backend=backend, similarity=similarity,
-                                              cases=train, config=config, cache=paraphrase_cache)))
-                     for i in chosen]
+            slots = []
+            for i in chosen:
+                if slots and time.monotonic() >= deadline:
+                    notes.append(f"round {r}: the time budget ran out while generating candidates")
+                    break
+                slots.append(Slot(i, tuple(candidates(segments, i, original=template, backend=backend,
+                                                      similarity=similarity, cases=train, config=config,
+                                                      cache=paraphrase_cache))))
             store_slots(study, current, slots)
         slots = [s for s in slots if len(s.rewrites) > 1]
         if not slots:
@@ -227,10 +236,13 @@ def fix(
         trials_total += outcome.trials_total
         pruned += outcome.pruned
         infeasible += outcome.infeasible
-        if outcome.best_template != current:
-            edits += _edits(r, segments, slots, outcome.best_choice, scorer, similarity, template)
-        improved = outcome.best_template != current
-        current = outcome.best_template
+        choice = _simplify(segments, slots, outcome.best_choice, scorer, min_gain,
+                           lambda t: similarity.cosine(template, t) >= threshold)
+        best = template_for(segments, slots, choice)
+        if best != current:
+            edits += _edits(r, segments, slots, choice, scorer)
+        improved = best != current
+        current = best
         if (not improved and strategy == "attribution") or trials_total >= budget_trials or time.monotonic() >= deadline:
             break  # the same template would be attributed the same way: another round finds nothing new
     bar.close()
@@ -249,20 +261,42 @@ def fix(
     )
 
 
-def _edits(r: int, segments, slots: Sequence[Slot], choice: Sequence[int], scorer: TemplateScorer,
-           similarity: SimilarityModel, original: str) -> list[Edit]:
+def _gains(segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequence[int],
+           scorer: TemplateScorer) -> dict[int, float]:
+    """Per edited slot: the train objective lost if that edit alone is undone (nats)."""
+    value = scorer.mean(template_for(segments, slots, choice))
+    return {k: value - scorer.mean(template_for(segments, slots, [0 if j == k else c for j, c in enumerate(choice)]))
+            for k, c in enumerate(choice) if c}
+
+
+def _simplify(segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequence[int], scorer: TemplateScorer,
+              min_gain: float, feasible: Callable[[str], bool]) -> list[int]:
+    """Undo, one at a time, the edit whose loss is smallest while it is <= ``min_gain``: the best
+    trial often carries passengers, edits that were sampled along with a useful one but add
+    nothing (or cost a little). With ``min_gain`` 0 the train objective can only go up."""
+    choice = list(choice)
+    while any(choice):
+        gains = _gains(segments, slots, choice, scorer)
+        k = min(gains, key=gains.__getitem__)
+        undone = [0 if j == k else c for j, c in enumerate(choice)]
+        if gains[k] > min_gain or not feasible(template_for(segments, slots, undone)):
+            break
+        choice = undone
+    return choice
+
+
+def _edits(r: int, segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequence[int],
+           scorer: TemplateScorer) -> list[Edit]:
     """The kept edits of a round, each with its leave-one-out gain on train."""
-    best_value = scorer.mean(template_for(segments, slots, choice))
+    gains = _gains(segments, slots, choice, scorer)
     out = []
     for k, (slot, c) in enumerate(zip(slots, choice)):
         if c == 0:
             continue
-        undone = [0 if j == k else cj for j, cj in enumerate(choice)]
         rw = slot.rewrites[c]
         out.append(Edit(
             round=r, segment_index=slot.segment_index, old=segments[slot.segment_index].text, new=rw.text,
-            kind=rw.kind, similarity=rw.similarity, segment_similarity=rw.segment_similarity,
-            gain=best_value - scorer.mean(template_for(segments, slots, undone)),
+            kind=rw.kind, similarity=rw.similarity, segment_similarity=rw.segment_similarity, gain=gains[k],
         ))
     return out
 

@@ -237,7 +237,8 @@ def candidates(
     if not body:
         return [keep]
     fields = template_fields(original)
-    last = index == max(i for i, s in enumerate(segments) if s.feature)
+    # An answer cue goes after the last instruction, unless that already is a cue ("Answer:").
+    last = index == max(i for i, s in enumerate(segments) if s.feature) and not body.endswith(":")
     seed = config.seed * 100_003 + index
     proposals: list[tuple[str, str]] = []  # (kind, body)
     for kind in config.kinds:

@@ -7,8 +7,8 @@ is always scored and a study can never return something worse than it on train.
 Each trial:
 
 1. builds the template and checks the whole-template similarity to the original; a combination
-   under the threshold is infeasible: recorded (user attr ``similarity``, read by the sampler's
-   ``constraints_func``) and pruned without scoring;
+   under the threshold, or one that repeats a sentence the original does not, is infeasible:
+   recorded as a trial constraint and pruned without scoring;
 2. scores a minibatch of train cases and reports it (step 0), so the pruner can stop a weak
    combination early;
 3. scores the rest of train and returns the mean objective (nats, higher is better).
@@ -20,6 +20,7 @@ trial's minibatch, and the leave-one-out gains afterwards cost no extra forward 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -84,6 +85,13 @@ class StudyOutcome:
 
 def template_for(segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequence[int]) -> str:
     return join(segments, {s.segment_index: s.rewrites[c].text for s, c in zip(slots, choice) if c})
+
+
+def repeats(template: str) -> int:
+    """How many sentences occur more than once: two slots adding the same scaffold ("Answer with
+    one of: ...") to two sentences say one thing twice, which no similarity score catches."""
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?:])\s+", template) if len(s.strip()) > 3]
+    return len(sentences) - len(set(sentences))
 
 
 def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
@@ -152,7 +160,7 @@ def run_study(
         if _NATIVE_CONSTRAINTS:
             trial.set_constraint(_SIMILARITY, threshold - sim)
         trial.set_user_attr(_TEMPLATE, template)
-        if sim < threshold:
+        if sim < threshold or repeats(template) > repeats(original):
             trial.set_user_attr("infeasible", True)
             raise optuna.TrialPruned()
         trial.report(scorer.mean(template, minibatch), 0)

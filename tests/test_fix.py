@@ -63,6 +63,20 @@ def test_a_threshold_that_forbids_the_fix_keeps_the_original():
     assert result.train_after == result.train_before
 
 
+def test_only_edits_that_pay_are_kept():
+    # strategy "all" edits every sentence; only the banana edit changes the score, the rest ride along.
+    result = run(strategy="all", budget_trials=20)
+    assert result.edits and all(e.gain > 0 for e in result.edits)
+    assert [e.gain for e in result.edits] == [pytest.approx(BANANA_PENALTY)]
+
+
+def test_a_sentence_said_twice_is_infeasible():
+    from promptlens.search import repeats
+
+    assert repeats("Say yes. Answer with one of: a, b. Be brief. Answer with one of: a, b.") > 0
+    assert repeats("Say yes. Be brief.\nAnswer:") == 0
+
+
 def test_same_seed_same_result():
     a, b = run(strategy="random", seed=3), run(strategy="random", seed=3)
     assert (a.best, a.edits, a.trials) == (b.best, b.edits, b.trials)
@@ -210,3 +224,28 @@ def test_cli_fix_writes_the_fixed_template_and_json(tmp_path, monkeypatch, capsy
     assert (out / "promptlens-fix.db").is_file()
     # a flag the recipe cannot satisfy is one line and exit code 2
     assert main(["fix", str(recipe), "--out", str(out), "--threshold", "3"]) == 2
+
+
+# --- real tier: the embedded SmolLM2 and MiniLM -----------------------------------------------------
+
+
+@pytest.mark.model
+def test_real_small_budget_fix_never_lowers_train_and_keeps_meaning(backend):
+    import dataclasses
+
+    from promptlens.cases import dataset_path, load_cases
+    from promptlens.similarity import Similarity
+
+    cases = [dataclasses.replace(c, vars={"input": c.vars["input"]})
+             for c in load_cases(dataset_path(), task="sports_understanding")[:10]]
+    template = ("Determine whether the following statement is plausible or implausible. "
+                "Think about the weather in the city where the game is played.\nStatement: {input}\nAnswer:")
+    similarity = Similarity()
+    result = fix(template, cases, backend=backend, similarity=similarity, budget_trials=8, n_train=6, top_k=2,
+                 rounds=1, threshold=0.8, seed=0)
+    assert result.objective == "margin"
+    assert result.train_after.objective >= result.train_before.objective - 1e-9
+    assert result.similarity >= 0.8 and all(e.similarity >= 0.8 for e in result.edits)
+    assert similarity.cosine(template, result.best) >= 0.8
+    assert template_fields(result.best) == ["input"]
+    assert result.trials <= 8

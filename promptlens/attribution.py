@@ -150,9 +150,9 @@ def attribute(
     Give either ``target`` (one case, no fields) or ``cases``. ``target=None`` with no cases
     explains the model's own greedy output.
     """
-    _check_choice("method", method, METHODS)
-    _check_choice("baseline", baseline, BASELINES)
-    _check_choice("segmentation", segmentation, SEGMENTATIONS)
+    check_choice("method", method, METHODS)
+    check_choice("baseline", baseline, BASELINES)
+    check_choice("segmentation", segmentation, SEGMENTATIONS)
     if not prompt.strip():
         raise InputError("the prompt is empty; give the prompt text or a file that contains it")
     if backend is None:
@@ -161,7 +161,7 @@ def attribute(
         backend = load_backend()
     cases = _resolve_cases(prompt, target, cases, backend)
     objective = objective or default_objective(cases)
-    _check_choice("objective", objective, OBJECTIVES)
+    check_choice("objective", objective, OBJECTIVES)
     if objective == "margin" and not all(c.choices for c in cases):
         raise InputError("the margin objective needs choices on every case; use --objective logprob")
     segments = segment(prompt, segmentation, tokenizer=getattr(backend, "tokenizer", None), edit_fields=edit_fields)
@@ -205,7 +205,7 @@ def attribute(
     )
 
 
-def _check_choice(what: str, value: str, valid: Sequence[str]) -> None:
+def check_choice(what: str, value: str, valid: Sequence[str]) -> None:
     if value not in valid:
         raise InputError(f"unknown {what} {value!r}; choose one of: {', '.join(valid)}")
 

@@ -72,11 +72,19 @@ def _add_attribute(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_attribute(args: argparse.Namespace) -> int:
-    from .attribution import attribute
+    from .attribution import BASELINES, METHODS, attribute, check_choice
     from .backends.hf import load_backend
+    from .scoring import OBJECTIVES
+    from .segments import SEGMENTATIONS
     from .cases import load_cases
     from .report import attribution_table, dumps, write_atomic
 
+    # Check the cheap things before the model loads.
+    check_choice("method", args.method, METHODS)
+    check_choice("segmentation", args.segmentation, SEGMENTATIONS)
+    check_choice("baseline", args.baseline, BASELINES)
+    if args.objective is not None:
+        check_choice("objective", args.objective, OBJECTIVES)
     prompt = read_text_arg(args.prompt, "prompt")
     cases = None
     if args.cases:

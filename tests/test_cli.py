@@ -1,0 +1,60 @@
+"""The command line: exit codes, one-line errors, the JSON result."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "promptlens" / "examples"
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "promptlens", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["attribute", "missing.txt", "--target", "x"], "missing.txt: no such file"),
+        (["attribute", "Say hi.", "--target", "x", "--method", "magic"], "unknown method 'magic'; choose one of: ablation, shapley, lime, kernelshap, ig"),
+        (["attribute", "Say hi.", "--target", "x", "--by", "chapter"], "unknown segmentation 'chapter'"),
+        (["attribute", "Say hi.", "--target", "x", "--baseline", "zero"], "unknown baseline 'zero'"),
+        (["attribute", "Say hi.", "--target", "x", "--objective", "acc"], "unknown objective 'acc'"),
+        (["attribute", "Say hi.", "--cases", "nope.jsonl"], "nope.jsonl"),
+        (["attribute", "Say hi.", "--target", "x", "--cases", "c.jsonl"], "either --target or --cases"),
+        (["attribute", "Say hi.", "--target", "x", "--threads", "0"], "--threads 0 is out of range"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(args, message):
+    result = run(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_non_utf8_prompt_file(tmp_path):
+    bad = tmp_path / "p.txt"
+    bad.write_bytes(b"hello\n\xff\xfe world")
+    result = run("attribute", str(bad), "--target", "x")
+    assert result.returncode == 2 and "p.txt:2: not UTF-8" in result.stderr and "save the file as UTF-8" in result.stderr
+
+
+@pytest.mark.model
+def test_attribute_example_prints_table_and_writes_json(tmp_path):
+    out = tmp_path / "a.json"
+    result = run("attribute", str(EXAMPLE / "sports.txt"), "--cases", str(EXAMPLE / "sports.jsonl"),
+                 "--limit", "4", "--by", "line", "--json", str(out), "--threads", "2")
+    assert result.returncode == 0, result.stderr
+    assert "ablation attribution of margin over 4 case(s)" in result.stdout
+    data = json.loads(out.read_text())
+    assert data["n_cases"] == 4 and data["method"] == "ablation"
+    assert [f["segment"]["kind"] for f in data["features"]] == ["line"] * 5
+    assert all(f["ci_low"] <= f["mean"] <= f["ci_high"] for f in data["features"])

@@ -241,7 +241,7 @@ def test_real_small_budget_fix_never_lowers_train_and_keeps_meaning(backend):
     template = ("Determine whether the following statement is plausible or implausible. "
                 "Think about the weather in the city where the game is played.\nStatement: {input}\nAnswer:")
     similarity = Similarity()
-    result = fix(template, cases, backend=backend, similarity=similarity, budget_trials=8, n_train=6, top_k=2,
+    result = fix(template, cases, backend=backend, similarity=similarity, budget_trials=8, n_train=6, top_k=1,
                  rounds=1, threshold=0.8, seed=0)
     assert result.objective == "margin"
     assert result.train_after.objective >= result.train_before.objective - 1e-9

@@ -1,1 +1,28 @@
-"""promptlens: find and repair the parts of a prompt that push the wanted output down."""
+"""promptlens: find the parts of an LLM prompt that push the wanted output down, and repair them."""
+
+from __future__ import annotations
+
+from .attribution import attribute
+from .backends.hf import load_backend
+from .cases import load_cases, split_cases
+from .errors import InputError, ModelNotInstalledError, PromptLensError
+from .scoring import score_prompts
+from .segments import segment
+from .types import Attribution, Case, Score, Segment, SegmentAttribution
+
+__all__ = [
+    "attribute",
+    "load_backend",
+    "load_cases",
+    "split_cases",
+    "score_prompts",
+    "segment",
+    "Attribution",
+    "Case",
+    "Score",
+    "Segment",
+    "SegmentAttribution",
+    "PromptLensError",
+    "InputError",
+    "ModelNotInstalledError",
+]

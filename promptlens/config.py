@@ -10,6 +10,9 @@
     seed: 0
     strategy: attribution
     alternatives: {"<segment text>": ["alt 1", "alt 2"]}
+    top_k: 3             # segments edited per round
+    rounds: 2
+    segmentation: sentence   # or line
 
 Relative paths resolve against the recipe's folder. Read with ``yaml.safe_load`` only; every
 problem is one ``InputError`` that names ``file:line`` and the fix.
@@ -31,7 +34,7 @@ from .segments import template_fields
 from .types import Case
 
 KEYS = ("template", "template_file", "cases", "dataset", "n_train", "n_validation", "split", "budget",
-        "threshold", "seed", "strategy", "alternatives", "top_k", "rounds")
+        "threshold", "seed", "strategy", "alternatives", "top_k", "rounds", "segmentation")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Recipe:
     strategy: str = "attribution"
     top_k: int = 3
     rounds: int = 2
+    segmentation: str = "sentence"
     alternatives: Mapping[str, list[str]] = field(default_factory=dict)
 
 
@@ -95,6 +99,10 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
     strategy = data.get("strategy", "attribution")
     if strategy not in STRATEGIES:
         raise InputError(f"{where('strategy')}: unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    segmentation = data.get("segmentation", "sentence")
+    if segmentation not in ("sentence", "line"):
+        raise InputError(f"{where('segmentation')}: segmentation {segmentation!r} cannot be repaired; "
+                         "use sentence or line")
     alternatives = data.get("alternatives") or {}
     if not isinstance(alternatives, Mapping) or not all(
             isinstance(k, str) and isinstance(v, list) and all(isinstance(a, str) for a in v)
@@ -113,6 +121,7 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
         strategy=strategy,
         top_k=_number(data, "top_k", int, where, low=1, default=3),
         rounds=_number(data, "rounds", int, where, low=1, default=2),
+        segmentation=segmentation,
         alternatives={k: list(v) for k, v in alternatives.items()},
     )
 

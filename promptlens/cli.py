@@ -113,6 +113,10 @@ from .fix_cli import add_fix_parser  # noqa: E402  (fix_cli imports cli lazily)
 
 COMMANDS += (add_fix_parser,)
 
+from .lint import add_lint_parser  # noqa: E402  (lint imports cli lazily)
+
+COMMANDS += (add_lint_parser,)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promptlens", description="Explain and repair LLM prompts.")

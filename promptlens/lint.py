@@ -1,0 +1,746 @@
+"""``promptlens lint``: a model-in-the-loop prompt linter for CI.
+
+    promptlens.yaml / TEMPLATE --cases ──► LintTarget ──► cache? ──► static rules ──► model rules
+                                                                       (PL001-PL004)   (PL101-PL105)
+                                                     ──► suppressions ──► LintResult ──► lint_report
+
+Static rules need no model (PL004 needs only the tokenizer). Model rules score the template on its
+cases, attribute the score to segments and perturb each segment. Results are cached under
+``.promptlens-cache/lint/<sha256>.json``, keyed by everything that could change them, so a cached
+rerun loads no model at all: the backend is loaded lazily, on the first cache miss.
+
+Suppressions: a config entry ``suppress: [{rule: PL104, line: 3}]``, or an inline marker at the end
+of a template line, ``# promptlens: ignore PL104, PL105`` (bare ``# promptlens: ignore`` = every
+rule). A marker alone on its line applies to the next line. Markers are stripped from the template
+before anything is scored, so the model never sees them; positions are reported in the file as written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import yaml
+
+from .errors import InputError
+from .segments import SEGMENTATIONS, features, fill, segment, template_fields
+from .types import Case, Segment
+
+SEVERITIES = ("error", "warning", "note")  # most severe first
+FAIL_ON = (*SEVERITIES, "never")
+FORMATS = ("text", "json", "sarif", "junit")
+DEFAULT_CONFIG = "promptlens.yaml"
+DEFAULT_CACHE = Path(".promptlens-cache") / "lint"
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    name: str
+    severity: str  # default level
+    summary: str
+    model: bool  # needs the model (else static; PL004 needs only the tokenizer)
+
+
+RULES: dict[str, Rule] = {r.id: r for r in (
+    Rule("PL001", "template-fields", "error",
+         "A template field has no value in the cases, or a case var has no field in the template.", False),
+    Rule("PL002", "empty-or-duplicate-segment", "warning",
+         "A segment holds no words, or repeats an earlier segment.", False),
+    Rule("PL003", "unmentioned-choice", "warning",
+         "A label choice of the cases never appears in the instruction.", False),
+    Rule("PL004", "context-overflow", "error",
+         "Prompt plus target is longer than the model's context.", False),
+    Rule("PL101", "failing-cases", "error",
+         "Accuracy on choice cases is below the threshold, or too many free-form outputs miss the target.", True),
+    Rule("PL102", "low-margin", "warning",
+         "The mean margin of the target over the best wrong choice is below the threshold.", True),
+    Rule("PL103", "harmful-segment", "warning",
+         "Removing the segment raises the score: its pooled attribution interval is entirely below zero.", True),
+    Rule("PL104", "dead-segment", "note",
+         "The segment has no measurable effect on the score; it only costs tokens.", True),
+    Rule("PL105", "fragile-segment", "warning",
+         "A meaning-preserving perturbation of the segment (a typo, a casing change) drops the score.", True),
+)}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem at a span of a template file. Lines and columns are 1-based; ``end_col`` is
+    exclusive (the column after the last character), as in SARIF regions."""
+
+    rule_id: str
+    severity: str
+    message: str
+    path: str  # the template file, relative to the working directory when possible
+    start_line: int
+    start_col: int
+    end_line: int
+    end_col: int
+    hint: str
+    suppressed: str | None = None  # why it is suppressed ("inline marker on line 3", "promptlens.yaml:9")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    accuracy: float = 0.5  # PL101: share of choice cases right below this fails
+    mismatch: float = 0.5  # PL101: share of free-form outputs != target above this fails
+    margin: float = 0.0  # PL102: mean margin (nats) below this warns
+    dead: float = 0.05  # PL104: |mean| and the whole interval within this (nats) is dead
+    fragile: float = 1.0  # PL105: a perturbation dropping the objective by more (nats) is fragile
+    max_cases: int = 32  # model rules use the first N cases
+    max_generate: int = 8  # free-form cases are checked by greedy generation: at most N of them
+    max_fragile: int = 16  # PL105 perturbs at most N segments (the first ones)
+
+
+@dataclass(frozen=True)
+class Suppression:
+    rule: str  # a rule id, or "*" for every rule
+    line: int | None  # None: the whole template
+    source: str  # where it was written, for the report
+
+
+@dataclass(frozen=True)
+class LintTarget:
+    """One template file to lint and how."""
+
+    path: Path
+    cases: Path
+    task: str | None = None
+    segmentation: str = "sentence"
+    thresholds: Thresholds = Thresholds()
+    suppress: tuple[Suppression, ...] = ()
+    severity: Mapping[str, str] = field(default_factory=dict)  # rule id -> level override
+
+
+@dataclass(frozen=True)
+class TemplateResult:
+    path: str
+    cases: str
+    n_cases: int  # cases the model rules used
+    findings: tuple[Finding, ...]  # suppressed ones included, marked
+    skipped: Mapping[str, str]  # rule id -> why it did not run
+    cached: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class LintResult:
+    model: str
+    method: str
+    templates: tuple[TemplateResult, ...]
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Active (unsuppressed) findings of every template, most severe first."""
+        active = [f for t in self.templates for f in t.findings if not f.suppressed]
+        return sorted(active, key=lambda f: (SEVERITIES.index(f.severity), f.path, f.start_line, f.rule_id))
+
+    @property
+    def suppressed(self) -> list[Finding]:
+        return [f for t in self.templates for f in t.findings if f.suppressed]
+
+    def failed(self, fail_on: str = "error") -> bool:
+        """True when a finding is at or above ``fail_on`` ("never": never)."""
+        if fail_on == "never":
+            return False
+        worst = SEVERITIES.index(fail_on)
+        return any(SEVERITIES.index(f.severity) <= worst for f in self.findings)
+
+
+# --- config --------------------------------------------------------------------------------
+
+_TOP_KEYS = ("templates", "model", "method")
+_ENTRY_KEYS = ("path", "cases", "task", "segmentation", "thresholds", "suppress", "severity")
+
+
+def load_config(path: str | Path) -> tuple[list[LintTarget], dict[str, str]]:
+    """Read ``promptlens.yaml``: the targets (globs expanded, paths relative to the config's folder)
+    and the top-level settings (``model``, ``method``). Every problem is one ``InputError``
+    naming ``file:line``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: no such config file; check the path or give TEMPLATE --cases FILE") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the config ({exc}); give a UTF-8 YAML file") from exc
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)  # nodes only, for line numbers
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{path}{line}: invalid YAML ({exc.problem}); check the indentation and quoting") from exc
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: invalid YAML ({exc}); check the indentation and quoting") from exc
+    top = f"{path}:1"
+    if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):
+        raise InputError(f"{top}: the config is a mapping with `templates:` (a list of "
+                         "{path: GLOB, cases: FILE}); the file holds something else")
+    where = _key_lines(root, str(path))
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise InputError(f"{where(key)}: unknown config key {key!r}; use one of: {', '.join(_TOP_KEYS)}")
+    entries = data.get("templates")
+    if not isinstance(entries, list) or not entries:
+        raise InputError(f"{where('templates')}: `templates:` must be a non-empty list of "
+                         "{path: GLOB, cases: FILE} entries")
+    nodes = _node(root, "templates").value
+    targets = [t for entry, node in zip(entries, nodes) for t in _entry(entry, node, path)]
+    settings = {k: data[k] for k in ("model", "method") if data.get(k) is not None}
+    for key, value in settings.items():
+        if not isinstance(value, str):
+            raise InputError(f"{where(key)}: `{key}` must be text, got {value!r}")
+    return targets, settings
+
+
+def _node(mapping: yaml.MappingNode, key: str) -> yaml.Node:
+    return next(v for k, v in mapping.value if k.value == key)
+
+
+def _key_lines(node: yaml.Node, source: str) -> Callable[[str], str]:
+    lines = {k.value: k.start_mark.line + 1 for k, _ in node.value} if isinstance(node, yaml.MappingNode) else {}
+    default = node.start_mark.line + 1
+    return lambda key: f"{source}:{lines.get(key, default)}"
+
+
+def _entry(entry: Any, node: yaml.Node, config: Path) -> list[LintTarget]:
+    source = str(config)
+    where = _key_lines(node, source)
+    here = f"{source}:{node.start_mark.line + 1}"
+    if not isinstance(entry, dict):
+        raise InputError(f"{here}: each templates entry is a mapping such as {{path: 'prompts/*.txt', cases: cases.jsonl}}")
+    for key in entry:
+        if key not in _ENTRY_KEYS:
+            raise InputError(f"{where(key)}: unknown key {key!r} in a templates entry; use one of: {', '.join(_ENTRY_KEYS)}")
+    for key in ("path", "cases"):
+        if not isinstance(entry.get(key), str) or not entry[key].strip():
+            raise InputError(f"{where(key) if key in entry else here}: the entry needs `{key}:` "
+                             f"({'a template file or glob' if key == 'path' else 'a cases file'})")
+    base = config.parent
+    segmentation = entry.get("segmentation", "sentence")
+    if segmentation not in SEGMENTATIONS:
+        raise InputError(f"{where('segmentation')}: unknown segmentation {segmentation!r}; use one of: {', '.join(SEGMENTATIONS)}")
+    task = entry.get("task")
+    if task is not None and not isinstance(task, str):
+        raise InputError(f"{where('task')}: `task` must be text, got {task!r}")
+    thresholds = _thresholds(entry.get("thresholds") or {}, where("thresholds"))
+    suppress = _suppressions(entry.get("suppress") or [], where("suppress"))
+    severity = _severities(entry.get("severity") or {}, where("severity"))
+    pattern = str(base / entry["path"])
+    paths = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+    if not paths:
+        raise InputError(f"{where('path')}: `{entry['path']}` matches no files (relative to {base or '.'}); "
+                         "check the path or the glob")
+    cases = base / entry["cases"]
+    return [LintTarget(p, cases, task, segmentation, thresholds, suppress, severity) for p in paths]
+
+
+def _thresholds(data: Any, where: str) -> Thresholds:
+    names = [f.name for f in dataclasses.fields(Thresholds)]
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: `thresholds` is a mapping, e.g. {{accuracy: 0.8, margin: 0.5}}; keys: {', '.join(names)}")
+    values = {}
+    for key, value in data.items():
+        if key not in names:
+            raise InputError(f"{where}: unknown threshold {key!r}; use one of: {', '.join(names)}")
+        kind = type(getattr(Thresholds(), key))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+            raise InputError(f"{where}: threshold `{key}` is {value!r}; give {'an integer' if kind is int else 'a number'}")
+        if kind is int and value < 1:
+            raise InputError(f"{where}: threshold `{key}` is {value}; give 1 or more")
+        values[key] = kind(value)
+    return Thresholds(**values)
+
+
+def _suppressions(data: Any, where: str) -> tuple[Suppression, ...]:
+    shape = "a list such as [{rule: PL104, line: 3}] (line optional: the whole template)"
+    if not isinstance(data, list):
+        raise InputError(f"{where}: `suppress` is {shape}")
+    out = []
+    for item in data:
+        if not isinstance(item, dict) or set(item) - {"rule", "line"} or "rule" not in item:
+            raise InputError(f"{where}: `suppress` is {shape}; got {item!r}")
+        rule, line = str(item["rule"]).upper(), item.get("line")
+        if rule != "*" and rule not in RULES:
+            raise InputError(f"{where}: unknown rule {item['rule']!r} in `suppress`; use one of: {', '.join(RULES)} or *")
+        if line is not None and (isinstance(line, bool) or not isinstance(line, int) or line < 1):
+            raise InputError(f"{where}: `line` in `suppress` is {line!r}; give a line number from 1")
+        out.append(Suppression(rule, line, where))
+    return tuple(out)
+
+
+def _severities(data: Any, where: str) -> dict[str, str]:
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: `severity` maps rule ids to levels, e.g. {{PL103: error}}")
+    out = {}
+    for rule, level in data.items():
+        if str(rule).upper() not in RULES:
+            raise InputError(f"{where}: unknown rule {rule!r} in `severity`; use one of: {', '.join(RULES)}")
+        if level not in SEVERITIES:
+            raise InputError(f"{where}: level {level!r} for {rule}; use one of: {', '.join(SEVERITIES)}")
+        out[str(rule).upper()] = level
+    return out
+
+
+# --- inline suppression markers ------------------------------------------------------------
+
+# `# promptlens: ignore` or `# promptlens: ignore PL104, PL105` at the end of a line.
+_MARKER = re.compile(r"[ \t]*#[ \t]*promptlens:[ \t]*ignore\b([ \t]+[A-Za-z0-9, \t]*)?[ \t]*$", re.MULTILINE)
+_RULE_ID = re.compile(r"PL\d{3}", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A template file as written, and as scored (markers stripped), with the map between them."""
+
+    original: str
+    clean: str
+    cuts: tuple[tuple[int, int], ...]  # (position in clean, chars removed there), ascending
+    markers: tuple[Suppression, ...]
+
+    def position(self, clean_pos: int) -> tuple[int, int]:
+        """1-based (line, column) in the original file of ``clean[clean_pos]``."""
+        pos = clean_pos + sum(n for at, n in self.cuts if at <= clean_pos)
+        line = self.original.count("\n", 0, pos) + 1
+        return line, pos - (self.original.rfind("\n", 0, pos) + 1) + 1
+
+    def span(self, start: int, end: int) -> tuple[int, int, int, int]:
+        """(start line, start col, end line, exclusive end col) of ``clean[start:end]`` minus its
+        surrounding whitespace (a line-owning segment's indentation and line break)."""
+        piece = self.clean[start:end]
+        if piece.strip():
+            start, end = start + len(piece) - len(piece.lstrip()), end - (len(piece) - len(piece.rstrip()))
+        end = max(end, start + 1)
+        (l1, c1), (l2, c2) = self.position(start), self.position(min(end, len(self.clean)) - 1)
+        return l1, c1, l2, c2 + 1
+
+
+def _read_source(path: Path, display: str) -> _Source:
+    try:
+        original = path.read_bytes().decode("utf-8").removeprefix("\ufeff")
+    except FileNotFoundError as exc:
+        raise InputError(f"{display}: no such template file; check the path") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{display}: not UTF-8 (byte {exc.start}); save the template as UTF-8") from exc
+    except OSError as exc:
+        raise InputError(f"{display}: cannot read ({exc.strerror}); check its permissions") from exc
+    parts, cuts, markers, copied, removed = [], [], [], 0, 0
+    for m in _MARKER.finditer(original):
+        line = original.count("\n", 0, m.start()) + 1
+        line_start = original.rfind("\n", 0, m.start()) + 1
+        alone = not original[line_start : m.start()].strip()
+        # A marker alone on its line goes with its line break and covers the next line.
+        end = m.end() + 1 if alone and original.startswith("\n", m.end()) else m.end()
+        start = line_start if alone else m.start()
+        ids = [r.upper() for r in _RULE_ID.findall(m.group(1) or "")] or ["*"]
+        markers += [Suppression(r, line + 1 if alone else line, f"inline marker on line {line}") for r in ids]
+        parts.append(original[copied:start])
+        cuts.append((start - removed, end - start))
+        removed += end - start
+        copied = end
+    parts.append(original[copied:])
+    return _Source(original, "".join(parts), tuple(cuts), tuple(markers))
+
+
+# --- rules -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    """What the rules of one template share."""
+
+    target: LintTarget
+    display: str  # template path as reported
+    cases_display: str
+    source: _Source
+    cases: list[Case]
+    findings: list[Finding] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def add(self, rule: str, message: str, hint: str, span: tuple[int, int] | None = None,
+            severity: str | None = None) -> None:
+        """A finding at ``clean[span[0]:span[1]]``; no span: the template's first line."""
+        if span is None:
+            first = self.source.clean.split("\n", 1)[0]
+            span = (0, max(1, len(first)))
+        self.findings.append(Finding(rule, severity or RULES[rule].severity, message, self.display,
+                                     *self.source.span(*span), hint))
+
+    @property
+    def fix_hint(self) -> str:
+        return f"run: promptlens fix --template {self.display} --cases {self.cases_display}"
+
+
+def _short(text: str, width: int = 50) -> str:
+    text = " ".join(text.split())
+    return repr(text if len(text) <= width else text[: width - 1] + "…")
+
+
+def _static_rules(ctx: _Context) -> bool:
+    """PL001-PL003. False when the template cannot be filled, so the model rules cannot run."""
+    text, cases = ctx.source.clean, ctx.cases
+    fields = template_fields(text)
+    segs = segment(text, ctx.target.segmentation if ctx.target.segmentation != "token" else "sentence")
+    field_spans = {s.name: (s.start, s.end) for s in reversed(segs) if s.kind == "field"}
+    fillable = True
+    for name in fields:
+        missing = [i for i, c in enumerate(cases, 1) if name not in c.vars]
+        if missing:
+            fillable = False
+            ctx.add("PL001", f"template field {{{name}}} has no value in {len(missing)} of {len(cases)} cases "
+                    f"(first: case {missing[0]})",
+                    f"add `{name}` to every case's vars in {ctx.cases_display}, or remove {{{name}}}",
+                    field_spans[name])
+    unused = dict.fromkeys(k for c in cases for k, v in c.vars.items() if k not in fields and v != "")
+    for name in unused:
+        ctx.add("PL001", f"the cases give `{name}`, but the template has no {{{name}}} field, so the "
+                "model never sees it", f"add {{{name}}} where the value belongs, or drop `{name}` from the cases",
+                severity="warning")
+    if not text.strip():
+        ctx.add("PL002", "the template is empty", "write the instruction")
+        return False
+    seen: dict[str, Segment] = {}
+    for i in features(segs):
+        seg = segs[i]
+        key = " ".join(re.sub(r"[^\w\s]", " ", seg.text.casefold()).split())
+        if not key:
+            ctx.add("PL002", f"segment {_short(seg.text)} holds no words", "delete it", (seg.start, seg.end))
+        elif key in seen and len(key.split()) > 1:  # one repeated word is normal in a word segmentation
+            line = ctx.source.span(seen[key].start, seen[key].end)[0]
+            ctx.add("PL002", f"segment {_short(seg.text)} repeats line {line}",
+                    "delete the repetition; saying it twice costs tokens and can shift the model's attention",
+                    (seg.start, seg.end))
+        else:
+            seen.setdefault(key, seg)
+    choices = list(dict.fromkeys(c for case in cases for c in (case.choices or ())))
+    for choice in choices:
+        if not _mentions(text, choice):
+            named = [c for c in choices if _mentions(text, c)]
+            where = next(((s.start, s.end) for s in segs if s.feature and any(_mentions(s.text, c) for c in named)), None)
+            also = f" (it names {', '.join(map(repr, named))})" if named else ""
+            ctx.add("PL003", f"label choice {choice!r} is never mentioned in the instruction{also}",
+                    f"list every choice in the instruction, e.g. 'Answer with one of: {', '.join(choices)}.'", where)
+    return fillable
+
+
+def _mentions(text: str, choice: str) -> bool:
+    """``choice`` occurs in ``text`` as a whole word or phrase, ignoring case ('plausible' is not
+    mentioned by 'implausible')."""
+    left = r"(?<!\w)" if choice[:1].isalnum() else ""
+    right = r"(?!\w)" if choice[-1:].isalnum() else ""
+    return bool(choice.strip()) and re.search(left + re.escape(choice.strip()) + right, text, re.IGNORECASE) is not None
+
+
+def _context_rule(ctx: _Context, backend: Any) -> list[Case]:
+    """PL004; the cases that fit the context."""
+    if not all(hasattr(backend, a) for a in ("context_length", "encode_prompt", "encode_target")):
+        ctx.skipped["PL004"] = "the backend has no tokenizer"
+        return ctx.cases
+    limit = backend.context_length
+    fit: list[Case] = []
+    over: list[tuple[int, int]] = []  # case number, tokens
+    for i, case in enumerate(ctx.cases, 1):
+        n_prompt = len(backend.encode_prompt(fill(ctx.source.clean, case.vars)))
+        n = n_prompt + max(len(backend.encode_target(t)) for t in (case.target, *(case.choices or ())))
+        if n > limit:
+            over.append((i, n))
+        else:
+            fit.append(case)
+    if over:
+        worst = max(over, key=lambda x: x[1])
+        ctx.add("PL004", f"{len(over)} of {len(ctx.cases)} cases do not fit the model's context of {limit} tokens "
+                f"(case {worst[0]}: {worst[1]} tokens); they are left out of the model rules",
+                "shorten the template or those cases, or use a model with a longer context (--model)")
+    return fit
+
+
+def _model_rules(ctx: _Context, backend: Any, cases: list[Case], method: str, seed: int) -> None:
+    """PL101-PL105 on ``cases``."""
+    from .attribution import attribute
+    from .scoring import default_objective, objective_value, score_prompts
+
+    th, text = ctx.target.thresholds, ctx.source.clean
+    cases = cases[: th.max_cases]
+    labelled = [c for c in cases if c.choices and len(c.choices) > 1]
+    free = [c for c in cases if c not in labelled]
+    if labelled:
+        scores = score_prompts(backend, [[fill(text, c.vars) for c in labelled]], labelled)[0]
+        right = [s.correct for s in scores]
+        accuracy = sum(right) / len(right)
+        if accuracy < th.accuracy:
+            wrong = [c.id or f"case {i}" for i, (c, ok) in enumerate(zip(labelled, right), 1) if not ok]
+            ctx.add("PL101", f"accuracy {sum(right)}/{len(right)} ({accuracy:.0%}) on choice cases is below "
+                    f"{th.accuracy:.0%}; wrong: {', '.join(wrong[:5])}{' …' if len(wrong) > 5 else ''}", ctx.fix_hint)
+        margin = sum(s.margin for s in scores) / len(scores)
+        if margin < th.margin:
+            ctx.add("PL102", f"mean margin {margin:+.2f} nats (target over the best wrong choice) is below "
+                    f"{th.margin:+.2f}", ctx.fix_hint)
+    else:
+        ctx.skipped["PL102"] = "no cases with choices"
+    if free:
+        checked = free[: th.max_generate]
+        missed = 0
+        for c in checked:
+            budget = len(backend.encode_target(c.target)) + 8 if hasattr(backend, "encode_target") else 32
+            missed += backend.generate(fill(text, c.vars), max_new_tokens=budget).strip() != c.target.strip()
+        if missed / len(checked) > th.mismatch:
+            ctx.add("PL101", f"greedy output differs from the target on {missed} of {len(checked)} free-form cases "
+                    f"(more than {th.mismatch:.0%})", ctx.fix_hint)
+    objective = default_objective(cases)
+    attr = attribute(text, cases=cases, backend=backend, method=method, segmentation=ctx.target.segmentation,
+                     objective=objective, seed=seed)
+    unit = "margin" if objective == "margin" else "log-prob of the target"
+    for f in attr.features:
+        seg, where = f.segment, (f.segment.start, f.segment.end)
+        stats = f"mean {f.mean:+.2f} nats, 95% interval [{f.ci_low:+.2f}, {f.ci_high:+.2f}] over {attr.n_cases} cases"
+        if f.harmful:
+            ctx.add("PL103", f"harmful segment {_short(seg.text)}: removing it raises the {unit} ({stats})",
+                    f"delete or rewrite it; {ctx.fix_hint}", where)
+        elif abs(f.mean) <= th.dead and -th.dead <= f.ci_low and f.ci_high <= th.dead:
+            tokens = len(backend.encode_target(seg.text)) if hasattr(backend, "encode_target") else len(seg.text.split())
+            ctx.add("PL104", f"dead segment {_short(seg.text)}: no measurable effect ({stats}) for {tokens} tokens "
+                    "per call", "delete it, or keep it and add `# promptlens: ignore PL104` to the line", where)
+    _fragile_rule(ctx, backend, cases, attr.segments, objective, objective_value, score_prompts)
+
+
+def _perturbations(text: str) -> list[tuple[str, str]]:
+    """Meaning-preserving variants of a segment: (description, variant text)."""
+    out = []
+    words = [m for m in re.finditer(r"[A-Za-z]{4,}", text)]
+    if words:
+        w = max(words, key=lambda m: len(m.group()))
+        i = len(w.group()) // 2
+        typo = w.group()[: i - 1] + w.group()[i] + w.group()[i - 1] + w.group()[i + 1 :]
+        if typo != w.group():
+            out.append((f"typo {w.group()!r} -> {typo!r}", text[: w.start()] + typo + text[w.end() :]))
+    lower = text.lower()
+    if lower != text:
+        out.append(("lower case", lower))
+    elif text[:1].isalpha():
+        out.append(("capitalised", text[:1].upper() + text[1:]))
+    return out
+
+
+def _fragile_rule(ctx: _Context, backend: Any, cases: list[Case], segs: Sequence[Segment], objective: str,
+                  objective_value: Callable, score_prompts: Callable) -> None:
+    from .segments import join
+
+    th = ctx.target.thresholds
+    variants: list[tuple[int, str, str]] = []  # segment index, description, template
+    for i in features(segs)[: th.max_fragile]:
+        for what, new in _perturbations(segs[i].text):
+            variants.append((i, what, join(segs, {i: new})))
+    if not variants:
+        return
+    texts = [join(segs)] + [v[2] for v in variants]
+    rows = score_prompts(backend, [[fill(t, c.vars) for c in cases] for t in texts], cases)
+    means = [sum(objective_value(s, objective) for s in row) / len(row) for row in rows]
+    worst: dict[int, tuple[float, str]] = {}
+    for (i, what, _), value in zip(variants, means[1:]):
+        drop = means[0] - value
+        if drop > th.fragile and drop > worst.get(i, (0.0, ""))[0]:
+            worst[i] = (drop, what)
+    for i, (drop, what) in sorted(worst.items()):
+        ctx.add("PL105", f"fragile segment {_short(segs[i].text)}: a {what} drops the mean {objective} by "
+                f"{drop:.2f} nats", f"reword it so the answer does not hinge on its exact form; {ctx.fix_hint}",
+                (segs[i].start, segs[i].end))
+
+
+# --- runner ----------------------------------------------------------------------------------
+
+
+def _display(path: Path) -> str:
+    """``path`` relative to the working directory, '/'-separated (SARIF wants a relative URI)."""
+    try:
+        return Path(os.path.relpath(path)).as_posix()
+    except ValueError:  # another drive on Windows
+        return path.as_posix()
+
+
+def promptlens_version() -> str:
+    """The installed version, or for a source checkout a hash of the package's code."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("promptlens")
+    except metadata.PackageNotFoundError:
+        digest = hashlib.sha256()
+        for file in sorted(Path(__file__).parent.rglob("*.py")):
+            digest.update(file.read_bytes())
+        return "src-" + digest.hexdigest()[:16]
+
+
+def _cache_key(target: LintTarget, source: _Source, model: str, method: str, seed: int) -> str:
+    try:
+        cases_bytes = target.cases.read_bytes()
+    except OSError:
+        cases_bytes = b""  # load_cases reports the problem on the miss that follows
+    parts = {
+        "version": promptlens_version(), "model": model, "method": method, "seed": seed,
+        "template": source.original, "path": _display(target.path), "cases_path": _display(target.cases),
+        "cases": hashlib.sha256(cases_bytes).hexdigest(), "task": target.task,
+        "segmentation": target.segmentation, "thresholds": dataclasses.asdict(target.thresholds),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _read_cache(file: Path) -> dict | None:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+        [Finding(**f) for f in data["findings"]]  # the schema still fits this version
+        return data
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a cache entry is disposable: missing or unreadable means recompute
+
+
+def lint(
+    targets: Sequence[LintTarget],
+    *,
+    backend: Any | None = None,
+    model: str | None = None,
+    raw: bool = False,
+    method: str = "ablation",
+    cache_dir: str | Path | None = DEFAULT_CACHE,
+    seed: int = 0,
+) -> LintResult:
+    """Lint each target; ``backend=None`` loads the model lazily, only on a cache miss.
+    ``cache_dir=None`` disables the cache."""
+    from .attribution import METHODS, check_choice
+    from .cases import load_cases
+
+    check_choice("method", method, METHODS)
+    if backend is not None:
+        model_name = getattr(backend, "name", type(backend).__name__)
+    else:
+        from .backends.hf import EMBEDDED_MODEL
+
+        model_name = str(Path(model).resolve()) if model else EMBEDDED_MODEL
+    model_name += " (raw)" if raw else ""
+    loaded: list[Any] = [backend] if backend is not None else []
+
+    def get_backend() -> Any:
+        if not loaded:
+            from .backends.hf import load_backend
+
+            loaded.append(load_backend(model, raw=True if raw else None))
+        return loaded[0]
+
+    results = []
+    for target in targets:
+        start = time.perf_counter()
+        display, cases_display = _display(target.path), _display(target.cases)
+        source = _read_source(target.path, display)
+        key = _cache_key(target, source, model_name, method, seed)
+        file = Path(cache_dir) / f"{key}.json" if cache_dir is not None else None
+        data = _read_cache(file) if file is not None else None
+        cached = data is not None
+        if data is None:
+            cases = load_cases(target.cases, task=target.task)
+            ctx = _Context(target, display, cases_display, source, cases)
+            if _static_rules(ctx):
+                fit = _context_rule(ctx, get_backend())
+                if fit:
+                    _model_rules(ctx, get_backend(), fit, method, seed)
+                else:
+                    ctx.skipped.update({r: "no case fits the context" for r, rule in RULES.items() if rule.model})
+            else:
+                ctx.skipped.update({r: "the template cannot be filled (PL001)" for r in ("PL004", "PL101", "PL102",
+                                                                                           "PL103", "PL104", "PL105")})
+            data = {"n_cases": min(len(cases), target.thresholds.max_cases), "skipped": ctx.skipped,
+                    "findings": [dataclasses.asdict(f) for f in ctx.findings]}
+            if file is not None:
+                from .report import write_atomic
+
+                write_atomic(file, json.dumps(data, indent=1))
+        findings = [_settle(Finding(**f), target, source) for f in data["findings"]]
+        results.append(TemplateResult(display, cases_display, data["n_cases"], tuple(findings),
+                                      dict(data["skipped"]), cached, time.perf_counter() - start))
+    return LintResult(model_name, method, tuple(results))
+
+
+def _settle(finding: Finding, target: LintTarget, source: _Source) -> Finding:
+    """Apply the target's severity overrides and suppressions (after the cache: they cost nothing)."""
+    finding = dataclasses.replace(finding, severity=target.severity.get(finding.rule_id, finding.severity))
+    for s in (*source.markers, *target.suppress):
+        if s.rule in ("*", finding.rule_id) and s.line in (None, finding.start_line):
+            return dataclasses.replace(finding, suppressed=s.source)
+    return finding
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def add_lint_parser(sub: argparse._SubParsersAction) -> None:
+    from .cli import _common
+
+    p = sub.add_parser("lint", help="check prompt templates in CI: static and model-based rules, SARIF/JUnit output")
+    p.add_argument("template", nargs="?", help=f"template file (default: every template in ./{DEFAULT_CONFIG})")
+    p.add_argument("--cases", help="cases file (JSONL/JSON/CSV/YAML) for TEMPLATE")
+    p.add_argument("--task", help="with a dataset-schema cases file: only this task's records")
+    p.add_argument("--config", help=f"project config (default: ./{DEFAULT_CONFIG} when there is no TEMPLATE)")
+    p.add_argument("--format", default="text", help=f"one of: {', '.join(FORMATS)}")
+    p.add_argument("--output", help="write the report to this file (atomically) instead of stdout")
+    p.add_argument("--fail-on", default="error", help=f"exit 1 on findings at or above: {', '.join(FAIL_ON)}")
+    p.add_argument("--method", help="attribution method (default: the config's, else ablation)")
+    p.add_argument("--segmentation", "--by", dest="segmentation", help=f"one of: {', '.join(SEGMENTATIONS)}")
+    p.add_argument("--no-cache", action="store_true", help="recompute everything; write no cache")
+    p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help=f"cache folder (default: {DEFAULT_CACHE})")
+    _common(p)
+    p.set_defaults(run=run_lint)
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    from .attribution import check_choice
+    from .lint_report import render
+
+    check_choice("format", args.format, FORMATS)
+    check_choice("--fail-on level", args.fail_on, FAIL_ON)
+    if args.segmentation is not None:
+        check_choice("segmentation", args.segmentation, SEGMENTATIONS)
+    settings: dict[str, str] = {}
+    if args.template:
+        if args.config:
+            raise InputError("give either TEMPLATE --cases FILE or --config, not both")
+        if not args.cases:
+            raise InputError(f"TEMPLATE needs --cases FILE (or put it in {DEFAULT_CONFIG} and run without TEMPLATE)")
+        targets = [LintTarget(Path(args.template), Path(args.cases), args.task)]
+    else:
+        config = args.config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None)
+        if config is None:
+            raise InputError(f"nothing to lint: give TEMPLATE --cases FILE, or --config, or create ./{DEFAULT_CONFIG}")
+        if args.cases or args.task:
+            raise InputError("--cases and --task go with TEMPLATE; with a config, set them per template there")
+        targets, settings = load_config(config)
+    if args.segmentation:
+        targets = [dataclasses.replace(t, segmentation=args.segmentation) for t in targets]
+    result = lint(
+        targets, model=args.model or settings.get("model"), raw=args.raw,
+        method=args.method or settings.get("method", "ablation"),
+        cache_dir=None if args.no_cache else args.cache_dir, seed=args.seed,
+    )
+    color = args.format == "text" and not args.output and not args.no_color and "NO_COLOR" not in os.environ \
+        and sys.stdout.isatty()
+    text = render(result, args.format, fail_on=args.fail_on, color=color)
+    if args.output:
+        from .report import write_atomic
+
+        write_atomic(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return 1 if result.failed(args.fail_on) else 0
+
+
+__all__ = ["RULES", "Rule", "Finding", "Thresholds", "Suppression", "LintTarget", "TemplateResult", "LintResult",
+           "lint", "load_config", "add_lint_parser", "run_lint"]

@@ -1,0 +1,148 @@
+"""Renderers for ``promptlens lint``: text, JSON, SARIF 2.1.0 and JUnit XML.
+
+Each takes a ``LintResult`` and returns the whole document as text; the CLI writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from typing import Callable
+
+from .lint import RULES, SEVERITIES, Finding, LintResult, promptlens_version
+
+SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+_COLORS = {"error": "31", "warning": "33", "note": "36"}
+
+
+def render(result: LintResult, fmt: str, *, fail_on: str = "error", color: bool = False) -> str:
+    renderers: dict[str, Callable[[], str]] = {
+        "text": lambda: text_report(result, fail_on=fail_on, color=color),
+        "json": lambda: json_report(result, fail_on=fail_on),
+        "sarif": lambda: sarif_report(result),
+        "junit": lambda: junit_report(result, fail_on=fail_on),
+    }
+    return renderers[fmt]()
+
+
+def _where(f: Finding) -> str:
+    return f"{f.path}:{f.start_line}:{f.start_col}"
+
+
+def _counts(findings: list[Finding]) -> str:
+    parts = []
+    for level in SEVERITIES:
+        n = sum(f.severity == level for f in findings)
+        parts.append(f"{n} {level}{'s' if n != 1 else ''}")
+    return ", ".join(parts)
+
+
+def text_report(result: LintResult, *, fail_on: str = "error", color: bool = False) -> str:
+    """``path:line:col: severity PLxxx message`` lines with hints, the suppressed ones, a summary."""
+    lines = []
+    for f in result.findings:
+        level = f"\x1b[{_COLORS[f.severity]}m{f.severity}\x1b[0m" if color else f.severity
+        lines += [f"{_where(f)}: {level} {f.rule_id} {f.message}", f"    hint: {f.hint}"]
+    suppressed = result.suppressed
+    if suppressed:
+        lines.append("suppressed:")
+        lines += [f"  {_where(f)}: {f.severity} {f.rule_id} {f.message} [{f.suppressed}]" for f in suppressed]
+    for t in result.templates:
+        for rule, why in t.skipped.items():
+            lines.append(f"{t.path}: {rule} not run: {why}")
+    cached = sum(t.cached for t in result.templates)
+    n = len(result.templates)
+    verdict = "FAIL" if result.failed(fail_on) else "ok"
+    lines.append(f"{verdict}: {n} template{'s' if n != 1 else ''}, {_counts(result.findings)}, "
+                 f"{len(suppressed)} suppressed; model {result.model}, {cached} of {n} from cache "
+                 f"(--fail-on {fail_on})")
+    return "\n".join(lines) + "\n"
+
+
+def json_report(result: LintResult, *, fail_on: str = "error") -> str:
+    from .report import dumps
+
+    data = {
+        "tool": "promptlens lint", "version": promptlens_version(), "model": result.model, "method": result.method,
+        "fail_on": fail_on, "failed": result.failed(fail_on),
+        "summary": {level: sum(f.severity == level for f in result.findings) for level in SEVERITIES}
+        | {"suppressed": len(result.suppressed)},
+        "templates": result.templates,
+    }
+    return dumps(data)
+
+
+def sarif_report(result: LintResult) -> str:
+    """SARIF 2.1.0: one run, the rules as ``tool.driver.rules``, one result per finding
+    (suppressed findings carry ``suppressions``). Columns count Unicode code points."""
+    ids = list(RULES)
+    rules = [{
+        "id": r.id, "name": r.name,
+        "shortDescription": {"text": r.summary},
+        "fullDescription": {"text": r.summary + (" Needs the model." if r.model else " Static: no model.")},
+        "defaultConfiguration": {"level": r.severity},
+        "properties": {"tags": ["prompt", "model" if r.model else "static"]},
+    } for r in RULES.values()]
+    results = []
+    for t in result.templates:
+        for f in t.findings:
+            item = {
+                "ruleId": f.rule_id, "ruleIndex": ids.index(f.rule_id), "level": f.severity,
+                "message": {"text": f"{f.message}. Hint: {f.hint}"},
+                "locations": [{"physicalLocation": {
+                    "artifactLocation": {"uri": f.path},
+                    "region": {"startLine": f.start_line, "startColumn": f.start_col,
+                               "endLine": f.end_line, "endColumn": f.end_col},
+                }}],
+            }
+            if f.suppressed:
+                kind = "inSource" if f.suppressed.startswith("inline") else "external"
+                item["suppressions"] = [{"kind": kind, "justification": f"suppressed by {f.suppressed}"}]
+            results.append(item)
+    doc = {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "promptlens", "version": promptlens_version(), "rules": rules,
+                                "properties": {"model": result.model, "method": result.method}}},
+            "columnKind": "unicodeCodePoints",
+            "results": results,
+        }],
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def junit_report(result: LintResult, *, fail_on: str = "error") -> str:
+    """One ``testsuite`` per template, one ``testcase`` per rule. A rule fails when it has a finding
+    at or above ``fail_on``; findings below that go to ``system-out``; rules that did not run are
+    ``skipped``."""
+    worst = len(SEVERITIES) if fail_on == "never" else SEVERITIES.index(fail_on) + 1
+    root = ET.Element("testsuites", name="promptlens lint")
+    totals = {"tests": 0, "failures": 0, "skipped": 0}
+    for t in result.templates:
+        suite = ET.SubElement(root, "testsuite", name=t.path)
+        counts = {"tests": 0, "failures": 0, "skipped": 0}
+        for rule in RULES.values():
+            case = ET.SubElement(suite, "testcase", classname=t.path, name=f"{rule.id} {rule.name}")
+            counts["tests"] += 1
+            active = [f for f in t.findings if f.rule_id == rule.id and not f.suppressed]
+            failing = [f for f in active if SEVERITIES.index(f.severity) < worst]
+            body = "\n".join(f"{_where(f)}: {f.severity} {f.rule_id} {f.message}\n    hint: {f.hint}" for f in active)
+            if failing:
+                counts["failures"] += 1
+                el = ET.SubElement(case, "failure", type=failing[0].severity,
+                                   message=f"{len(failing)} finding(s): {failing[0].message}")
+                el.text = body
+            elif rule.id in t.skipped:
+                counts["skipped"] += 1
+                ET.SubElement(case, "skipped", message=t.skipped[rule.id])
+            elif active:
+                ET.SubElement(case, "system-out").text = body
+        suite.set("time", f"{t.seconds:.3f}")
+        for k, v in counts.items():
+            suite.set(k, str(v))
+            totals[k] += v
+    for k, v in totals.items():
+        root.set(k, str(v))
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

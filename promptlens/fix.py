@@ -192,7 +192,7 @@ def fix(
 
     train_before = summarize(backend, template, train, objective)
     scorer = TemplateScorer(backend, train, objective)
-    minibatch = minibatch or max(2, len(train) // 4)
+    minibatch = minibatch or max(2, len(train) // 2)  # a quarter of 16 cases prunes on noise
     rng = random.Random(seed)
     current, edits, notes = template, [], []
     paraphrase_cache: dict[str, list[str]] = {}

@@ -16,7 +16,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import optuna
 
@@ -301,13 +301,13 @@ def _edits(r: int, segments: Sequence[Segment], slots: Sequence[Slot], choice: S
     return out
 
 
-def _progress(total: int, enabled: bool):
+def _progress(total: int, enabled: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc="fix", unit="trial", disable=not enabled, leave=False)
 
 
-def _tick(bar, study: optuna.Study, trial: optuna.trial.FrozenTrial, deadline: float) -> None:
+def _tick(bar: Any, study: optuna.Study, trial: optuna.trial.FrozenTrial, deadline: float) -> None:
     bar.update(1)
     done = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     left = deadline - time.monotonic()

@@ -114,6 +114,10 @@ def fix_report(result: FixResult, *, color: bool = False) -> str:
     if result.validation_before and result.validation_after:
         lines += [""] + _table("validation", result.validation_before, result.validation_after, result.objective)
     lines.append("")
+    v0, v1 = result.validation_before, result.validation_after
+    if v0 and v1 and result.edits and v1.objective < v0.objective:
+        lines += [f"warning: the {result.objective} fell on validation ({v1.objective - v0.objective:+.3f} nats): "
+                  "the edits fit the train cases only; give more train cases or keep the original", ""]
     if not result.edits:
         lines.append("no edit beat the original template on train; it is kept as it is")
     for n, e in enumerate(result.edits, 1):

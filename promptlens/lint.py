@@ -491,13 +491,17 @@ def _model_rules(ctx: _Context, backend: Any, cases: list[Case], method: str, se
         ctx.skipped["PL102"] = "no cases with choices"
     if free:
         checked = free[: th.max_generate]
-        missed = 0
-        for c in checked:
+        missed = []  # (case label, output)
+        for i, c in enumerate(checked, 1):
             budget = len(backend.encode_target(c.target)) + 8 if hasattr(backend, "encode_target") else 32
-            missed += backend.generate(fill(text, c.vars), max_new_tokens=budget).strip() != c.target.strip()
-        if missed / len(checked) > th.mismatch:
-            ctx.add("PL101", f"greedy output differs from the target on {missed} of {len(checked)} free-form cases "
-                    f"(more than {th.mismatch:.0%})", ctx.fix_hint)
+            out = backend.generate(fill(text, c.vars), max_new_tokens=budget)
+            if _normal(out) != _normal(c.target):
+                missed.append((c.id or f"case {i}", out, c.target))
+        if len(missed) / len(checked) > th.mismatch:
+            label, out, want = missed[0]
+            ctx.add("PL101", f"greedy output differs from the target on {len(missed)} of {len(checked)} free-form "
+                    f"cases (more than {th.mismatch:.0%}); {label}: {_short(out, 30)} instead of {_short(want, 30)}",
+                    ctx.fix_hint)
     objective = default_objective(cases)
     attr = attribute(text, cases=cases, backend=backend, method=method, segmentation=ctx.target.segmentation,
                      objective=objective, seed=seed)
@@ -513,6 +517,11 @@ def _model_rules(ctx: _Context, backend: Any, cases: list[Case], method: str, se
             ctx.add("PL104", f"dead segment {_short(seg.text)}: no measurable effect ({stats}) for {tokens} tokens "
                     "per call", "delete it, or keep it and add `# promptlens: ignore PL104` to the line", where)
     _fragile_rule(ctx, backend, cases, attr.segments, objective, objective_value, score_prompts)
+
+
+def _normal(text: str) -> str:
+    """Free-form outputs match when equal up to case, spacing and surrounding punctuation."""
+    return " ".join(text.casefold().split()).strip(".,;:!?\"'` ")
 
 
 def _perturbations(text: str) -> list[tuple[str, str]]:

@@ -1,0 +1,345 @@
+"""promptlens lint: each rule fires on a template made to break it and stays silent on a clean one
+(rule fake, exact numbers), suppressions, the cache, the four report formats, exit codes, and one
+real-model run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from promptlens.errors import InputError
+from promptlens.lint import LintTarget, Thresholds, lint, load_config
+from promptlens.lint_report import render
+from tests.rule_backend import RuleBackend
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"
+EMBEDDED = "SmolLM2-135M-Instruct"  # the model name a CLI run without --model keys its cache on
+
+CLEAN = "Is it plausible or implausible?\nStatement: {input}\nAnswer with one word.\n"
+# Every sentence of CLEAN raises the margin by 1 nat: nothing is dead, harmful or fragile.
+HELPS = {("plausible", "plausible"): 1.0, ("statement", "plausible"): 1.0, ("answer", "plausible"): 1.0}
+CHOICE_CASES = [
+    {"vars": {"input": "A scored a goal"}, "target": "plausible", "choices": ["plausible", "implausible"]},
+    {"vars": {"input": "B hit a homerun"}, "target": "plausible", "choices": ["plausible", "implausible"]},
+]
+FREE_CASES = [{"vars": {"input": w}, "target": w + "s"} for w in ("cat", "dog", "car")]
+
+
+@dataclass
+class TokenBackend(RuleBackend):
+    """The rule fake plus a word "tokenizer" and a context length, for PL004."""
+
+    context_length: int = 20
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        return list(range(len(prompt.split())))
+
+    def encode_target(self, target: str) -> list[int]:
+        return list(range(len(target.split())))
+
+
+def write(folder: Path, template: str, cases: list[dict], name: str = "t.txt") -> LintTarget:
+    (folder / name).write_text(template, encoding="utf-8")
+    (folder / "cases.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases), encoding="utf-8")
+    return LintTarget(folder / name, folder / "cases.jsonl")
+
+
+def run(target: LintTarget, backend=None, **kwargs):
+    return lint([target], backend=backend or RuleBackend(bonus=HELPS),
+                cache_dir=None, **kwargs)
+
+
+def ids(result, suppressed: bool = False) -> list[str]:
+    return [f.rule_id for f in (result.suppressed if suppressed else result.findings)]
+
+
+# --- static rules ----------------------------------------------------------------------------
+
+
+def test_clean_template_has_no_findings(tmp_path):
+    result = run(write(tmp_path, CLEAN, CHOICE_CASES))
+    assert result.findings == [] and not result.failed("note")
+
+
+def test_pl001_field_without_value_and_var_without_field(tmp_path):
+    template = "Is it plausible or implausible?\nStatement: {input}\nSport: {sport}\n"
+    cases = [dict(c, vars={**c["vars"], "league": "NHL"}) for c in CHOICE_CASES]
+    result = run(write(tmp_path, template, cases))
+    missing, unused = [f for f in result.findings if f.rule_id == "PL001"]
+    assert (missing.severity, missing.start_line, missing.start_col, missing.end_col) == ("error", 3, 8, 15)
+    assert "{sport}" in missing.message and "2 of 2 cases" in missing.message
+    assert unused.severity == "warning" and "`league`" in unused.message
+    # The template cannot be filled, so the model rules do not run.
+    assert result.templates[0].skipped["PL101"].startswith("the template cannot be filled")
+
+
+def test_pl002_duplicate_and_empty_segments(tmp_path):
+    template = "Is it plausible or implausible?\nBe brief.\n...\nStatement: {input}\nbe  BRIEF!\n"
+    found = [f for f in run(write(tmp_path, template, CHOICE_CASES)).findings if f.rule_id == "PL002"]
+    assert [(f.start_line, f.start_col, f.end_col) for f in found] == [(3, 1, 4), (5, 1, 11)]
+    assert "holds no words" in found[0].message and "repeats line 2" in found[1].message
+
+
+def test_pl003_choice_never_mentioned(tmp_path):
+    # 'implausible' contains 'plausible', but does not mention it.
+    template = "Is the statement implausible?\nStatement: {input}\n"
+    found = [f for f in run(write(tmp_path, template, CHOICE_CASES)).findings if f.rule_id == "PL003"]
+    assert len(found) == 1 and "'plausible'" in found[0].message and found[0].start_line == 1
+
+
+def test_pl004_context_overflow_needs_only_a_tokenizer(tmp_path):
+    cases = [*FREE_CASES, {"vars": {"input": "word " * 30}, "target": "words"}]
+    target = write(tmp_path, "Plural of {input}:", cases)
+    result = run(target, TokenBackend(context_length=20))
+    (finding,) = [f for f in result.findings if f.rule_id == "PL004"]
+    assert "1 of 4 cases" in finding.message and "case 4: 34 tokens" in finding.message
+    assert "PL004" not in ids(run(target, TokenBackend(context_length=40)))
+
+
+# --- model rules, on the rule fake -------------------------------------------------------------
+
+
+def test_pl101_and_pl102_choice_cases(tmp_path):
+    target = write(tmp_path, CLEAN, CHOICE_CASES)
+    wrong = run(target, RuleBackend(bonus={("plausible", "implausible"): 2.0}))
+    pl101, pl102 = (next(f for f in wrong.findings if f.rule_id == r) for r in ("PL101", "PL102"))
+    assert "accuracy 0/2 (0%)" in pl101.message and pl101.severity == "error"
+    assert "mean margin -2.00 nats" in pl102.message
+    assert "run: promptlens fix --template" in pl101.hint
+    # a margin of +1 passes the default threshold (0) but not a stricter one
+    assert {"PL101", "PL102"}.isdisjoint(ids(run(target)))
+    strict = LintTarget(target.path, target.cases, thresholds=Thresholds(margin=3.5))
+    assert "PL102" in ids(run(strict))
+
+
+def test_pl101_free_form_greedy_output(tmp_path):
+    target = write(tmp_path, "Plural of {input}:", FREE_CASES)  # the fake always says "yes"
+    (finding,) = [f for f in run(target).findings if f.rule_id == "PL101"]
+    assert "3 of 3 free-form cases" in finding.message and "'yes' instead of 'cats'" in finding.message
+    yes = [{"vars": {"input": w}, "target": "Yes."} for w in ("a", "b")]  # case and punctuation ignored
+    assert "PL101" not in ids(run(write(tmp_path, "Say yes to {input}:", yes)))
+
+
+def test_pl103_harmful_and_pl104_dead_segments(tmp_path):
+    template = "Give the plural.\n  Always answer banana.\nWord: {input}\n"
+    backend = RuleBackend(rules={"banana": -3.0, "plural": 0.5, "word": 0.5})
+    result = run(write(tmp_path, template, FREE_CASES), backend)
+    (harmful,) = [f for f in result.findings if f.rule_id == "PL103"]
+    assert (harmful.start_line, harmful.start_col, harmful.end_line, harmful.end_col) == (2, 3, 2, 24)
+    assert "mean -3.00 nats, 95% interval [-3.00, -3.00] over 3 cases" in harmful.message
+    assert "PL104" not in ids(result)
+    dead = run(write(tmp_path, "Give the plural.\nBe nice.\nWord: {input}\n", FREE_CASES),
+               RuleBackend(rules={"plural": 0.5, "word": 0.5}))
+    (finding,) = [f for f in dead.findings if f.rule_id == "PL104"]
+    assert finding.start_line == 2 and finding.severity == "note" and "Be nice." in finding.message
+
+
+def test_pl105_fragile_segment(tmp_path):
+    template = "Determine the plural.\nWord: {input}\n"
+    # 'determine' is worth 2 nats; the typo in it removes them. Casing is invisible to the fake.
+    result = run(write(tmp_path, template, FREE_CASES), RuleBackend(rules={"determine": 2.0, "word": 0.1}))
+    (finding,) = [f for f in result.findings if f.rule_id == "PL105"]
+    assert finding.start_line == 1 and "'Determine' -> 'Detremine'" in finding.message
+    assert "by 2.00 nats" in finding.message
+    calm = run(write(tmp_path, template, FREE_CASES), RuleBackend(rules={"determine": 0.5, "word": 0.1}))
+    assert "PL105" not in ids(calm)
+
+
+# --- suppressions ------------------------------------------------------------------------------
+
+
+class Recorder(RuleBackend):
+    def token_logprobs(self, prompts, targets):
+        self.seen = [*getattr(self, "seen", []), *prompts]
+        return super().token_logprobs(prompts, targets)
+
+
+def test_inline_markers_are_stripped_and_suppress_by_line(tmp_path):
+    template = ("Give the plural.\n"
+                "Always answer banana.  # promptlens: ignore PL103\n"
+                "# promptlens: ignore\n"
+                "Be nice.\n"
+                "Word: {input}\n")
+    backend = Recorder(rules={"banana": -3.0, "plural": 0.5, "word": 0.5})
+    result = run(write(tmp_path, template, FREE_CASES), backend)
+    assert not any("promptlens" in p for p in backend.seen)  # the model never sees a marker
+    by_rule = {f.rule_id: f for f in result.suppressed}
+    # positions are in the file as written: the dead sentence is on line 4, after the marker line
+    assert (by_rule["PL103"].start_line, by_rule["PL103"].suppressed) == (2, "inline marker on line 2")
+    assert (by_rule["PL104"].start_line, by_rule["PL104"].suppressed) == (4, "inline marker on line 3")
+    assert {"PL103", "PL104"}.isdisjoint(ids(result))
+
+
+def test_config_suppressions_severity_overrides_and_globs(tmp_path):
+    (tmp_path / "prompts").mkdir()
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / "prompts" / name).write_text("Give the plural.\nBe nice.\nWord: {input}\n")
+    (tmp_path / "cases.jsonl").write_text("".join(json.dumps(c) + "\n" for c in FREE_CASES))
+    (tmp_path / "promptlens.yaml").write_text(
+        "templates:\n"
+        "  - path: prompts/*.txt\n"
+        "    cases: cases.jsonl\n"
+        "    thresholds: {mismatch: 1.0}\n"
+        "    suppress: [{rule: PL104, line: 2}]\n"
+        "    severity: {PL104: error}\n")
+    targets, settings = load_config(tmp_path / "promptlens.yaml")
+    assert [t.path.name for t in targets] == ["a.txt", "b.txt"] and settings == {}
+    result = lint(targets, backend=RuleBackend(rules={"plural": 0.5, "word": 0.5}), cache_dir=None)
+    assert ids(result) == [] and ids(result, suppressed=True) == ["PL104", "PL104"]
+    assert result.suppressed[0].severity == "error" and "promptlens.yaml:5" in result.suppressed[0].suppressed
+
+
+@pytest.mark.parametrize("text, message", [
+    ("templates: [\n", "promptlens.yaml:2: invalid YAML"),
+    ("templates: []\n", "promptlens.yaml:1: `templates:` must be a non-empty list"),
+    ("model: x\nrules: 3\n", "promptlens.yaml:2: unknown config key 'rules'"),
+    ("templates:\n  - path: nothing/*.txt\n    cases: c.jsonl\n", "promptlens.yaml:2: `nothing/*.txt` matches no files"),
+    ("templates:\n  - path: t.txt\n    cases: c.jsonl\n    thresholds: {acc: 1}\n", "promptlens.yaml:4: unknown threshold 'acc'"),
+    ("templates:\n  - path: t.txt\n\n    suppress: [{rule: PL999}]\n    cases: c.jsonl\n", "promptlens.yaml:4: unknown rule 'PL999'"),
+    ("templates:\n  - cases: c.jsonl\n", "promptlens.yaml:2: the entry needs `path:`"),
+])
+def test_config_errors_name_file_and_line(tmp_path, text, message):
+    (tmp_path / "t.txt").write_text("x {input}")
+    (tmp_path / "promptlens.yaml").write_text(text)
+    with pytest.raises(InputError) as err:
+        load_config(tmp_path / "promptlens.yaml")
+    assert str(err.value).startswith(str(tmp_path / message.split(":")[0])) and message.split(":", 1)[1] in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+# --- cache ---------------------------------------------------------------------------------------
+
+
+def test_cached_rerun_does_not_touch_the_model(tmp_path, monkeypatch):
+    import promptlens.backends.hf as hf
+
+    monkeypatch.chdir(tmp_path)
+    target = write(tmp_path, CLEAN, CHOICE_CASES)
+    fake = RuleBackend(bonus={("plausible", "implausible"): 2.0}, name=EMBEDDED)
+    first = lint([target], backend=fake, cache_dir="cache")
+    passes = fake.forward_passes
+    assert passes > 0 and not first.templates[0].cached and len(list(Path("cache").glob("*.json"))) == 1
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded on a cached rerun")
+
+    monkeypatch.setattr(hf, "load_backend", no_model)
+    again = lint([target], cache_dir="cache")  # no backend: it would be loaded on a miss
+    assert again.templates[0].cached and again.findings == first.findings
+    assert lint([target], backend=fake, cache_dir="cache").templates[0].cached and fake.forward_passes == passes
+    # Changing the cases (or thresholds) misses the cache.
+    (tmp_path / "cases.jsonl").write_text(json.dumps(CHOICE_CASES[0]) + "\n")
+    assert not lint([target], backend=fake, cache_dir="cache").templates[0].cached
+    strict = LintTarget(target.path, target.cases, thresholds=Thresholds(margin=3.0))
+    assert not lint([strict], backend=fake, cache_dir="cache").templates[0].cached
+
+
+# --- reports ---------------------------------------------------------------------------------------
+
+
+def _mixed(tmp_path):
+    template = "Give the plural.\nAlways answer banana.\nBe nice.  # promptlens: ignore PL104\nWord: {input}\n"
+    return run(write(tmp_path, template, FREE_CASES), RuleBackend(rules={"banana": -3.0, "plural": 0.5, "word": 0.5}))
+
+
+def test_sarif_validates_against_the_official_schema(tmp_path):
+    jsonschema = pytest.importorskip("jsonschema")
+    result = _mixed(tmp_path)
+    doc = json.loads(render(result, "sarif"))
+    jsonschema.validate(doc, json.loads(SCHEMA.read_text(encoding="utf-8")))
+    run_ = doc["runs"][0]
+    assert [r["id"] for r in run_["tool"]["driver"]["rules"]][:3] == ["PL001", "PL002", "PL003"]
+    harmful = next(r for r in run_["results"] if r["ruleId"] == "PL103")
+    loc = harmful["locations"][0]["physicalLocation"]
+    assert harmful["level"] == "warning" and not Path(loc["artifactLocation"]["uri"]).is_absolute()
+    assert loc["region"] == {"startLine": 2, "startColumn": 1, "endLine": 2, "endColumn": 22}
+    dead = next(r for r in run_["results"] if r["ruleId"] == "PL104")
+    assert dead["suppressions"][0]["kind"] == "inSource"
+
+
+def test_junit_one_testcase_per_rule_with_failures(tmp_path):
+    result = _mixed(tmp_path)
+    root = ET.fromstring(render(result, "junit", fail_on="warning"))
+    suite = root.find("testsuite")
+    cases = {c.get("name").split()[0]: c for c in suite.findall("testcase")}
+    assert len(cases) == 9 and suite.get("tests") == "9"
+    assert cases["PL103"].find("failure") is not None and cases["PL101"].find("failure") is not None
+    assert cases["PL104"].find("failure") is None  # suppressed
+    assert cases["PL102"].find("skipped") is not None  # no choice cases
+    assert suite.get("failures") == str(sum(c.find("failure") is not None for c in cases.values()))
+    # below --fail-on, a finding is reported but does not fail the test case
+    relaxed = ET.fromstring(render(result, "junit", fail_on="error"))
+    assert relaxed.find("testsuite/testcase[@name='PL103 harmful-segment']/failure") is None
+
+
+def test_text_and_json_reports(tmp_path):
+    result = _mixed(tmp_path)
+    text = render(result, "text")
+    assert "t.txt:2:1: warning PL103 harmful segment 'Always answer banana.'" in text
+    assert "suppressed:\n" in text and "[inline marker on line 3]" in text
+    assert text.splitlines()[-1].startswith("FAIL: 1 template, 1 error, 1 warning, 0 notes, 1 suppressed")
+    data = json.loads(render(result, "json"))
+    assert data["failed"] and data["summary"] == {"error": 1, "warning": 1, "note": 0, "suppressed": 1}
+
+
+# --- command line ------------------------------------------------------------------------------------
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "promptlens", "lint", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_exit_codes_and_output_file(tmp_path, monkeypatch):
+    # Fill the cache in-process with the fake under the embedded model's name, so the CLI runs
+    # below hit it and never load a model.
+    monkeypatch.chdir(tmp_path)
+    failing = write(tmp_path, CLEAN, CHOICE_CASES, "bad.txt")
+    lint([failing], backend=RuleBackend(bonus={("plausible", "implausible"): 2.0}, name=EMBEDDED), cache_dir="c")
+    clean = write(tmp_path, CLEAN, CHOICE_CASES, "good.txt")
+    lint([clean], backend=RuleBackend(bonus=HELPS, name=EMBEDDED), cache_dir="c")
+
+    bad = cli("bad.txt", "--cases", "cases.jsonl", "--cache-dir", "c", cwd=tmp_path)
+    assert bad.returncode == 1, bad.stderr
+    assert "bad.txt:1:1: error PL101" in bad.stdout and "1 of 1 from cache" in bad.stdout
+    assert cli("bad.txt", "--cases", "cases.jsonl", "--cache-dir", "c", "--fail-on", "never", cwd=tmp_path).returncode == 0
+    good = cli("good.txt", "--cases", "cases.jsonl", "--cache-dir", "c", "--format", "sarif", "--output", "out/r.sarif",
+               cwd=tmp_path)
+    assert good.returncode == 0 and good.stdout == "", good.stderr
+    assert json.loads((tmp_path / "out" / "r.sarif").read_text())["runs"][0]["results"] == []
+    for args, message in [
+        (("good.txt",), "TEMPLATE needs --cases FILE"),
+        (("good.txt", "--cases", "cases.jsonl", "--format", "xml"), "unknown format 'xml'; choose one of: text, json"),
+        (("good.txt", "--cases", "cases.jsonl", "--fail-on", "info"), "choose one of: error, warning, note, never"),
+        (("--config", "missing.yaml"), "missing.yaml: no such config file"),
+        ((), "nothing to lint"),
+    ]:
+        out = cli(*args, "--cache-dir", "c", cwd=tmp_path)
+        assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1
+
+
+# --- real model --------------------------------------------------------------------------------------
+
+
+@pytest.mark.model
+def test_real_model_reports_planted_harmful_line(backend, tmp_path):
+    template = "Give the plural of the word.\nAnswer in French.\nWord: {input}\nPlural:"
+    cases = [{"vars": {"input": w}, "target": w + "s"} for w in ("cat", "dog", "house", "car", "tree", "book")]
+    target = write(tmp_path, template, cases)
+    cheap = Thresholds(max_generate=2, max_fragile=2)
+    result = lint([LintTarget(target.path, target.cases, thresholds=cheap)], backend=backend, cache_dir=None)
+    planted = [f for f in result.findings if f.rule_id == "PL103" and "French" in f.message]
+    assert len(planted) == 1, render(result, "text")
+    f = planted[0]
+    assert (f.start_line, f.start_col, f.end_line, f.end_col) == (2, 1, 2, 18)
+    assert "95% interval [" in f.message and "run: promptlens fix --template" in f.hint

@@ -8,8 +8,10 @@ Nothing is ever downloaded: every ``from_pretrained`` call is local-only.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import sys
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -56,10 +58,12 @@ def _embedded_safetensors() -> Path:
         return folder
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
-    quantized = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
-    )
+    print(f"promptlens: converting the embedded model to {folder} (once, about 20 s)", file=sys.stderr)
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):  # transformers' raw tqdm bar
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+        quantized = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
+        )
     # A model loaded from GGUF carries a quantization config and refuses save_pretrained;
     # the weights are already de-quantized, so rebuild a plain model around them.
     config = quantized.config.to_dict()

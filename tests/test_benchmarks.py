@@ -1,0 +1,27 @@
+"""Every benchmark's --quick mode runs end to end (a smoke test, not a timing)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.model
+def test_attribution_speed_quick(tmp_path):
+    out = tmp_path / "speed.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "attribution_speed.py"), "--quick", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert [r["workload"] for r in data["results"]] == ["12-segment prompt", "8-segment template x 4 cases"]
+    for r in data["results"]:
+        assert r["max_abs_diff"] < 1e-3  # exact against stock Captum, whatever the speed
+        assert r["segments"] >= 8

@@ -144,7 +144,7 @@ def fix(
     alternatives: dict[str, list[str]] | None = None,
     kinds: Sequence[str] | None = None,
     segmentation: str = "sentence",
-    min_gain: float = 0.0,
+    min_gain: float = 1e-3,
     minibatch: int | None = None,
     storage: str | None = None,
     out: str | Path | None = None,
@@ -236,8 +236,9 @@ def fix(
         trials_total += outcome.trials_total
         pruned += outcome.pruned
         infeasible += outcome.infeasible
+        floor = scorer.mean(current)  # the round's start: simplifying never goes below it
         choice = _simplify(segments, slots, outcome.best_choice, scorer, min_gain,
-                           lambda t: similarity.cosine(template, t) >= threshold)
+                           lambda t: similarity.cosine(template, t) >= threshold and scorer.mean(t) >= floor)
         best = template_for(segments, slots, choice)
         if best != current:
             edits += _edits(r, segments, slots, choice, scorer)
@@ -273,7 +274,7 @@ def _simplify(segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequen
               min_gain: float, feasible: Callable[[str], bool]) -> list[int]:
     """Undo, one at a time, the edit whose loss is smallest while it is <= ``min_gain``: the best
     trial often carries passengers, edits that were sampled along with a useful one but add
-    nothing (or cost a little). With ``min_gain`` 0 the train objective can only go up."""
+    nothing (or cost a little). ``feasible`` keeps the result above the round's starting score."""
     choice = list(choice)
     while any(choice):
         gains = _gains(segments, slots, choice, scorer)

@@ -151,11 +151,23 @@ class TrieScorer:
             # Chains with the same ancestry side by side, so a bin's past holds few ancestors.
             wave = sorted(by_depth[depth], key=lambda c: (c.parent.index if c.parent else -1, c.start))
             for batch in self._batches(wave):
-                self._run(batch, out)
+                self._run_splitting(batch, out)
             for chain in chains:
                 if chain.last_depth == depth:
                     chain.kv = None  # every chain that needs it is done
         return out
+
+    def _run_splitting(self, batch: list[_Chain], out: list[list[float]]) -> None:
+        """Run a bin; if it runs out of memory, halve the bin size for good and go on."""
+        try:
+            self._run(batch, out)
+        except torch.OutOfMemoryError:
+            if len(batch) == 1:
+                raise
+            self.max_batch_tokens = max(1, self.max_batch_tokens // 2)
+            half = len(batch) // 2
+            self._run_splitting(batch[:half], out)
+            self._run_splitting(batch[half:], out)
 
     def _batches(self, wave: list[_Chain]) -> list[list[_Chain]]:
         """Pack chains into bins of at most ``max_batch_tokens`` tokens (a longer chain runs alone)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from promptlens.prefix import TrieScorer, naive_token_logprobs
 from promptlens.scoring import score_prompts
@@ -76,3 +77,34 @@ def test_choice_scoring_on_fake_backend():
     assert not second.correct and second.margin == -2.0
     dogs = scores[1][0]
     assert dogs.choice_logprobs == (-1.0, -1.0, 4.0) and dogs.margin == -5.0 and not dogs.correct
+
+
+@pytest.mark.model
+def test_out_of_memory_bin_is_split_and_the_run_goes_on(backend, reference, monkeypatch):
+    seqs, n_target, refs = reference
+    scorer = TrieScorer(backend.model, max_batch_tokens=4096)
+    real_run = scorer._run
+
+    def picky(batch, out):  # pretend any bin of more than 3 chains does not fit in memory
+        if len(batch) > 3:
+            raise torch.OutOfMemoryError("simulated")
+        real_run(batch, out)
+
+    monkeypatch.setattr(scorer, "_run", picky)
+    got = scorer.score(seqs, n_target)
+    assert scorer.max_batch_tokens < 4096
+    assert max(abs(a - b) for row, ref in zip(got, refs) for a, b in zip(row, ref)) < 1e-4
+
+
+def test_network_is_never_touched(monkeypatch):
+    """Attribution on the fake backend opens no socket (the real model is checked in test_cli)."""
+    import socket
+
+    from promptlens.attribution import attribute
+    from tests.rule_backend import RuleBackend
+
+    def refuse(self, address):
+        raise AssertionError(f"network connection attempted: {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    attribute("Say yes. Say banana.", "yes", backend=RuleBackend(rules={"banana": -1.0}))

@@ -579,16 +579,21 @@ def _display(path: Path) -> str:
 
 
 def promptlens_version() -> str:
-    """The installed version, or for a source checkout a hash of the package's code."""
+    """The installed version, or for a source checkout a hash of the code lint results depend on
+    (only that code: an edit to, say, the repair search must not invalidate every cached lint)."""
     from importlib import metadata
 
     try:
         return metadata.version("promptlens")
     except metadata.PackageNotFoundError:
+        package = Path(__file__).parent
         digest = hashlib.sha256()
-        for file in sorted(Path(__file__).parent.rglob("*.py")):
+        for file in (*(package / name for name in _SCORED_BY), *sorted((package / "backends").glob("*.py"))):
             digest.update(file.read_bytes())
         return "src-" + digest.hexdigest()[:16]
+
+
+_SCORED_BY = ("lint.py", "attribution.py", "scoring.py", "segments.py", "cases.py", "prefix.py", "types.py")
 
 
 def _cache_key(target: LintTarget, source: _Source, model: str, method: str, seed: int) -> str:

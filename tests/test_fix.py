@@ -249,3 +249,15 @@ def test_real_small_budget_fix_never_lowers_train_and_keeps_meaning(backend):
     assert similarity.cosine(template, result.best) >= 0.8
     assert template_fields(result.best) == ["input"]
     assert result.trials <= 8
+
+
+@pytest.mark.parametrize("name", ["sports_understanding", "navigate", "plural", "entailed_polarity_quick"])
+def test_shipped_recipes_load(name):
+    from pathlib import Path
+
+    from promptlens.config import load_recipe
+
+    recipe = load_recipe(Path(__file__).parent.parent / "recipes" / f"{name}.yaml")
+    assert template_fields(recipe.template) == ["input"]
+    assert all(set(c.vars) == {"input"} for c in recipe.cases)
+    assert len(recipe.cases) >= recipe.n_train + recipe.n_validation

@@ -67,6 +67,7 @@ def _add_attribute(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--edit-fields", action="store_true", help="treat template fields as segments too")
     p.add_argument("--json", dest="json_out", help="write the full result to this JSON file")
     p.add_argument("--top", type=int, help="show only the N most harmful segments")
+    p.add_argument("--html", help="write a self-contained HTML report to this file")
     _common(p)
     p.set_defaults(run=_run_attribute)
 
@@ -104,6 +105,11 @@ def _run_attribute(args: argparse.Namespace) -> int:
     if args.json_out:
         write_atomic(args.json_out, dumps(result))
         print(f"wrote {args.json_out}")
+    if args.html:
+        from .html_report import attribution_html
+
+        write_atomic(args.html, attribution_html(result))
+        print(f"wrote {args.html}")
     return 0
 
 

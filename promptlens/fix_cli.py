@@ -29,6 +29,7 @@ def add_fix_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, help="minimum similarity of the fixed template to the original (0.8)")
     p.add_argument("--out", default="promptlens-fix", help="output folder (fixed template, study database)")
     p.add_argument("--json", dest="json_out", help="write the full result to this JSON file")
+    p.add_argument("--html", help="write a self-contained HTML report to this file (scores each case once more)")
     p.add_argument("--resume", action="store_true", help="continue the stored study instead of starting afresh")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/promptlens-fix.db)")
     p.add_argument("--study", help="study name (default: derived from the template, cases, strategy and seed)")
@@ -87,6 +88,11 @@ def run_fix(args: argparse.Namespace) -> int:
     if args.json_out:
         write_atomic(args.json_out, dumps(result))
         print(f"wrote {args.json_out}")
+    if args.html:
+        from .html_report import case_scores, fix_html
+
+        write_atomic(args.html, fix_html(result, cases=case_scores(backend, result, train, valid)))
+        print(f"wrote {args.html}")
     return 0
 
 

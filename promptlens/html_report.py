@@ -179,23 +179,27 @@ def _forest(attr: Attribution) -> str:
     if not rows:
         return ""
     left, right, row_h, top = 330, 760, 26, 34
-    height = top + row_h * len(rows) + 34
+    height = top + row_h * len(rows) + 48
     x = _Scale.fit([0.0] + [f.ci_low for f in rows] + [f.ci_high for f in rows], left, right)
     body = []
     for t in _ticks(x.lo, x.hi, 6):
         px = x(t)
         body.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{top - 8}" y2="{height - 30}" class="grid"/>'
-                    f'<text x="{px:.1f}" y="{height - 14}" text-anchor="middle">{_fmt(t)}</text>')
+                    f'<text x="{px:.1f}" y="{height - 16}" text-anchor="middle">{_fmt(t)}</text>')
     zero = x(0.0)
     body.append(f'<line x1="{zero:.1f}" x2="{zero:.1f}" y1="{top - 8}" y2="{height - 30}" class="zero"/>')
     body.append(f'<text x="{left}" y="16" class="axis-label">\u25c0 hurts</text>'
                 f'<text x="{right}" y="16" class="axis-label" text-anchor="end">helps \u25b6</text>')
     for i, f in enumerate(rows):
         cy = top + row_h * i + row_h / 2
-        color = _UP if f.mean > 0 else _DOWN
+        color = {"helps": _UP, "hurts": _DOWN, "unclear": _SAME}[_verdict(f)]
         label = _e(_quote(f.segment.text, 44))
-        marker = (f'<rect x="{x(f.mean) - 5:.1f}" y="{cy - 5:.1f}" width="10" height="10" fill="{color}"/>'
-                  if f.mean > 0 else f'<circle cx="{x(f.mean):.1f}" cy="{cy:.1f}" r="5.5" fill="{color}"/>')
+        px = x(f.mean)
+        marker = {  # shape as well as colour: square helps, circle hurts, hollow diamond unclear
+            "helps": f'<rect x="{px - 5:.1f}" y="{cy - 5:.1f}" width="10" height="10" fill="{color}"/>',
+            "hurts": f'<circle cx="{px:.1f}" cy="{cy:.1f}" r="5.5" fill="{color}"/>',
+            "unclear": f'<path d="M{px:.1f},{cy - 6:.1f}l6,6l-6,6l-6,-6z" fill="#fff" stroke="{color}" stroke-width="2"/>',
+        }[_verdict(f)]
         body.append(
             f'<g><title>{_e(_verdict(f))}: {_nats(f.mean)} nats, 95% interval {_nats(f.ci_low)} to '
             f'{_nats(f.ci_high)}</title>'
@@ -315,12 +319,18 @@ def _slopes(scores: Sequence[CaseScore], objective: str) -> str:
                     f'{split} ({len(rows)} cases: {up} up, {down} down)</text>'
                     f'<text x="{x0}" y="{bottom + 20}" text-anchor="middle">before</text>'
                     f'<text x="{x1}" y="{bottom + 20}" text-anchor="middle">after</text>')
+        groups: dict[tuple[float, float], list[CaseScore]] = {}
         for c in rows:
+            groups.setdefault((round(c.before, 6), round(c.after, 6)), []).append(c)
+        for same in groups.values():
+            c, k = same[0], len(same)
             color, dash = ((_UP, "") if c.after > c.before + 1e-9 else
                            (_DOWN, ' stroke-dasharray="5 3"') if c.after < c.before - 1e-9 else (_SAME, ""))
-            body.append(f'<g><title>{_e(c.id)}: {_fmt(c.before)} \u2192 {_fmt(c.after)} nats</title>'
+            ids = ", ".join(s.id for s in same[:8]) + (", \u2026" if k > 8 else "")
+            count = f'<text x="{x1 + 9}" y="{y(c.after) + 4:.1f}">\u00d7{k}</text>' if k > 1 else ""
+            body.append(f'<g><title>{_e(ids)}: {_fmt(c.before)} \u2192 {_fmt(c.after)} nats</title>{count}'
                         f'<line x1="{x0}" x2="{x1}" y1="{y(c.before):.1f}" y2="{y(c.after):.1f}" stroke="{color}" '
-                        f'stroke-width="1.8"{dash}/>'
+                        f'stroke-width="{min(6.0, 1.8 + 0.6 * (k - 1)):.1f}"{dash}/>'
                         f'<circle cx="{x0}" cy="{y(c.before):.1f}" r="4" fill="{_BEFORE}"/>'
                         f'<circle cx="{x1}" cy="{y(c.after):.1f}" r="4" fill="{color}"/></g>')
     body.append(f'<g class="key"><line x1="80" x2="105" y1="{bottom + 42}" y2="{bottom + 42}" stroke="{_UP}" '
@@ -328,7 +338,8 @@ def _slopes(scores: Sequence[CaseScore], objective: str) -> str:
                 f'<line x1="190" x2="215" y1="{bottom + 42}" y2="{bottom + 42}" stroke="{_DOWN}" stroke-width="2" '
                 f'stroke-dasharray="5 3"/><text x="220" y="{bottom + 46}">went down (dashed)</text>'
                 f'<line x1="370" x2="395" y1="{bottom + 42}" y2="{bottom + 42}" stroke="{_SAME}" stroke-width="2"/>'
-                f'<text x="400" y="{bottom + 46}">unchanged</text></g>')
+                f'<text x="400" y="{bottom + 46}">unchanged</text>'
+                f'<text x="500" y="{bottom + 46}">\u00d7n: n cases with the same scores</text></g>')
     desc = "; ".join(f"{c.split} {c.id}: {_fmt(c.before)} to {_fmt(c.after)}" for c in scores[:60])
     return _svg(width, bottom + 56, "Each case's score before and after the fix", desc, "".join(body), "slopes")
 
@@ -421,8 +432,9 @@ def _attribution_section(attr: Attribution, heading: str, level: int = 2) -> str
     return (f'<section aria-labelledby="{heading.split()[0].lower()}-h"><{h} id="{heading.split()[0].lower()}-h">'
             f'{_e(heading)}</{h}>'
             f'{_legend(scale)}{_heatmap(attr)}'
-            f'<figure>{forest}<figcaption>Each {_e(_unit(attr))}\u2019s effect (dot or square) and its 95% interval '
-            f'(line). Left of zero: the {_e(_unit(attr))} pushes the right answer down.</figcaption></figure>'
+            f'<figure>{forest}<figcaption>Each {_e(_unit(attr))}\u2019s effect and its 95% interval (line): '
+            f'orange circle = hurts, blue square = helps, hollow grey diamond = unclear. Left of zero: the '
+            f'{_e(_unit(attr))} pushes the right answer down.</figcaption></figure>'
             f'<details><summary>Table of effects</summary><table><thead><tr><th>rank</th><th>verdict</th>'
             f'<th>effect (nats)</th><th>95% interval</th><th>{_e(_unit(attr))}</th></tr></thead>'
             f'<tbody>{rows}</tbody></table></details></section>')
@@ -471,7 +483,7 @@ svg .grid { stroke: #e3e3e3; } svg .zero { stroke: #555; stroke-dasharray: 3 3; 
 svg .axis-label { font-weight: 600; }
 table { border-collapse: collapse; width: 100%; font-size: .92rem; margin: .5rem 0; }
 th, td { text-align: left; padding: .3rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 del { background: #fbe3d0; color: #6b2f00; text-decoration: line-through 2px; }
 ins { background: #d6e6f5; color: #0b3463; text-decoration: underline 2px; }
 .edit { border: 1px solid var(--line); border-radius: 4px; padding: .5rem .75rem; margin: .6rem 0; }
@@ -481,6 +493,10 @@ ins { background: #d6e6f5; color: #0b3463; text-decoration: underline 2px; }
 .finding.note, mark.note { border-color: var(--help); }
 mark.error { background: #f7d4d6; } mark.warning { background: #fde4c8; } mark.note { background: #d9e8f5; }
 mark.span { color: inherit; border-bottom: 3px solid; }
+mark.span.error { border-bottom-color: #a50026; } mark.span.warning { border-bottom-color: var(--hurt); }
+mark.span.note { border-bottom-color: var(--help); }
+.rule { font-size: .75em; font-weight: 700; margin-left: .6em; padding: 0 .3em; border: 1px solid; border-radius: 3px; }
+.rule.error { color: #a50026; } .rule.warning { color: #8a4204; } .rule.note { color: var(--help); }
 .sev { font-weight: 700; text-transform: uppercase; font-size: .8rem; letter-spacing: .03em; }
 .lineno { color: #6b6b6b; user-select: none; display: inline-block; width: 3ch; text-align: right; margin-right: 1ch; }
 button { font: inherit; padding: .25rem .75rem; border: 1px solid #555; border-radius: 4px; background: #fff;
@@ -620,9 +636,10 @@ def _summary_table(result: FixResult) -> str:
                  (f"{result.objective} (nats, the objective)", f"{b.objective:.3f}", f"{a.objective:.3f}")]
         if b.accuracy is not None and a.accuracy is not None:
             cells.insert(1, ("accuracy", _pct(b.accuracy), _pct(a.accuracy)))
-        return "".join(f'<tr><th scope="row">{_e(name)} ({b.n_cases} cases)</th><td>{_e(label)}</td>'
-                       f'<td class="num">{x}</td><td class="num">{y}</td></tr>' for label, x, y in cells)
-    return ('<table id="scores"><thead><tr><th>cases</th><th>measure</th><th>before</th><th>after</th></tr></thead>'
+        head = f'<th scope="rowgroup" rowspan="{len(cells)}">{_e(name)} ({b.n_cases} cases)</th>'
+        return "".join(f'<tr>{head if i == 0 else ""}<td>{_e(label)}</td><td class="num">{x}</td>'
+                       f'<td class="num">{y}</td></tr>' for i, (label, x, y) in enumerate(cells))
+    return ('<table id="scores"><thead><tr><th>cases</th><th>measure</th><th class="num">before</th><th class="num">after</th></tr></thead>'
             f'<tbody>{rows("validation", result.validation_before, result.validation_after)}'
             f'{rows("train", result.train_before, result.train_after)}</tbody></table>')
 
@@ -675,7 +692,9 @@ def fix_html(result: FixResult, *, cases: Sequence[CaseScore] | None = None,
     charts = []
     if history:
         charts.append(f"<figure>{history}<figcaption>Every trial\u2019s score on the train cases and the best found so "
-                      "far. Trial 0 is always the original prompt, so the result is never worse on train."
+                      f"far. Trial 0 is always the original prompt, so the result is never worse on train. "
+                      f"Trials stopped early ({result.pruned} pruned, {result.infeasible} under the similarity "
+                      f"threshold) have no score and are not drawn."
                       "</figcaption></figure>")
     else:
         charts.append(f'<p class="muted">No optimization history: {_e(why or "no trial completed")}.</p>')
@@ -711,6 +730,9 @@ def _read(path: str) -> str | None:
         return None
 
 
+_SEV_MARK = {"error": "\u2716", "warning": "\u25b2", "note": "\u25cf"}
+
+
 def _highlight(text: str, findings: Sequence[Finding]) -> str:
     """The template with line numbers; each character takes the most severe finding covering it."""
     from .lint import SEVERITIES
@@ -739,8 +761,16 @@ def _highlight(text: str, findings: Sequence[Finding]) -> str:
             k = j
         if not line and marks[0] is not None:
             cells.append(f'<mark class="span {marks[0].severity}" title="{_e(marks[0].rule_id)}"> </mark>')
-        out.append(f'<span class="lineno" aria-hidden="true">{ln}</span>{"".join(cells)}')
+        ends = "".join(f'<span class="rule {f.severity}">{_SEV_MARK[f.severity]}\u00a0{_e(f.rule_id)}</span>'
+                       for f in findings if f.end_line == ln or (f.end_line == ln + 1 and f.end_col == 1))
+        out.append(f'<span class="lineno" aria-hidden="true">{ln}</span>{"".join(cells)}{ends}')
     return "\n".join(out)
+
+
+def _span(f: Finding) -> str:
+    if f.start_line == f.end_line:
+        return f"line {f.start_line}, columns {f.start_col}\u2013{max(f.start_col, f.end_col - 1)}"
+    return f"line {f.start_line}, column {f.start_col} to line {f.end_line}, column {max(1, f.end_col - 1)}"
 
 
 def lint_html(report: LintResult, *, fail_on: str = "error", sources: Mapping[str, str] | None = None,
@@ -770,10 +800,9 @@ def lint_html(report: LintResult, *, fail_on: str = "error", sources: Mapping[st
         if not found:
             continue
         items = "".join(
-            f'<div class="finding {level}"><p><span class="sev">{level}</span> <strong>{_e(f.rule_id)}</strong> '
+            f'<div class="finding {level}"><p><span class="sev">{_SEV_MARK[level]} {level}</span> <strong>{_e(f.rule_id)}</strong> '
             f'{_e(RULES[f.rule_id].name) if f.rule_id in RULES else ""} \u2014 {_e(f.message)}</p>'
-            f'<p class="muted">{_e(f.path)}: line {f.start_line}, column {f.start_col} to line {f.end_line}, '
-            f'column {f.end_col}</p><p>Hint: {_e(f.hint)}</p></div>' for f in found)
+            f'<p class="muted">{_e(f.path)}: {_e(_span(f))}</p><p>Hint: {_e(f.hint)}</p></div>' for f in found)
         parts.append(f'<section id="findings-{level}" aria-labelledby="{level}-h"><h2 id="{level}-h">'
                      f'{plural[level].capitalize()} ({len(found)})</h2>{items}</section>')
     for t in report.templates:

@@ -706,6 +706,7 @@ def add_lint_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help=f"project config (default: ./{DEFAULT_CONFIG} when there is no TEMPLATE)")
     p.add_argument("--format", default="text", help=f"one of: {', '.join(FORMATS)}")
     p.add_argument("--output", help="write the report to this file (atomically) instead of stdout")
+    p.add_argument("--html", help="also write a self-contained HTML report to this file")
     p.add_argument("--fail-on", default="error", help=f"exit 1 on findings at or above: {', '.join(FAIL_ON)}")
     p.add_argument("--method", help="attribution method (default: the config's, else ablation)")
     p.add_argument("--segmentation", "--by", dest="segmentation", help=f"one of: {', '.join(SEGMENTATIONS)}")
@@ -753,6 +754,11 @@ def run_lint(args: argparse.Namespace) -> int:
         write_atomic(args.output, text)
     else:
         sys.stdout.write(text)
+    if args.html:
+        from .html_report import lint_html
+        from .report import write_atomic
+
+        write_atomic(args.html, lint_html(result, fail_on=args.fail_on))
     return 1 if result.failed(args.fail_on) else 0
 
 

@@ -198,10 +198,14 @@ def fix(
     paraphrase_cache: dict[str, list[str]] = {}
     attr_before = attr = attribute(template, cases=train, backend=backend, segmentation=segmentation, seed=seed)
     trials = trials_total = pruned = infeasible = 0
+    setup_seconds = 0.0
     bar = _progress(budget_trials, progress)
     for r in range(rounds):
+        round_start = time.monotonic()
         if r > 0:
-            if time.monotonic() >= deadline:
+            # A round first attributes and samples rewrites; without time for that and some trials, stop.
+            if deadline - round_start < 1.5 * setup_seconds:
+                notes.append(f"round {r + 1}: skipped, too little of the time budget left")
                 break
             attr = attribute(current, cases=train, backend=backend, segmentation=segmentation, seed=seed)
         segments = list(attr.segments)
@@ -210,20 +214,21 @@ def fix(
         if slots is None:
             if study.trials:  # a resumed round whose starting template changed: start it afresh
                 study = open_study(storage, study.study_name, seed=seed + r, resume=False)
-                notes.append(f"round {r}: the stored study started from another template; started afresh")
+                notes.append(f"round {r + 1}: the stored study started from another template; started afresh")
             chosen = _choose(attr, strategy, top_k, rng)
             slots = []
             for i in chosen:
                 if slots and time.monotonic() >= deadline:
-                    notes.append(f"round {r}: the time budget ran out while generating candidates")
+                    notes.append(f"round {r + 1}: the time budget ran out while generating candidates")
                     break
                 slots.append(Slot(i, tuple(candidates(segments, i, original=template, backend=backend,
                                                       similarity=similarity, cases=train, config=config,
                                                       cache=paraphrase_cache))))
             store_slots(study, current, slots)
+        setup_seconds = time.monotonic() - round_start + (attr_before.seconds if r == 0 else 0.0)
         slots = [s for s in slots if len(s.rewrites) > 1]
         if not slots:
-            notes.append(f"round {r}: no candidate rewrite passed the similarity and fluency filters")
+            notes.append(f"round {r + 1}: no candidate rewrite passed the similarity and fluency filters")
             break
         # Split what is left of the trial budget evenly over the rounds still to run.
         share = -(-(budget_trials - trials_total) // (rounds - r))  # ceil, so every round gets a trial
@@ -232,6 +237,9 @@ def fix(
             n_trials=max(0, share - len(study.trials)), deadline=deadline, minibatch=minibatch,
             on_trial=lambda s, t: _tick(bar, s, t, deadline),
         )
+        if outcome is None:
+            notes.append(f"round {r + 1}: the time budget ran out before its first trial; give more seconds")
+            break
         trials += outcome.trials_run
         trials_total += outcome.trials_total
         pruned += outcome.pruned

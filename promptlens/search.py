@@ -145,8 +145,9 @@ def run_study(
     deadline: float,
     minibatch: int,
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
-) -> StudyOutcome:
-    """Run up to ``n_trials`` more trials (or until ``time.monotonic() >= deadline``)."""
+) -> StudyOutcome | None:
+    """Run up to ``n_trials`` more trials (or until ``time.monotonic() >= deadline``); None when
+    no trial finished."""
     before = len(study.trials)
     if not before:
         study.enqueue_trial({s.param: 0 for s in slots})
@@ -179,10 +180,10 @@ def run_study(
     return _outcome(study, slots, before)
 
 
-def _outcome(study: optuna.Study, slots: Sequence[Slot], before: int) -> StudyOutcome:
+def _outcome(study: optuna.Study, slots: Sequence[Slot], before: int) -> StudyOutcome | None:
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
-        raise InputError("no trial finished (the time budget ran out first); give more --seconds")
+        return None  # the time budget ran out before the first trial
     # Highest value; among equals the earliest trial, so the original wins ties.
     best = max(done, key=lambda t: (t.value, -t.number))
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]

@@ -77,6 +77,12 @@ def test_a_sentence_said_twice_is_infeasible():
     assert repeats("Say yes. Be brief.\nAnswer:") == 0
 
 
+def test_a_spent_time_budget_returns_the_original_with_a_note():
+    result = run(budget_seconds=1e-9)
+    assert result.best == TEMPLATE and result.trials == 0
+    assert any("time budget" in n for n in result.notes)
+
+
 def test_same_seed_same_result():
     a, b = run(strategy="random", seed=3), run(strategy="random", seed=3)
     assert (a.best, a.edits, a.trials) == (b.best, b.edits, b.trials)

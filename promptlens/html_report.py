@@ -1,6 +1,6 @@
 """HTML reports: one self-contained page per result, readable by someone who is not an expert.
 
-    Attribution / FixResult / LintResult ──► plain-language summary ──► heatmap, diff, SVG charts ──► page
+    Attribution / FixResult / LintResult ──► summary in words ──► heatmap, diff, SVG charts ──► page
 
 Everything is inline (CSS, a few lines of JS, charts as SVG built here), so the file opens offline
 and can be mailed or attached to a CI run. Blue means "helps", orange "hurts" (a pair that stays
@@ -198,7 +198,8 @@ def _forest(attr: Attribution) -> str:
         marker = {  # shape as well as colour: square helps, circle hurts, hollow diamond unclear
             "helps": f'<rect x="{px - 5:.1f}" y="{cy - 5:.1f}" width="10" height="10" fill="{color}"/>',
             "hurts": f'<circle cx="{px:.1f}" cy="{cy:.1f}" r="5.5" fill="{color}"/>',
-            "unclear": f'<path d="M{px:.1f},{cy - 6:.1f}l6,6l-6,6l-6,-6z" fill="#fff" stroke="{color}" stroke-width="2"/>',
+            "unclear": f'<path d="M{px:.1f},{cy - 6:.1f}l6,6l-6,6l-6,-6z" fill="#fff" stroke="{color}" '
+                       f'stroke-width="2"/>',
         }[_verdict(f)]
         body.append(
             f'<g><title>{_e(_verdict(f))}: {_nats(f.mean)} nats, 95% interval {_nats(f.ci_low)} to '
@@ -360,8 +361,9 @@ def _heatmap(attr: Attribution) -> str:
         body = seg.text.rstrip()
         tail = seg.text[len(body):]
         lead = body[: len(body) - len(body.lstrip())]
-        bg, fg = _colors(f.mean, scale)
         verdict = _verdict(f)
+        # An effect whose interval includes zero is drawn paler: its sign is not established.
+        bg, fg = _colors(f.mean if verdict != "unclear" else f.mean / 2, scale)
         sign = {"hurts": "\u25bc", "helps": "\u25b2", "unclear": "\u25cb"}[verdict]
         tip = (f"{verdict}: {_nats(f.mean)} nats, 95% interval {_nats(f.ci_low)} to {_nats(f.ci_high)}")
         out.append(f'{_e(lead)}<mark class="seg {verdict}" style="background:{bg};color:{fg}" tabindex="0" '
@@ -376,8 +378,10 @@ def _legend(scale: float) -> str:
         bg, fg = _colors(v * scale, scale)
         stops.append(f'<span class="swatch" style="background:{bg};color:{fg}">{_nats(v * scale)}</span>')
     return (f'<p class="legend" id="legend"><span>\u25bc hurts</span> {"".join(stops)} <span>helps \u25b2</span>'
-            f' <span class="muted">\u25cb = unclear (the 95% interval includes zero). Numbers: change in the '
-            f'score, in nats, that the segment causes. Hover or focus a segment for its interval.</span></p>')
+            f' <span class="muted">\u25bc hurts and \u25b2 helps: the 95% interval excludes zero. \u25cb unclear: '
+            f'it includes zero; such segments are drawn at half strength with a dotted underline. Numbers: '
+            f'change in the score, in nats, that the segment causes. Hover or focus a segment for its interval.'
+            f'</span></p>')
 
 
 def _unit(attr: Attribution, plural: bool = False) -> str:
@@ -398,8 +402,9 @@ def _attribution_summary(attr: Attribution) -> list[str]:
             return (f"without it the probability of the right answer would be about "
                     f"{_pct(math.exp(attr.original_score - f.mean))} instead of {_pct(math.exp(attr.original_score))}")
     else:
-        now = (f"With the prompt as written, the right answer beats the strongest wrong answer by "
-               f"{attr.original_score:.2f} nats on average over {cases}: it gets "
+        lead = "beats" if attr.original_score >= 0 else "trails"
+        now = (f"With the prompt as written, the right answer {lead} the strongest wrong answer by "
+               f"{abs(attr.original_score):.2f} nats on average over {cases}: it gets "
                f"{_pct(_sigmoid(attr.original_score))} of the probability the two share.")
 
         def without(f: SegmentAttribution) -> str:
@@ -594,7 +599,8 @@ def _fix_summary(result: FixResult) -> tuple[list[str], bool]:
                  f"prompt is kept as it is.",
                  f"The search tried {result.trials} variant(s) that stayed at least {result.threshold:.0%} similar "
                  f"in meaning to the original."], True)
-    lead = f"{_describe_edits(result)} {_change('the probability of the right answer', math.exp(before.logprob), math.exp(after.logprob))}"
+    p0, p1 = math.exp(before.logprob), math.exp(after.logprob)
+    lead = f"{_describe_edits(result)} {_change('the probability of the right answer', p0, p1)}"
     if before.accuracy is not None and after.accuracy is not None:
         lead += f" and {_change('accuracy', before.accuracy, after.accuracy)}"
     out = [lead + f" on {cases}."]
@@ -639,7 +645,8 @@ def _summary_table(result: FixResult) -> str:
         head = f'<th scope="rowgroup" rowspan="{len(cells)}">{_e(name)} ({b.n_cases} cases)</th>'
         return "".join(f'<tr>{head if i == 0 else ""}<td>{_e(label)}</td><td class="num">{x}</td>'
                        f'<td class="num">{y}</td></tr>' for i, (label, x, y) in enumerate(cells))
-    return ('<table id="scores"><thead><tr><th>cases</th><th>measure</th><th class="num">before</th><th class="num">after</th></tr></thead>'
+    return ('<table id="scores"><thead><tr><th>cases</th><th>measure</th><th class="num">before</th>'
+            '<th class="num">after</th></tr></thead>'
             f'<tbody>{rows("validation", result.validation_before, result.validation_after)}'
             f'{rows("train", result.train_before, result.train_after)}</tbody></table>')
 
@@ -687,7 +694,8 @@ def fix_html(result: FixResult, *, cases: Sequence[CaseScore] | None = None,
     parts.append('<section aria-labelledby="diff-h"><h2 id="diff-h">What changed</h2>'
                  '<p class="muted"><del>struck through</del> = removed, <ins>underlined</ins> = added.</p>'
                  f'<pre id="diff">{_word_diff(result.original, result.best)}</pre>{_edits(result)}'
-                 '<h3>The fixed prompt</h3><p><button type="button" data-copy="fixed">Copy the fixed prompt</button></p>'
+                 '<h3>The fixed prompt</h3>'
+                 '<p><button type="button" data-copy="fixed">Copy the fixed prompt</button></p>'
                  f'<pre id="fixed">{_e(result.best)}</pre></section>')
     charts = []
     if history:
@@ -793,14 +801,16 @@ def lint_html(report: LintResult, *, fail_on: str = "error", sources: Mapping[st
                           f"What to do: {_e(f.hint)}")
     else:
         paragraphs.append("No problem found.")
-    paragraphs.append(f"Verdict: {'FAIL' if failed else 'pass'} (fails on findings at or above \u201c{_e(fail_on)}\u201d).")
+    paragraphs.append(f"Verdict: {'FAIL' if failed else 'pass'} "
+                      f"(fails on findings at or above \u201c{_e(fail_on)}\u201d).")
     parts = [_summary(paragraphs, warn=failed)]
     for level in SEVERITIES:
         found = [f for f in active if f.severity == level]
         if not found:
             continue
         items = "".join(
-            f'<div class="finding {level}"><p><span class="sev">{_SEV_MARK[level]} {level}</span> <strong>{_e(f.rule_id)}</strong> '
+            f'<div class="finding {level}"><p><span class="sev">{_SEV_MARK[level]} {level}</span> '
+            f'<strong>{_e(f.rule_id)}</strong> '
             f'{_e(RULES[f.rule_id].name) if f.rule_id in RULES else ""} \u2014 {_e(f.message)}</p>'
             f'<p class="muted">{_e(f.path)}: {_e(_span(f))}</p><p>Hint: {_e(f.hint)}</p></div>' for f in found)
         parts.append(f'<section id="findings-{level}" aria-labelledby="{level}-h"><h2 id="{level}-h">'

@@ -14,6 +14,7 @@ import hashlib
 import html
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
@@ -278,7 +279,9 @@ def _importance(studies: Sequence[optuna.Study]) -> tuple[str, str]:
             first = s["rewrites"][0]["text"] if s["rewrites"] else ""
             labels[f"s{s['segment_index']}"] = _quote(first, 40)
         try:
-            imp = optuna.importance.get_param_importances(study)
+            with warnings.catch_warnings():  # "importances will be equal" on few trials: the bars show it
+                warnings.simplefilter("ignore")
+                imp = optuna.importance.get_param_importances(study)
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few or too uniform trials
             why = f"round {r + 1}: {exc}"
             continue
@@ -297,7 +300,7 @@ def _importance(studies: Sequence[optuna.Study]) -> tuple[str, str]:
                     f'fill="{_AFTER}"><title>{_e(label)}: {v:.2f}</title></rect>'
                     f'<text x="{x(v) + 6:.1f}" y="{cy + 17}">{v:.2f}</text>')
     body.append(f'<text x="{(left + right) / 2}" y="{height - 8}" text-anchor="middle" class="axis-label">'
-                f'share of the score\u2019s variation explained (fANOVA)</text>')
+                f'importance (Optuna\u2019s default evaluator; the bars sum to 1)</text>')
     desc = "; ".join(f"{label} {v:.2f}" for label, v in rows)
     return _svg(780, height, "Which edited segments mattered most", desc, "".join(body), "importance"), ""
 

@@ -180,6 +180,30 @@ def test_lint_page_groups_findings_and_highlights_spans(linted):
     assert "line 5, columns 8\u201314" in doc
 
 
+def test_fix_and_lint_cli_write_html(tmp_path, monkeypatch):
+    import promptlens.backends.hf as hf
+    import promptlens.fix as fix_module
+    from promptlens.cli import main
+
+    monkeypatch.setattr(hf, "load_backend", lambda *a, **k: FakeBackend())
+    monkeypatch.setattr(fix_module, "Similarity", JaccardSimilarity)
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text("".join(json.dumps({"input": c.vars["input"], "target": c.target}) + "\n" for c in CASES))
+    (tmp_path / "t.txt").write_text(TEMPLATE, encoding="utf-8")
+    assert main(["fix", "--template", str(tmp_path / "t.txt"), "--cases", str(cases), "--trials", "8",
+                 "--out", str(tmp_path / "out"), "--html", str(tmp_path / "fix.html")]) == 0
+    doc = (tmp_path / "fix.html").read_text(encoding="utf-8")
+    check_page(doc)
+    assert "Removing the sentence \u2018Eat a banana.\u2019 raised" in doc and 'class="chart slopes"' in doc
+
+    monkeypatch.setattr(hf, "load_backend", lambda *a, **k: RuleBackend(rules={"banana": -3.0}))
+    code = main(["lint", str(tmp_path / "t.txt"), "--cases", str(cases), "--no-cache", "--output",
+                 str(tmp_path / "lint.txt"), "--html", str(tmp_path / "lint.html")])
+    doc = (tmp_path / "lint.html").read_text(encoding="utf-8")
+    check_page(doc)
+    assert code in (0, 1) and "template checked" in doc and "Eat a banana." in doc
+
+
 # --- in a real browser ---------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@
     top_k: 3             # segments edited per round
     rounds: 2
     segmentation: sentence   # or line
+    rewrites: [delete, paraphrase, synonym, scaffold, alternative]   # the default: all kinds
 
 Relative paths resolve against the recipe's folder. Read with ``yaml.safe_load`` only; every
 problem is one ``InputError`` that names ``file:line`` and the fix.
@@ -30,11 +31,12 @@ import yaml
 from .cases import cases_from_records, dataset_path, load_cases
 from .errors import InputError
 from .fix import STRATEGIES
+from .rewrites import KINDS
 from .segments import template_fields
 from .types import Case
 
 KEYS = ("template", "template_file", "cases", "dataset", "n_train", "n_validation", "split", "budget",
-        "threshold", "seed", "strategy", "alternatives", "top_k", "rounds", "segmentation")
+        "threshold", "seed", "strategy", "alternatives", "top_k", "rounds", "segmentation", "rewrites")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Recipe:
     top_k: int = 3
     rounds: int = 2
     segmentation: str = "sentence"
+    rewrites: tuple[str, ...] | None = None  # kinds of rewrite to try (default: all)
     alternatives: Mapping[str, list[str]] = field(default_factory=dict)
 
 
@@ -103,6 +106,10 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
     if segmentation not in ("sentence", "line"):
         raise InputError(f"{where('segmentation')}: segmentation {segmentation!r} cannot be repaired; "
                          "use sentence or line")
+    rewrites = data.get("rewrites")
+    if rewrites is not None and (not isinstance(rewrites, list) or not rewrites
+                                 or any(k not in KINDS[1:] for k in rewrites)):
+        raise InputError(f"{where('rewrites')}: rewrites is a list of kinds from: {', '.join(KINDS[1:])}")
     alternatives = data.get("alternatives") or {}
     if not isinstance(alternatives, Mapping) or not all(
             isinstance(k, str) and isinstance(v, list) and all(isinstance(a, str) for a in v)
@@ -122,6 +129,7 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
         top_k=_number(data, "top_k", int, where, low=1, default=3),
         rounds=_number(data, "rounds", int, where, low=1, default=2),
         segmentation=segmentation,
+        rewrites=tuple(rewrites) if rewrites else None,
         alternatives={k: list(v) for k, v in alternatives.items()},
     )
 

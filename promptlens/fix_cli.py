@@ -76,7 +76,8 @@ def run_fix(args: argparse.Namespace) -> int:
     result = fix(
         recipe.template, train, validation=valid, backend=backend, strategy=recipe.strategy,
         budget_trials=recipe.trials, budget_seconds=recipe.seconds, threshold=recipe.threshold,
-        top_k=recipe.top_k, rounds=recipe.rounds, segmentation=recipe.segmentation, seed=recipe.seed, alternatives=dict(recipe.alternatives),
+        top_k=recipe.top_k, rounds=recipe.rounds, segmentation=recipe.segmentation,
+        kinds=recipe.rewrites, seed=recipe.seed, alternatives=dict(recipe.alternatives),
         storage=args.storage, out=args.out, study_name=args.study, resume=args.resume,
         progress=sys.stderr.isatty(),
     )

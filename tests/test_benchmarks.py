@@ -25,3 +25,18 @@ def test_attribution_speed_quick(tmp_path):
     for r in data["results"]:
         assert r["max_abs_diff"] < 1e-3  # exact against stock Captum, whatever the speed
         assert r["segments"] >= 8
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("script, outputs", [
+    ("detection.py", ["detection.md", "detection_runs.csv", "faithfulness_runs.csv"]),
+    ("fix_quality.py", ["fix_quality.md", "fix_quality_runs.csv", "fix_quality.png"]),
+])
+def test_quality_benchmarks_quick(tmp_path, script, outputs):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in outputs:
+        assert (tmp_path / name).stat().st_size > 0, name

@@ -93,10 +93,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results")
-    ap.add_argument("--quick", action="store_true", help="one task, one seed, 6 train / 6 test cases, 4 trials")
+    ap.add_argument("--kinds", nargs="+", default=None, help="rewrite kinds (default: all that fix uses)")
+    ap.add_argument("--quick", action="store_true", help="one task, one seed, 6 train / 6 test cases, 4 trials, no LLM paraphrases")
     args = ap.parse_args()
     if args.quick:
         args.tasks, args.seeds, args.train, args.test, args.trials, args.rounds = args.tasks[:1], 1, 6, 6, 4, 1
+        args.kinds = args.kinds or ["delete", "synonym", "scaffold"]
     torch.set_num_threads(args.threads)
     backend, similarity = load_backend(), Similarity()
     rows = []
@@ -106,7 +108,8 @@ def main() -> None:
             for strategy in STRATEGIES:
                 start = time.perf_counter()
                 result = fix(template, train, validation=test, backend=backend, similarity=similarity,
-                             strategy=strategy, budget_trials=args.trials, rounds=args.rounds, seed=seed)
+                             strategy=strategy, budget_trials=args.trials, rounds=args.rounds, seed=seed,
+                             kinds=args.kinds)
                 before, after = result.validation_before, result.validation_after
                 rows.append({
                     "task": task, "seed": seed, "strategy": strategy,

@@ -247,8 +247,9 @@ def test_real_small_budget_fix_never_lowers_train_and_keeps_meaning(backend):
     template = ("Determine whether the following statement is plausible or implausible. "
                 "Think about the weather in the city where the game is played.\nStatement: {input}\nAnswer:")
     similarity = Similarity()
-    result = fix(template, cases, backend=backend, similarity=similarity, budget_trials=8, n_train=6, top_k=1,
-                 rounds=1, threshold=0.8, seed=0)
+    # Sampled paraphrases are the slow step; they have their own test below.
+    result = fix(template, cases, backend=backend, similarity=similarity, budget_trials=8, n_train=6, top_k=2,
+                 rounds=1, threshold=0.8, seed=0, kinds=("delete", "synonym", "scaffold"))
     assert result.objective == "margin"
     assert result.train_after.objective >= result.train_before.objective - 1e-9
     assert result.similarity >= 0.8 and all(e.similarity >= 0.8 for e in result.edits)
@@ -267,3 +268,12 @@ def test_shipped_recipes_load(name):
     assert template_fields(recipe.template) == ["input"]
     assert all(set(c.vars) == {"input"} for c in recipe.cases)
     assert len(recipe.cases) >= recipe.n_train + recipe.n_validation
+
+
+@pytest.mark.model
+def test_real_paraphrases_are_seeded_single_lines(backend):
+    from promptlens.rewrites import paraphrases
+
+    first = paraphrases(backend, "Answer with yes or no.", n=2, seed=0)
+    assert first == paraphrases(backend, "Answer with yes or no.", n=2, seed=0)
+    assert all(p and "\n" not in p and p.endswith((".", "!", "?", ":")) for p in first)

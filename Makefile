@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/promptlens attribute promptlens/examples/sports.txt --cases promptlens/examples/sports.jsonl --json out/demo-attribution.json
+	HF_HUB_OFFLINE=1 $(BIN)/promptlens fix recipes/entailed_polarity_quick.yaml --out out/demo --json out/demo/result.json --html out/demo/report.html
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

@@ -166,11 +166,12 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=16)
     ap.add_argument("--quick", action="store_true", help="one repeat, 4 cases (smoke test)")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--max-batch-tokens", type=int, default=None, help="scorer bin size (default: the backend's)")
     args = ap.parse_args()
     if args.quick:
         args.repeats, args.cases = 1, 4
     torch.set_num_threads(args.threads)
-    backend = load_backend()
+    backend = load_backend(**({"max_batch_tokens": args.max_batch_tokens} if args.max_batch_tokens else {}))
     peak = matmul_peak(args.threads)
     raw = load_cases(dataset_path(), task="sports_understanding")[: args.cases]
     cases = [Case({"input": c.vars["input"]}, c.target, c.choices) for c in raw]

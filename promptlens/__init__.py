@@ -5,6 +5,7 @@ from __future__ import annotations
 from .attribution import attribute
 from .backends.hf import load_backend
 from .cases import load_cases, split_cases
+from .fix import FixResult, fix
 from .errors import InputError, ModelNotInstalledError, PromptLensError
 from .scoring import score_prompts
 from .segments import segment
@@ -12,6 +13,8 @@ from .types import Attribution, Case, Score, Segment, SegmentAttribution
 
 __all__ = [
     "attribute",
+    "fix",
+    "FixResult",
     "load_backend",
     "load_cases",
     "split_cases",

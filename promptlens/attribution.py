@@ -67,8 +67,8 @@ class MaskForward:
         p = self.problem
         return join(p.segments, {p.feats[f]: self.replacements[f] for f, on in enumerate(key) if not on})
 
-    def __call__(self, mask: torch.Tensor, case_ids: torch.Tensor) -> torch.Tensor:
-        keys = [tuple(int(round(v)) for v in row) for row in mask.reshape(mask.shape[0], -1).tolist()]
+    def prefetch(self, keys: list[tuple[int, ...]]) -> None:
+        """Score these masks for every case in one backend call (one trie: most sharing)."""
         missing = list(dict.fromkeys(k for k in keys if k not in self.memo))
         if missing:
             p = self.problem
@@ -76,6 +76,10 @@ class MaskForward:
             filled = [[fill(t, case.vars) for case in p.cases] for t in texts]
             for key, row in zip(missing, score_prompts(p.backend, filled, p.cases)):
                 self.memo[key] = [objective_value(s, p.objective) for s in row]
+
+    def __call__(self, mask: torch.Tensor, case_ids: torch.Tensor) -> torch.Tensor:
+        keys = [tuple(int(round(v)) for v in row) for row in mask.reshape(mask.shape[0], -1).tolist()]
+        self.prefetch(keys)
         values = [self.memo[k][int(c)] for k, c in zip(keys, case_ids.reshape(-1).tolist())]
         return torch.tensor(values, dtype=torch.float64)
 
@@ -174,6 +178,10 @@ def attribute(
     notes: list[str] = []
     delta = None
     forward = MaskForward(problem, _replacements(problem, baseline, random.Random(seed)))
+    n_feats = len(feats)
+    everything = (1,) * n_feats
+    if method == "ablation":  # every mask is known up front: score them all in one trie
+        forward.prefetch([everything] + [everything[:f] + (0,) + everything[f + 1 :] for f in range(n_feats)])
     original = forward(torch.ones(len(cases), len(feats)), torch.arange(len(cases))).numpy()
     if method == "ig":
         per_case, delta = _integrated_gradients(problem, steps=ig_steps)
@@ -183,7 +191,6 @@ def attribute(
             notes.append(f"convergence delta {delta:.3g} nats ({rel:.0%} of the attributions' size): "
                          "do not rank on this without more --ig-steps")
     else:
-        n_feats = len(feats)
         n_samples = n_samples or {"shapley": 8, "lime": 2 * n_feats + 32, "kernelshap": 2 * n_feats + 32}.get(method, 1)
         per_case = _perturbation(method, problem, forward, n_samples, perturbations_per_eval, seed).numpy()
     if len(cases) < 2:

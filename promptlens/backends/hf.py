@@ -91,7 +91,7 @@ class HFBackend:
     tokenizer: object
     name: str
     raw: bool = False
-    max_batch_tokens: int = 1024
+    max_batch_tokens: int = 256
     scorer: TrieScorer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -164,7 +164,7 @@ def load_backend(
     raw: bool | None = None,
     dtype: str = "float32",
     device: str = "cpu",
-    max_batch_tokens: int = 1024,
+    max_batch_tokens: int = 256,
 ) -> HFBackend:
     """Load the embedded model (``model=None``) or a local causal LM folder (safetensors only).
 

@@ -3,6 +3,8 @@ real tier: the embedded SmolLM2 and MiniLM)."""
 
 from __future__ import annotations
 
+import importlib
+
 import optuna
 import pytest
 
@@ -210,7 +212,7 @@ def test_cli_fix_writes_the_fixed_template_and_json(tmp_path, monkeypatch, capsy
     import json
 
     import promptlens.backends.hf as hf
-    import promptlens.fix as fix_module
+    fix_module = importlib.import_module("promptlens.fix")  # the package exports a function of that name
     from promptlens.cli import main
 
     monkeypatch.setattr(hf, "load_backend", lambda *a, **k: FakeBackend())

@@ -5,6 +5,8 @@ through the CLI."""
 
 from __future__ import annotations
 
+import importlib
+
 import json
 import math
 import os
@@ -182,7 +184,7 @@ def test_lint_page_groups_findings_and_highlights_spans(linted):
 
 def test_fix_and_lint_cli_write_html(tmp_path, monkeypatch):
     import promptlens.backends.hf as hf
-    import promptlens.fix as fix_module
+    fix_module = importlib.import_module("promptlens.fix")  # the package exports a function of that name
     from promptlens.cli import main
 
     monkeypatch.setattr(hf, "load_backend", lambda *a, **k: FakeBackend())

@@ -59,7 +59,7 @@ TEMPLATE_8 = (
 )
 
 
-def matmul_peak(threads: int, size: int = 1536, repeats: int = 5) -> float:
+def matmul_peak(threads: int, size: int = 1536, repeats: int = 10) -> float:
     """Best fp32 GFLOP/s of a square matrix multiply with this many threads."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     best = float("inf")
@@ -179,6 +179,15 @@ def main() -> None:
         run("12-segment prompt", backend, PROMPT_12, [Case({}, TARGET_12)], args.repeats, peak),
         run(f"8-segment template x {len(cases)} cases", backend, TEMPLATE_8, cases, args.repeats, peak),
     ]
+    # The peak drifts on a shared machine: measure it again at the end and keep the higher one
+    # (a higher peak means a lower floor: the stricter comparison).
+    peak_end = matmul_peak(args.threads)
+    if peak_end > peak:
+        scale = peak / peak_end
+        for r in results:
+            r["floor_s"] = round(r["floor_s"] * scale, 3)
+            r["vs_floor"] = round(r["promptlens_s"] / r["floor_s"], 2)
+        peak = peak_end
     print(f"threads={args.threads}  fp32 matmul peak={peak:.1f} GFLOP/s  repeats={args.repeats} (interleaved, median)")
     cols = ["workload", "stock_s", "promptlens_s", "speedup", "max_abs_diff", "floor_s", "vs_floor", "achieved_gflops"]
     print(" | ".join(cols))

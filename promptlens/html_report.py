@@ -588,6 +588,11 @@ def _describe_edits(result: FixResult) -> str:
 
 def _change(what: str, before: float, after: float) -> str:
     verb = "raised" if after > before + 5e-4 else "lowered" if after < before - 5e-4 else "left unchanged"
+    if verb == "left unchanged" and before > 0 and after > 0 and abs(math.log(after / before)) > 0.1:
+        # Both tiny: a percentage hides a many-fold change, so say it as a factor.
+        factor = after / before
+        verb = "raised" if factor > 1 else "lowered"
+        return f"{verb} {what} {max(factor, 1 / factor):.1f}-fold (still {_pct(after)})"
     if verb == "left unchanged":
         return f"left {what} unchanged at {_pct(before)}"
     return f"{verb} {what} from {_pct(before)} to {_pct(after)}"

@@ -101,6 +101,8 @@ def main() -> None:
         args.kinds = args.kinds or ["delete", "synonym", "scaffold"]
     torch.set_num_threads(args.threads)
     backend, similarity = load_backend(), Similarity()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     rows = []
     for task in args.tasks:
         for seed in range(args.seeds):
@@ -120,12 +122,11 @@ def main() -> None:
                     "similarity": result.similarity, "edits": len(result.edits),
                     "forward_passes": result.forward_passes, "seconds": time.perf_counter() - start,
                 })
+                pd.DataFrame(rows).to_csv(out / "fix_quality_runs.csv", index=False)  # nothing lost if stopped
                 r = rows[-1]
                 print(f"{task:22s} seed {seed} {strategy:11s} test gain {r['test_objective_gain']:+.3f} "
                       f"(logprob {r['test_logprob_gain']:+.3f}) sim {r['similarity']:.2f} {r['seconds']:.0f}s", flush=True)
     df = pd.DataFrame(rows)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "fix_quality_runs.csv", index=False)
     metrics = ["test_objective_gain", "test_logprob_gain", "test_accuracy_gain", "train_objective_gain",
                "similarity", "forward_passes", "seconds"]

@@ -91,6 +91,8 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=48)
     ap.add_argument("--trials", type=int, default=24)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--top-k", type=int, default=1,
+                    help="segments edited per round; at or above a prompt's segment count every strategy edits all of them")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--kinds", nargs="+", default=None, help="rewrite kinds (default: all that fix uses)")
@@ -110,7 +112,7 @@ def main() -> None:
             for strategy in STRATEGIES:
                 start = time.perf_counter()
                 result = fix(template, train, validation=test, backend=backend, similarity=similarity,
-                             strategy=strategy, budget_trials=args.trials, rounds=args.rounds, seed=seed,
+                             strategy=strategy, budget_trials=args.trials, rounds=args.rounds, seed=seed, top_k=args.top_k,
                              kinds=args.kinds)
                 before, after = result.validation_before, result.validation_after
                 rows.append({

@@ -59,24 +59,29 @@ class Recipe:
     alternatives: Mapping[str, list[str]] = field(default_factory=dict)
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a recipe file."""
-    path = Path(path)
+def read_yaml_file(path: Path, what: str, missing_hint: str) -> tuple[yaml.Node | None, Any]:
+    """(node tree, data) of a UTF-8 YAML file, read with the safe loader only; every problem is
+    one InputError naming ``file:line``. The node tree is kept for the line numbers of keys."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise InputError(f"{path}: no such recipe file; check the path") from exc
+        raise InputError(f"{path}: no such {what} file; {missing_hint}") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the recipe ({exc}); give a UTF-8 YAML file") from exc
+        raise InputError(f"{path}: cannot read the {what} ({exc}); give a UTF-8 YAML file") from exc
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""
         raise InputError(f"{path}{line}: invalid YAML ({exc.problem}); check the indentation and quoting") from exc
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: invalid YAML ({exc}); check the indentation and quoting") from exc
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file."""
+    path = Path(path)
+    root, data = read_yaml_file(path, "recipe", "check the path")
     if not isinstance(data, dict):
         raise InputError(f"{path}: a recipe is a mapping of keys ({', '.join(KEYS)}); the file holds something else")
     lines = {k.value: k.start_mark.line + 1 for k, _ in root.value} if isinstance(root, yaml.MappingNode) else {}

@@ -168,22 +168,10 @@ def load_config(path: str | Path) -> tuple[list[LintTarget], dict[str, str]]:
     """Read ``promptlens.yaml``: the targets (globs expanded, paths relative to the config's folder)
     and the top-level settings (``model``, ``method``). Every problem is one ``InputError``
     naming ``file:line``."""
+    from .config import read_yaml_file
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise InputError(f"{path}: no such config file; check the path or give TEMPLATE --cases FILE") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the config ({exc}); give a UTF-8 YAML file") from exc
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)  # nodes only, for line numbers
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path}{line}: invalid YAML ({exc.problem}); check the indentation and quoting") from exc
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: invalid YAML ({exc}); check the indentation and quoting") from exc
+    root, data = read_yaml_file(path, "config", "check the path or give TEMPLATE --cases FILE")
     top = f"{path}:1"
     if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):
         raise InputError(f"{top}: the config is a mapping with `templates:` (a list of "

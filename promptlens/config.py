@@ -14,6 +14,7 @@
     rounds: 2
     segmentation: sentence   # or line
     rewrites: [delete, paraphrase, synonym, scaffold, alternative]   # the default: all kinds
+    keep_logprob: true   # margin objective: never lower the right label's own log-prob on train
 
 Relative paths resolve against the recipe's folder. Read with ``yaml.safe_load`` only; every
 problem is one ``InputError`` that names ``file:line`` and the fix.
@@ -36,7 +37,8 @@ from .segments import template_fields
 from .types import Case
 
 KEYS = ("template", "template_file", "cases", "dataset", "n_train", "n_validation", "split", "budget",
-        "threshold", "seed", "strategy", "alternatives", "top_k", "rounds", "segmentation", "rewrites")
+        "threshold", "seed", "strategy", "alternatives", "top_k", "rounds", "segmentation", "rewrites",
+        "keep_logprob")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Recipe:
     segmentation: str = "sentence"
     rewrites: tuple[str, ...] | None = None  # kinds of rewrite to try (default: all)
     alternatives: Mapping[str, list[str]] = field(default_factory=dict)
+    keep_logprob: bool = True  # margin objective: never lower the right label's own log-prob on train
 
 
 def read_yaml_file(path: Path, what: str, missing_hint: str) -> tuple[yaml.Node | None, Any]:
@@ -136,6 +139,7 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
         segmentation=segmentation,
         rewrites=tuple(rewrites) if rewrites else None,
         alternatives={k: list(v) for k, v in alternatives.items()},
+        keep_logprob=_flag(data, "keep_logprob", where, default=True),
     )
 
 
@@ -174,6 +178,13 @@ def _cases(data: Mapping[str, Any], base: Path, where, template: str) -> list[Ca
     fields = set(template_fields(template))
     return [dataclasses.replace(c, vars={k: v for k, v in c.vars.items() if k in fields})
             for c in load_cases(file, task=str(spec["task"]))]
+
+
+def _flag(data: Mapping[str, Any], key: str, where, *, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise InputError(f"{where(key)}: `{key}` is {value!r}; give true or false")
+    return value
 
 
 def _number(data: Mapping[str, Any], key: str, kind: type, where, *, low: float | None = None,

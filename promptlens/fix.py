@@ -145,6 +145,7 @@ def fix(
     kinds: Sequence[str] | None = None,
     segmentation: str = "sentence",
     min_gain: float = 1e-3,
+    keep_logprob: bool = True,
     minibatch: int | None = None,
     storage: str | None = None,
     out: str | Path | None = None,
@@ -159,6 +160,9 @@ def fix(
     Optuna storage URL; by default ``sqlite:///<out>/promptlens-fix.db`` when ``out`` is given,
     in memory otherwise. ``resume`` continues the studies stored under ``study_name``.
     An edit is kept only if undoing it alone would lose more than ``min_gain`` nats on train.
+    With the margin objective and ``keep_logprob``, no template whose mean target log-prob on
+    train is below the original's is kept: a wider margin bought by making every label less
+    likely is not a repair a user wants.
     """
     start = time.monotonic()
     deadline = start + budget_seconds if budget_seconds else float("inf")
@@ -192,6 +196,7 @@ def fix(
 
     train_before = summarize(backend, template, train, objective)
     scorer = TemplateScorer(backend, train, objective)
+    logprob_floor = train_before.logprob if keep_logprob and objective == "margin" else None
     minibatch = minibatch or max(2, len(train) // 2)  # a quarter of 16 cases prunes on noise
     rng = random.Random(seed)
     current, edits, notes = template, [], []
@@ -235,6 +240,7 @@ def fix(
         outcome = run_study(
             study, segments, slots, scorer=scorer, similarity=similarity, original=template, threshold=threshold,
             n_trials=max(0, share - len(study.trials)), deadline=deadline, minibatch=minibatch,
+            logprob_floor=logprob_floor,
             on_trial=lambda s, t: _tick(bar, s, t, deadline),
         )
         if outcome is None:
@@ -246,7 +252,8 @@ def fix(
         infeasible += outcome.infeasible
         floor = scorer.mean(current)  # the round's start: simplifying never goes below it
         choice = _simplify(segments, slots, outcome.best_choice, scorer, min_gain,
-                           lambda t: similarity.cosine(template, t) >= threshold and scorer.mean(t) >= floor)
+                           lambda t: similarity.cosine(template, t) >= threshold and scorer.mean(t) >= floor
+                           and (logprob_floor is None or scorer.mean(t, objective="logprob") >= logprob_floor))
         best = template_for(segments, slots, choice)
         if best != current:
             edits += _edits(r, segments, slots, choice, scorer)
@@ -255,6 +262,9 @@ def fix(
         if (not improved and strategy == "attribution") or trials_total >= budget_trials or time.monotonic() >= deadline:
             break  # the same template would be attributed the same way: another round finds nothing new
     bar.close()
+    if logprob_floor is not None:
+        notes.append(f"kept the mean target log-prob on train at or above the original's ({logprob_floor:.3f}); "
+                     "allow a drop with --allow-logprob-drop")
     attr_after = attr_before if current == template else attribute(
         current, cases=train, backend=backend, segmentation=segmentation, seed=seed)
     return FixResult(

@@ -30,6 +30,8 @@ def add_fix_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="promptlens-fix", help="output folder (fixed template, study database)")
     p.add_argument("--json", dest="json_out", help="write the full result to this JSON file")
     p.add_argument("--html", help="write a self-contained HTML report to this file (scores each case once more)")
+    p.add_argument("--allow-logprob-drop", action="store_true",
+                   help="margin objective: keep a template even if the right label's own log-prob falls on train")
     p.add_argument("--resume", action="store_true", help="continue the stored study instead of starting afresh")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/promptlens-fix.db)")
     p.add_argument("--study", help="study name (default: derived from the template, cases, strategy and seed)")
@@ -78,6 +80,7 @@ def run_fix(args: argparse.Namespace) -> int:
         budget_trials=recipe.trials, budget_seconds=recipe.seconds, threshold=recipe.threshold,
         top_k=recipe.top_k, rounds=recipe.rounds, segmentation=recipe.segmentation,
         kinds=recipe.rewrites, seed=recipe.seed, alternatives=dict(recipe.alternatives),
+        keep_logprob=recipe.keep_logprob and not args.allow_logprob_drop,
         storage=args.storage, out=args.out, study_name=args.study, resume=args.resume,
         progress=sys.stderr.isatty(),
     )
@@ -136,7 +139,7 @@ def fix_report(result: FixResult, *, color: bool = False) -> str:
     lines += ["", f"fixed template (similarity {result.similarity:.2f} to the original, threshold {result.threshold}):",
               result.best, "",
               f"cost: {result.trials} trials ({result.trials_total} in the study, {result.pruned} pruned, "
-              f"{result.infeasible} under the similarity threshold), {result.forward_passes} forward passes, "
+              f"{result.infeasible} infeasible: under the similarity threshold or the log-prob floor), {result.forward_passes} forward passes, "
               f"{result.seconds:.1f} s; study {result.study_name}" + (f" in {result.storage}" if result.storage else "")]
     lines += [f"note: {n}" for n in result.notes]
     return "\n".join(lines)

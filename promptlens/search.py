@@ -32,7 +32,7 @@ from .rewrites import Rewrite
 from .scoring import Backend, objective_value, score_prompts
 from .segments import fill, join
 from .similarity import SimilarityModel
-from .types import Case, Segment
+from .types import Case, Score, Segment
 
 _SIMILARITY = "similarity"
 _TEMPLATE = "template"
@@ -46,18 +46,18 @@ class TemplateScorer:
         self.backend = backend
         self.cases = list(cases)
         self.objective = objective
-        self.memo: dict[tuple[str, int], float] = {}
+        self.memo: dict[tuple[str, int], Score] = {}
 
-    def mean(self, template: str, n: int | None = None) -> float:
-        """Mean objective over the first ``n`` cases (all when None)."""
+    def mean(self, template: str, n: int | None = None, *, objective: str | None = None) -> float:
+        """Mean objective (this scorer's, or ``objective``) over the first ``n`` cases (all when None)."""
         ids = range(len(self.cases) if n is None else min(n, len(self.cases)))
         missing = [i for i in ids if (template, i) not in self.memo]
         if missing:
             cases = [self.cases[i] for i in missing]
             (row,) = score_prompts(self.backend, [[fill(template, c.vars) for c in cases]], cases)
-            for i, score in zip(missing, row):
-                self.memo[(template, i)] = objective_value(score, self.objective)
-        return sum(self.memo[(template, i)] for i in ids) / len(ids)
+            self.memo.update(((template, i), score) for i, score in zip(missing, row))
+        objective = objective or self.objective
+        return sum(objective_value(self.memo[(template, i)], objective) for i in ids) / len(ids)
 
 
 @dataclass(frozen=True)
@@ -144,10 +144,12 @@ def run_study(
     n_trials: int,
     deadline: float,
     minibatch: int,
+    logprob_floor: float | None = None,
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
 ) -> StudyOutcome | None:
     """Run up to ``n_trials`` more trials (or until ``time.monotonic() >= deadline``); None when
-    no trial finished."""
+    no trial finished. With ``logprob_floor``, a combination whose mean target log-prob on train
+    falls below it is infeasible: a margin can rise while the wanted label itself gets less likely."""
     before = len(study.trials)
     if not before:
         study.enqueue_trial({s.param: 0 for s in slots})
@@ -167,7 +169,17 @@ def run_study(
         trial.report(scorer.mean(template, minibatch), 0)
         if trial.should_prune():
             raise optuna.TrialPruned()
-        return scorer.mean(template)
+        value = scorer.mean(template)
+        if logprob_floor is not None:
+            drop = logprob_floor - scorer.mean(template, objective="logprob")
+            trial.set_user_attr("logprob_drop", drop)
+            if drop > 0:
+                trial.set_user_attr("constraint", max(threshold - sim, drop))
+                if _NATIVE_CONSTRAINTS:
+                    trial.set_constraint("logprob", drop)
+                trial.set_user_attr("infeasible", True)
+                raise optuna.TrialPruned()
+        return value
 
     callbacks = [on_trial] if on_trial else []
     timeout = max(0.0, deadline - time.monotonic())

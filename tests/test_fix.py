@@ -79,6 +79,43 @@ def test_a_sentence_said_twice_is_infeasible():
     assert repeats("Say yes. Be brief.\nAnswer:") == 0
 
 
+class HedgeBackend:
+    """Choice cases whose input names the right label, e.g. "q1 (yes)". Every label costs 1 nat;
+    when the prompt says "hedge", the right label loses 2 nats more and every wrong one 3 more:
+    the margin rises by exactly 1 nat while the right label's own log-prob falls by 2."""
+
+    name = "hedge"
+
+    def token_logprobs(self, prompts, targets):
+        out = []
+        for prompt, labels in zip(prompts, targets):
+            right = prompt.rsplit("(", 1)[1].split(")")[0]
+            hedge = "hedge" in prompt
+            out.append([[-1.0 - (2.0 if l == right else 3.0) * hedge] for l in labels])
+        return out
+
+    def generate(self, prompt: str, max_new_tokens: int = 32) -> str:
+        return prompt.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("keep_logprob", [True, False])
+def test_margin_search_keeps_the_right_labels_logprob(keep_logprob):
+    template = "Classify the text. Be brief and clear. Text: {input}\nAnswer:"
+    cases = [Case({"input": f"q{i} ({t})"}, t, ("yes", "no")) for i, t in enumerate(["yes", "no"] * 4)]
+    result = fix(template, cases, backend=HedgeBackend(), similarity=JaccardSimilarity(), budget_trials=4,
+                 rounds=1, n_train=4, threshold=0.5, kinds=["alternative"], keep_logprob=keep_logprob,
+                 alternatives={"Be brief and clear.": ["Be brief and clear, hedge."]})
+    assert result.objective == "margin"
+    if keep_logprob:  # the wider margin costs the right label 2 nats: infeasible, the original stays
+        assert result.best == template and result.infeasible >= 1
+        assert result.train_after.logprob == result.train_before.logprob
+        assert any("log-prob" in n for n in result.notes)
+    else:
+        assert "hedge" in result.best
+        assert result.train_after.margin == pytest.approx(result.train_before.margin + 1)
+        assert result.train_after.logprob == pytest.approx(result.train_before.logprob - 2)
+
+
 def test_a_spent_time_budget_returns_the_original_with_a_note():
     result = run(budget_seconds=1e-9)
     assert result.best == TEMPLATE and result.trials == 0
@@ -198,6 +235,7 @@ def test_recipe_with_dataset_relative_paths_and_alternatives(tmp_path):
     ("template: x\ncases: [1\n", r"r\.yaml:\d+: invalid YAML"),
     ("cases: c.jsonl\n", "exactly one of `template:`"),
     ("template: x\ndataset: {task: navigate}\nstrategy: greedy\n", r"r\.yaml:3: unknown strategy"),
+    ("template: x\ncases: [{input: a, target: b}]\nkeep_logprob: maybe\n", r"r\.yaml:3: `keep_logprob` is 'maybe'; give true or false"),
 ])
 def test_recipe_errors_name_file_line_and_fix(tmp_path, body, message):
     from promptlens.config import load_recipe

@@ -28,6 +28,20 @@ def test_attribution_speed_quick(tmp_path):
 
 
 @pytest.mark.model
+def test_fix_throughput_quick(tmp_path):
+    out = tmp_path / "throughput.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "fix_throughput.py"), "--quick", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["evaluations"] == data["templates"] * data["cases"] == 16
+    assert data["max_abs_diff"] < 1e-4  # the same trial values as one-at-a-time forwards
+    assert data["forward_passes"]["promptlens"] < data["forward_passes"]["naive"]
+
+
+@pytest.mark.model
 @pytest.mark.parametrize("script, outputs", [
     ("detection.py", ["detection.md", "detection_runs.csv", "faithfulness_runs.csv"]),
     ("fix_quality.py", ["fix_quality.md", "fix_quality_runs.csv", "fix_quality.png"]),

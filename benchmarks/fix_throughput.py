@@ -1,0 +1,174 @@
+"""Fix-loop throughput: candidate-case evaluations per second, promptlens' scorer against
+one-at-a-time forwards, and the achieved GFLOP/s against the matrix-multiply peak of this run.
+
+The workload is what ``promptlens fix`` scores: trial templates (combinations of candidate
+rewrites of the recipe's segments, as the Optuna study proposes them) over the train cases, each
+trial scored the way a trial is (a minibatch of cases first, for the pruner, then the rest), every
+label of every case. One-at-a-time = one plain teacher-forced forward per (template, case, label).
+Runs are interleaved (naive, promptlens, naive, ...) and the medians compared.
+
+Useful FLOPs are those of the distinct token prefixes (the prefix trie's nodes) with the output
+layer only where a target token is predicted: the least work any exact scorer must do. Achieved
+GFLOP/s = useful FLOPs / time, so the two paths are compared on the same work.
+
+    python benchmarks/fix_throughput.py [--threads 2] [--repeats 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from attribution_speed import flops_per_token, matmul_peak
+from promptlens.backends.hf import load_backend
+from promptlens.cases import split_cases
+from promptlens.config import load_recipe
+from promptlens.prefix import naive_token_logprobs
+from promptlens.rewrites import RewriteConfig, candidates
+from promptlens.scoring import continuations, default_objective, objective_value, _score
+from promptlens.search import Slot, TemplateScorer, template_for
+from promptlens.segments import features, fill, segment
+from promptlens.similarity import JaccardSimilarity
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def trial_templates(backend, template: str, cases, n: int, seed: int) -> list[str]:
+    """``n`` distinct templates a study could propose: random candidate choices per segment."""
+    segs = segment(template, "sentence")
+    config = RewriteConfig(threshold=0.0, kinds=("delete", "synonym", "scaffold"))
+    slots = [Slot(i, tuple(candidates(segs, i, original=template, backend=backend, similarity=JaccardSimilarity(),
+                                      cases=cases, config=config))) for i in features(segs)]
+    rng, out = random.Random(seed), [template]
+    for _ in range(50 * n):
+        if len(out) == n:
+            break
+        choice = [rng.randrange(len(s.rewrites)) for s in slots]
+        t = template_for(segs, slots, choice)
+        if t not in out:
+            out.append(t)
+    return out
+
+
+def run_promptlens(backend, templates, cases, objective: str, minibatch: int) -> list[float]:
+    scorer = TemplateScorer(backend, cases, objective)  # fresh memo: every repeat does the work
+    values = []
+    for t in templates:
+        scorer.mean(t, minibatch)
+        values.append(scorer.mean(t))
+    return values
+
+
+@torch.inference_mode()
+def run_naive(backend, templates, cases, objective: str) -> list[float]:
+    values = []
+    for t in templates:
+        total = 0.0
+        for case in cases:
+            prompt = backend.encode_prompt(fill(t, case.vars))
+            per_token = []
+            for c in continuations(case):
+                tgt = backend.encode_target(c)
+                per_token.append(naive_token_logprobs(backend.model, prompt + tgt, len(tgt)))
+            total += objective_value(_score(case, per_token), objective)
+        values.append(total / len(cases))
+    return values
+
+
+def sequences(backend, templates, cases) -> list[tuple[list[int], int]]:
+    out = []
+    for t in templates:
+        for case in cases:
+            prompt = backend.encode_prompt(fill(t, case.vars))
+            for c in continuations(case):
+                tgt = backend.encode_target(c)
+                out.append((prompt + tgt, len(tgt)))
+    return out
+
+
+def useful_flops(model, seqs) -> float:
+    """FLOPs of every distinct prefix once; the output layer only at target-predicting positions."""
+    nodes: dict[tuple[int, ...], bool] = {}
+    for seq, n_target in seqs:
+        for pos in range(len(seq)):
+            key = tuple(seq[: pos + 1])
+            head = pos >= len(seq) - n_target - 1 and pos < len(seq) - 1
+            nodes[key] = nodes.get(key, False) or head
+    return sum(flops_per_token(model, len(k), lm_head=h) for k, h in nodes.items())
+
+
+def naive_flops(model, seqs) -> float:
+    """What one-at-a-time forwards compute: every token of every sequence, logits everywhere."""
+    return sum(flops_per_token(model, pos + 1, lm_head=True) for seq, _ in seqs for pos in range(len(seq)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", default=str(ROOT / "recipes" / "sports_understanding.yaml"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--templates", type=int, default=12, help="trial templates scored per run")
+    ap.add_argument("--cases", type=int, default=16, help="train cases")
+    ap.add_argument("--minibatch", type=int, default=4, help="cases scored first in a trial (the pruner's step)")
+    ap.add_argument("--quick", action="store_true", help="one repeat, 4 templates x 4 cases (smoke test)")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+    if args.quick:
+        args.repeats, args.templates, args.cases = 1, 4, 4
+    torch.set_num_threads(args.threads)
+    backend = load_backend()
+    recipe = load_recipe(args.recipe)
+    train, _ = split_cases(recipe.cases, n_train=args.cases, seed=recipe.seed)
+    objective = default_objective(train)
+    templates = trial_templates(backend, recipe.template, train, args.templates, seed=0)
+    seqs = sequences(backend, templates, train)
+    peak = matmul_peak(args.threads)
+    naive_t, ours_t = [], []
+    for _ in range(args.repeats):  # interleaved
+        t = time.perf_counter(); naive = run_naive(backend, templates, train, objective); naive_t.append(time.perf_counter() - t)
+        passes = backend.forward_passes
+        t = time.perf_counter(); ours = run_promptlens(backend, templates, train, objective, args.minibatch); ours_t.append(time.perf_counter() - t)
+        passes = backend.forward_passes - passes
+    peak = max(peak, matmul_peak(args.threads))  # drifts on a shared machine: the higher is stricter
+    evals = len(templates) * len(train)
+    useful = useful_flops(backend.model, seqs)
+    t_naive, t_ours = statistics.median(naive_t), statistics.median(ours_t)
+    result = {
+        "recipe": Path(args.recipe).name, "objective": objective, "templates": len(templates), "cases": len(train),
+        "sequences": len(seqs), "evaluations": evals,
+        "naive_s": round(t_naive, 3), "promptlens_s": round(t_ours, 3),
+        "naive_evals_per_s": round(evals / t_naive, 1), "promptlens_evals_per_s": round(evals / t_ours, 1),
+        "speedup": round(t_naive / t_ours, 2),
+        "max_abs_diff": max(abs(a - b) for a, b in zip(naive, ours)),
+        "forward_passes": {"naive": len(seqs), "promptlens": passes},
+        "peak_gflops": round(peak, 1),
+        "useful_gflop": round(useful / 1e9, 2), "naive_executed_gflop": round(naive_flops(backend.model, seqs) / 1e9, 2),
+        "naive_achieved_gflops": round(useful / t_naive / 1e9, 1),
+        "promptlens_achieved_gflops": round(useful / t_ours / 1e9, 1),
+        "promptlens_vs_floor": round(t_ours / (useful / (peak * 1e9)), 2),
+    }
+    print(f"threads={args.threads}  fp32 matmul peak={peak:.1f} GFLOP/s  repeats={args.repeats} (interleaved, median)")
+    print(f"{result['templates']} trial templates x {result['cases']} cases ({objective}; {len(seqs)} scored sequences)")
+    print(f"one-at-a-time: {t_naive:.3f} s, {result['naive_evals_per_s']} evals/s, "
+          f"{result['naive_achieved_gflops']} useful GFLOP/s")
+    print(f"promptlens:    {t_ours:.3f} s, {result['promptlens_evals_per_s']} evals/s, "
+          f"{result['promptlens_achieved_gflops']} useful GFLOP/s ({passes} forward passes)")
+    print(f"speedup {result['speedup']}x; promptlens at {result['promptlens_vs_floor']}x the floor "
+          f"({result['useful_gflop']} useful GFLOP at the peak); max |diff| {result['max_abs_diff']:.2e}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,7 @@
 Metrics, per prompt, level and placement (means over cases, then over perturbed prompts):
 
 * accuracy (cases with choices) and PDR = 1 - acc(perturbed) / acc(clean), as in PromptBench;
+* the mean margin (target minus best wrong choice) and its drop in nats, for cases with choices;
 * mean target log-prob, the drop in nats (clean - perturbed; positive = worse), and
   PDR(p) = 1 - exp(logp(perturbed) - logp(clean)): the PDR of the geometric-mean probability of
   the target. A log-prob is negative, so a ratio of log-probs would read backwards; the
@@ -51,6 +52,7 @@ class Variant:
     similarity: float | None
     accuracy: float | None  # over cases; None when a case has no choices
     logprob: float  # mean target log-prob over cases, nats
+    margin: float | None  # mean margin (target minus best wrong choice), nats; None without choices
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,9 @@ class Row:
     perturbed_logprob: float | None
     logprob_drop: float | None  # clean - perturbed, nats (positive: the target got less likely)
     pdr_probability: float | None  # 1 - exp(-logprob_drop)
+    clean_margin: float | None
+    perturbed_margin: float | None
+    margin_drop: float | None  # clean - perturbed, nats (choice cases)
     worst_pdr: float | None  # the headline PDR of the single worst perturbed prompt
     worst_edits: tuple[str, ...] = ()
 
@@ -75,6 +80,12 @@ class Row:
     def pdr(self) -> float | None:
         """The headline PDR: on accuracy when there are choices, else on probability."""
         return self.pdr_accuracy if self.clean_accuracy is not None else self.pdr_probability
+
+    @property
+    def drop(self) -> float | None:
+        """The drop of the objective, nats: the margin with choices (what attribution explains;
+        a label's log-prob alone can move with every label), else the target log-prob."""
+        return self.margin_drop if self.clean_margin is not None else self.logprob_drop
 
 
 @dataclass(frozen=True)
@@ -99,7 +110,7 @@ class Comparison:
     level: str
     n: int
     pdr_gain: float | None  # guided PDR - random PDR
-    drop_gain: float | None  # guided drop - random drop, nats
+    drop_gain: float | None  # guided drop - random drop of the objective (margin, else logprob), nats
     worst_gain: float | None  # guided worst-case PDR - random worst-case PDR
 
 
@@ -131,7 +142,7 @@ class BenchResult:
                 if rnd is None or gui is None or not rnd.n:
                     continue
                 out.append(Comparison(p.name, level, rnd.n, _minus(gui.pdr, rnd.pdr),
-                                      _minus(gui.logprob_drop, rnd.logprob_drop), _minus(gui.worst_pdr, rnd.worst_pdr)))
+                                      _minus(gui.drop, rnd.drop), _minus(gui.worst_pdr, rnd.worst_pdr)))
         return out
 
 
@@ -256,8 +267,8 @@ def _paraphraser(backend: Backend) -> Any:
 
 
 def _score(backend: Backend, texts: Sequence[str], cases: Sequence[Case], batch: int,
-           bar: Any) -> list[tuple[float | None, float]]:
-    """(accuracy, mean log-prob) of each template over the cases, ``batch`` templates per call."""
+           bar: Any) -> list[tuple[float | None, float, float | None]]:
+    """(accuracy, mean log-prob, mean margin) of each template over the cases, ``batch`` templates per call."""
     bar.total += -(-len(texts) // batch)
     out = []
     for i in range(0, len(texts), batch):
@@ -265,7 +276,8 @@ def _score(backend: Backend, texts: Sequence[str], cases: Sequence[Case], batch:
         for row in rows:
             correct = [s.correct for s in row]
             accuracy = None if any(c is None for c in correct) else sum(correct) / len(row)
-            out.append((accuracy, sum(s.logprob for s in row) / len(row)))
+            margin = None if accuracy is None else sum(s.margin for s in row) / len(row)
+            out.append((accuracy, sum(s.logprob for s in row) / len(row), margin))
         bar.update(1)
     return out
 
@@ -286,17 +298,19 @@ def _rows(name: str, clean: Variant, perturbed: Sequence[Variant], levels: Seque
 
 def _row(name: str, level: str, placement: str, clean: Variant, group: Sequence[Variant]) -> Row:
     if not group:
-        return Row(name, level, placement, 0, clean.accuracy, None, None, clean.logprob, None, None, None, None)
+        return Row(name, level, placement, 0, clean.accuracy, None, None, clean.logprob, None, None, None,
+                   clean.margin, None, None, None)
     has_acc = clean.accuracy is not None
     acc = sum(v.accuracy for v in group) / len(group) if has_acc else None
     logprob = sum(v.logprob for v in group) / len(group)
-    # Worst: lowest accuracy, ties broken by log-prob; without choices, lowest log-prob.
-    worst = min(group, key=lambda v: (v.accuracy if has_acc else 0.0, v.logprob))
+    margin = sum(v.margin for v in group) / len(group) if has_acc else None
+    # Worst: lowest accuracy, ties broken by margin; without choices, lowest log-prob.
+    worst = min(group, key=lambda v: (v.accuracy, v.margin) if has_acc else (0.0, v.logprob))
     worst_pdr = (_pdr(clean.accuracy, worst.accuracy) if has_acc
                  else 1.0 - math.exp(worst.logprob - clean.logprob))
     return Row(name, level, placement, len(group), clean.accuracy, acc, _pdr(clean.accuracy, acc) if has_acc else None,
                clean.logprob, logprob, clean.logprob - logprob, 1.0 - math.exp(logprob - clean.logprob),
-               worst_pdr, worst.edits)
+               clean.margin, margin, _minus(clean.margin, margin), worst_pdr, worst.edits)
 
 
 def _pdr(clean: float | None, perturbed: float | None) -> float | None:

@@ -8,7 +8,8 @@ from pathlib import Path
 from .bench import BenchResult, Row
 
 COLUMNS = ("prompt", "level", "placement", "n", "clean_accuracy", "perturbed_accuracy", "pdr_accuracy",
-           "clean_logprob", "perturbed_logprob", "logprob_drop", "pdr_probability", "worst_pdr", "worst_edits")
+           "clean_logprob", "perturbed_logprob", "logprob_drop", "pdr_probability", "clean_margin", "perturbed_margin",
+           "margin_drop", "worst_pdr", "worst_edits")
 
 
 def _pct(v: float | None) -> str:
@@ -19,28 +20,39 @@ def _num(v: float | None, sign: bool = False) -> str:
     return "-" if v is None else (f"{v:+.3f}" if sign else f"{v:.3f}")
 
 
-def _cells(r: Row) -> list[str]:
-    return [r.prompt, r.level, r.placement, str(r.n), _pct(r.clean_accuracy), _pct(r.perturbed_accuracy),
-            _pct(r.pdr_accuracy), _pct(r.worst_pdr), _num(r.clean_logprob), _num(r.perturbed_logprob),
-            _num(r.logprob_drop, sign=True), _pct(r.pdr_probability)]
+def _header(result: BenchResult) -> list[str]:
+    if result.metric == "accuracy":
+        return ["prompt", "level", "placement", "n", "acc clean", "acc pert", "PDR", "worst PDR",
+                "margin clean", "margin drop", "logp clean", "logp drop"]
+    return ["prompt", "level", "placement", "n", "logp clean", "logp pert", "logp drop", "PDR(p)", "worst PDR(p)"]
 
 
-HEADER = ["prompt", "level", "placement", "n", "acc clean", "acc pert", "PDR", "worst PDR",
-          "logp clean", "logp pert", "drop nats", "PDR(p)"]
+def _cells(result: BenchResult, r: Row) -> list[str]:
+    head = [r.prompt, r.level, r.placement, str(r.n)]
+    if result.metric == "accuracy":
+        return head + [_pct(r.clean_accuracy), _pct(r.perturbed_accuracy), _pct(r.pdr_accuracy), _pct(r.worst_pdr),
+                       _num(r.clean_margin), _num(r.margin_drop, sign=True), _num(r.clean_logprob),
+                       _num(r.logprob_drop, sign=True)]
+    return head + [_num(r.clean_logprob), _num(r.perturbed_logprob), _num(r.logprob_drop, sign=True),
+                   _pct(r.pdr_probability), _pct(r.worst_pdr)]
 
 
 def _legend(result: BenchResult) -> str:
-    on = "accuracy" if result.metric == "accuracy" else "the geometric-mean target probability exp(mean logp)"
-    return (f"PDR = 1 - M(perturbed) / M(clean), M = {on}; PDR(p) uses M = exp(mean logp). "
-            "drop nats = mean logp clean - perturbed (positive: worse). worst PDR: the single worst "
-            "perturbed prompt. n: perturbed prompts per placement, each scored on every case.")
+    if result.metric == "accuracy":
+        return ("PDR = 1 - acc(perturbed) / acc(clean) (PromptBench). margin: target minus best wrong choice; "
+                "logp: the target's log-prob; drop = clean - perturbed in nats (positive: worse). worst PDR: the "
+                "single worst perturbed prompt. n: perturbed prompts per placement, each scored on every case.")
+    return ("PDR(p) = 1 - exp(logp(perturbed) - logp(clean)): the drop rate of the geometric-mean target "
+            "probability (a ratio of negative log-probs would read backwards). logp drop = clean - perturbed, "
+            "nats (positive: worse). n: perturbed prompts per placement, each scored on every case.")
 
 
 def comparison_lines(result: BenchResult) -> list[str]:
     """Does attribution-guided placement find larger drops than random at equal budget?"""
     comps = [c for c in result.comparisons() if c.level != "overall"]
     lines = []
-    for what, key, unit in (("mean PDR", "pdr_gain", "points"), ("mean drop", "drop_gain", "nats"),
+    drop = "mean margin drop" if result.metric == "accuracy" else "mean logp drop"
+    for what, key, unit in (("mean PDR", "pdr_gain", "points"), (drop, "drop_gain", "nats"),
                             ("worst-case PDR", "worst_gain", "points")):
         gains = [getattr(c, key) for c in comps if getattr(c, key) is not None]
         if not gains:
@@ -53,17 +65,22 @@ def comparison_lines(result: BenchResult) -> list[str]:
                      f"equal in {len(gains) - larger - smaller}, smaller in {smaller}; mean guided - random {shown}")
     for c in result.comparisons():
         if c.level == "overall":
-            verdict = "larger" if (c.drop_gain or 0) > 1e-9 else "smaller" if (c.drop_gain or 0) < -1e-9 else "equal"
+            # The headline PDR decides; when it ties (accuracy moves in coarse steps), the drop in nats.
+            key = c.pdr_gain if c.pdr_gain is not None and abs(c.pdr_gain) > 1e-9 else (c.drop_gain or 0.0)
+            verdict = "larger" if key > 1e-9 else "smaller" if key < -1e-9 else "equal"
             pdr = "-" if c.pdr_gain is None else f"{100 * c.pdr_gain:+.1f} points"
-            lines.append(f"  {c.prompt}, all levels ({c.n} prompts each): guided drop is {verdict} "
-                         f"(PDR {pdr}, drop {c.drop_gain:+.3f} nats)")
+            said = {"larger": "guided found a larger drop than random", "equal": "guided and random found the same drop",
+                    "smaller": "guided found a smaller drop than random"}[verdict]
+            lines.append(f"  {c.prompt}, all levels ({c.n} prompts per placement): {said} "
+                         f"(PDR {pdr}, {drop.removeprefix('mean ')} {_num(c.drop_gain, sign=True)} nats)")
     return ["guided vs random placement (equal budget):", *lines]
 
 
 def bench_table(result: BenchResult) -> str:
     """The PDR table, then guided vs random, format spread, the worst cases and notes."""
-    rows = [HEADER] + [_cells(r) for r in result.rows]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    header = _header(result)
+    rows = [header] + [_cells(result, r) for r in result.rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     fmt = lambda row: "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
     lines = [f"robustness on {result.n_cases} cases: budget {result.budget} perturbed prompts per level and "
              f"placement, {result.edits} words per character/word edit, similarity threshold {result.threshold}, "
@@ -75,10 +92,11 @@ def bench_table(result: BenchResult) -> str:
     for p in result.prompts:
         lines.append(f"{p.name}: most important words (attribution, nats): "
                      + ", ".join(f"{w!r} {v:+.2f}" for w, v in p.important))
-        worst = min(p.perturbations, key=lambda v: (v.accuracy or 0.0, v.logprob), default=None)
+        worst = min(p.perturbations, default=None, key=lambda v: (v.accuracy, v.margin)
+                    if v.accuracy is not None else (0.0, v.logprob))
         if worst is not None:
             lines.append(f"  worst perturbation ({worst.level}, {worst.placement}): accuracy {_pct(worst.accuracy)}, "
-                         f"logp {worst.logprob:.3f}: {'; '.join(worst.edits)}")
+                         f"margin {_num(worst.margin)}, logp {worst.logprob:.3f}: {'; '.join(worst.edits)}")
     lines.append(f"\ncost: {result.forward_passes} forward passes, {result.seconds:.1f} s")
     lines += [f"note: {n}" for n in result.notes]
     return "\n".join(lines)
@@ -96,7 +114,8 @@ def format_lines(result: BenchResult) -> list[str]:
 
 
 def bench_markdown(result: BenchResult) -> str:
-    rows = [HEADER, ["---"] * len(HEADER)] + [_cells(r) for r in result.rows]
+    header = _header(result)
+    rows = [header, ["---"] * len(header)] + [_cells(result, r) for r in result.rows]
     lines = ["# promptlens bench", "", f"{result.n_cases} cases, budget {result.budget} per level and placement, "
              f"threshold {result.threshold}, seed {result.seed}.", ""]
     lines += ["| " + " | ".join(r) + " |" for r in rows]

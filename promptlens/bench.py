@@ -179,6 +179,7 @@ def bench(
     protected = protected_words(cases)
     passes0 = getattr(backend, "forward_passes", 0)
     bar = _progress(len(named) * (1 + 2 * len(levels)), progress)
+    paraphrase = _paraphraser(backend)
     results, notes = [], []
     for name, template in named.items():
         # Attribution ranks the words: what the guided placement aims at.
@@ -187,7 +188,6 @@ def bench(
         bar.update(1)
         words = [replace(s, importance=_word_effect(s, effect)) for s in word_sites(template, protected)]
         sentences = [replace(s, importance=_span_effect(s, effect)) for s in sentence_sites(template)]
-        paraphrase = _paraphraser(backend)
         planned: list[Perturbation] = []
         for level in levels:
             found = {}
@@ -261,9 +261,18 @@ def _span_effect(site: Site, effect: Mapping[int, tuple[int, float]]) -> float:
 
 
 def _paraphraser(backend: Backend) -> Any:
+    """The backend's own model paraphrases; sampled once per sentence, so random and guided
+    placement draw from the same paraphrases and differ only in where they put them."""
     from .rewrites import paraphrases
 
-    return lambda body, n, seed: paraphrases(backend, body, n=n, seed=seed)
+    memo: dict[str, list[str]] = {}
+
+    def paraphrase(body: str, n: int, seed: int) -> list[str]:
+        if body not in memo:
+            memo[body] = paraphrases(backend, body, n=n, seed=seed)
+        return list(memo[body])
+
+    return paraphrase
 
 
 def _score(backend: Backend, texts: Sequence[str], cases: Sequence[Case], batch: int,

@@ -95,8 +95,10 @@ def bench_table(result: BenchResult) -> str:
         worst = min(p.perturbations, default=None, key=lambda v: (v.accuracy, v.margin)
                     if v.accuracy is not None else (0.0, v.logprob))
         if worst is not None:
-            lines.append(f"  worst perturbation ({worst.level}, {worst.placement}): accuracy {_pct(worst.accuracy)}, "
-                         f"margin {_num(worst.margin)}, logp {worst.logprob:.3f}: {'; '.join(worst.edits)}")
+            scores = (f"accuracy {_pct(worst.accuracy)}, margin {_num(worst.margin)}, "
+                      if worst.accuracy is not None else "")
+            lines.append(f"  worst perturbation ({worst.level}, {worst.placement}): {scores}logp {worst.logprob:.3f}: "
+                         f"{'; '.join(worst.edits)}")
     lines.append(f"\ncost: {result.forward_passes} forward passes, {result.seconds:.1f} s")
     lines += [f"note: {n}" for n in result.notes]
     return "\n".join(lines)

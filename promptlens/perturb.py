@@ -2,7 +2,7 @@
 
     template ──► sites (words, sentences) ──► placement (random | guided) ──► edit ──► meaning filter
 
-* ``character``: typos in ``edits`` words: an adjacent swap, a deleted, inserted or keyboard-neighbour
+* ``character``: typos in ``edits`` words of three or more letters: an adjacent swap, a deleted, inserted or keyboard-neighbour
   letter (DeepWordBug / TextBugger style);
 * ``word``: synonym substitutions in ``edits`` words from a fixed table (TextFooler style, without
   its counter-fitted embeddings, which are not available offline);
@@ -17,7 +17,8 @@ attribution), widening the window one site at a time when it runs out of new can
 
 Every kept perturbation passes the meaning filter: the same template fields, the same protected
 (label) words, each as often as before, and whole-template similarity to the original at or above
-``threshold``. Everything is seeded by the ``random.Random`` passed in.
+``threshold``. A paraphrase must also be ``threshold`` similar to the sentence it replaces: one
+sentence of three can change its meaning entirely and the whole template still pass. Everything is seeded by the ``random.Random`` passed in.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class Perturbation:
     edits: tuple[str, ...]  # e.g. "'Determine' -> 'Detremine'"
     sites: tuple[int, ...]  # indices into the level's site list
     similarity: float  # to the original template
+    sentence_similarity: float | None = None  # semantic level: the paraphrase to the sentence it replaces
 
 
 # --- protected words and sites ---------------------------------------------------------------
@@ -220,6 +222,8 @@ def perturb(
         raise InputError(f"unknown placement {placement!r}; choose from: {', '.join(PLACEMENTS)}")
     if level == "word":  # only words with a synonym are sites for a synonym swap
         usable = [i for i, s in enumerate(sites) if synonyms(s.text)]
+    elif level == "character":  # a typo in "or" or "is" makes another word more often than a misspelling
+        usable = [i for i, s in enumerate(sites) if len(s.text) >= 3]
     else:
         usable = list(range(len(sites)))
     if level == "semantic" and paraphrase is None:
@@ -260,10 +264,14 @@ def perturb(
         text = _apply(template, [(sites[i].start, sites[i].end, t) for i, t in zip(chosen, new_texts)])
         ok = text not in seen and keeps_meaning_markers(template, text, protected)
         sim = similarity.cosine(template, text) if ok else 0.0
+        part = None
+        if ok and level == "semantic":
+            part = min(similarity.cosine(sites[i].text, t) for i, t in zip(chosen, new_texts))
+            ok = part >= threshold
         if ok and sim >= threshold:
             seen.add(text)
             out.append(Perturbation(level, placement, text, tuple(
-                f"{sites[i].text!r} -> {t!r}" for i, t in zip(chosen, new_texts)), tuple(chosen), sim))
+                f"{sites[i].text!r} -> {t!r}" for i, t in zip(chosen, new_texts)), tuple(chosen), sim, part))
             stale = 0
         else:
             seen.add(text)

@@ -84,6 +84,11 @@ def test_every_perturbation_keeps_protected_words_and_meets_threshold(template, 
         assert label_counts(p.text, protected) == label_counts(template, protected)
         assert p.similarity == pytest.approx(sim.cosine(template, p.text)) and p.similarity >= threshold
         assert p.level == level and p.placement == placement
+        if level == "semantic":  # the paraphrase itself is close to the sentence it replaces
+            (i,) = p.sites
+            new = p.edits[0].split(" -> ", 1)[1][1:-1]
+            assert p.sentence_similarity == pytest.approx(sim.cosine(sites[i].text, new))
+            assert p.sentence_similarity >= threshold
 
 
 @settings(max_examples=40, deadline=None)

@@ -163,10 +163,10 @@ def bench(
     """Benchmark the robustness of each prompt (name -> template, or a list of templates) on ``cases``.
 
     Per prompt and level, ``budget`` perturbed prompts are placed at random and ``budget`` are
-    guided by attribution (first the words or the sentence whose ablation lowers the
-    objective most, then the next ones); character and word levels change ``edits`` words per prompt. A perturbation is kept
-    only if it keeps the fields and label words and its similarity to the prompt is at least
-    ``threshold``. The same ``seed`` gives the same result.
+    guided by attribution (first the words, or the sentence, whose ablation lowers the objective
+    most, then the next ones); character and word levels change ``edits`` words per prompt. A
+    perturbation is kept only if it keeps the fields and label words and its similarity to the
+    prompt is at least ``threshold``. The same ``seed`` gives the same result.
     """
     start = time.monotonic()
     named = dict(prompts) if isinstance(prompts, Mapping) else {f"prompt {i + 1}": p for i, p in enumerate(prompts)}
@@ -190,14 +190,12 @@ def bench(
         sentences = [replace(s, importance=_span_effect(s, effect)) for s in sentence_sites(template)]
         planned: list[Perturbation] = []
         for level in levels:
-            found = {}
-            for placement in PLACEMENTS:
-                found[placement] = perturb(
-                    template, level, sites=words if level in ("character", "word") else sentences,
-                    placement=placement, budget=budget, rng=random.Random(f"{seed}:{level}:{placement}"),
-                    similarity=similarity, threshold=threshold, protected=protected, edits=edits,
-                    paraphrase=paraphrase)
-                bar.update(1)
+            found = {placement: perturb(
+                template, level, sites=words if level in ("character", "word") else sentences, placement=placement,
+                budget=budget, rng=random.Random(f"{seed}:{level}:{placement}"), similarity=similarity,
+                threshold=threshold, protected=protected, edits=edits, paraphrase=paraphrase,
+            ) for placement in PLACEMENTS}
+            bar.update(2)
             n = min(len(v) for v in found.values())  # equal budget: the shorter side sets it
             if n < budget:
                 notes.append(f"{name}, {level}: {n} of {budget} perturbed prompts per placement passed "

@@ -126,6 +126,7 @@ class BenchResult:
     metric: str  # "accuracy" or "probability": what the headline PDR is computed on
     forward_passes: int
     seconds: float
+    stage_seconds: Mapping[str, float]  # "attribution", "perturbation" (paraphrasing included), "scoring"
     notes: tuple[str, ...] = ()
 
     @property
@@ -181,9 +182,13 @@ def bench(
     bar = _progress(len(named) * (1 + 2 * len(levels)), progress)
     paraphrase = _paraphraser(backend)
     results, notes = [], []
+    stages = dict.fromkeys(("attribution", "perturbation", "scoring"), 0.0)
     for name, template in named.items():
         # Attribution ranks the words: what the guided placement aims at.
+        clock = time.monotonic()
         attr = attribute(template, cases=cases, backend=backend, method="ablation", segmentation="word", seed=seed)
+        stages["attribution"] += time.monotonic() - clock
+        clock = time.monotonic()
         effect = {f.segment.start: (f.segment.end, f.mean) for f in attr.features}
         bar.update(1)
         words = [replace(s, importance=_word_effect(s, effect)) for s in word_sites(template, protected)]
@@ -203,7 +208,10 @@ def bench(
             planned += found["random"][:n] + found["guided"][:n]
         formats = format_variants(template, protected)
         texts = [t for _, t in formats] + [p.text for p in planned]
+        stages["perturbation"] += time.monotonic() - clock
+        clock = time.monotonic()
         scores = _score(backend, texts, cases, batch, bar)
+        stages["scoring"] += time.monotonic() - clock
         clean, *format_scores = [Variant("format", "", t, (fname,), None, *s)
                                  for (fname, t), s in zip(formats, scores)]
         clean = replace(clean, level="clean")
@@ -220,7 +228,7 @@ def bench(
         prompts=tuple(results), levels=tuple(levels), budget=budget, edits=edits, threshold=threshold, seed=seed,
         n_cases=len(cases), metric="accuracy" if results[0].clean.accuracy is not None else "probability",
         forward_passes=getattr(backend, "forward_passes", 0) - passes0, seconds=time.monotonic() - start,
-        notes=tuple(notes),
+        stage_seconds=stages, notes=tuple(notes),
     )
 
 

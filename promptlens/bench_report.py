@@ -99,7 +99,8 @@ def bench_table(result: BenchResult) -> str:
                       if worst.accuracy is not None else "")
             lines.append(f"  worst perturbation ({worst.level}, {worst.placement}): {scores}logp {worst.logprob:.3f}: "
                          f"{'; '.join(worst.edits)}")
-    lines.append(f"\ncost: {result.forward_passes} forward passes, {result.seconds:.1f} s")
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.stage_seconds.items())
+    lines.append(f"\ncost: {result.forward_passes} forward passes, {result.seconds:.1f} s ({stages})")
     lines += [f"note: {n}" for n in result.notes]
     return "\n".join(lines)
 

@@ -187,6 +187,20 @@ def test_same_seed_same_result_and_renderers(tmp_path):
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_level_with_nothing_that_passes_the_filter_is_reported_not_faked():
+    """RuleBackend "paraphrases" every sentence as "yes": never similar enough, so the semantic
+    level has no perturbed prompt; its rows are empty, the note says so, the renderers cope."""
+    result = bench({"original": TEMPLATE}, _cases(2), backend=RuleBackend(), similarity=JaccardSimilarity(),
+                   threshold=0.5, levels=("semantic", "sentence"), budget=2)
+    rows = {(r.level, r.placement): r for r in result.rows}
+    assert rows[("semantic", "random")].n == rows[("semantic", "guided")].n == 0
+    assert rows[("semantic", "guided")].pdr is None and rows[("sentence", "guided")].n == 2
+    assert result.notes == ("original, semantic: 0 of 2 perturbed prompts per placement passed the meaning filter "
+                            "(threshold 0.5)",)
+    assert [c.level for c in result.comparisons()] == ["sentence", "overall"]
+    assert "note: original, semantic: 0 of 2" in bench_table(result) and bench_csv(result).count("\n") == 7
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"budget": 0}, "budget 0 is out of range"),
     ({"levels": ("typo",)}, "unknown level 'typo'"),

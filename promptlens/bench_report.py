@@ -106,8 +106,9 @@ def bench_table(result: BenchResult) -> str:
 
 
 def format_lines(result: BenchResult) -> list[str]:
-    unit = "accuracy" if result.metric == "accuracy" else "mean logp, nats"
-    lines = [f"format spread (max - min {unit} over formatting variants):"]
+    unit = "accuracy" if result.metric == "accuracy" else "mean logp"
+    nats = "" if result.metric == "accuracy" else ", nats"
+    lines = [f"format spread (max - min {unit} over formatting variants{nats}):"]
     for p in result.prompts:
         value = _pct(p.format_spread) if result.metric == "accuracy" else f"{p.format_spread:.3f}"
         each = ", ".join(f"{v.edits[0]} {_pct(v.accuracy) if v.accuracy is not None else f'{v.logprob:.3f}'}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .attribution import attribute
+from .bench import BenchResult, bench
 from .backends.hf import load_backend
 from .cases import load_cases, split_cases
 from .fix import FixResult, fix
@@ -13,6 +14,8 @@ from .types import Attribution, Case, Score, Segment, SegmentAttribution
 
 __all__ = [
     "attribute",
+    "bench",
+    "BenchResult",
     "fix",
     "FixResult",
     "load_backend",

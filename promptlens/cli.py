@@ -123,6 +123,10 @@ from .lint import add_lint_parser  # noqa: E402  (lint imports cli lazily)
 
 COMMANDS += (add_lint_parser,)
 
+from .bench_cli import add_bench_parser  # noqa: E402  (bench_cli imports cli lazily)
+
+COMMANDS += (add_bench_parser,)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promptlens", description="Explain and repair LLM prompts.")

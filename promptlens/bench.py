@@ -1,0 +1,344 @@
+"""``bench``: how much a prompt's results move under small, meaning-preserving perturbations.
+
+    prompt ──► attribute (word ablation) ──► sites ranked by importance
+      │                                            │
+      │          random placement ◄── perturb ──► guided placement   (each level, equal budget)
+      ▼                                            │
+    clean + formatting variants + perturbed prompts ──► score (one call per batch) ──► rows
+
+Metrics, per prompt, level and placement (means over cases, then over perturbed prompts):
+
+* accuracy (cases with choices) and PDR = 1 - acc(perturbed) / acc(clean), as in PromptBench;
+* the mean margin (target minus best wrong choice) and its drop in nats, for cases with choices;
+* mean target log-prob, the drop in nats (clean - perturbed; positive = worse), and
+  PDR(p) = 1 - exp(logp(perturbed) - logp(clean)): the PDR of the geometric-mean probability of
+  the target. A log-prob is negative, so a ratio of log-probs would read backwards; the
+  probability ratio keeps PDR's meaning (0: no change, 0.5: half as likely, < 0: more likely);
+* the worst perturbed prompt found, and its PDR;
+* format spread: max - min accuracy (else mean log-prob, nats) over formatting variants.
+
+The headline metric M is accuracy when every case has choices, else the geometric-mean target
+probability. Random and attribution-guided placement score the same number of perturbed prompts
+per level, so their drops compare at equal budget.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Mapping, Sequence
+
+from .attribution import attribute
+from .cases import check_vars
+from .errors import InputError
+from .perturb import (LEVELS, PLACEMENTS, Perturbation, Site, format_variants, perturb, protected_words,
+                      sentence_sites, word_sites)
+from .scoring import Backend, score_prompts
+from .segments import fill, template_fields
+from .similarity import Similarity, SimilarityModel
+from .types import Case
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One scored template: the clean prompt, a formatting variant or a perturbation."""
+
+    level: str  # one of LEVELS, "clean" or "format"
+    placement: str  # "random", "guided", or "" for clean and format variants
+    text: str
+    edits: tuple[str, ...]  # what changed (format variants: their name)
+    similarity: float | None
+    accuracy: float | None  # over cases; None when a case has no choices
+    logprob: float  # mean target log-prob over cases, nats
+    margin: float | None  # mean margin (target minus best wrong choice), nats; None without choices
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the PDR table: a prompt, a level (or "overall") and a placement."""
+
+    prompt: str
+    level: str
+    placement: str
+    n: int  # perturbed prompts scored
+    clean_accuracy: float | None
+    perturbed_accuracy: float | None
+    pdr_accuracy: float | None  # 1 - acc(perturbed) / acc(clean); None without choices or acc 0
+    clean_logprob: float
+    perturbed_logprob: float | None
+    logprob_drop: float | None  # clean - perturbed, nats (positive: the target got less likely)
+    pdr_probability: float | None  # 1 - exp(-logprob_drop)
+    clean_margin: float | None
+    perturbed_margin: float | None
+    margin_drop: float | None  # clean - perturbed, nats (choice cases)
+    worst_pdr: float | None  # the headline PDR of the single worst perturbed prompt
+    worst_edits: tuple[str, ...] = ()
+
+    @property
+    def pdr(self) -> float | None:
+        """The headline PDR: on accuracy when there are choices, else on probability."""
+        return self.pdr_accuracy if self.clean_accuracy is not None else self.pdr_probability
+
+    @property
+    def drop(self) -> float | None:
+        """The drop of the objective, nats: the margin with choices (what attribution explains;
+        a label's log-prob alone can move with every label), else the target log-prob."""
+        return self.margin_drop if self.clean_margin is not None else self.logprob_drop
+
+
+@dataclass(frozen=True)
+class PromptBench:
+    """Everything measured for one prompt."""
+
+    name: str
+    template: str
+    clean: Variant
+    formats: tuple[Variant, ...]  # the clean prompt first
+    format_spread: float  # max - min accuracy (else mean log-prob, nats) over formats
+    important: tuple[tuple[str, float], ...]  # the words attribution ranks highest, with effect (nats)
+    perturbations: tuple[Variant, ...]
+    rows: tuple[Row, ...]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Guided minus random placement for one prompt and level, at equal budget."""
+
+    prompt: str
+    level: str
+    n: int
+    pdr_gain: float | None  # guided PDR - random PDR
+    drop_gain: float | None  # guided drop - random drop of the objective (margin, else logprob), nats
+    worst_gain: float | None  # guided worst-case PDR - random worst-case PDR
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    prompts: tuple[PromptBench, ...]
+    levels: tuple[str, ...]
+    budget: int
+    edits: int
+    threshold: float
+    seed: int
+    n_cases: int
+    metric: str  # "accuracy" or "probability": what the headline PDR is computed on
+    forward_passes: int
+    seconds: float
+    stage_seconds: Mapping[str, float]  # "attribution", "perturbation" (paraphrasing included), "scoring"
+    notes: tuple[str, ...] = ()
+
+    @property
+    def rows(self) -> list[Row]:
+        return [r for p in self.prompts for r in p.rows]
+
+    def comparisons(self) -> list[Comparison]:
+        """Guided vs random for every prompt and level (and "overall")."""
+        out = []
+        for p in self.prompts:
+            by = {(r.level, r.placement): r for r in p.rows}
+            for level in (*self.levels, "overall"):
+                rnd, gui = by.get((level, "random")), by.get((level, "guided"))
+                if rnd is None or gui is None or not rnd.n:
+                    continue
+                out.append(Comparison(p.name, level, rnd.n, _minus(gui.pdr, rnd.pdr),
+                                      _minus(gui.drop, rnd.drop), _minus(gui.worst_pdr, rnd.worst_pdr)))
+        return out
+
+
+def bench(
+    prompts: Mapping[str, str] | Sequence[str],
+    cases: Sequence[Case],
+    *,
+    backend: Backend | None = None,
+    similarity: SimilarityModel | None = None,
+    levels: Sequence[str] = LEVELS,
+    budget: int = 4,
+    edits: int = 2,
+    threshold: float = 0.8,
+    seed: int = 0,
+    batch: int = 8,
+    progress: bool = False,
+) -> BenchResult:
+    """Benchmark the robustness of each prompt (name -> template, or a list of templates) on ``cases``.
+
+    Per prompt and level, ``budget`` perturbed prompts are placed at random and ``budget`` are
+    guided by attribution (first the words, or the sentence, whose ablation lowers the objective
+    most, then the next ones); character and word levels change ``edits`` words per prompt. A
+    perturbation is kept only if it keeps the fields and label words and its similarity to the
+    prompt is at least ``threshold``. The same ``seed`` gives the same result.
+    """
+    start = time.monotonic()
+    named = dict(prompts) if isinstance(prompts, Mapping) else {f"prompt {i + 1}": p for i, p in enumerate(prompts)}
+    _check(named, cases, levels, budget, edits, threshold)
+    if backend is None:
+        from .backends.hf import load_backend
+
+        backend = load_backend()
+    similarity = similarity or Similarity()
+    protected = protected_words(cases)
+    passes0 = getattr(backend, "forward_passes", 0)
+    bar = _progress(len(named) * (1 + 2 * len(levels)), progress)
+    paraphrase = _paraphraser(backend)
+    results, notes = [], []
+    stages = dict.fromkeys(("attribution", "perturbation", "scoring"), 0.0)
+    for name, template in named.items():
+        # Attribution ranks the words: what the guided placement aims at.
+        clock = time.monotonic()
+        attr = attribute(template, cases=cases, backend=backend, method="ablation", segmentation="word", seed=seed)
+        stages["attribution"] += time.monotonic() - clock
+        clock = time.monotonic()
+        effect = {f.segment.start: (f.segment.end, f.mean) for f in attr.features}
+        bar.update(1)
+        words = [replace(s, importance=_word_effect(s, effect)) for s in word_sites(template, protected)]
+        sentences = [replace(s, importance=_span_effect(s, effect)) for s in sentence_sites(template)]
+        planned: list[Perturbation] = []
+        for level in levels:
+            found = {placement: perturb(
+                template, level, sites=words if level in ("character", "word") else sentences, placement=placement,
+                budget=budget, rng=random.Random(f"{seed}:{level}:{placement}"), similarity=similarity,
+                threshold=threshold, protected=protected, edits=edits, paraphrase=paraphrase,
+            ) for placement in PLACEMENTS}
+            bar.update(2)
+            n = min(len(v) for v in found.values())  # equal budget: the shorter side sets it
+            if n < budget:
+                notes.append(f"{name}, {level}: {n} of {budget} perturbed prompts per placement passed "
+                             f"the meaning filter (threshold {threshold})")
+            planned += found["random"][:n] + found["guided"][:n]
+        formats = format_variants(template, protected)
+        texts = [t for _, t in formats] + [p.text for p in planned]
+        stages["perturbation"] += time.monotonic() - clock
+        clock = time.monotonic()
+        scores = _score(backend, texts, cases, batch, bar)
+        stages["scoring"] += time.monotonic() - clock
+        clean, *format_scores = [Variant("format", "", t, (fname,), None, *s)
+                                 for (fname, t), s in zip(formats, scores)]
+        clean = replace(clean, level="clean")
+        perturbed = tuple(Variant(p.level, p.placement, p.text, p.edits, p.similarity, *s)
+                          for p, s in zip(planned, scores[len(formats):]))
+        results.append(PromptBench(
+            name=name, template=template, clean=clean, formats=(clean, *format_scores),
+            format_spread=_spread([clean, *format_scores]),
+            important=tuple((s.text, s.importance) for s in sorted(words, key=lambda s: -s.importance)[:5]),
+            perturbations=perturbed, rows=tuple(_rows(name, clean, perturbed, levels)),
+        ))
+    bar.close()
+    return BenchResult(
+        prompts=tuple(results), levels=tuple(levels), budget=budget, edits=edits, threshold=threshold, seed=seed,
+        n_cases=len(cases), metric="accuracy" if results[0].clean.accuracy is not None else "probability",
+        forward_passes=getattr(backend, "forward_passes", 0) - passes0, seconds=time.monotonic() - start,
+        stage_seconds=stages, notes=tuple(notes),
+    )
+
+
+def _check(named: Mapping[str, str], cases: Sequence[Case], levels: Sequence[str], budget: int, edits: int,
+           threshold: float) -> None:
+    if not named:
+        raise InputError("no prompt to benchmark; give a recipe, --template or --prompt")
+    if not cases:
+        raise InputError("no cases to score the prompts on; give --cases or a recipe with cases")
+    bad = [lv for lv in levels if lv not in LEVELS]
+    if bad or not levels:
+        raise InputError(f"unknown level {bad[0] if bad else ''!r}; choose from: {', '.join(LEVELS)}")
+    if budget < 1:
+        raise InputError(f"budget {budget} is out of range; give 1 or more perturbed prompts per level")
+    if edits < 1:
+        raise InputError(f"edits {edits} is out of range; give 1 or more words changed per prompt")
+    if not 0.0 < threshold <= 1.0:
+        raise InputError(f"threshold {threshold} is out of range; give a similarity in (0, 1], e.g. 0.8")
+    for name, template in named.items():
+        if not template.strip():
+            raise InputError(f"prompt {name!r} is empty; give the prompt text or a file that holds it")
+        check_vars(cases, template_fields(template), source=f"the cases for prompt {name!r}")
+
+
+def _word_effect(site: Site, effect: Mapping[int, tuple[int, float]]) -> float:
+    """The attribution of the word segment the site lies in."""
+    for start, (end, mean) in effect.items():
+        if start <= site.start < end:
+            return mean
+    return 0.0
+
+
+def _span_effect(site: Site, effect: Mapping[int, tuple[int, float]]) -> float:
+    """Summed attribution of the words that start inside a sentence site."""
+    return sum(mean for start, (_, mean) in effect.items() if site.start <= start < site.end)
+
+
+def _paraphraser(backend: Backend) -> Any:
+    """The backend's own model paraphrases; sampled once per sentence, so random and guided
+    placement draw from the same paraphrases and differ only in where they put them."""
+    from .rewrites import paraphrases
+
+    memo: dict[str, list[str]] = {}
+
+    def paraphrase(body: str, n: int, seed: int) -> list[str]:
+        if body not in memo:
+            memo[body] = paraphrases(backend, body, n=n, seed=seed)
+        return list(memo[body])
+
+    return paraphrase
+
+
+def _score(backend: Backend, texts: Sequence[str], cases: Sequence[Case], batch: int,
+           bar: Any) -> list[tuple[float | None, float, float | None]]:
+    """(accuracy, mean log-prob, mean margin) of each template over the cases, ``batch`` templates per call."""
+    bar.total += -(-len(texts) // batch)
+    out = []
+    for i in range(0, len(texts), batch):
+        rows = score_prompts(backend, [[fill(t, c.vars) for c in cases] for t in texts[i : i + batch]], cases)
+        for row in rows:
+            correct = [s.correct for s in row]
+            accuracy = None if any(c is None for c in correct) else sum(correct) / len(row)
+            margin = None if accuracy is None else sum(s.margin for s in row) / len(row)
+            out.append((accuracy, sum(s.logprob for s in row) / len(row), margin))
+        bar.update(1)
+    return out
+
+
+def _spread(variants: Sequence[Variant]) -> float:
+    values = [v.accuracy if v.accuracy is not None else v.logprob for v in variants]
+    return max(values) - min(values)
+
+
+def _rows(name: str, clean: Variant, perturbed: Sequence[Variant], levels: Sequence[str]) -> list[Row]:
+    rows = []
+    for level in (*levels, "overall"):
+        for placement in PLACEMENTS:
+            group = [v for v in perturbed if v.placement == placement and (level == "overall" or v.level == level)]
+            rows.append(_row(name, level, placement, clean, group))
+    return rows
+
+
+def _row(name: str, level: str, placement: str, clean: Variant, group: Sequence[Variant]) -> Row:
+    if not group:
+        return Row(name, level, placement, 0, clean.accuracy, None, None, clean.logprob, None, None, None,
+                   clean.margin, None, None, None)
+    has_acc = clean.accuracy is not None
+    acc = sum(v.accuracy for v in group) / len(group) if has_acc else None
+    logprob = sum(v.logprob for v in group) / len(group)
+    margin = sum(v.margin for v in group) / len(group) if has_acc else None
+    # Worst: lowest accuracy, ties broken by margin; without choices, lowest log-prob.
+    worst = min(group, key=lambda v: (v.accuracy, v.margin) if has_acc else (0.0, v.logprob))
+    worst_pdr = (_pdr(clean.accuracy, worst.accuracy) if has_acc
+                 else 1.0 - math.exp(worst.logprob - clean.logprob))
+    return Row(name, level, placement, len(group), clean.accuracy, acc, _pdr(clean.accuracy, acc) if has_acc else None,
+               clean.logprob, logprob, clean.logprob - logprob, 1.0 - math.exp(logprob - clean.logprob),
+               clean.margin, margin, _minus(clean.margin, margin), worst_pdr, worst.edits)
+
+
+def _pdr(clean: float | None, perturbed: float | None) -> float | None:
+    if clean is None or perturbed is None or clean <= 0.0:
+        return None
+    return 1.0 - perturbed / clean
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="bench", unit="step", disable=not enabled, leave=False)

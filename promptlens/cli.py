@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 from .errors import InputError, PromptLensError
 
@@ -73,7 +73,7 @@ def _add_attribute(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_attribute(args: argparse.Namespace) -> int:
-    from .attribution import BASELINES, METHODS, attribute, check_choice
+    from .attribution import BASELINES, METHODS, attribute, check_choice, check_inputs
     from .backends.hf import load_backend
     from .scoring import OBJECTIVES
     from .segments import SEGMENTATIONS
@@ -94,6 +94,7 @@ def _run_attribute(args: argparse.Namespace) -> int:
         cases = load_cases(args.cases, task=args.task)[: args.limit]
     if args.samples is not None and args.samples < 1:
         raise InputError(f"--samples {args.samples} is out of range; give a positive number")
+    check_inputs(prompt, args.target, cases)
     backend = load_backend(args.model, raw=True if args.raw else None)
     result = attribute(
         prompt, args.target, cases=cases, backend=backend, method=args.method,
@@ -124,8 +125,15 @@ from .lint import add_lint_parser  # noqa: E402  (lint imports cli lazily)
 COMMANDS += (add_lint_parser,)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line like every other error (subcommands inherit it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"promptlens: error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="promptlens", description="Explain and repair LLM prompts.")
+    parser = _Parser(prog="promptlens", description="Explain and repair LLM prompts.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)

@@ -123,6 +123,22 @@ def _choose(attr: Attribution, strategy: str, top_k: int, rng: random.Random) ->
     return sorted(f.index for f in chosen)
 
 
+def check_fix_args(template: str, cases: Sequence[Case], *, strategy: str, threshold: float,
+                   budget_trials: int, budget_seconds: float | None) -> None:
+    """The mistakes that need no model to find, so the command line reports them before loading one."""
+    if strategy not in STRATEGIES:
+        raise InputError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    if not 0.0 < threshold <= 1.0:
+        raise InputError(f"threshold {threshold} is out of range; give a similarity in (0, 1], e.g. 0.8")
+    if budget_trials < 1:
+        raise InputError(f"--trials {budget_trials} is out of range; give 1 or more")
+    if budget_seconds is not None and not budget_seconds > 0:
+        raise InputError(f"--seconds {budget_seconds} is out of range; give a time budget above 0 seconds")
+    if not template.strip():
+        raise InputError("the template is empty; give the prompt template to repair")
+    check_vars(cases, template_fields(template), source="the cases")
+
+
 def fix(
     template: str,
     cases: Sequence[Case],
@@ -161,16 +177,9 @@ def fix(
     An edit is kept only if undoing it alone would lose more than ``min_gain`` nats on train.
     """
     start = time.monotonic()
+    check_fix_args(template, list(cases) + list(validation or []), strategy=strategy, threshold=threshold,
+                   budget_trials=budget_trials, budget_seconds=budget_seconds)
     deadline = start + budget_seconds if budget_seconds else float("inf")
-    if strategy not in STRATEGIES:
-        raise InputError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
-    if not 0.0 < threshold <= 1.0:
-        raise InputError(f"threshold {threshold} is out of range; give a similarity in (0, 1], e.g. 0.8")
-    if budget_trials < 1:
-        raise InputError(f"budget of {budget_trials} trials is too small; give at least 1")
-    if not template.strip():
-        raise InputError("the template is empty; give the prompt template to repair")
-    check_vars(list(cases) + list(validation or []), template_fields(template), source="the cases")
     if validation is None:
         train, valid = split_cases(cases, n_train=n_train, frac_train=frac_train, seed=seed)
     else:

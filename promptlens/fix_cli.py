@@ -42,7 +42,7 @@ def run_fix(args: argparse.Namespace) -> int:
     from .cases import load_cases, split_cases
     from .cli import read_text_arg
     from .config import Recipe, load_recipe
-    from .fix import fix
+    from .fix import check_fix_args, fix
     from .report import dumps, write_atomic
 
     if args.recipe:
@@ -67,8 +67,8 @@ def run_fix(args: argparse.Namespace) -> int:
         threshold=args.threshold if args.threshold is not None else recipe.threshold,
         seed=args.seed if args.seed is not None else recipe.seed,
     )
-    if recipe.trials < 1:
-        raise InputError(f"--trials {recipe.trials} is out of range; give 1 or more")
+    check_fix_args(recipe.template, recipe.cases, strategy=recipe.strategy, threshold=recipe.threshold,
+                   budget_trials=recipe.trials, budget_seconds=recipe.seconds)
     train, valid = split_cases(recipe.cases, n_train=recipe.n_train, frac_train=recipe.split, seed=recipe.seed)
     if recipe.n_validation is not None:
         valid = valid[: recipe.n_validation]

@@ -6,13 +6,17 @@ Flags override the recipe; without a recipe, ``--template`` and ``--cases`` are 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterator
 
 from .errors import InputError
-from .fix import STRATEGIES, FixResult, Summary
+from .fix import STRATEGIES, FixInterrupted, FixResult, Summary
 
 
 def add_fix_parser(sub: argparse._SubParsersAction) -> None:
@@ -73,15 +77,23 @@ def run_fix(args: argparse.Namespace) -> int:
     if recipe.n_validation is not None:
         valid = valid[: recipe.n_validation]
     backend = load_backend(args.model, raw=True if args.raw else None)
-    result = fix(
-        recipe.template, train, validation=valid, backend=backend, strategy=recipe.strategy,
-        budget_trials=recipe.trials, budget_seconds=recipe.seconds, threshold=recipe.threshold,
-        top_k=recipe.top_k, rounds=recipe.rounds, segmentation=recipe.segmentation,
-        kinds=recipe.rewrites, seed=recipe.seed, alternatives=dict(recipe.alternatives),
-        storage=args.storage, out=args.out, study_name=args.study, resume=args.resume,
-        progress=sys.stderr.isatty(),
-    )
     out = Path(args.out)
+    try:
+        with _sigterm_as_interrupt():
+            result = fix(
+                recipe.template, train, validation=valid, backend=backend, strategy=recipe.strategy,
+                budget_trials=recipe.trials, budget_seconds=recipe.seconds, threshold=recipe.threshold,
+                top_k=recipe.top_k, rounds=recipe.rounds, segmentation=recipe.segmentation,
+                kinds=recipe.rewrites, seed=recipe.seed, alternatives=dict(recipe.alternatives),
+                storage=args.storage, out=args.out, study_name=args.study, resume=args.resume,
+                progress=sys.stderr.isatty(),
+            )
+    except FixInterrupted as stop:
+        write_atomic(out / "best-so-far.txt", stop.best)
+        print(f"promptlens: interrupted; {stop.trials} finished trials are kept in {stop.storage} "
+              f"(study {stop.study_name}) and the best template so far is in {out / 'best-so-far.txt'}; "
+              "run the same command with --resume to continue", file=sys.stderr)
+        return 130
     write_atomic(out / "fixed-template.txt", result.best)
     color = not args.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
     print(fix_report(result, color=color))
@@ -95,6 +107,22 @@ def run_fix(args: argparse.Namespace) -> int:
         write_atomic(args.html, fix_html(result, cases=case_scores(backend, result, train, valid)))
         print(f"wrote {args.html}")
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """A `kill` (SIGTERM) stops the run like Ctrl-C: finished trials kept, best so far written."""
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _row(name: str, before: float | None, after: float | None, pct: bool = False) -> str:

@@ -279,3 +279,123 @@ def test_the_corpus_covers_every_command():
     commands = [c[1][0] for c in CORPUS]
     assert len(CORPUS) >= 30
     assert all(commands.count(c) >= 10 for c in ("attribute", "fix", "lint"))
+
+
+# --------------------------------------------------------------------------- interruption and resume
+
+FIX_TEMPLATE = ("You are a careful assistant. Read the question below and answer it with a single word. "
+                "Eat a banana. Question: {input}\nAnswer:")
+FIX_TARGETS = ["yes", "no", "maybe so", "yes", "no", "blue sky", "red", "green"]
+BUDGET = 16
+
+
+def _fix_problem(folder: Path) -> None:
+    """A recipe whose study has more combinations than the budget (strategy all, one round)."""
+    (folder / "t.txt").write_text(FIX_TEMPLATE, encoding="utf-8")
+    (folder / "c.jsonl").write_text("".join(json.dumps({"vars": {"input": f"question number {i}?"}, "target": t}) + "\n"
+                                            for i, t in enumerate(FIX_TARGETS)), encoding="utf-8")
+    (folder / "r.yaml").write_text(f"template_file: t.txt\ncases: c.jsonl\nbudget: {{trials: {BUDGET}}}\n"
+                                   "rounds: 1\nstrategy: all\nseed: 0\n", encoding="utf-8")
+
+
+def _slow_fix(folder: Path, *args: str) -> subprocess.Popen:
+    """``promptlens fix`` (fake backend, 0.15 s per trial: see tests/slow_fix.py) in a child process."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "PROMPTLENS_TEST_TRIAL_DELAY": "0.15"}
+    return subprocess.Popen([sys.executable, "-m", "tests.slow_fix", "fix", "r.yaml", "--threads", "1", "--out", "out",
+                             "--json", "out/result.json", *args], cwd=folder, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _states(db: Path) -> list[tuple[int, str]]:
+    if not db.is_file():
+        return []
+    try:
+        with sqlite3.connect(db, timeout=1) as con:
+            return con.execute("SELECT number, state FROM trials ORDER BY number").fetchall()
+    except sqlite3.OperationalError:  # the tables are not made yet, or the file is locked
+        return []
+
+
+def _stop_mid_study(proc: subprocess.Popen, db: Path, sig: int, at_least: int = 4) -> None:
+    """Send ``sig`` once ``at_least`` trials are complete and the next one is running."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        states = [s for _, s in _states(db)]
+        if states.count("COMPLETE") >= at_least and "RUNNING" in states:
+            proc.send_signal(sig)
+            return
+        assert proc.poll() is None, f"fix ended before it could be stopped: {proc.communicate()[1][-2000:]}"
+        time.sleep(0.02)
+    proc.kill()
+    pytest.fail("no trial was running after 120 s")
+
+
+def _trials(db: Path) -> dict[int, tuple[str, dict, float | None]]:
+    import optuna
+
+    storage = f"sqlite:///{db}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    return {t.number: (t.state.name, t.params, t.value) for t in study.trials}
+
+
+def test_sigkill_mid_study_then_resume_loses_and_repeats_no_trial(tmp_path):
+    _fix_problem(tmp_path)
+    db = tmp_path / "out" / "promptlens-fix.db"
+    proc = _slow_fix(tmp_path)
+    _stop_mid_study(proc, db, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    before = _trials(db)
+    finished_before = {n: t for n, t in before.items() if t[0] in ("COMPLETE", "PRUNED")}
+    assert [t[0] for t in before.values()].count("RUNNING") == 1  # the trial the kill cut off
+    assert len(finished_before) >= 4 and not (tmp_path / "out" / "result.json").exists()
+
+    resumed = _slow_fix(tmp_path, "--resume")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-2000:]
+    after = _trials(db)
+    # every trial finished before the kill is still there, unchanged
+    assert {n: after[n] for n in finished_before} == finished_before
+    # the cut-off trial is marked failed, not counted and not left running
+    states = [t[0] for t in after.values()]
+    assert "RUNNING" not in states and states.count("FAIL") == 1
+    # the budget counts finished trials: exactly BUDGET, the earlier ones included
+    assert states.count("COMPLETE") + states.count("PRUNED") == BUDGET
+    result = json.loads((tmp_path / "out" / "result.json").read_text(encoding="utf-8"))
+    assert result["trials_total"] == BUDGET and result["trials"] == BUDGET - len(finished_before)
+    assert (tmp_path / "out" / "fixed-template.txt").read_text(encoding="utf-8") == result["best"]
+    # the original template was scored once (trial 0), not enqueued again by the resumed run
+    unchanged = [n for n, t in after.items() if t[0] == "COMPLETE" and not any(t[1].values())]
+    assert unchanged == [0]
+    print(f"\nkill/resume: {len(finished_before)} trials finished before SIGKILL, 1 cut off, "
+          f"{BUDGET - len(finished_before)} more after --resume, {BUDGET} in all (budget {BUDGET})")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_interrupt_keeps_the_trials_and_the_best_so_far_and_says_how_to_resume(tmp_path, sig):
+    _fix_problem(tmp_path)
+    db = tmp_path / "out" / "promptlens-fix.db"
+    proc = _slow_fix(tmp_path)
+    _stop_mid_study(proc, db, sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if x.startswith("promptlens:")]
+    assert re.fullmatch(r"promptlens: interrupted; \d+ finished trials are kept in sqlite:///out/promptlens-fix.db "
+                        r"\(study fix-\w+\) and the best template so far is in out/best-so-far.txt; "
+                        r"run the same command with --resume to continue", line), line
+    trials = _trials(db)
+    states = [t[0] for t in trials.values()]
+    assert "RUNNING" not in states  # Optuna marked the interrupted trial failed itself
+    kept = int(re.search(r"(\d+) finished", line).group(1))
+    assert kept == states.count("COMPLETE") + states.count("PRUNED") >= 4
+    import optuna
+
+    from promptlens.search import best_template
+
+    study = optuna.load_study(study_name=optuna.get_all_study_summaries(f"sqlite:///{db}")[0].study_name,
+                              storage=f"sqlite:///{db}")
+    template, value = best_template(study)
+    assert (tmp_path / "out" / "best-so-far.txt").read_text(encoding="utf-8") == template
+    assert value == max(t[2] for t in trials.values() if t[0] == "COMPLETE")

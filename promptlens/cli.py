@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     except PromptLensError as exc:
         if args.debug:
             raise
-        print(f"promptlens: error: {exc}", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(exc).splitlines())  # one line, whatever it quotes
+        print(f"promptlens: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("promptlens: interrupted", file=sys.stderr)

@@ -70,6 +70,8 @@ def read_yaml_file(path: Path, what: str, missing_hint: str) -> tuple[yaml.Node 
         raise InputError(f"{path}: no such {what} file; {missing_hint}") from exc
     except OSError as exc:
         raise InputError(f"{path}: cannot read the {what} ({exc.strerror or exc}); check its permissions") from exc
+    except ValueError as exc:  # a NUL character in the path
+        raise InputError(f"{str(path)!r}: not a usable path ({exc}); check the path") from exc
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -82,8 +84,13 @@ def read_yaml_file(path: Path, what: str, missing_hint: str) -> tuple[yaml.Node 
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""
         raise InputError(f"{path}{line}: invalid YAML ({exc.problem}); check the indentation and quoting") from exc
+    except yaml.reader.ReaderError as exc:  # a control character: not allowed anywhere in YAML
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise InputError(f"{path}:{line}: invalid YAML (control character U+{code:04X} at offset "
+                         f"{exc.position}); remove it") from exc
     except yaml.YAMLError as exc:
-        raise InputError(f"{path}: invalid YAML ({exc}); check the indentation and quoting") from exc
+        raise InputError(f"{path}: invalid YAML ({' '.join(str(exc).split())}); check the indentation and quoting") from exc
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -164,9 +171,9 @@ def _template(data: Mapping[str, Any], base: Path, where) -> str:
     except UnicodeDecodeError as exc:
         raise InputError(f"{where('template_file')}: {file} is not UTF-8 (offset {exc.start}); "
                          "save the file as UTF-8") from exc
-    except OSError as exc:
-        raise InputError(f"{where('template_file')}: cannot read {file} ({exc.strerror or exc}); check the path "
-                         "(relative to the recipe's folder)") from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL character in the path
+        raise InputError(f"{where('template_file')}: cannot read {str(file)!r} ({getattr(exc, 'strerror', None) or exc}); "
+                         "check the path (relative to the recipe's folder)") from exc
 
 
 def _cases(data: Mapping[str, Any], base: Path, where, template: str) -> list[Case]:

@@ -153,6 +153,13 @@ CORPUS: list[tuple[str, list[str], dict[str, str | bytes | None], str]] = [
      "r.yaml:3: `trials` is 0; give an integer from 1"),
     ("fix-recipe-budget-shape", ["fix", "r.yaml"], {"r.yaml": RECIPE + "budget: 30\n", "c.jsonl": GOOD_JSONL},
      "budget is a mapping with `trials` and/or `seconds`"),
+    ("fix-recipe-cases-path-nul", ["fix", "r.yaml"], {"r.yaml": 'template: "Q {input}"\ncases: "c\\0.jsonl"\n'},
+     "'c\\x00.jsonl': not a usable path (embedded null byte); check the path"),
+    ("fix-recipe-template-file-nul", ["fix", "r.yaml"],
+     {"r.yaml": 'template_file: "t\\0.txt"\ncases: c.jsonl\n', "c.jsonl": GOOD_JSONL},
+     "r.yaml:1: cannot read 't\\x00.txt' (embedded null byte); check the path"),
+    ("fix-recipe-control-character", ["fix", "r.yaml"], {"r.yaml": RECIPE + "seed: 1\x1f\n"},
+     "r.yaml:3: invalid YAML (control character U+001F at offset 53); remove it"),
     ("fix-recipe-unknown-task", ["fix", "r.yaml"],
      {"r.yaml": "template: 'Q: {input}'\ndataset: {task: no_such_task}\n"}, "no case has task 'no_such_task'"),
     # --- fix: options
@@ -399,3 +406,221 @@ def test_interrupt_keeps_the_trials_and_the_best_so_far_and_says_how_to_resume(t
     template, value = best_template(study)
     assert (tmp_path / "out" / "best-so-far.txt").read_text(encoding="utf-8") == template
     assert value == max(t[2] for t in trials.values() if t[0] == "COMPLETE")
+
+
+# --------------------------------------------------------------------------- fuzzing the config parsers
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from promptlens.config import KEYS, load_recipe  # noqa: E402
+from promptlens.errors import PromptLensError  # noqa: E402
+from promptlens.lint import load_config  # noqa: E402
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                         HealthCheck.too_slow])
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30),
+                     st.sampled_from(["c.jsonl", "t.txt", "", ".", "..", "/", "nope.csv", "a\x00b", "sentence",
+                                      "line", "attribution", "random", "delete", "t*.txt", "**/*"]))
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+    st.one_of(st.text(max_size=12), st.integers(), st.sampled_from(["trials", "seconds", "task", "path", "input",
+                                                                    "target", "vars", "choices", "id"])),
+    inner, max_size=4), max_leaves=12)
+_recipes = st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=10)), _values, max_size=8)
+_lint_configs = st.dictionaries(st.sampled_from(["templates", "model", "method", "other"]), st.one_of(
+    _values, st.lists(st.dictionaries(st.sampled_from(["path", "cases", "task", "segmentation", "thresholds",
+                                                       "suppress", "severity", "x"]), _values, max_size=7),
+                      max_size=3)), max_size=4)
+
+
+def _files_for_fuzz(folder: Path) -> None:
+    _write(folder, {"c.jsonl": GOOD_JSONL, "t.txt": "Plural of {input}:", "r.yaml": RECIPE})
+
+
+def _only_clear_errors(parse, path: Path) -> None:
+    try:
+        parse(path)
+    except PromptLensError as exc:
+        assert str(exc) and "\n" not in str(exc).strip(), str(exc)
+
+
+@FUZZ
+@given(data=_recipes)
+def test_fuzz_recipe_mappings_give_a_recipe_or_a_clear_error(tmp_path_factory, data):
+    import yaml
+
+    folder = tmp_path_factory.mktemp("recipe")
+    _files_for_fuzz(folder)
+    (folder / "fuzz.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    _only_clear_errors(load_recipe, folder / "fuzz.yaml")
+
+
+@FUZZ
+@given(data=st.dictionaries(st.sampled_from(KEYS), _values, max_size=6))
+def test_fuzz_valid_recipe_with_fuzzed_keys_gives_a_recipe_or_a_clear_error(tmp_path_factory, data):
+    """A valid recipe with some keys replaced, so the fuzzing reaches the checks after the template's."""
+    import yaml
+
+    folder = tmp_path_factory.mktemp("recipe")
+    _files_for_fuzz(folder)
+    recipe = {"template": "Plural of {input}:", "cases": "c.jsonl", **data}
+    (folder / "fuzz.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+    _only_clear_errors(load_recipe, folder / "fuzz.yaml")
+
+
+@FUZZ
+@given(text=st.one_of(st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
+                      st.lists(st.sampled_from(["template: 'Q {input}'", "cases: c.jsonl", "budget:", "  trials: 3",
+                                                "- a", "{", "]", "key: [1, 2", "&a x", "*a", "!!python/none",
+                                                "!!binary abc", "seed: 1e999", "threshold: .nan", "---", "\t",
+                                                "dataset: {task: x}", "cases: [{input: a}]"]),
+                               max_size=8).map("\n".join)))
+def test_fuzz_recipe_text_gives_a_recipe_or_a_clear_error(tmp_path_factory, text):
+    folder = tmp_path_factory.mktemp("recipe")
+    _files_for_fuzz(folder)
+    (folder / "fuzz.yaml").write_bytes(text.encode("utf-8", "surrogatepass"))
+    _only_clear_errors(load_recipe, folder / "fuzz.yaml")
+
+
+@FUZZ
+@given(data=_lint_configs)
+def test_fuzz_lint_configs_give_targets_or_a_clear_error(tmp_path_factory, data):
+    import yaml
+
+    folder = tmp_path_factory.mktemp("lint")
+    _files_for_fuzz(folder)
+    (folder / "promptlens.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    _only_clear_errors(load_config, folder / "promptlens.yaml")
+
+
+# --------------------------------------------------------------------------- safety: no code from inputs
+
+PACKAGE = ROOT / "promptlens"
+
+
+def _source_lines() -> list[tuple[str, int, str]]:
+    return [(str(p.relative_to(ROOT)), n, line) for p in sorted(PACKAGE.rglob("*.py"))
+            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)]
+
+
+@pytest.mark.parametrize("pattern", [r"\bpickle\b", r"\bcPickle\b", r"\bdill\b", r"\bjoblib\b", r"\bmarshal\b",
+                                     r"\bshelve\b", r"(?<![.\w])eval\(", r"\bexec\(", r"(?<![.\w])compile\(", r"__import__",
+                                     r"yaml\.load\(", r"yaml\.(unsafe_load|full_load|Loader|UnsafeLoader|FullLoader)",
+                                     r"torch\.load\(", r"trust_remote_code\s*=\s*True", r"os\.system",
+                                     r"\bsubprocess\b", r"import_module\("])
+def test_no_code_runs_from_user_input(pattern):
+    """No deserializer that can run code, no eval/exec; configs are read with yaml.safe_load only."""
+    hits = [f"{f}:{n}: {line.strip()}" for f, n, line in _source_lines() if re.search(pattern, line)]
+    assert not hits, hits
+
+
+def test_weights_load_from_safetensors_or_gguf_only():
+    calls = [(f, n, line) for f, n, line in _source_lines() if re.search(r"\w+\.from_pretrained\(", line)]
+    assert calls
+    for f, n, line in calls:
+        text = "\n".join(x for g, m, x in _source_lines() if g == f and n <= m < n + 3)  # the call's arguments
+        assert "local_files_only=True" in text, (f, n)
+        if "AutoModel" in line:
+            assert "use_safetensors=True" in text or "gguf_file=" in text, (f, n)
+    embedding = (PACKAGE / "similarity.py").read_text(encoding="utf-8")
+    assert 'model_kwargs={"use_safetensors": True}' in embedding and "local_files_only=True" in embedding
+
+
+def test_yaml_is_read_with_the_safe_loader_only():
+    uses = [(f, n, line.strip()) for f, n, line in _source_lines() if re.search(r"yaml\.\w+\(", line)]
+    assert uses and all(re.search(r"yaml\.(safe_load|compose\(.*Loader=yaml\.SafeLoader|safe_dump)\(?", line)
+                        for _, _, line in uses), uses
+
+
+# --------------------------------------------------------------------------- no network at run time
+
+NET_FILES = {
+    "t.txt": "Give the plural of the word. Answer in French. Word: {input}\nPlural:",
+    "c.jsonl": "".join(json.dumps({"input": w, "target": p}) + "\n"
+                       for w, p in [("cat", "cats"), ("dog", "dogs"), ("box", "boxes"), ("car", "cars")]),
+    "r.yaml": "template_file: t.txt\ncases: c.jsonl\nbudget: {trials: 3}\nrounds: 1\nrewrites: [delete]\ntop_k: 2\n",
+}
+# command -> (arguments, exit codes that mean it ran to the end). bench: add its row here.
+NETWORK_RUNS = {
+    "attribute": ([str(EXAMPLE / "sports.txt"), "--cases", str(EXAMPLE / "sports.jsonl"), "--limit", "2"], (0,)),
+    "fix": (["r.yaml", "--out", "out", "--json", "out/result.json"], (0,)),  # loads the embedding model too
+    "lint": (["t.txt", "--cases", "c.jsonl", "--no-cache"], (0, 1)),  # 1: findings
+}
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("command", list(NETWORK_RUNS))
+def test_no_network_connection_at_run_time(command, tmp_path):
+    """Each command on the real models, in a process where any network attempt outside loopback
+    (connect or name lookup) fails and is reported; HF_HUB_OFFLINE is unset: promptlens must stay
+    offline on its own."""
+    _write(tmp_path, NET_FILES)
+    args, ok = NETWORK_RUNS[command]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        env.pop(var, None)
+    result = subprocess.run([sys.executable, "-m", "tests.netguard", command, *args, "--threads", "1"],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert "NETWORK ATTEMPT" not in result.stderr, result.stderr[-3000:]
+    assert result.returncode in ok, result.stderr[-3000:]
+
+
+def test_the_network_guard_catches_an_attempt():
+    """The guard itself works: a lookup and a connection to a public address are refused and reported."""
+    code = ("import socket, tests.netguard as g; g.install()\n"
+            "for f in (lambda: socket.getaddrinfo('example.com', 443), "
+            "lambda: socket.create_connection(('93.184.216.34', 443), timeout=1)):\n"
+            "    try: f()\n"
+            "    except OSError as e: print('refused', e)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert result.stdout.count("refused network blocked by the test") == 2, result
+    assert result.stderr.count("NETWORK ATTEMPT") == 2
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def _without_run_details(text: str) -> object:
+    """The JSON result less what may differ between two runs: timings and the output folder."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("seconds", "storage")}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(json.loads(text))
+
+
+def test_fix_json_is_identical_across_two_runs(tmp_path):
+    """Two processes (different hash seeds), same inputs and seed: the same JSON bytes apart from
+    timings and the storage path (fake backend, tests/slow_fix.py with no delay)."""
+    _fix_problem(tmp_path)
+    texts = []
+    for run, hash_seed in (("a", "1"), ("b", "2")):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PROMPTLENS_TEST_TRIAL_DELAY": "0", "PYTHONHASHSEED": hash_seed}
+        result = subprocess.run([sys.executable, "-m", "tests.slow_fix", "fix", "r.yaml", "--threads", "1", "--out",
+                                 run, "--json", f"{run}.json", "--seed", "3"], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        texts.append((tmp_path / f"{run}.json").read_text(encoding="utf-8"))
+    a, b = texts
+    assert _without_run_details(a) == _without_run_details(b)
+    pattern = r'\n\s*"(seconds|storage)": [^\n]*'  # the same bytes, line for line, once those are out
+    assert re.sub(pattern, "", a) == re.sub(pattern, "", b)
+
+
+@pytest.mark.model
+def test_attribute_json_is_identical_across_two_runs(tmp_path):
+    pattern = r'\n\s*"seconds": [^\n]*'
+    texts = []
+    for run, hash_seed in (("a", "1"), ("b", "2")):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": hash_seed}
+        result = subprocess.run([sys.executable, "-m", "promptlens", "attribute", str(EXAMPLE / "sports.txt"),
+                                 "--cases", str(EXAMPLE / "sports.jsonl"), "--limit", "3", "--by", "line",
+                                 "--method", "shapley", "--samples", "2", "--threads", "1", "--json", f"{run}.json"],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        texts.append(re.sub(pattern, "", (tmp_path / f"{run}.json").read_text(encoding="utf-8")))
+    assert texts[0] == texts[1]

@@ -624,3 +624,92 @@ def test_attribute_json_is_identical_across_two_runs(tmp_path):
         assert result.returncode == 0, result.stderr[-2000:]
         texts.append(re.sub(pattern, "", (tmp_path / f"{run}.json").read_text(encoding="utf-8")))
     assert texts[0] == texts[1]
+
+
+# --------------------------------------------------------------------------- memory
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    """A random two-layer Llama small enough to build in a blink (no weights are read)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    return LlamaForCausalLM(config).eval()
+
+
+CPU_OOM = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+           "you tried to allocate 100000000000000 bytes. Error code 12 (Cannot allocate memory)")
+
+
+@pytest.mark.parametrize("error", [lambda: RuntimeError(CPU_OOM), lambda: MemoryError(),
+                                   lambda: __import__("torch").OutOfMemoryError("CUDA out of memory")],
+                         ids=["cpu-allocator", "MemoryError", "cuda"])
+def test_a_batch_out_of_memory_is_split_and_the_run_goes_on(tiny_lm, monkeypatch, error):
+    from promptlens.prefix import TrieScorer
+
+    seqs = [[1, 2, 3, 4, 5, 6], [1, 2, 3, 7, 8], [1, 9, 10, 11], [1, 2, 12, 13, 14, 15, 16]]
+    n_targets = [2, 2, 1, 3]
+    expected = TrieScorer(tiny_lm, max_batch_tokens=4096).score(seqs, n_targets)
+    scorer = TrieScorer(tiny_lm, max_batch_tokens=4096)
+    real_run, sizes = scorer._run, []
+
+    def picky(batch, out):  # any bin of more than one chain "does not fit"
+        sizes.append(len(batch))
+        if len(batch) > 1:
+            raise error()
+        real_run(batch, out)
+
+    monkeypatch.setattr(scorer, "_run", picky)
+    got = scorer.score(seqs, n_targets)
+    assert max(sizes) > 1 and scorer.max_batch_tokens < 4096
+    assert [len(r) for r in got] == n_targets
+    assert [v for r in got for v in r] == pytest.approx([v for r in expected for v in r], abs=1e-5)
+
+
+def test_out_of_memory_on_a_single_sequence_is_a_clear_error(tiny_lm, monkeypatch):
+    from promptlens.errors import PromptLensError
+    from promptlens.prefix import TrieScorer
+
+    scorer = TrieScorer(tiny_lm)
+
+    def never_fits(batch, out):
+        raise RuntimeError(CPU_OOM)
+
+    monkeypatch.setattr(scorer, "_run", never_fits)
+    with pytest.raises(PromptLensError, match=r"out of memory scoring one sequence of \d+ tokens on its own; "
+                                              "shorten the prompt or the cases, or free memory"):
+        scorer.score([[1, 2, 3]], [1])
+
+
+def test_other_runtime_errors_are_not_taken_for_out_of_memory(tiny_lm, monkeypatch):
+    from promptlens.prefix import TrieScorer
+
+    scorer = TrieScorer(tiny_lm)
+    monkeypatch.setattr(scorer, "_run", lambda batch, out: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        scorer.score([[1, 2, 3], [1, 4, 5]], [1, 1])
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("command", ["attribute", "fix"])
+def test_prompt_longer_than_the_context_is_a_clear_error(command, backend, tmp_path, monkeypatch, capsys):
+    """Needs the model (its context length): prompt plus target over it is one line, exit 2."""
+    import promptlens.backends.hf as hf
+
+    monkeypatch.setattr(hf, "load_backend", lambda *args, **kwargs: backend)
+    monkeypatch.chdir(tmp_path)
+    words = " ".join(["plural"] * (backend.context_length + 10))
+    if command == "attribute":
+        args = ["attribute", f"{words}. Give the plural.", "--target", "cats"]
+    else:
+        _write(tmp_path, {"c.jsonl": GOOD_JSONL})
+        args = ["fix", "--template", f"{words}. Plural of {{input}}:", "--cases", "c.jsonl", "--out", "out"]
+    code = _main([*args, "--threads", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert re.fullmatch(rf"promptlens: error: prompt plus target is \d+ tokens, longer than the model's context "
+                        rf"of {backend.context_length}; shorten the prompt or the cases\n", err), err

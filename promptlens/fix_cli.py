@@ -47,6 +47,7 @@ def run_fix(args: argparse.Namespace) -> int:
     from .cli import read_text_arg
     from .config import Recipe, load_recipe
     from .fix import check_fix_args, fix
+    from .search import check_storage
     from .report import dumps, write_atomic
 
     if args.recipe:
@@ -73,6 +74,8 @@ def run_fix(args: argparse.Namespace) -> int:
     )
     check_fix_args(recipe.template, recipe.cases, strategy=recipe.strategy, threshold=recipe.threshold,
                    budget_trials=recipe.trials, budget_seconds=recipe.seconds)
+    if args.storage:
+        check_storage(args.storage)
     train, valid = split_cases(recipe.cases, n_train=recipe.n_train, frac_train=recipe.split, seed=recipe.seed)
     if recipe.n_validation is not None:
         valid = valid[: recipe.n_validation]

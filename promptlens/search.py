@@ -125,6 +125,22 @@ def best_template(study: optuna.Study) -> tuple[str, float] | None:
     return best.user_attrs[_TEMPLATE], float(best.value)
 
 
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    from sqlalchemy.exc import SQLAlchemyError  # optuna's RDB storage is built on SQLAlchemy
+
+    return ValueError, ImportError, SQLAlchemyError, optuna.exceptions.OptunaError
+
+
+def check_storage(storage: str) -> None:
+    """Open the storage once, so a bad ``--storage`` URL is reported before a model is loaded."""
+    try:
+        optuna.storages.get_storage(storage)
+    except _storage_errors() as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot open the study storage {storage} ({reason}); give a URL such as "
+                         "sqlite:///out/promptlens-fix.db whose folder exists") from exc
+
+
 def open_study(storage: str | None, name: str, *, seed: int, resume: bool, n_startup: int = 4) -> optuna.Study:
     """Create (or, with ``resume``, load) the study; without ``resume`` an old study of the same
     name is replaced, so re-running a recipe starts afresh. A resumed study's cut-off trials are
@@ -141,8 +157,9 @@ def open_study(storage: str | None, name: str, *, seed: int, resume: bool, n_sta
     try:
         study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
                                     pruner=pruner, load_if_exists=resume)
-    except (ValueError, ImportError, optuna.exceptions.OptunaError) as exc:
-        raise InputError(f"cannot open study {name!r} in {storage}: {exc}; give another --storage or --study") from exc
+    except _storage_errors() as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise InputError(f"cannot open study {name!r} in {storage}: {reason}; give another --storage or --study") from exc
     if resume:
         fail_cut_off_trials(study)
     return study

@@ -176,6 +176,12 @@ CORPUS: list[tuple[str, list[str], dict[str, str | bytes | None], str]] = [
      "--seconds -5.0 is out of range; give a time budget above 0 seconds"),
     ("fix-seconds-zero", ["fix", "r.yaml", "--seconds", "0"], {"r.yaml": RECIPE, "c.jsonl": GOOD_JSONL},
      "--seconds 0.0 is out of range"),
+    ("fix-storage-bad-url", ["fix", "r.yaml", "--storage", "bogus"], {"r.yaml": RECIPE, "c.jsonl": GOOD_JSONL},
+     "cannot open the study storage bogus (Could not parse SQLAlchemy URL from given URL string); give a URL such as"),
+    ("fix-storage-no-folder", ["fix", "r.yaml", "--storage", "sqlite:///no/such/folder/x.db"],
+     {"r.yaml": RECIPE, "c.jsonl": GOOD_JSONL},
+     "cannot open the study storage sqlite:///no/such/folder/x.db ((sqlite3.OperationalError) unable to open "
+     "database file); give a URL such as sqlite:///out/promptlens-fix.db whose folder exists"),
     ("fix-one-case", ["fix", "--template", "Plural of {input}:", "--cases", "c.jsonl"],
      {"c.jsonl": '{"input": "cat", "target": "cats"}\n'}, "need at least 2 cases to split"),
     ("fix-field-without-value", ["fix", "--template", "Plural of {word}:", "--cases", "c.jsonl"],
@@ -713,3 +719,17 @@ def test_prompt_longer_than_the_context_is_a_clear_error(command, backend, tmp_p
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert re.fullmatch(rf"promptlens: error: prompt plus target is \d+ tokens, longer than the model's context "
                         rf"of {backend.context_length}; shorten the prompt or the cases\n", err), err
+
+
+# --------------------------------------------------------------------------- atomic outputs
+
+
+def test_a_write_that_fails_half_way_leaves_the_old_file_and_no_temporary(tmp_path):
+    from promptlens.report import write_atomic
+
+    target = tmp_path / "fixed-template.txt"
+    write_atomic(target, "the old template\n")
+    with pytest.raises(UnicodeEncodeError):  # the first 100k characters are written, then it fails
+        write_atomic(target, "x" * 100_000 + "\ud800")
+    assert target.read_text(encoding="utf-8") == "the old template\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["fixed-template.txt"]

@@ -78,7 +78,7 @@ def _run_attribute(args: argparse.Namespace) -> int:
     from .scoring import OBJECTIVES
     from .segments import SEGMENTATIONS
     from .cases import load_cases
-    from .report import attribution_table, dumps, write_atomic
+    from .report import attribution_table, check_output, dumps, write_atomic
 
     # Check the cheap things before the model loads.
     check_choice("method", args.method, METHODS)
@@ -95,6 +95,9 @@ def _run_attribute(args: argparse.Namespace) -> int:
     if args.samples is not None and args.samples < 1:
         raise InputError(f"--samples {args.samples} is out of range; give a positive number")
     check_inputs(prompt, args.target, cases)
+    for path, what in ((args.json_out, "JSON result"), (args.html, "HTML report")):
+        if path:
+            check_output(path, what)
     backend = load_backend(args.model, raw=True if args.raw else None)
     result = attribute(
         prompt, args.target, cases=cases, backend=backend, method=args.method,

@@ -48,7 +48,7 @@ def run_fix(args: argparse.Namespace) -> int:
     from .config import Recipe, load_recipe
     from .fix import check_fix_args, fix
     from .search import check_storage
-    from .report import dumps, write_atomic
+    from .report import check_output, dumps, write_atomic
 
     if args.recipe:
         recipe = load_recipe(args.recipe)
@@ -74,13 +74,19 @@ def run_fix(args: argparse.Namespace) -> int:
     )
     check_fix_args(recipe.template, recipe.cases, strategy=recipe.strategy, threshold=recipe.threshold,
                    budget_trials=recipe.trials, budget_seconds=recipe.seconds)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder for the fixed template and the study database")
+    check_output(out / "fixed-template.txt", "fixed template")
+    for path, what in ((args.json_out, "JSON result"), (args.html, "HTML report")):
+        if path:
+            check_output(path, what)
     if args.storage:
         check_storage(args.storage)
     train, valid = split_cases(recipe.cases, n_train=recipe.n_train, frac_train=recipe.split, seed=recipe.seed)
     if recipe.n_validation is not None:
         valid = valid[: recipe.n_validation]
     backend = load_backend(args.model, raw=True if args.raw else None)
-    out = Path(args.out)
     try:
         with _sigterm_as_interrupt():
             result = fix(

@@ -115,6 +115,8 @@ CORPUS: list[tuple[str, list[str], dict[str, str | bytes | None], str]] = [
      "--threads 0 is out of range; give 1 or more"),
     ("attr-limit-not-a-number", ["attribute", "Say hi.", "--target", "x", "--limit", "ten"], {},
      "argument --limit: invalid int value: 'ten'"),
+    ("attr-json-under-a-file", ["attribute", "Say hi.", "--target", "x", "--json", "p.txt/result.json"],
+     {"p.txt": "hi"}, "p.txt/result.json: p.txt is a file, not a folder; give another path for the JSON result"),
     ("attr-model-not-a-folder", ["attribute", "Say hi.", "--target", "x", "--model", "no-such-model"], {},
      "--model no-such-model: no config.json there; give a local folder saved with save_pretrained"),
     # --- fix: recipe files
@@ -182,6 +184,10 @@ CORPUS: list[tuple[str, list[str], dict[str, str | bytes | None], str]] = [
      {"r.yaml": RECIPE, "c.jsonl": GOOD_JSONL},
      "cannot open the study storage sqlite:///no/such/folder/x.db ((sqlite3.OperationalError) unable to open "
      "database file); give a URL such as sqlite:///out/promptlens-fix.db whose folder exists"),
+    ("fix-out-is-a-file", ["fix", "r.yaml", "--out", "r.yaml"], {"r.yaml": RECIPE, "c.jsonl": GOOD_JSONL},
+     "--out r.yaml is a file; give a folder for the fixed template and the study database"),
+    ("fix-json-is-a-folder", ["fix", "r.yaml", "--json", "out"], {"r.yaml": RECIPE, "c.jsonl": GOOD_JSONL, "out": DIR},
+     "out is a folder; give a file name for the JSON result"),
     ("fix-one-case", ["fix", "--template", "Plural of {input}:", "--cases", "c.jsonl"],
      {"c.jsonl": '{"input": "cat", "target": "cats"}\n'}, "need at least 2 cases to split"),
     ("fix-field-without-value", ["fix", "--template", "Plural of {word}:", "--cases", "c.jsonl"],
@@ -217,6 +223,9 @@ CORPUS: list[tuple[str, list[str], dict[str, str | bytes | None], str]] = [
      "unknown --fail-on level 'fatal'; choose one of: error, warning, note, never"),
     ("lint-unknown-segmentation", ["lint", "t.txt", "--cases", "c.jsonl", "--by", "chapter"], {},
      "unknown segmentation 'chapter'; choose one of:"),
+    ("lint-output-is-a-folder", ["lint", "t.txt", "--cases", "c.jsonl", "--output", "reports"],
+     {"t.txt": "Plural of {input}:", "c.jsonl": GOOD_JSONL, "reports": DIR},
+     "reports is a folder; give a file name for the report"),
     ("lint-unknown-method", ["lint", "t.txt", "--cases", "c.jsonl", "--method", "magic"],
      {"t.txt": "Plural of {input}:", "c.jsonl": GOOD_JSONL}, "unknown method 'magic'; choose one of: ablation"),
 ]

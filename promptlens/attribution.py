@@ -157,8 +157,7 @@ def attribute(
     check_choice("method", method, METHODS)
     check_choice("baseline", baseline, BASELINES)
     check_choice("segmentation", segmentation, SEGMENTATIONS)
-    if not prompt.strip():
-        raise InputError("the prompt is empty; give the prompt text or a file that contains it")
+    check_inputs(prompt, target, cases)
     if backend is None:
         from .backends.hf import load_backend
 
@@ -217,19 +216,30 @@ def check_choice(what: str, value: str, valid: Sequence[str]) -> None:
         raise InputError(f"unknown {what} {value!r}; choose one of: {', '.join(valid)}")
 
 
-def _resolve_cases(prompt: str, target: str | None, cases: Sequence[Case] | None, backend: Backend) -> list[Case]:
+def check_inputs(prompt: str, target: str | None, cases: Sequence[Case] | None) -> None:
+    """The mistakes that need no model to find (an empty prompt or target, a field without a value),
+    so the command line can report them before it spends seconds loading one."""
+    if not prompt.strip():
+        raise InputError("the prompt is empty; give the prompt text or a file that contains it")
     fields = template_fields(prompt)
     if cases:
         if target is not None:
             raise InputError("give either a target or cases, not both")
         check_vars(cases, fields, source="the cases")
-        return list(cases)
-    if fields:
+    elif fields:
         raise InputError(f"the template has fields {', '.join('{' + f + '}' for f in fields)}; give cases that fill them")
+    elif target is not None and not target.strip():
+        raise InputError("the target is empty; give the output you want the prompt to produce")
+
+
+def _resolve_cases(prompt: str, target: str | None, cases: Sequence[Case] | None, backend: Backend) -> list[Case]:
+    check_inputs(prompt, target, cases)
+    if cases:
+        return list(cases)
     if target is None:
         target = backend.generate(fill(prompt, {}))
     if not target.strip():
-        raise InputError("the target is empty; give the output you want the prompt to produce")
+        raise InputError("the model's own output is empty, so there is nothing to explain; give --target")
     return [Case(vars={}, target=target)]
 
 

@@ -204,6 +204,8 @@ def _read_text(path: Path) -> str:
             f"{name}: cannot read the file ({exc.strerror or exc}); check that it exists "
             f"and that you may read it"
         ) from exc
+    except ValueError as exc:  # a NUL character in the path
+        raise InputError(f"{name!r}: not a usable path ({exc}); check the path") from exc
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InputError(f"{name}: the file is UTF-16; save the file as UTF-8")
     try:

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 from .errors import InputError, PromptLensError
 
@@ -73,12 +73,12 @@ def _add_attribute(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_attribute(args: argparse.Namespace) -> int:
-    from .attribution import BASELINES, METHODS, attribute, check_choice
+    from .attribution import BASELINES, METHODS, attribute, check_choice, check_inputs
     from .backends.hf import load_backend
     from .scoring import OBJECTIVES
     from .segments import SEGMENTATIONS
     from .cases import load_cases
-    from .report import attribution_table, dumps, write_atomic
+    from .report import attribution_table, check_output, dumps, write_atomic
 
     # Check the cheap things before the model loads.
     check_choice("method", args.method, METHODS)
@@ -94,6 +94,10 @@ def _run_attribute(args: argparse.Namespace) -> int:
         cases = load_cases(args.cases, task=args.task)[: args.limit]
     if args.samples is not None and args.samples < 1:
         raise InputError(f"--samples {args.samples} is out of range; give a positive number")
+    check_inputs(prompt, args.target, cases)
+    for path, what in ((args.json_out, "JSON result"), (args.html, "HTML report")):
+        if path:
+            check_output(path, what)
     backend = load_backend(args.model, raw=True if args.raw else None)
     result = attribute(
         prompt, args.target, cases=cases, backend=backend, method=args.method,
@@ -128,8 +132,15 @@ from .bench_cli import add_bench_parser  # noqa: E402  (bench_cli imports cli la
 COMMANDS += (add_bench_parser,)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line like every other error (subcommands inherit it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"promptlens: error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="promptlens", description="Explain and repair LLM prompts.")
+    parser = _Parser(prog="promptlens", description="Explain and repair LLM prompts.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
@@ -150,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     except PromptLensError as exc:
         if args.debug:
             raise
-        print(f"promptlens: error: {exc}", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(exc).splitlines())  # one line, whatever it quotes
+        print(f"promptlens: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("promptlens: interrupted", file=sys.stderr)

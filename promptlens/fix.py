@@ -25,7 +25,8 @@ from .cases import check_vars, split_cases
 from .errors import InputError
 from .rewrites import RewriteConfig, candidates, split_whitespace
 from .scoring import Backend, default_objective, score_prompts
-from .search import Slot, TemplateScorer, open_study, run_study, store_slots, stored_slots, template_for
+from .search import (Slot, TemplateScorer, best_template, finished, open_study, run_study, store_slots, stored_slots,
+                     template_for)
 from .segments import fill, template_fields
 from .similarity import Similarity, SimilarityModel
 from .types import Attribution, Case, Segment
@@ -123,6 +124,31 @@ def _choose(attr: Attribution, strategy: str, top_k: int, rng: random.Random) ->
     return sorted(f.index for f in chosen)
 
 
+class FixInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``fix``. Every finished trial is in the storage (``resume=True`` continues the
+    studies); ``best`` is the best template found so far, ``trials`` the finished trials."""
+
+    def __init__(self, best: str, trials: int, study_name: str, storage: str | None) -> None:
+        super().__init__(f"interrupted after {trials} finished trials")
+        self.best, self.trials, self.study_name, self.storage = best, trials, study_name, storage
+
+
+def check_fix_args(template: str, cases: Sequence[Case], *, strategy: str, threshold: float,
+                   budget_trials: int, budget_seconds: float | None) -> None:
+    """The mistakes that need no model to find, so the command line reports them before loading one."""
+    if strategy not in STRATEGIES:
+        raise InputError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    if not 0.0 < threshold <= 1.0:
+        raise InputError(f"threshold {threshold} is out of range; give a similarity in (0, 1], e.g. 0.8")
+    if budget_trials < 1:
+        raise InputError(f"--trials {budget_trials} is out of range; give 1 or more")
+    if budget_seconds is not None and not budget_seconds > 0:
+        raise InputError(f"--seconds {budget_seconds} is out of range; give a time budget above 0 seconds")
+    if not template.strip():
+        raise InputError("the template is empty; give the prompt template to repair")
+    check_vars(cases, template_fields(template), source="the cases")
+
+
 def fix(
     template: str,
     cases: Sequence[Case],
@@ -165,16 +191,9 @@ def fix(
     likely is not a repair a user wants.
     """
     start = time.monotonic()
+    check_fix_args(template, list(cases) + list(validation or []), strategy=strategy, threshold=threshold,
+                   budget_trials=budget_trials, budget_seconds=budget_seconds)
     deadline = start + budget_seconds if budget_seconds else float("inf")
-    if strategy not in STRATEGIES:
-        raise InputError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
-    if not 0.0 < threshold <= 1.0:
-        raise InputError(f"threshold {threshold} is out of range; give a similarity in (0, 1], e.g. 0.8")
-    if budget_trials < 1:
-        raise InputError(f"budget of {budget_trials} trials is too small; give at least 1")
-    if not template.strip():
-        raise InputError("the template is empty; give the prompt template to repair")
-    check_vars(list(cases) + list(validation or []), template_fields(template), source="the cases")
     if validation is None:
         train, valid = split_cases(cases, n_train=n_train, frac_train=frac_train, seed=seed)
     else:
@@ -192,7 +211,7 @@ def fix(
     config = RewriteConfig(threshold=threshold, edit_floor=edit_floor, alternatives=alternatives or {}, seed=seed,
                            **({"kinds": tuple(kinds)} if kinds else {}))
     passes0 = getattr(backend, "forward_passes", 0)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # its warnings (a Ctrl-C traceback) are not for users
 
     train_before = summarize(backend, template, train, objective)
     scorer = TemplateScorer(backend, train, objective)
@@ -205,62 +224,69 @@ def fix(
     trials = trials_total = pruned = infeasible = 0
     setup_seconds = 0.0
     bar = _progress(budget_trials, progress)
-    for r in range(rounds):
-        round_start = time.monotonic()
-        if r > 0:
-            # A round first attributes and samples rewrites; without time for that and some trials, stop.
-            if deadline - round_start < 1.5 * setup_seconds:
-                notes.append(f"round {r + 1}: skipped, too little of the time budget left")
-                break
-            attr = attribute(current, cases=train, backend=backend, segmentation=segmentation, seed=seed)
-        segments = list(attr.segments)
-        study = open_study(storage, f"{study_name}:round{r}", seed=seed + r, resume=resume)
-        slots = stored_slots(study, current) if resume else None
-        if slots is None:
-            if study.trials:  # a resumed round whose starting template changed: start it afresh
-                study = open_study(storage, study.study_name, seed=seed + r, resume=False)
-                notes.append(f"round {r + 1}: the stored study started from another template; started afresh")
-            chosen = _choose(attr, strategy, top_k, rng)
-            slots = []
-            for i in chosen:
-                if slots and time.monotonic() >= deadline:
-                    notes.append(f"round {r + 1}: the time budget ran out while generating candidates")
+    study = None  # the study of the round in progress, for the best template so far
+    try:
+        for r in range(rounds):
+            round_start = time.monotonic()
+            if r > 0:
+                # A round first attributes and samples rewrites; without time for that and some trials, stop.
+                if deadline - round_start < 1.5 * setup_seconds:
+                    notes.append(f"round {r + 1}: skipped, too little of the time budget left")
                     break
-                slots.append(Slot(i, tuple(candidates(segments, i, original=template, backend=backend,
-                                                      similarity=similarity, cases=train, config=config,
-                                                      cache=paraphrase_cache))))
-            store_slots(study, current, slots)
-        setup_seconds = time.monotonic() - round_start + (attr_before.seconds if r == 0 else 0.0)
-        slots = [s for s in slots if len(s.rewrites) > 1]
-        if not slots:
-            notes.append(f"round {r + 1}: no candidate rewrite passed the similarity and fluency filters")
-            break
-        # Split what is left of the trial budget evenly over the rounds still to run.
-        share = -(-(budget_trials - trials_total) // (rounds - r))  # ceil, so every round gets a trial
-        outcome = run_study(
-            study, segments, slots, scorer=scorer, similarity=similarity, original=template, threshold=threshold,
-            n_trials=max(0, share - len(study.trials)), deadline=deadline, minibatch=minibatch,
-            logprob_floor=logprob_floor,
-            on_trial=lambda s, t: _tick(bar, s, t, deadline),
-        )
-        if outcome is None:
-            notes.append(f"round {r + 1}: the time budget ran out before its first trial; give more seconds")
-            break
-        trials += outcome.trials_run
-        trials_total += outcome.trials_total
-        pruned += outcome.pruned
-        infeasible += outcome.infeasible
-        floor = scorer.mean(current)  # the round's start: simplifying never goes below it
-        choice = _simplify(segments, slots, outcome.best_choice, scorer, min_gain,
-                           lambda t: similarity.cosine(template, t) >= threshold and scorer.mean(t) >= floor
-                           and (logprob_floor is None or scorer.mean(t, objective="logprob") >= logprob_floor))
-        best = template_for(segments, slots, choice)
-        if best != current:
-            edits += _edits(r, segments, slots, choice, scorer)
-        improved = best != current
-        current = best
-        if (not improved and strategy == "attribution") or trials_total >= budget_trials or time.monotonic() >= deadline:
-            break  # the same template would be attributed the same way: another round finds nothing new
+                attr = attribute(current, cases=train, backend=backend, segmentation=segmentation, seed=seed)
+            segments = list(attr.segments)
+            study = open_study(storage, f"{study_name}:round{r}", seed=seed + r, resume=resume)
+            slots = stored_slots(study, current) if resume else None
+            if slots is None:
+                if study.trials:  # a resumed round whose starting template changed: start it afresh
+                    study = open_study(storage, study.study_name, seed=seed + r, resume=False)
+                    notes.append(f"round {r + 1}: the stored study started from another template; started afresh")
+                chosen = _choose(attr, strategy, top_k, rng)
+                slots = []
+                for i in chosen:
+                    if slots and time.monotonic() >= deadline:
+                        notes.append(f"round {r + 1}: the time budget ran out while generating candidates")
+                        break
+                    slots.append(Slot(i, tuple(candidates(segments, i, original=template, backend=backend,
+                                                          similarity=similarity, cases=train, config=config,
+                                                          cache=paraphrase_cache))))
+                store_slots(study, current, slots)
+            setup_seconds = time.monotonic() - round_start + (attr_before.seconds if r == 0 else 0.0)
+            slots = [s for s in slots if len(s.rewrites) > 1]
+            if not slots:
+                notes.append(f"round {r + 1}: no candidate rewrite passed the similarity and fluency filters")
+                break
+            # Split what is left of the trial budget evenly over the rounds still to run.
+            share = -(-(budget_trials - trials_total) // (rounds - r))  # ceil, so every round gets a trial
+            outcome = run_study(
+                study, segments, slots, scorer=scorer, similarity=similarity, original=template, threshold=threshold,
+                n_trials=max(0, share - finished(study)), deadline=deadline, minibatch=minibatch,
+                logprob_floor=logprob_floor, on_trial=lambda s, t: _tick(bar, s, t, deadline),
+            )
+            if outcome is None:
+                notes.append(f"round {r + 1}: the time budget ran out before its first trial; give more seconds")
+                break
+            trials += outcome.trials_run
+            trials_total += outcome.trials_total
+            pruned += outcome.pruned
+            infeasible += outcome.infeasible
+            floor = scorer.mean(current)  # the round's start: simplifying never goes below it
+            choice = _simplify(segments, slots, outcome.best_choice, scorer, min_gain,
+                               lambda t: similarity.cosine(template, t) >= threshold and scorer.mean(t) >= floor
+                               and (logprob_floor is None or scorer.mean(t, objective="logprob") >= logprob_floor))
+            best = template_for(segments, slots, choice)
+            if best != current:
+                edits += _edits(r, segments, slots, choice, scorer)
+            improved = best != current
+            current = best
+            study = None  # the round is done: its best is `current` now
+            if (not improved and strategy == "attribution") or trials_total >= budget_trials or time.monotonic() >= deadline:
+                break  # the same template would be attributed the same way: another round finds nothing new
+    except KeyboardInterrupt as exc:  # Ctrl-C: every finished trial is already in the storage
+        bar.close()
+        so_far = best_template(study) if study is not None else None
+        raise FixInterrupted(so_far[0] if so_far else current, trials_total + (finished(study) if study else 0),
+                             study_name, storage) from exc
     bar.close()
     if logprob_floor is not None:
         notes.append(f"kept the mean target log-prob on train at or above the original's ({logprob_floor:.3f}); "

@@ -6,13 +6,17 @@ Flags override the recipe; without a recipe, ``--template`` and ``--cases`` are 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterator
 
 from .errors import InputError
-from .fix import STRATEGIES, FixResult, Summary
+from .fix import STRATEGIES, FixInterrupted, FixResult, Summary
 
 
 def add_fix_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,8 +48,9 @@ def run_fix(args: argparse.Namespace) -> int:
     from .cases import load_cases, split_cases
     from .cli import read_text_arg
     from .config import Recipe, load_recipe
-    from .fix import fix
-    from .report import dumps, write_atomic
+    from .fix import check_fix_args, fix
+    from .search import check_storage
+    from .report import check_output, dumps, write_atomic
 
     if args.recipe:
         recipe = load_recipe(args.recipe)
@@ -69,22 +74,38 @@ def run_fix(args: argparse.Namespace) -> int:
         threshold=args.threshold if args.threshold is not None else recipe.threshold,
         seed=args.seed if args.seed is not None else recipe.seed,
     )
-    if recipe.trials < 1:
-        raise InputError(f"--trials {recipe.trials} is out of range; give 1 or more")
+    check_fix_args(recipe.template, recipe.cases, strategy=recipe.strategy, threshold=recipe.threshold,
+                   budget_trials=recipe.trials, budget_seconds=recipe.seconds)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder for the fixed template and the study database")
+    check_output(out / "fixed-template.txt", "fixed template")
+    for path, what in ((args.json_out, "JSON result"), (args.html, "HTML report")):
+        if path:
+            check_output(path, what)
+    if args.storage:
+        check_storage(args.storage)
     train, valid = split_cases(recipe.cases, n_train=recipe.n_train, frac_train=recipe.split, seed=recipe.seed)
     if recipe.n_validation is not None:
         valid = valid[: recipe.n_validation]
     backend = load_backend(args.model, raw=True if args.raw else None)
-    result = fix(
-        recipe.template, train, validation=valid, backend=backend, strategy=recipe.strategy,
-        budget_trials=recipe.trials, budget_seconds=recipe.seconds, threshold=recipe.threshold,
-        top_k=recipe.top_k, rounds=recipe.rounds, segmentation=recipe.segmentation,
-        kinds=recipe.rewrites, seed=recipe.seed, alternatives=dict(recipe.alternatives),
-        keep_logprob=recipe.keep_logprob and not args.allow_logprob_drop,
-        storage=args.storage, out=args.out, study_name=args.study, resume=args.resume,
-        progress=sys.stderr.isatty(),
-    )
-    out = Path(args.out)
+    try:
+        with _sigterm_as_interrupt():
+            result = fix(
+                recipe.template, train, validation=valid, backend=backend, strategy=recipe.strategy,
+                budget_trials=recipe.trials, budget_seconds=recipe.seconds, threshold=recipe.threshold,
+                top_k=recipe.top_k, rounds=recipe.rounds, segmentation=recipe.segmentation,
+                kinds=recipe.rewrites, seed=recipe.seed, alternatives=dict(recipe.alternatives),
+                keep_logprob=recipe.keep_logprob and not args.allow_logprob_drop,
+                storage=args.storage, out=args.out, study_name=args.study, resume=args.resume,
+                progress=sys.stderr.isatty(),
+            )
+    except FixInterrupted as stop:
+        write_atomic(out / "best-so-far.txt", stop.best)
+        print(f"promptlens: interrupted; {stop.trials} finished trials are kept in {stop.storage} "
+              f"(study {stop.study_name}) and the best template so far is in {out / 'best-so-far.txt'}; "
+              "run the same command with --resume to continue", file=sys.stderr)
+        return 130
     write_atomic(out / "fixed-template.txt", result.best)
     color = not args.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
     print(fix_report(result, color=color))
@@ -98,6 +119,22 @@ def run_fix(args: argparse.Namespace) -> int:
         write_atomic(args.html, fix_html(result, cases=case_scores(backend, result, train, valid)))
         print(f"wrote {args.html}")
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """A `kill` (SIGTERM) stops the run like Ctrl-C: finished trials kept, best so far written."""
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _row(name: str, before: float | None, after: float | None, pct: bool = False) -> str:

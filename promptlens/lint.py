@@ -728,6 +728,11 @@ def run_lint(args: argparse.Namespace) -> int:
         targets, settings = load_config(config)
     if args.segmentation:
         targets = [dataclasses.replace(t, segmentation=args.segmentation) for t in targets]
+    from .report import check_output
+
+    for path, what in ((args.output, "report"), (args.html, "HTML report")):
+        if path:
+            check_output(path, what)
     result = lint(
         targets, model=args.model or settings.get("model"), raw=args.raw,
         method=args.method or settings.get("method", "ablation"),

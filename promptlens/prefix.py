@@ -22,6 +22,8 @@ from typing import Sequence
 import torch
 from transformers import DynamicCache
 
+from .errors import PromptLensError
+
 
 @dataclass(eq=False)
 class _Node:
@@ -120,6 +122,12 @@ def _ancestry(chain: _Chain) -> list[tuple[_Chain, int]]:
     return pairs
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """CUDA raises torch.OutOfMemoryError; the CPU allocator a plain RuntimeError saying so."""
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "can't allocate memory" in str(exc) \
+        or "not enough memory" in str(exc)
+
+
 class TrieScorer:
     """Teacher-forced log-probs of target tokens for many token sequences, sharing prefixes."""
 
@@ -161,9 +169,13 @@ class TrieScorer:
         """Run a bin; if it runs out of memory, halve the bin size for good and go on."""
         try:
             self._run(batch, out)
-        except torch.OutOfMemoryError:
-            if len(batch) == 1:
+        except (RuntimeError, MemoryError) as exc:
+            if not _out_of_memory(exc):
                 raise
+            if len(batch) == 1:
+                tokens = batch[0].start + len(batch[0].tokens)
+                raise PromptLensError(f"out of memory scoring one sequence of {tokens} tokens on its own; "
+                                      "shorten the prompt or the cases, or free memory") from exc
             self.max_batch_tokens = max(1, self.max_batch_tokens // 2)
             half = len(batch) // 2
             self._run_splitting(batch[:half], out)

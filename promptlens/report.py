@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError
 from .types import Attribution
 
 # Blue = helps, orange = hurts: a pair that stays distinct for the common colour-vision deficiencies.
@@ -16,11 +17,28 @@ _HELP = (33, 39, 75, 111)  # xterm-256 blues, strong -> weak
 _HURT = (202, 208, 214, 222)  # oranges, strong -> weak
 
 
+def check_output(path: str | Path, what: str) -> None:
+    """Raise ``InputError`` now, before any work, if ``path`` could not be written later."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give a file name for the {what}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"{path}: {folder} is a file, not a folder; give another path for the {what}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: cannot write in {folder} (permission denied); give another path for the {what}")
+
+
 def write_atomic(path: str | Path, text: str) -> None:
     """Write via a temporary file in the same folder and rename: never a half-written file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise InputError(f"cannot write {path} ({exc.strerror or exc}); give a path in a folder you may write to") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

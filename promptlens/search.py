@@ -34,6 +34,7 @@ from .segments import fill, join
 from .similarity import SimilarityModel
 from .types import Case, Score, Segment
 
+_FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 _SIMILARITY = "similarity"
 _TEMPLATE = "template"
 _NATIVE_CONSTRAINTS = hasattr(optuna.Trial, "set_constraint")
@@ -99,9 +100,51 @@ def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
     return [float(trial.user_attrs.get("constraint", 1.0))]
 
 
+def finished(study: optuna.Study) -> int:
+    """Trials that ran to the end (complete or pruned): what the trial budget counts. A trial that
+    failed, or that a kill cut off, is not among them."""
+    return len(study.get_trials(deepcopy=False, states=_FINISHED))
+
+
+def fail_cut_off_trials(study: optuna.Study) -> int:
+    """Mark failed the trials a killed run left RUNNING in the storage, so a resumed study neither
+    counts them nor waits for them; they are run again as new trials. One study is run by one
+    process at a time, so a RUNNING trial at the start of a run is always a leftover."""
+    cut = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in cut:
+        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+    return len(cut)
+
+
+def best_template(study: optuna.Study) -> tuple[str, float] | None:
+    """The template and train objective of the study's best finished trial (earliest among equals)."""
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not done:
+        return None
+    best = max(done, key=lambda t: (t.value, -t.number))
+    return best.user_attrs[_TEMPLATE], float(best.value)
+
+
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    from sqlalchemy.exc import SQLAlchemyError  # optuna's RDB storage is built on SQLAlchemy
+
+    return ValueError, ImportError, SQLAlchemyError, optuna.exceptions.OptunaError
+
+
+def check_storage(storage: str) -> None:
+    """Open the storage once, so a bad ``--storage`` URL is reported before a model is loaded."""
+    try:
+        optuna.storages.get_storage(storage)
+    except _storage_errors() as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot open the study storage {storage} ({reason}); give a URL such as "
+                         "sqlite:///out/promptlens-fix.db whose folder exists") from exc
+
+
 def open_study(storage: str | None, name: str, *, seed: int, resume: bool, n_startup: int = 4) -> optuna.Study:
     """Create (or, with ``resume``, load) the study; without ``resume`` an old study of the same
-    name is replaced, so re-running a recipe starts afresh."""
+    name is replaced, so re-running a recipe starts afresh. A resumed study's cut-off trials are
+    marked failed (``fail_cut_off_trials``)."""
     if not resume and storage is not None:
         try:
             optuna.delete_study(study_name=name, storage=storage)
@@ -112,10 +155,14 @@ def open_study(storage: str | None, name: str, *, seed: int, resume: bool, n_sta
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, **legacy)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=n_startup, n_warmup_steps=0)
     try:
-        return optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
-                                   pruner=pruner, load_if_exists=resume)
-    except (ValueError, optuna.exceptions.OptunaError) as exc:
-        raise InputError(f"cannot open study {name!r} in {storage}: {exc}; give another --storage or --study") from exc
+        study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
+                                    pruner=pruner, load_if_exists=resume)
+    except _storage_errors() as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise InputError(f"cannot open study {name!r} in {storage}: {reason}; give another --storage or --study") from exc
+    if resume:
+        fail_cut_off_trials(study)
+    return study
 
 
 def stored_slots(study: optuna.Study, start: str) -> list[Slot] | None:
@@ -150,9 +197,13 @@ def run_study(
     """Run up to ``n_trials`` more trials (or until ``time.monotonic() >= deadline``); None when
     no trial finished. With ``logprob_floor``, a combination whose mean target log-prob on train
     falls below it is infeasible: a margin can rise while the wanted label itself gets less likely."""
-    before = len(study.trials)
-    if not before:
-        study.enqueue_trial({s.param: 0 for s in slots})
+    before = finished(study)
+    unchanged = {s.param: 0 for s in slots}
+    # Trial 0 scores the round's start; enqueue it again if a kill cut it off before it finished.
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    if not any(t.params == unchanged for t in study.get_trials(deepcopy=False, states=_FINISHED)) and \
+            not any(t.system_attrs.get("fixed_params") == unchanged for t in waiting):
+        study.enqueue_trial(unchanged)
 
     def objective(trial: optuna.Trial) -> float:
         choice = [trial.suggest_categorical(s.param, list(range(len(s.rewrites)))) for s in slots]
@@ -203,8 +254,8 @@ def _outcome(study: optuna.Study, slots: Sequence[Slot], before: int) -> StudyOu
         best_template=best.user_attrs[_TEMPLATE],
         best_value=float(best.value),
         best_choice=tuple(int(best.params[s.param]) for s in slots),
-        trials_run=len(study.trials) - before,
-        trials_total=len(study.trials),
+        trials_run=finished(study) - before,
+        trials_total=finished(study),
         pruned=sum(1 for t in pruned if not t.user_attrs.get("infeasible")),
         infeasible=sum(1 for t in pruned if t.user_attrs.get("infeasible")),
     )

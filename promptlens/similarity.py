@@ -50,7 +50,9 @@ class Similarity:
             from sentence_transformers import SentenceTransformer
 
             try:
-                self._model = SentenceTransformer(str(path), device=self.device)
+                # safetensors only: a pytorch_model.bin would be unpickled, which can run code
+                self._model = SentenceTransformer(str(path), device=self.device, local_files_only=True,
+                                                  model_kwargs={"use_safetensors": True})
             except OSError as exc:
                 raise ModelNotInstalledError(f"cannot load the embedding model from {path}: {exc}") from exc
         return self._model

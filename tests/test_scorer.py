@@ -97,7 +97,7 @@ def test_out_of_memory_bin_is_split_and_the_run_goes_on(backend, reference, monk
 
 
 def test_network_is_never_touched(monkeypatch):
-    """Attribution on the fake backend opens no socket (the real model is checked in test_cli)."""
+    """Attribution on the fake backend opens no socket (the real model: test_reliability.py)."""
     import socket
 
     from promptlens.attribution import attribute

@@ -38,9 +38,8 @@ def add_fix_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_fix(args: argparse.Namespace) -> int:
-    from .backends.hf import load_backend
     from .cases import load_cases, split_cases
-    from .cli import read_text_arg
+    from .cli import make_backend, read_text_arg
     from .config import Recipe, load_recipe
     from .fix import fix
     from .report import dumps, write_atomic
@@ -72,7 +71,7 @@ def run_fix(args: argparse.Namespace) -> int:
     train, valid = split_cases(recipe.cases, n_train=recipe.n_train, frac_train=recipe.split, seed=recipe.seed)
     if recipe.n_validation is not None:
         valid = valid[: recipe.n_validation]
-    backend = load_backend(args.model, raw=True if args.raw else None)
+    backend = make_backend(args)
     result = fix(
         recipe.template, train, validation=valid, backend=backend, strategy=recipe.strategy,
         budget_trials=recipe.trials, budget_seconds=recipe.seconds, threshold=recipe.threshold,

@@ -728,8 +728,16 @@ def run_lint(args: argparse.Namespace) -> int:
         targets, settings = load_config(config)
     if args.segmentation:
         targets = [dataclasses.replace(t, segmentation=args.segmentation) for t in targets]
+    # A remote server, or a local model on another device or dtype, is built here; the default
+    # local model is left to lint(), which loads it only on a cache miss.
+    custom = args.server or args.device != "cpu" or args.dtype != "float32"
+    if custom:
+        from .cli import make_backend
+
+        args.model = args.model or settings.get("model")
     result = lint(
-        targets, model=args.model or settings.get("model"), raw=args.raw,
+        targets, backend=make_backend(args) if custom else None,
+        model=args.model or settings.get("model"), raw=args.raw,
         method=args.method or settings.get("method", "ablation"),
         cache_dir=None if args.no_cache else args.cache_dir, seed=args.seed,
     )

@@ -106,6 +106,10 @@ class HFBackend:
     def supports_gradients(self) -> bool:
         return True
 
+    @property
+    def supports_prompt_logprobs(self) -> bool:
+        return True
+
     def render(self, prompt: str) -> str:
         """The exact text the model sees for a prompt (chat template applied unless raw)."""
         if self.raw:
@@ -200,4 +204,6 @@ def load_backend(
         hf_logging.set_verbosity(verbosity)
     if raw is None:
         raw = not getattr(tokenizer, "chat_template", None)
+    if dtype != "float32":
+        name += f" ({dtype})"  # a different number: lint's cache and reports must tell them apart
     return HFBackend(lm, tokenizer, name=name, raw=raw, max_batch_tokens=max_batch_tokens)

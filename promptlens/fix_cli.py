@@ -31,8 +31,11 @@ def add_fix_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", dest="json_out", help="write the full result to this JSON file")
     p.add_argument("--html", help="write a self-contained HTML report to this file (scores each case once more)")
     p.add_argument("--resume", action="store_true", help="continue the stored study instead of starting afresh")
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/promptlens-fix.db)")
+    p.add_argument("--storage", help="Optuna storage: an RDB URL (sqlite:///..., postgresql://user@host/db) or "
+                   "journal:PATH (a journal file) (default: sqlite:///OUT/promptlens-fix.db)")
     p.add_argument("--study", help="study name (default: derived from the template, cases, strategy and seed)")
+    p.add_argument("--join", action="store_true", help="one of several workers on the same --storage and --study: "
+                   "the first creates the study, the others join it; the --trials budget is shared")
     _common(p)
     p.set_defaults(run=run_fix, seed=None)  # None: the recipe's seed, else 0
 
@@ -77,7 +80,7 @@ def run_fix(args: argparse.Namespace) -> int:
         budget_trials=recipe.trials, budget_seconds=recipe.seconds, threshold=recipe.threshold,
         top_k=recipe.top_k, rounds=recipe.rounds, segmentation=recipe.segmentation,
         kinds=recipe.rewrites, seed=recipe.seed, alternatives=dict(recipe.alternatives),
-        storage=args.storage, out=args.out, study_name=args.study, resume=args.resume,
+        storage=args.storage, out=args.out, study_name=args.study, resume=args.resume, join=args.join,
         progress=sys.stderr.isatty(),
     )
     out = Path(args.out)

@@ -129,12 +129,8 @@ def storage_for(url: str | None) -> optuna.storages.BaseStorage | None:
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(path))
-    if url.startswith("postgresql"):
-        try:
-            import psycopg2  # noqa: F401  (sqlalchemy's default PostgreSQL driver)
-        except ImportError as exc:
-            raise InputError(f"--storage {url.split('@')[-1]} needs a PostgreSQL driver; "
-                             "run: pip install 'promptlens[distributed]'") from exc
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+" + _postgres_driver(url) + "://" + url.split("://", 1)[1]
     # SQLite: wait for a lock rather than fail at once when another process writes.
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     import sqlalchemy.exc
@@ -151,6 +147,17 @@ def storage_for(url: str | None) -> optuna.storages.BaseStorage | None:
                                  "check --storage") from exc
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _postgres_driver(url: str) -> str:
+    """SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; use whichever driver is installed."""
+    import importlib.util
+
+    for module, dialect in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return dialect
+    raise InputError(f"--storage {url.split('@')[-1]} needs a PostgreSQL driver; "
+                     "run: pip install 'promptlens[distributed]'")
 
 
 def _sampler(seed: int, *, shared: bool, n_startup: int) -> optuna.samplers.BaseSampler:
@@ -262,6 +269,7 @@ def _claim(study: optuna.Study, budget: int) -> optuna.Trial | None:
     if len(_counted(study.get_trials(deepcopy=False))) >= budget:
         return None
     trial = study.ask()
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     before = [t for t in _counted(study.get_trials(deepcopy=False)) if t._trial_id < trial._trial_id]
     if len(before) >= budget:
         trial.set_user_attr(_OVER_BUDGET, True)

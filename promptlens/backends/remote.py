@@ -191,6 +191,8 @@ class RemoteBackend:
                     return json.loads(response.read())
             except urllib.error.HTTPError as exc:
                 detail = exc.read().decode(errors="replace")[:300]
+                if "logits_all" in detail:  # llama-cpp-python started without --logits_all true
+                    raise _NoPromptLogprobs(f"HTTP {exc.code}: {detail}") from exc
                 if exc.code not in _RETRY_STATUS:
                     raise _NoPromptLogprobs(f"HTTP {exc.code}: {detail}") if exc.code in (400, 422) else BackendError(
                         f"the server at {self.base_url} answered HTTP {exc.code}: {detail}; check --server and "

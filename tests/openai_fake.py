@@ -4,8 +4,10 @@ Tokens are words with their leading whitespace. The log-prob of a token is ``-le
 and 3 nats less when "banana" occurs anywhere before it: exact numbers a test can write down.
 
 ``mode`` picks what the server can do: ``echo`` (llama-cpp-python: echo+logprobs, text prompts
-only), ``vllm`` (prompt_logprobs, token-id prompts too), ``both``, or ``none`` (log-probs of
-generated tokens only, like a server that cannot score a given target).
+only), ``vllm`` (prompt_logprobs, token-id prompts too), ``both``, ``none`` (log-probs of
+generated tokens only, like a server that cannot score a given target), or ``shifted``
+(llama-cpp-python's echo on a prompt without BOS: each entry one position late, and the entry of
+the generated token missing).
 """
 
 from __future__ import annotations
@@ -111,7 +113,13 @@ class FakeOpenAI:
         words = _WORD.findall(text)
         choice: dict[str, Any] = {"index": 0, "text": (text if body.get("echo") else "") + " end"}
         if body.get("logprobs") is not None:
-            if body.get("echo") and self.mode in ("echo", "both"):
+            if body.get("echo") and self.mode == "shifted":  # llama-cpp-python without BOS: one entry short
+                offsets = [sum(len(w) for w in words[:k]) for k in range(len(words))]
+                values = [None] + [word_logprob("".join(words[: k + 1]), words[k + 1] if k + 1 < len(words) else w)
+                                   for k, w in enumerate(words)][1:]
+                choice["logprobs"] = {"tokens": words, "text_offset": offsets, "token_logprobs": values,
+                                      "top_logprobs": None}
+            elif body.get("echo") and self.mode in ("echo", "both"):
                 offsets = [sum(len(w) for w in words[:k]) for k in range(len(words) + 1)]
                 values = [None] + [word_logprob("".join(words[:k]), w) for k, w in enumerate(words)][1:]
                 choice["logprobs"] = {"tokens": words + [" end"], "text_offset": offsets,

@@ -70,6 +70,12 @@ def test_a_server_without_prompt_logprobs_is_refused_up_front():
         assert len(fake.requests) == 2  # one probe per format, no scoring request
 
 
+def test_echo_logprobs_shifted_by_one_position_are_refused():
+    with FakeOpenAI("shifted") as fake:
+        with pytest.raises(BackendError, match="shifted by one position.*drop --raw"):
+            remote(fake).token_logprobs(PROMPTS, TARGETS)
+
+
 def test_retries_with_backoff_on_503():
     with FakeOpenAI("echo", fail_first=2) as fake:
         backend = remote(fake, retries=3)

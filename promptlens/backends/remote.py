@@ -242,6 +242,13 @@ def _from_echo(choice: dict[str, Any], sent: str, target: str) -> tuple[list[flo
     if not text.startswith(sent):
         raise _NoPromptLogprobs("the answer does not echo the prompt")
     generated = len(text) - len(sent)  # echo: text is the prompt + completion
+    if generated and not "".join(str(t) for t in tokens).endswith(text[len(sent):]):
+        # The entries stop before the generated token: each prompt entry holds the log-prob read
+        # one position late (llama-cpp-python's echo when the prompt does not start with BOS).
+        raise _NoPromptLogprobs(
+            "its echo log-probs stop before the generated token, so they are shifted by one position "
+            "(llama-cpp-python does this when the prompt does not start with the BOS token, "
+            "abetlen/llama-cpp-python#1983; use the chat template, i.e. drop --raw, or vLLM)")
     end = max(o + len(t) for o, t in zip(offsets, tokens)) - generated  # end of the prompt
     start = end - len(target)
     rows = [(o, t, v) for o, t, v in zip(offsets, tokens, values) if o < end and o + len(t) > start and t]

@@ -76,3 +76,10 @@ def test_a_server_without_logits_all_is_refused_up_front():
             remote_backend(url, retries=0).token_logprobs(["Hi."], [[" Hello"]])
     finally:
         stop(proc)
+
+
+def test_raw_prompts_on_llama_cpp_python_are_refused_not_misread(llama_server):
+    """Without BOS at the start, llama-cpp-python's echo log-probs are one position late
+    (abetlen/llama-cpp-python#1983); the backend notices and refuses rather than return them."""
+    with pytest.raises(BackendError, match="shifted by one position"):
+        remote_backend(llama_server, raw=True).token_logprobs(["1, 2, 3, 4,"], [[" 5"]])

@@ -115,3 +115,23 @@ def test_fix_runs_on_a_remote_backend():
                      rounds=1, n_train=2, threshold=0.3)
     assert "banana" not in result.best
     assert result.train_after.objective == pytest.approx(result.train_before.objective + 3.0)
+
+
+def _choice(sent: str, pieces: list[tuple[str, int, float | None]], generated: str = "") -> dict:
+    return {"text": sent + generated, "logprobs": {"tokens": [p for p, _, _ in pieces],
+            "text_offset": [o for _, o, _ in pieces], "token_logprobs": [v for _, _, v in pieces]}}
+
+
+def test_echo_offsets_without_special_tokens_and_half_characters():
+    from promptlens.backends.remote import _from_echo
+
+    # llama-cpp-python: "<s>" left out of the offsets; "á" split in two tokens, the first decodes
+    # to nothing on its own; the model ended (EOS), so no entry for a generated token.
+    sent = "<s>Q: hi<s>A: más."
+    pieces = [("Q", 0, None), (":", 1, -1.0), (" hi", 2, -2.0), ("A", 5, -3.0), (":", 6, -0.5),
+              (" m", 7, -0.1), ("", 9, -0.2), ("s", 9, -0.3), (".", 11, -0.4)]
+    assert _from_echo(_choice(sent, pieces), sent, " más.", ["<s>"]) == ([-0.1, -0.2, -0.3, -0.4], 0)
+    # The same with a generated token after the prompt, offsets counting the sent text (vLLM).
+    pieces = [("<s>", 0, None), ("Q", 3, -1.0), (":", 4, -1.0), (" hi", 5, -2.0), ("<s>", 8, -9.0),
+              ("A", 11, -3.0), (":", 12, -0.5), (" más", 13, -0.7), (".", 17, -0.2), ("!", 18, -0.01)]
+    assert _from_echo(_choice(sent, pieces, "!"), sent, " más.", ["<s>"]) == ([-0.7, -0.2], 0)

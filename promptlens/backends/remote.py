@@ -75,6 +75,8 @@ class RemoteBackend:
             self.base_url = self.base_url[: -len("/v1")]
         self.name = self.name or f"{self.model or 'remote'}@{self.base_url}"
         self._checked = False
+        # Special-token strings: llama-cpp-python's echo offsets leave them out of the text.
+        self._specials = sorted(set(getattr(self.tokenizer, "all_special_tokens", None) or []), key=len, reverse=True)
 
     # --- the capabilities ---------------------------------------------------------------------
 
@@ -159,7 +161,7 @@ class RemoteBackend:
             n = len(self.encode_prompt(prompt)) + len(self.encode_target(target))
             self._check_length([n])
             body = {"prompt": text + target, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1}
-            row, merged = _from_echo(self._post(body)["choices"][0], text + target, target)
+            row, merged = _from_echo(self._post(body)["choices"][0], text + target, target, self._specials)
             self.seam_merges += merged
             self.tokens_computed += n
             rows.append(row)
@@ -228,39 +230,52 @@ def _from_prompt_logprobs(choice: dict[str, Any], ids: list[int], n_target: int)
     return out
 
 
-def _from_echo(choice: dict[str, Any], sent: str, target: str) -> tuple[list[float], int]:
+def _from_echo(choice: dict[str, Any], sent: str, target: str, specials: Sequence[str] = ()) -> tuple[list[float], int]:
     """Echo format: the target's tokens are the prompt tokens whose characters lie in the last
-    ``len(target)`` characters of the echoed prompt. Offsets are counted from the end of the
-    prompt, because servers differ in what the offsets count (llama-cpp-python leaves special
-    tokens such as ``<|im_start|>`` out of them). Returns the log-probs and 1 when the first
-    target token began inside the prompt (a merge across the seam), else 0."""
+    ``len(target)`` characters of the prompt. Token k covers the characters from its offset to
+    the next token's offset (a token's own string can be short: a token that holds half of a
+    UTF-8 character decodes to nothing). Servers differ in what the offsets count: the sent text
+    (vLLM, OpenAI), or the text without special tokens such as ``<|im_start|>``
+    (llama-cpp-python); the prompt ends where a token boundary falls in one of the two. (Known
+    gap: when the model's next token is EOS, llama-cpp-python sends no entry after the prompt, so
+    the last token's end comes from its own string; a target whose last token starts inside a
+    UTF-8 character then cannot be located and is refused with a BackendError, never misread.)
+    Returns the log-probs, and 1 when the first target token began inside the prompt (a merge
+    across the seam), else 0."""
     lp = choice.get("logprobs") or {}
     offsets, tokens, values = lp.get("text_offset"), lp.get("tokens"), lp.get("token_logprobs")
-    if not offsets or not tokens or values is None or len(offsets) != len(values):
+    if not offsets or not tokens or values is None or not len(offsets) == len(tokens) == len(values):
         raise _NoPromptLogprobs("the answer has no logprobs (is echo with logprobs supported?)")
     text = str(choice.get("text", ""))
     if not text.startswith(sent):
         raise _NoPromptLogprobs("the answer does not echo the prompt")
-    generated = len(text) - len(sent)  # echo: text is the prompt + completion
-    if generated and not "".join(str(t) for t in tokens).endswith(text[len(sent):]):
+    generated = text[len(sent):]  # echo: text is the prompt + completion
+    if generated and not "".join(str(t) for t in tokens).endswith(generated):
         # The entries stop before the generated token: each prompt entry holds the log-prob read
         # one position late (llama-cpp-python's echo when the prompt does not start with BOS).
         raise _NoPromptLogprobs(
             "its echo log-probs stop before the generated token, so they are shifted by one position "
             "(llama-cpp-python does this when the prompt does not start with the BOS token, "
             "abetlen/llama-cpp-python#1983; use the chat template, i.e. drop --raw, or vLLM)")
-    end = max(o + len(t) for o, t in zip(offsets, tokens)) - generated  # end of the prompt
-    start = end - len(target)
-    rows = [(o, t, v) for o, t, v in zip(offsets, tokens, values) if o < end and o + len(t) > start and t]
-    if not rows:
+    bare = sent
+    for special in specials:
+        bare = bare.replace(special, "")
+    ends = list(offsets[1:]) + [offsets[-1] + len(str(tokens[-1]))]
+    if not any(o < len(bare) for o in offsets):
         raise _NoPromptLogprobs("the answer has log-probs of generated tokens only")
-    if "".join(t for _, t, _ in rows)[-len(target):] != target:
-        raise BackendError(f"cannot find the target {target!r} among the tokens the server echoed "
-                           f"({[t for _, t, _ in rows]}); check that --server serves the same model")
-    if any(v is None for _, _, v in rows):
+    for end in dict.fromkeys((len(sent), len(bare))):
+        start = end - len(target)
+        rows = [k for k, o in enumerate(offsets) if o < end and (o >= start or ends[k] > start)]
+        if rows and ends[rows[-1]] == end and offsets[rows[0]] <= start:
+            break
+    else:
+        raise BackendError(f"cannot find the target {target!r} among the tokens the server echoed; "
+                           "check that --server serves the same model as the local tokenizer (--model)")
+    picked = [values[k] for k in rows]
+    if any(v is None for v in picked):
         raise _NoPromptLogprobs("the server gives no log-prob for prompt tokens (llama-cpp-python needs "
                                 "--logits_all true)")
-    return [float(v) for _, _, v in rows], int(rows[0][0] < start)
+    return [float(v) for v in picked], int(offsets[rows[0]] < start)
 
 
 def remote_backend(url: str, *, model: str | None = None, tokenizer_from: str | None = None, raw: bool | None = None,

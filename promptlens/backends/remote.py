@@ -93,6 +93,7 @@ class RemoteBackend:
             return
         problems = []
         for fmt in (("vllm", "echo") if self.format == "auto" else (self.format,)):
+            merges = self.seam_merges
             try:
                 (row,) = self._score_batch([(PROBE_PROMPT, PROBE_TARGET)], fmt)
             except _NoPromptLogprobs as exc:
@@ -103,6 +104,7 @@ class RemoteBackend:
                 continue
             self.format = fmt
             self._checked = True
+            self.seam_merges = merges  # the probe's own seam ("\n 9" in a chat) is not the user's
             return
         raise BackendError(
             f"the server at {self.base_url} does not report log-probs of prompt tokens "
@@ -193,8 +195,11 @@ class RemoteBackend:
                     return json.loads(response.read())
             except urllib.error.HTTPError as exc:
                 detail = exc.read().decode(errors="replace")[:300]
-                if "logits_all" in detail:  # llama-cpp-python started without --logits_all true
-                    raise _NoPromptLogprobs(f"HTTP {exc.code}: {detail}") from exc
+                # llama-cpp-python answers a request it cannot parse (e.g. a token-id prompt) with
+                # HTTP 500 and a validation error, and one for logprobs without --logits_all true
+                # the same way: neither gets better by retrying.
+                if "logits_all" in detail or "validation error" in detail:
+                    raise _NoPromptLogprobs(f"HTTP {exc.code}: {detail[:120]}") from exc
                 if exc.code not in _RETRY_STATUS:
                     raise _NoPromptLogprobs(f"HTTP {exc.code}: {detail}") if exc.code in (400, 422) else BackendError(
                         f"the server at {self.base_url} answered HTTP {exc.code}: {detail}; check --server and "
@@ -250,16 +255,17 @@ def _from_echo(choice: dict[str, Any], sent: str, target: str, specials: Sequenc
     if not text.startswith(sent):
         raise _NoPromptLogprobs("the answer does not echo the prompt")
     generated = text[len(sent):]  # echo: text is the prompt + completion
-    if generated and not "".join(str(t) for t in tokens).endswith(generated):
-        # The entries stop before the generated token: each prompt entry holds the log-prob read
-        # one position late (llama-cpp-python's echo when the prompt does not start with BOS).
+    bare = sent
+    for special in specials:
+        bare = bare.replace(special, "")
+    if generated and offsets[-1] < len(bare):
+        # Something was generated, yet no entry starts at or after the prompt's end (in either
+        # way of counting): the entries stop one short, each holding the log-prob read one
+        # position late (llama-cpp-python's echo when the prompt does not start with BOS).
         raise _NoPromptLogprobs(
             "its echo log-probs stop before the generated token, so they are shifted by one position "
             "(llama-cpp-python does this when the prompt does not start with the BOS token, "
             "abetlen/llama-cpp-python#1983; use the chat template, i.e. drop --raw, or vLLM)")
-    bare = sent
-    for special in specials:
-        bare = bare.replace(special, "")
     ends = list(offsets[1:]) + [offsets[-1] + len(str(tokens[-1]))]
     if not any(o < len(bare) for o in offsets):
         raise _NoPromptLogprobs("the answer has log-probs of generated tokens only")

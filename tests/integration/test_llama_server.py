@@ -2,8 +2,9 @@
 embedded SmolLM2 GGUF on loopback: its scores agree with the local backend's.
 
 The local backend runs the GGUF's weights de-quantized to float32; llama.cpp multiplies the
-Q4_1 weights with activations quantized to 8 bits, so the two differ a little. Measured on
-the prompts below (see the README, "Scaling out"); the bounds are about 2x the measured maxima.
+Q4_1 weights with activations quantized to 8 bits, so the two differ a little. Measured on the
+workload below (16 prompts, 28 targets, 60 target tokens; llama-cpp-python 0.3.36): max |diff|
+0.41 nats per token (mean 0.07), 0.56 nats per target; the bounds are about 2x those maxima.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from .conftest import start_llama_server, stop
 
 pytestmark = pytest.mark.integration
 
-TOKEN_TOLERANCE = 0.25  # nats, any one target token
-SEQUENCE_TOLERANCE = 0.5  # nats, a whole target
+TOKEN_TOLERANCE = 0.8  # nats, any one target token
+SEQUENCE_TOLERANCE = 1.1  # nats, a whole target
 
 FREE = [("Name a fruit that is yellow.", "A banana is yellow."),
         ("What is the capital of France?", "The capital of France is Paris."),

@@ -135,3 +135,23 @@ def test_echo_offsets_without_special_tokens_and_half_characters():
     pieces = [("<s>", 0, None), ("Q", 3, -1.0), (":", 4, -1.0), (" hi", 5, -2.0), ("<s>", 8, -9.0),
               ("A", 11, -3.0), (":", 12, -0.5), (" más", 13, -0.7), (".", 17, -0.2), ("!", 18, -0.01)]
     assert _from_echo(_choice(sent, pieces, "!"), sent, " más.", ["<s>"]) == ([-0.7, -0.2], 0)
+
+
+@pytest.fixture(params=["FakeBackend", "remote-echo", "remote-vllm"])
+def any_backend(request):
+    if request.param == "FakeBackend":
+        yield FakeBackend()
+        return
+    with FakeOpenAI(request.param.split("-")[1]) as fake:
+        yield remote(fake)
+
+
+def test_backend_contract(any_backend):
+    """What scoring relies on, for every backend: out[i][j] has one log-prob per target token,
+    every value is a finite log-prob, and a pair's scores do not depend on what else is asked."""
+    out = any_backend.token_logprobs(PROMPTS + PROMPTS[:1], TARGETS + TARGETS[:1])
+    assert [len(row) for row in out] == [len(ts) for ts in TARGETS + TARGETS[:1]]
+    assert all(row and all(-1e4 < v <= 0 for v in row) for rows in out for row in rows)
+    assert out[-1] == out[0]
+    assert any_backend.token_logprobs([PROMPTS[1]], [TARGETS[1]]) == [out[1]]
+    assert supports_prompt_logprobs(any_backend)

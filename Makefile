@@ -1,10 +1,17 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
+# `make test-integration`: the tier with real servers (llama-cpp-python built from PyPI, PostgreSQL).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast clean
+# The llama-cpp-python server lives in a venv of its own, so the main one stays as CI builds it.
+# Building it compiles llama.cpp (10-25 min on 2 cores).
+LLAMA_VENV ?= .venv-llama-server
+LLAMA_SERVER_VERSION ?= 0.3.36
+PGBIN ?= /usr/lib/postgresql/15/bin
+
+.PHONY: setup demo test test-fast test-integration clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,5 +34,19 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not model"
 
+$(LLAMA_VENV)/.installed:
+	rm -rf $(LLAMA_VENV)
+	$(PYTHON) -m venv $(LLAMA_VENV)
+	$(LLAMA_VENV)/bin/pip install -q --upgrade pip
+	CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL:-2} CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+		$(LLAMA_VENV)/bin/pip install -q 'llama-cpp-python[server]==$(LLAMA_SERVER_VERSION)'
+	touch $@
+
+test-integration: $(STAMP) $(LLAMA_VENV)/.installed
+	$(BIN)/pip install -q -e '.[test,distributed]'
+	HF_HUB_OFFLINE=1 PGBIN=$(PGBIN) PROMPTLENS_LLAMA_SERVER_PYTHON=$(CURDIR)/$(LLAMA_VENV)/bin/python \
+		$(BIN)/python -m pytest -q -s -m integration tests/integration
+	PYTHON=$(BIN)/python PGBIN=$(PGBIN) JOURNAL=1 benchmarks/distributed.sh 24
+
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) $(LLAMA_VENV) out

@@ -161,6 +161,8 @@ def run(name: str, backend, text: str, cases: list[Case], repeats: int, peak: fl
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", help="torch device of the model: cpu, cuda, cuda:1 (default cpu)")
+    ap.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 (default float32)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cases", type=int, default=16)
@@ -171,7 +173,8 @@ def main() -> None:
     if args.quick:
         args.repeats, args.cases = 1, 4
     torch.set_num_threads(args.threads)
-    backend = load_backend(**({"max_batch_tokens": args.max_batch_tokens} if args.max_batch_tokens else {}))
+    backend = load_backend(device=args.device, dtype=args.dtype,
+                           **({"max_batch_tokens": args.max_batch_tokens} if args.max_batch_tokens else {}))
     peak = matmul_peak(args.threads)
     raw = load_cases(dataset_path(), task="sports_understanding")[: args.cases]
     cases = [Case({"input": c.vars["input"]}, c.target, c.choices) for c in raw]

@@ -99,6 +99,8 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["ablation", "shapley", "kernelshap", "lime"])
     ap.add_argument("--cases", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="torch device of the model: cpu, cuda, cuda:1 (default cpu)")
+    ap.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 (default float32)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--quick", action="store_true", help="one task, one method, 3 cases (smoke test)")
@@ -106,7 +108,7 @@ def main() -> None:
     if args.quick:
         args.tasks, args.methods, args.cases = args.tasks[:1], args.methods[:1], 3
     torch.set_num_threads(args.threads)
-    backend = load_backend()
+    backend = load_backend(device=args.device, dtype=args.dtype)
     rng = random.Random(args.seed)
     rows, faith = [], []
     for task in args.tasks:

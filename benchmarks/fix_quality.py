@@ -93,6 +93,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--top-k", type=int, default=1,
                     help="segments edited per round; at or above a prompt's segment count every strategy edits all of them")
+    ap.add_argument("--device", default="cpu", help="torch device of the model: cpu, cuda, cuda:1 (default cpu)")
+    ap.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 (default float32)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--kinds", nargs="+", default=None, help="rewrite kinds (default: all that fix uses)")
@@ -102,7 +104,7 @@ def main() -> None:
         args.tasks, args.seeds, args.train, args.test, args.trials, args.rounds = args.tasks[:1], 1, 6, 6, 4, 1
         args.kinds = args.kinds or ["delete", "synonym", "scaffold"]
     torch.set_num_threads(args.threads)
-    backend, similarity = load_backend(), Similarity()
+    backend, similarity = load_backend(device=args.device, dtype=args.dtype), Similarity()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from .attribution import attribute
 from .bench import BenchResult, bench
+from .backends.base import Backend
 from .backends.hf import load_backend
+from .backends.remote import RemoteBackend, remote_backend
 from .cases import load_cases, split_cases
 from .fix import FixResult, fix
-from .errors import InputError, ModelNotInstalledError, PromptLensError
+from .errors import BackendError, InputError, ModelNotInstalledError, PromptLensError
 from .scoring import score_prompts
 from .segments import segment
 from .types import Attribution, Case, Score, Segment, SegmentAttribution
@@ -19,6 +21,9 @@ __all__ = [
     "fix",
     "FixResult",
     "load_backend",
+    "remote_backend",
+    "Backend",
+    "RemoteBackend",
     "load_cases",
     "split_cases",
     "score_prompts",
@@ -31,4 +36,5 @@ __all__ = [
     "PromptLensError",
     "InputError",
     "ModelNotInstalledError",
+    "BackendError",
 ]

@@ -22,13 +22,14 @@ import numpy as np
 import torch
 from captum.attr import FeatureAblation, KernelShap, LayerIntegratedGradients, Lime, ShapleyValueSampling
 
+from .backends.base import SCORE_ONLY_METHODS, GRADIENT_METHODS, check_method
 from .cases import check_vars
 from .errors import InputError
 from .scoring import Backend, default_objective, objective_value, score_prompts, OBJECTIVES
 from .segments import SEGMENTATIONS, features, fill, join, segment, template_fields
 from .types import Attribution, Case, Segment, SegmentAttribution
 
-METHODS = ("ablation", "shapley", "lime", "kernelshap", "ig")
+METHODS = SCORE_ONLY_METHODS + GRADIENT_METHODS  # ablation, shapley, lime, kernelshap, ig
 BASELINES = ("remove", "filler", "sampled")
 FILLER = "..."
 # Neutral sentences for the "sampled" baseline: said often in prompts, about nothing in particular.
@@ -162,6 +163,7 @@ def attribute(
         from .backends.hf import load_backend
 
         backend = load_backend()
+    check_method(method, backend)  # before any scoring: a remote backend has no gradients
     cases = _resolve_cases(prompt, target, cases, backend)
     objective = objective or default_objective(cases)
     check_choice("objective", objective, OBJECTIVES)
@@ -246,8 +248,7 @@ def _resolve_cases(prompt: str, target: str | None, cases: Sequence[Case] | None
 def _integrated_gradients(problem: _Problem, *, steps: int) -> tuple[np.ndarray, float]:
     """LayerIntegratedGradients on the input embeddings, summed per segment, per case."""
     backend = problem.backend
-    if not getattr(backend, "supports_gradients", False):
-        raise InputError("integrated gradients needs a local model; use --method ablation, shapley, lime or kernelshap")
+    check_method("ig", backend)
     if problem.objective != "logprob":
         raise InputError("integrated gradients explains the target log-prob; add --objective logprob")
     model, tokenizer = backend.model, backend.tokenizer
@@ -256,12 +257,12 @@ def _integrated_gradients(problem: _Problem, *, steps: int) -> tuple[np.ndarray,
     for case in problem.cases:
         prompt_ids, owner = _token_owners(backend, problem.segments, case)
         target_ids = backend.encode_target(case.target)
-        ids = torch.tensor([prompt_ids + target_ids])
+        ids = torch.tensor([prompt_ids + target_ids], device=model.device)
         base = ids.clone()
         feature_pos = [p for p, seg in enumerate(owner) if seg is not None and seg in problem.feats]
         base[0, feature_pos] = filler
         n_prompt = len(prompt_ids)
-        targets = torch.tensor(target_ids)
+        targets = torch.tensor(target_ids, device=model.device)
 
         def forward(input_ids: torch.Tensor) -> torch.Tensor:
             logits = model(input_ids=input_ids).logits[:, n_prompt - 1 : -1].float()
@@ -270,7 +271,7 @@ def _integrated_gradients(problem: _Problem, *, steps: int) -> tuple[np.ndarray,
         lig = LayerIntegratedGradients(forward, model.get_input_embeddings())
         attr, delta = lig.attribute(ids, baselines=base, n_steps=steps, internal_batch_size=steps,
                                     return_convergence_delta=True)
-        token_attr = attr[0].sum(-1).detach().double()
+        token_attr = attr[0].sum(-1).detach().double().cpu()
         seg_attr = np.zeros(len(problem.feats))
         for f, i in enumerate(problem.feats):
             pos = [p for p, seg in enumerate(owner) if seg == i]

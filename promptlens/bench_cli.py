@@ -45,11 +45,10 @@ def _name(value: str, taken: set[str], n: int) -> str:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from .backends.hf import load_backend
     from .bench import bench
     from .bench_report import bench_csv, bench_markdown, bench_plot, bench_table
     from .cases import load_cases, split_cases
-    from .cli import read_text_arg
+    from .cli import make_backend, read_text_arg
     from .config import load_recipe
     from .report import dumps, write_atomic
 
@@ -81,7 +80,7 @@ def run_bench(args: argparse.Namespace) -> int:
     prompts = {"original": template}
     for n, value in enumerate(args.prompt, 2):
         prompts[_name(value, set(prompts), n)] = read_text_arg(value, "prompt")
-    backend = load_backend(args.model, raw=True if args.raw else None)
+    backend = make_backend(args)
     result = bench(prompts, cases, backend=backend, levels=levels, budget=args.budget, edits=args.edits,
                    threshold=threshold, seed=seed, progress=sys.stderr.isatty())
     print(bench_table(result))

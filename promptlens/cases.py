@@ -454,7 +454,8 @@ def _to_case(record: Any, where: str) -> Case:
                 raise InputError(f"{where}: var name {key!r} is not text; quote it")
     else:
         raw_vars = {k: v for k, v in record.items() if k not in (*_CASE_KEYS, *_META_KEYS)}
-    vars_ = {k: _text(v, where, f"var `{k}`") for k, v in raw_vars.items()}
+    # repr when the name has line breaks or other control characters: the message stays one line
+    vars_ = {k: _text(v, where, f"var `{k}`" if k.isprintable() else f"var {k!r}") for k, v in raw_vars.items()}
     target = _target(record, where)
     choices = _choices(record.get("choices"), target, where)
     case_id = _case_id(record.get("id"), where)

@@ -42,9 +42,34 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="local causal LM folder (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--raw", action="store_true", help="plain completion: no chat template")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu", help="torch device of the local model: cpu, cuda, cuda:1, mps (default: cpu)")
+    p.add_argument("--dtype", default="float32", help="local model dtype: float32, bfloat16, float16 (default: float32)")
+    p.add_argument("--server", metavar="URL", help="score on an OpenAI-compatible server (llama-cpp-python, vLLM) "
+                   "instead of a local model, e.g. http://127.0.0.1:8000; --model then only names the tokenizer")
+    p.add_argument("--server-model", metavar="NAME", help="the server's model name (the request's model field)")
+    p.add_argument("--server-format", default="auto", help="auto, echo (OpenAI echo+logprobs) or vllm (prompt_logprobs)")
+    p.add_argument("--server-concurrency", type=int, default=4, help="requests in flight at once (default 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--no-color", action="store_true", help="no ANSI colours (also: NO_COLOR env var)")
+
+
+def make_backend(args: argparse.Namespace):  # -> Backend
+    """The backend the common options ask for: a remote server (``--server``) or a local model."""
+    if getattr(args, "server", None):
+        from .backends.remote import FORMATS, remote_backend
+
+        from .attribution import check_choice
+
+        check_choice("server format", args.server_format, FORMATS)
+        if args.server_concurrency < 1:
+            raise InputError(f"--server-concurrency {args.server_concurrency} is out of range; give 1 or more")
+        return remote_backend(args.server, model=args.server_model, tokenizer_from=args.model,
+                              raw=True if args.raw else None, format=args.server_format,
+                              concurrency=args.server_concurrency)
+    from .backends.hf import load_backend
+
+    return load_backend(args.model, raw=True if args.raw else None, dtype=args.dtype, device=args.device)
 
 
 def _add_attribute(sub: argparse._SubParsersAction) -> None:
@@ -74,7 +99,7 @@ def _add_attribute(sub: argparse._SubParsersAction) -> None:
 
 def _run_attribute(args: argparse.Namespace) -> int:
     from .attribution import BASELINES, METHODS, attribute, check_choice, check_inputs
-    from .backends.hf import load_backend
+    from .backends.base import check_method
     from .scoring import OBJECTIVES
     from .segments import SEGMENTATIONS
     from .cases import load_cases
@@ -98,7 +123,8 @@ def _run_attribute(args: argparse.Namespace) -> int:
     for path, what in ((args.json_out, "JSON result"), (args.html, "HTML report")):
         if path:
             check_output(path, what)
-    backend = load_backend(args.model, raw=True if args.raw else None)
+    backend = make_backend(args)
+    check_method(args.method, backend)
     result = attribute(
         prompt, args.target, cases=cases, backend=backend, method=args.method,
         segmentation=args.segmentation, baseline=args.baseline, objective=args.objective,

@@ -16,3 +16,8 @@ class InputError(PromptLensError):
 
 class ModelNotInstalledError(PromptLensError):
     """The embedded model (or a model path) is not available locally."""
+
+
+class BackendError(PromptLensError):
+    """A scoring backend that cannot do what was asked: a server that is unreachable, answers
+    with an error, or cannot report the log-probs of prompt tokens."""

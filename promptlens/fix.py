@@ -25,9 +25,10 @@ from .cases import check_vars, split_cases
 from .errors import InputError
 from .rewrites import RewriteConfig, candidates, split_whitespace
 from .scoring import Backend, default_objective, score_prompts
-from .search import (Slot, TemplateScorer, best_template, finished, open_study, run_study, store_slots, stored_slots,
-                     template_for)
-from .segments import fill, template_fields
+from .search import (Slot, TemplateScorer, best_template, enqueue_original, fail_own_running_trials, finished,
+                     join_study, open_study, run_study, storage_for, store_result, store_slots, stored_result,
+                     stored_slots, template_for, wait_for)
+from .segments import fill, segment, template_fields
 from .similarity import Similarity, SimilarityModel
 from .types import Attribution, Case, Segment
 
@@ -177,6 +178,8 @@ def fix(
     out: str | Path | None = None,
     study_name: str | None = None,
     resume: bool = False,
+    join: bool = False,
+    join_wait: float = 600.0,
     progress: bool = False,
 ) -> FixResult:
     """Repair ``template`` on ``cases``: the best meaning-preserving edit found within the budget.
@@ -185,6 +188,9 @@ def fix(
     ``frac_train``, shuffled by ``seed``) unless ``validation`` is given. ``storage`` is an
     Optuna storage URL; by default ``sqlite:///<out>/promptlens-fix.db`` when ``out`` is given,
     in memory otherwise. ``resume`` continues the studies stored under ``study_name``.
+    ``join``: one of several workers on the same ``storage`` and ``study_name`` (see
+    ``search.join_study``); the trial budget is shared, and every worker returns the same best
+    template. A worker waits up to ``join_wait`` seconds for the one that set up a round.
     An edit is kept only if undoing it alone would lose more than ``min_gain`` nats on train.
     With the margin objective and ``keep_logprob``, no template whose mean target log-prob on
     train is below the original's is kept: a wider margin bought by making every label less
@@ -208,6 +214,9 @@ def fix(
         Path(out).mkdir(parents=True, exist_ok=True)
         storage = f"sqlite:///{Path(out) / 'promptlens-fix.db'}"
     study_name = study_name or default_study_name(template, cases, strategy, seed)
+    if join and storage is None:
+        raise InputError("--join shares a study between processes; give --storage (postgresql://... or journal:PATH)")
+    where = storage_for(storage)
     config = RewriteConfig(threshold=threshold, edit_floor=edit_floor, alternatives=alternatives or {}, seed=seed,
                            **({"kinds": tuple(kinds)} if kinds else {}))
     passes0 = getattr(backend, "forward_passes", 0)
@@ -228,29 +237,49 @@ def fix(
     try:
         for r in range(rounds):
             round_start = time.monotonic()
-            if r > 0:
+            if r > 0 and deadline - round_start < 1.5 * setup_seconds:
                 # A round first attributes and samples rewrites; without time for that and some trials, stop.
-                if deadline - round_start < 1.5 * setup_seconds:
-                    notes.append(f"round {r + 1}: skipped, too little of the time budget left")
-                    break
-                attr = attribute(current, cases=train, backend=backend, segmentation=segmentation, seed=seed)
-            segments = list(attr.segments)
-            study = open_study(storage, f"{study_name}:round{r}", seed=seed + r, resume=resume)
-            slots = stored_slots(study, current) if resume else None
-            if slots is None:
-                if study.trials:  # a resumed round whose starting template changed: start it afresh
-                    study = open_study(storage, study.study_name, seed=seed + r, resume=False)
-                    notes.append(f"round {r + 1}: the stored study started from another template; started afresh")
-                chosen = _choose(attr, strategy, top_k, rng)
-                slots = []
-                for i in chosen:
-                    if slots and time.monotonic() >= deadline:
-                        notes.append(f"round {r + 1}: the time budget ran out while generating candidates")
-                        break
-                    slots.append(Slot(i, tuple(candidates(segments, i, original=template, backend=backend,
-                                                          similarity=similarity, cases=train, config=config,
-                                                          cache=paraphrase_cache))))
-                store_slots(study, current, slots)
+                notes.append(f"round {r + 1}: skipped, too little of the time budget left")
+                break
+            name = f"{study_name}:round{r}"
+            if join:
+                study, leader = join_study(where, name, seed=seed + r)
+            else:
+                study, leader = open_study(where, name, seed=seed + r, resume=resume), True
+            if not leader:
+                # Another worker set this round up: take its starting template and candidates.
+                until = min(deadline, time.monotonic() + join_wait)
+                current = str(wait_for(study, "start_template", until=until))
+                if r == 0 and current != template:
+                    raise InputError(f"study {name!r} was started from another template; give every worker the same "
+                                     "recipe, or give a new --study")
+                wait_for(study, "slots", until=until)
+                slots = stored_slots(study, current) or []
+                segments = segment(current, segmentation, tokenizer=getattr(backend, "tokenizer", None))
+            else:
+                if r > 0:
+                    attr = attribute(current, cases=train, backend=backend, segmentation=segmentation, seed=seed)
+                segments = list(attr.segments)
+                slots = stored_slots(study, current) if resume or join else None
+                if slots is None:
+                    if study.trials:  # a resumed round whose starting template changed: start it afresh
+                        study = open_study(where, study.study_name, seed=seed + r, resume=False)
+                        notes.append(f"round {r + 1}: the stored study started from another template; started afresh")
+                    chosen = _choose(attr, strategy, top_k, rng)
+                    slots = []
+                    for i in chosen:
+                        if slots and time.monotonic() >= deadline:
+                            notes.append(f"round {r + 1}: the time budget ran out while generating candidates")
+                            break
+                        slots.append(Slot(i, tuple(candidates(segments, i, original=template, backend=backend,
+                                                              similarity=similarity, cases=train, config=config,
+                                                              cache=paraphrase_cache))))
+                    # Trial 0 goes in before the slots are published: workers waiting for them
+                    # cannot sample a trial ahead of it.
+                    enqueue_original(study, [s for s in slots if len(s.rewrites) > 1])
+                    store_slots(study, current, slots)
+                else:  # resumed: re-queue trial 0 if a kill cut it off before it finished
+                    enqueue_original(study, [s for s in slots if len(s.rewrites) > 1])
             setup_seconds = time.monotonic() - round_start + (attr_before.seconds if r == 0 else 0.0)
             slots = [s for s in slots if len(s.rewrites) > 1]
             if not slots:
@@ -260,8 +289,8 @@ def fix(
             share = -(-(budget_trials - trials_total) // (rounds - r))  # ceil, so every round gets a trial
             outcome = run_study(
                 study, segments, slots, scorer=scorer, similarity=similarity, original=template, threshold=threshold,
-                n_trials=max(0, share - finished(study)), deadline=deadline, minibatch=minibatch,
-                logprob_floor=logprob_floor, on_trial=lambda s, t: _tick(bar, s, t, deadline),
+                budget=share, deadline=deadline, minibatch=minibatch, shared=join, logprob_floor=logprob_floor,
+                on_trial=lambda s, t: _tick(bar, s, t, deadline),
             )
             if outcome is None:
                 notes.append(f"round {r + 1}: the time budget ran out before its first trial; give more seconds")
@@ -270,10 +299,15 @@ def fix(
             trials_total += outcome.trials_total
             pruned += outcome.pruned
             infeasible += outcome.infeasible
-            floor = scorer.mean(current)  # the round's start: simplifying never goes below it
-            choice = _simplify(segments, slots, outcome.best_choice, scorer, min_gain,
-                               lambda t: similarity.cosine(template, t) >= threshold and scorer.mean(t) >= floor
-                               and (logprob_floor is None or scorer.mean(t, objective="logprob") >= logprob_floor))
+            if leader:
+                floor = scorer.mean(current)  # the round's start: simplifying never goes below it
+                choice = _simplify(segments, slots, outcome.best_choice, scorer, min_gain,
+                                   lambda t: similarity.cosine(template, t) >= threshold and scorer.mean(t) >= floor
+                                   and (logprob_floor is None or scorer.mean(t, objective="logprob") >= logprob_floor))
+                if join:
+                    store_result(study, choice)
+            else:  # the leader's choice, so that every worker returns the same template
+                choice = stored_result(study, until=min(deadline, time.monotonic() + join_wait))
             best = template_for(segments, slots, choice)
             if best != current:
                 edits += _edits(r, segments, slots, choice, scorer)
@@ -284,6 +318,8 @@ def fix(
                 break  # the same template would be attributed the same way: another round finds nothing new
     except KeyboardInterrupt as exc:  # Ctrl-C: every finished trial is already in the storage
         bar.close()
+        if study is not None:
+            fail_own_running_trials(study, shared=join)
         so_far = best_template(study) if study is not None else None
         raise FixInterrupted(so_far[0] if so_far else current, trials_total + (finished(study) if study else 0),
                              study_name, storage) from exc

@@ -37,16 +37,18 @@ def add_fix_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-logprob-drop", action="store_true",
                    help="margin objective: keep a template even if the right label's own log-prob falls on train")
     p.add_argument("--resume", action="store_true", help="continue the stored study instead of starting afresh")
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/promptlens-fix.db)")
+    p.add_argument("--storage", help="Optuna storage: an RDB URL (sqlite:///..., postgresql://user@host/db) or "
+                   "journal:PATH (a journal file) (default: sqlite:///OUT/promptlens-fix.db)")
     p.add_argument("--study", help="study name (default: derived from the template, cases, strategy and seed)")
+    p.add_argument("--join", action="store_true", help="one of several workers on the same --storage and --study: "
+                   "the first creates the study, the others join it; the --trials budget is shared")
     _common(p)
     p.set_defaults(run=run_fix, seed=None)  # None: the recipe's seed, else 0
 
 
 def run_fix(args: argparse.Namespace) -> int:
-    from .backends.hf import load_backend
     from .cases import load_cases, split_cases
-    from .cli import read_text_arg
+    from .cli import make_backend, read_text_arg
     from .config import Recipe, load_recipe
     from .fix import check_fix_args, fix
     from .search import check_storage
@@ -88,7 +90,7 @@ def run_fix(args: argparse.Namespace) -> int:
     train, valid = split_cases(recipe.cases, n_train=recipe.n_train, frac_train=recipe.split, seed=recipe.seed)
     if recipe.n_validation is not None:
         valid = valid[: recipe.n_validation]
-    backend = load_backend(args.model, raw=True if args.raw else None)
+    backend = make_backend(args)
     try:
         with _sigterm_as_interrupt():
             result = fix(
@@ -97,7 +99,7 @@ def run_fix(args: argparse.Namespace) -> int:
                 top_k=recipe.top_k, rounds=recipe.rounds, segmentation=recipe.segmentation,
                 kinds=recipe.rewrites, seed=recipe.seed, alternatives=dict(recipe.alternatives),
                 keep_logprob=recipe.keep_logprob and not args.allow_logprob_drop,
-                storage=args.storage, out=args.out, study_name=args.study, resume=args.resume,
+                storage=args.storage, out=args.out, study_name=args.study, resume=args.resume, join=args.join,
                 progress=sys.stderr.isatty(),
             )
     except FixInterrupted as stop:

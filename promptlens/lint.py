@@ -733,8 +733,16 @@ def run_lint(args: argparse.Namespace) -> int:
     for path, what in ((args.output, "report"), (args.html, "HTML report")):
         if path:
             check_output(path, what)
+    # A remote server, or a local model on another device or dtype, is built here; the default
+    # local model is left to lint(), which loads it only on a cache miss.
+    custom = args.server or args.device != "cpu" or args.dtype != "float32"
+    if custom:
+        from .cli import make_backend
+
+        args.model = args.model or settings.get("model")
     result = lint(
-        targets, model=args.model or settings.get("model"), raw=args.raw,
+        targets, backend=make_backend(args) if custom else None,
+        model=args.model or settings.get("model"), raw=args.raw,
         method=args.method or settings.get("method", "ablation"),
         cache_dir=None if args.no_cache else args.cache_dir, seed=args.seed,
     )

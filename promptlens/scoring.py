@@ -5,20 +5,13 @@ log-prob, accuracy and margin. One backend call per batch of variants, so every 
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Sequence
 
+from .backends.base import Backend
 from .types import Case, Score
 
 OBJECTIVES = ("logprob", "margin")
-
-
-class Backend(Protocol):
-    """What scoring needs from a model. ``token_logprobs(prompts, targets)[i][j][k]`` is the
-    log-prob of token k of ``targets[i][j]`` after ``prompts[i]``, teacher-forced."""
-
-    name: str
-
-    def token_logprobs(self, prompts: Sequence[str], targets: Sequence[Sequence[str]]) -> list[list[list[float]]]: ...
+__all__ = ["Backend", "OBJECTIVES", "continuations", "score_prompts", "objective_value", "default_objective"]
 
 
 def continuations(case: Case) -> tuple[str, ...]:

@@ -15,12 +15,28 @@ Each trial:
 
 Scores are memoised by (template, case), so a combination the sampler proposes twice, a pruned
 trial's minibatch, and the leave-one-out gains afterwards cost no extra forward passes.
+
+Several workers can share one study (``join_study``; PostgreSQL/MySQL through Optuna's RDB
+storage, or ``journal:PATH`` for Optuna's journal file when there is no database server):
+
+* the worker whose ``create_study`` succeeds is the round's leader (creation is atomic in both
+  storages): it alone chooses the candidates, enqueues the original as trial 0 and, after the
+  budget is spent, decides the round's result; the others wait for these study attributes;
+* the trial budget is shared: a worker asks for a trial, and if trials created before it
+  (all workers) already fill the budget, it marks it ``over_budget``, fails it and stops, so the
+  finished trials never exceed the budget however the workers interleave;
+* an enqueued trial is handed to exactly one worker (Optuna moves it from WAITING to RUNNING
+  under the storage's lock), and TPE runs with ``constant_liar`` and a per-worker seed, so two
+  workers do not propose the same combination at the same moment.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import socket
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -37,6 +53,8 @@ from .types import Case, Score, Segment
 _FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 _SIMILARITY = "similarity"
 _TEMPLATE = "template"
+_OVER_BUDGET = "over_budget"
+_RESULT = "result_choice"
 _NATIVE_CONSTRAINTS = hasattr(optuna.Trial, "set_constraint")
 
 
@@ -108,8 +126,9 @@ def finished(study: optuna.Study) -> int:
 
 def fail_cut_off_trials(study: optuna.Study) -> int:
     """Mark failed the trials a killed run left RUNNING in the storage, so a resumed study neither
-    counts them nor waits for them; they are run again as new trials. One study is run by one
-    process at a time, so a RUNNING trial at the start of a run is always a leftover."""
+    counts them nor waits for them; they are run again as new trials. Only for ``resume``, where
+    one process runs the study, so a RUNNING trial at its start is a leftover (``join`` workers
+    leave each other's running trials alone)."""
     cut = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     for trial in cut:
         study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
@@ -134,35 +153,153 @@ def _storage_errors() -> tuple[type[BaseException], ...]:
 def check_storage(storage: str) -> None:
     """Open the storage once, so a bad ``--storage`` URL is reported before a model is loaded."""
     try:
-        optuna.storages.get_storage(storage)
+        if storage.startswith(("journal:", "postgresql://", "postgres://")):
+            storage_for(storage)
+        else:  # one plain attempt: storage_for retries, for workers racing to create the tables
+            optuna.storages.get_storage(storage)
     except _storage_errors() as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"cannot open the study storage {storage} ({reason}); give a URL such as "
                          "sqlite:///out/promptlens-fix.db whose folder exists") from exc
 
 
-def open_study(storage: str | None, name: str, *, seed: int, resume: bool, n_startup: int = 4) -> optuna.Study:
+def storage_for(url: str | None) -> optuna.storages.BaseStorage | None:
+    """An Optuna storage for a URL: an RDB URL (``sqlite:///``, ``postgresql://``, ...) or
+    ``journal:PATH``, Optuna's journal file (several processes, no database server)."""
+    if url is None:
+        return None
+    if url.startswith("journal:"):
+        path = url[len("journal:"):]
+        if not path:
+            raise InputError("--storage journal: needs a file path, e.g. journal:out/study.log")
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(path))
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+" + _postgres_driver(url) + "://" + url.split("://", 1)[1]
+    # SQLite: wait for a lock rather than fail at once when another process writes.
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    import sqlalchemy.exc
+
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError,
+                sqlalchemy.exc.ProgrammingError) as exc:
+            # Workers that start together on an empty database race to create its tables:
+            # the loser sees the winner's half-made schema. A moment later it is complete.
+            if attempt == 4:
+                raise InputError(f"cannot open the study database {url.split('@')[-1]}: {exc.orig}; "
+                                 "check --storage") from exc
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _postgres_driver(url: str) -> str:
+    """SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; use whichever driver is installed."""
+    import importlib.util
+
+    for module, dialect in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return dialect
+    raise InputError(f"--storage {url.split('@')[-1]} needs a PostgreSQL driver; "
+                     "run: pip install 'promptlens[distributed]'")
+
+
+def _sampler(seed: int, *, shared: bool, n_startup: int) -> optuna.samplers.BaseSampler:
+    # Optuna >= 5 reads constraints a trial sets itself; older versions need constraints_func.
+    legacy = {} if _NATIVE_CONSTRAINTS else {"constraints_func": _constraints}
+    # constant_liar: a running trial (another worker's) counts as a bad result, so TPE does not
+    # propose the same combination to two workers at once.
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, constant_liar=shared, **legacy)
+
+
+def _create(storage: str | optuna.storages.BaseStorage | None, name: str, sampler: optuna.samplers.BaseSampler,
+            n_startup: int, load_if_exists: bool) -> optuna.Study:
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=n_startup, n_warmup_steps=0)
+    return optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
+                               pruner=pruner, load_if_exists=load_if_exists)
+
+
+def _where(storage: object) -> str:
+    return storage if isinstance(storage, str) else type(storage).__name__
+
+
+def open_study(storage: str | optuna.storages.BaseStorage | None, name: str, *, seed: int, resume: bool,
+               n_startup: int = 4) -> optuna.Study:
     """Create (or, with ``resume``, load) the study; without ``resume`` an old study of the same
-    name is replaced, so re-running a recipe starts afresh. A resumed study's cut-off trials are
+    name is replaced, so re-running a recipe starts afresh, unless a worker is running trials in
+    it right now (then the caller is told about ``join``). A resumed study's cut-off trials are
     marked failed (``fail_cut_off_trials``)."""
     if not resume and storage is not None:
         try:
-            optuna.delete_study(study_name=name, storage=storage)
+            old = optuna.load_study(study_name=name, storage=storage)
         except KeyError:
-            pass
-    # Optuna >= 5 reads constraints a trial sets itself; older versions need constraints_func.
-    legacy = {} if _NATIVE_CONSTRAINTS else {"constraints_func": _constraints}
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, **legacy)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=n_startup, n_warmup_steps=0)
+            old = None
+        if old is not None:
+            running = old.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            recent = [t for t in running if t.datetime_start and time.time() - t.datetime_start.timestamp() < 600]
+            if recent:
+                raise InputError(f"study {name!r} has {len(recent)} trial(s) running in another process; add "
+                                 "--join to work on it as one more worker, or give another --study")
+            optuna.delete_study(study_name=name, storage=storage)
     try:
-        study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
-                                    pruner=pruner, load_if_exists=resume)
+        study = _create(storage, name, _sampler(seed, shared=False, n_startup=n_startup), n_startup, resume)
     except _storage_errors() as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise InputError(f"cannot open study {name!r} in {storage}: {reason}; give another --storage or --study") from exc
+        raise InputError(f"cannot open study {name!r} in {_where(storage)}: {reason}; "
+                         "give another --storage or --study") from exc
     if resume:
         fail_cut_off_trials(study)
     return study
+
+
+def join_study(storage: str | optuna.storages.BaseStorage, name: str, *, seed: int,
+               n_startup: int = 4) -> tuple[optuna.Study, bool]:
+    """Create the study, or join it when another worker created it first; True for the creator
+    (the leader). The leader samples with ``seed``; every other worker with a seed of its own."""
+    try:
+        return _create(storage, name, _sampler(seed, shared=True, n_startup=n_startup), n_startup, False), True
+    except optuna.exceptions.DuplicatedStudyError:
+        pass
+    except (ValueError, optuna.exceptions.OptunaError) as exc:
+        raise InputError(f"cannot open study {name!r} in {_where(storage)}: {exc}; check --storage") from exc
+    worker = f"{seed}:{socket.gethostname()}:{os.getpid()}"
+    own_seed = int(hashlib.sha256(worker.encode()).hexdigest()[:8], 16)
+    return _create(storage, name, _sampler(own_seed, shared=True, n_startup=n_startup), n_startup, True), False
+
+
+def wait_for(study: optuna.Study, key: str, *, until: float, poll: float = 0.2) -> object:
+    """A study attribute another worker (the leader) sets; InputError when it does not come."""
+    while True:
+        attrs = study.user_attrs
+        if key in attrs:
+            return attrs[key]
+        if time.monotonic() >= until:
+            raise InputError(f"study {study.study_name!r}: the worker that created it has not set {key!r} in time "
+                             "(did it stop?); start that worker again, or give a new --study")
+        time.sleep(poll)
+
+
+def enqueue_original(study: optuna.Study, slots: Sequence[Slot]) -> None:
+    """Trial 0: every slot unchanged, so the original is always scored. Only a study's creator
+    calls this, before it publishes the slots, so no worker samples ahead of it; a resumed run
+    calls it again, and it enqueues the original only if no trial has scored or holds it (a kill
+    may have cut trial 0 off)."""
+    unchanged = {s.param: 0 for s in slots}
+    if any(t.params == unchanged for t in study.get_trials(deepcopy=False, states=_FINISHED)):
+        return
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    if not any(t.system_attrs.get("fixed_params") == unchanged for t in waiting):
+        study.enqueue_trial(unchanged)
+
+
+def store_result(study: optuna.Study, choice: Sequence[int]) -> None:
+    study.set_user_attr(_RESULT, json.dumps(list(choice)))
+
+
+def stored_result(study: optuna.Study, *, until: float) -> list[int]:
+    return [int(c) for c in json.loads(str(wait_for(study, _RESULT, until=until)))]
 
 
 def stored_slots(study: optuna.Study, start: str) -> list[Slot] | None:
@@ -179,6 +316,37 @@ def store_slots(study: optuna.Study, start: str, slots: Sequence[Slot]) -> None:
     study.set_user_attr("slots", json.dumps(data))
 
 
+def fail_own_running_trials(study: optuna.Study, *, shared: bool) -> None:
+    """After Ctrl-C: mark failed the trials this process left RUNNING (a signal can land between
+    asking for a trial and telling its result). ``shared``: other workers' running trials are
+    theirs, so only trials this process claimed are touched."""
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if not shared or trial.user_attrs.get("worker") == me:
+            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+
+
+def _counted(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The trials the budget counts: every one but the failed (cut off by a kill, over the budget)."""
+    return [t for t in trials if t.state != optuna.trial.TrialState.FAIL and not t.user_attrs.get(_OVER_BUDGET)]
+
+
+def _claim(study: optuna.Study, budget: int) -> optuna.Trial | None:
+    """A trial within the shared budget, or None when the budget is spent. The budget counts
+    every trial of every worker (running ones too) created before this one, so two workers that
+    ask at the same moment cannot both take the last place."""
+    if len(_counted(study.get_trials(deepcopy=False))) >= budget:
+        return None
+    trial = study.ask()
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    before = [t for t in _counted(study.get_trials(deepcopy=False)) if t._trial_id < trial._trial_id]
+    if len(before) >= budget:
+        trial.set_user_attr(_OVER_BUDGET, True)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return None
+    return trial
+
+
 def run_study(
     study: optuna.Study,
     segments: Sequence[Segment],
@@ -188,22 +356,19 @@ def run_study(
     similarity: SimilarityModel,
     original: str,
     threshold: float,
-    n_trials: int,
+    budget: int,
     deadline: float,
     minibatch: int,
+    shared: bool = False,
     logprob_floor: float | None = None,
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
 ) -> StudyOutcome | None:
-    """Run up to ``n_trials`` more trials (or until ``time.monotonic() >= deadline``); None when
-    no trial finished. With ``logprob_floor``, a combination whose mean target log-prob on train
-    falls below it is infeasible: a margin can rise while the wanted label itself gets less likely."""
-    before = finished(study)
-    unchanged = {s.param: 0 for s in slots}
-    # Trial 0 scores the round's start; enqueue it again if a kill cut it off before it finished.
-    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-    if not any(t.params == unchanged for t in study.get_trials(deepcopy=False, states=_FINISHED)) and \
-            not any(t.system_attrs.get("fixed_params") == unchanged for t in waiting):
-        study.enqueue_trial(unchanged)
+    """Run trials until the study holds ``budget`` of them (all workers together, earlier runs
+    included) or ``time.monotonic() >= deadline``; None when no trial finished. ``shared``:
+    other workers may be running trials, so wait (until the deadline) for them to finish before
+    reading the result, so that every worker reads the same study. With ``logprob_floor``, a
+    combination whose mean target log-prob on train falls below it is infeasible: a margin can
+    rise while the wanted label itself gets less likely."""
 
     def objective(trial: optuna.Trial) -> float:
         choice = [trial.suggest_categorical(s.param, list(range(len(s.rewrites)))) for s in slots]
@@ -232,30 +397,47 @@ def run_study(
                 raise optuna.TrialPruned()
         return value
 
-    callbacks = [on_trial] if on_trial else []
-    timeout = max(0.0, deadline - time.monotonic())
-    if n_trials > 0 and timeout > 0:
+    ran = 0
+    while time.monotonic() < deadline:
+        trial = _claim(study, budget)
+        if trial is None:
+            break
         try:
-            study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks)
+            value = objective(trial)
+        except optuna.TrialPruned:
+            frozen = study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         except ValueError as exc:  # a stored parameter with other choices than this run's
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise InputError(f"study {study.study_name!r} was made with other candidates ({exc}); "
                              "run without --resume or give a new --study name") from exc
-    return _outcome(study, slots, before)
+        except BaseException:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        else:
+            frozen = study.tell(trial, value)
+        ran += 1
+        if on_trial:
+            on_trial(study, frozen)
+    while shared and time.monotonic() < deadline and any(
+            t.state == optuna.trial.TrialState.RUNNING for t in _counted(study.get_trials(deepcopy=False))):
+        time.sleep(0.2)
+    return _outcome(study, slots, ran)
 
 
-def _outcome(study: optuna.Study, slots: Sequence[Slot], before: int) -> StudyOutcome | None:
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+def _outcome(study: optuna.Study, slots: Sequence[Slot], ran: int) -> StudyOutcome | None:
+    trials = _counted(study.get_trials(deepcopy=False))
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
         return None  # the time budget ran out before the first trial
     # Highest value; among equals the earliest trial, so the original wins ties.
     best = max(done, key=lambda t: (t.value, -t.number))
-    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     return StudyOutcome(
         best_template=best.user_attrs[_TEMPLATE],
         best_value=float(best.value),
         best_choice=tuple(int(best.params[s.param]) for s in slots),
-        trials_run=finished(study) - before,
-        trials_total=finished(study),
+        trials_run=ran,
+        trials_total=len(trials),
         pruned=sum(1 for t in pruned if not t.user_attrs.get("infeasible")),
         infeasible=sum(1 for t in pruned if t.user_attrs.get("infeasible")),
     )

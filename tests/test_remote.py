@@ -1,0 +1,157 @@
+"""The remote backend against a fake OpenAI-compatible server on loopback (fast tier): both
+request formats give the exact numbers the fake is built to give, and every failure names its fix."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from promptlens.backends.base import Backend, check_method, supports_gradients, supports_prompt_logprobs
+from promptlens.backends.remote import RemoteBackend
+from promptlens.errors import BackendError, InputError
+from promptlens.fix import fix
+from promptlens.similarity import JaccardSimilarity
+from promptlens.types import Case
+
+from .fakes import FakeBackend
+from .openai_fake import FakeOpenAI, expected
+
+PROMPTS = ["Eat a banana. Question: is it ripe?\nAnswer:", "Question: is the sky blue?\nAnswer:"]
+TARGETS = [[" yes", " no, it is not"], [" yes indeed"]]
+
+
+def remote(fake: FakeOpenAI, **kw) -> RemoteBackend:
+    kw = {"raw": True, "retries": 1, "backoff": 0.01, "timeout": 5.0, **kw}
+    return RemoteBackend(fake.url, fake.tokenizer, **kw)
+
+
+@pytest.mark.parametrize("fmt", ["echo", "vllm"])
+def test_both_formats_give_the_exact_target_logprobs(fmt):
+    with FakeOpenAI(fmt) as fake:
+        backend = remote(fake, concurrency=3)
+        out = backend.token_logprobs(PROMPTS, TARGETS)
+        assert backend.format == fmt  # auto found the one this server speaks
+    assert out == [[pytest.approx(expected(p, t)) for t in ts] for p, ts in zip(PROMPTS, TARGETS)]
+    assert out[0][0] == pytest.approx([-0.3 - 3.0])  # after "banana": 3 nats less
+
+
+def test_auto_prefers_vllm_token_ids_and_batches_prompts():
+    with FakeOpenAI("both") as fake:
+        backend = remote(fake, batch_size=8)
+        backend.token_logprobs(PROMPTS, TARGETS)
+        assert backend.format == "vllm"
+        scoring = [r for r in fake.requests[1:]]
+    assert len(scoring) == 1 and len(scoring[0]["prompt"]) == 3  # one request, three sequences
+
+
+def test_same_numbers_as_the_fake_backend_contract():
+    """Every backend answers out[i][j][k]; here the fake server and FakeBackend agree on shape."""
+    with FakeOpenAI("echo") as fake:
+        backend = remote(fake)
+        assert isinstance(backend, Backend)
+        out = backend.token_logprobs(PROMPTS, TARGETS)
+    local = FakeBackend().token_logprobs(PROMPTS, TARGETS)
+    assert [[len(t) for t in row] for row in out] == [[len(t) for t in row] for row in local]
+
+
+def test_a_token_across_the_seam_is_counted_once_and_recorded():
+    with FakeOpenAI("echo") as fake:
+        backend = remote(fake)
+        (row,), = backend.token_logprobs(["Say it. Answer:"], [["yes"]])  # the server sees "Answer:yes"
+    assert row == pytest.approx([-1.0]) and backend.seam_merges == 1
+
+
+def test_a_server_without_prompt_logprobs_is_refused_up_front():
+    with FakeOpenAI("none") as fake:
+        backend = remote(fake)
+        with pytest.raises(BackendError, match="does not report log-probs of prompt tokens.*--logits_all true"):
+            backend.token_logprobs(PROMPTS, TARGETS)
+        assert len(fake.requests) == 2  # one probe per format, no scoring request
+
+
+def test_echo_logprobs_shifted_by_one_position_are_refused():
+    with FakeOpenAI("shifted") as fake:
+        with pytest.raises(BackendError, match="shifted by one position.*drop --raw"):
+            remote(fake).token_logprobs(PROMPTS, TARGETS)
+
+
+def test_retries_with_backoff_on_503():
+    with FakeOpenAI("echo", fail_first=2) as fake:
+        backend = remote(fake, retries=3)
+        assert backend.token_logprobs(PROMPTS[:1], TARGETS[:1])[0][0] == pytest.approx(expected(PROMPTS[0], " yes"))
+
+
+def test_unreachable_server_and_timeouts_name_the_fix():
+    with FakeOpenAI("echo") as fake:
+        url = fake.url
+    backend = RemoteBackend(url, fake.tokenizer, raw=True, retries=1, backoff=0.01)
+    with pytest.raises(BackendError, match=r"cannot get an answer from the scoring server .* after 2 tries"):
+        backend.token_logprobs(PROMPTS, TARGETS)
+    with FakeOpenAI("echo", delay=1.0) as slow:
+        backend = remote(slow, timeout=0.2, retries=1)
+        start = time.monotonic()
+        with pytest.raises(BackendError, match="start the server or check --server"):
+            backend.token_logprobs(PROMPTS, TARGETS)
+        assert time.monotonic() - start < 2.0
+
+
+def test_gradient_methods_are_refused_with_the_methods_that_work():
+    with FakeOpenAI("echo") as fake:
+        backend = remote(fake)
+        assert not supports_gradients(backend) and supports_prompt_logprobs(backend)
+        with pytest.raises(InputError, match="ablation, shapley, lime, kernelshap"):
+            check_method("ig", backend)
+        check_method("shapley", backend)
+    with pytest.raises(InputError, match="unknown server format"):
+        RemoteBackend("http://127.0.0.1:1", None, format="grpc")
+
+
+def test_fix_runs_on_a_remote_backend():
+    template = "Eat a banana. Read the question and answer it. Question: {q}\nAnswer:"
+    cases = [Case(vars={"q": f"question {i}?"}, target=t) for i, t in enumerate([" yes", " no", " yes", " no"])]
+    with FakeOpenAI("both") as fake:
+        result = fix(template, cases, backend=remote(fake), similarity=JaccardSimilarity(), budget_trials=6,
+                     rounds=1, n_train=2, threshold=0.3)
+    assert "banana" not in result.best
+    assert result.train_after.objective == pytest.approx(result.train_before.objective + 3.0)
+
+
+def _choice(sent: str, pieces: list[tuple[str, int, float | None]], generated: str = "") -> dict:
+    return {"text": sent + generated, "logprobs": {"tokens": [p for p, _, _ in pieces],
+            "text_offset": [o for _, o, _ in pieces], "token_logprobs": [v for _, _, v in pieces]}}
+
+
+def test_echo_offsets_without_special_tokens_and_half_characters():
+    from promptlens.backends.remote import _from_echo
+
+    # llama-cpp-python: "<s>" left out of the offsets; "á" split in two tokens, the first decodes
+    # to nothing on its own; the model ended (EOS), so no entry for a generated token.
+    sent = "<s>Q: hi<s>A: más."
+    pieces = [("Q", 0, None), (":", 1, -1.0), (" hi", 2, -2.0), ("A", 5, -3.0), (":", 6, -0.5),
+              (" m", 7, -0.1), ("", 9, -0.2), ("s", 9, -0.3), (".", 11, -0.4)]
+    assert _from_echo(_choice(sent, pieces), sent, " más.", ["<s>"]) == ([-0.1, -0.2, -0.3, -0.4], 0)
+    # The same with a generated token after the prompt, offsets counting the sent text (vLLM).
+    pieces = [("<s>", 0, None), ("Q", 3, -1.0), (":", 4, -1.0), (" hi", 5, -2.0), ("<s>", 8, -9.0),
+              ("A", 11, -3.0), (":", 12, -0.5), (" más", 13, -0.7), (".", 17, -0.2), ("!", 18, -0.01)]
+    assert _from_echo(_choice(sent, pieces, "!"), sent, " más.", ["<s>"]) == ([-0.7, -0.2], 0)
+
+
+@pytest.fixture(params=["FakeBackend", "remote-echo", "remote-vllm"])
+def any_backend(request):
+    if request.param == "FakeBackend":
+        yield FakeBackend()
+        return
+    with FakeOpenAI(request.param.split("-")[1]) as fake:
+        yield remote(fake)
+
+
+def test_backend_contract(any_backend):
+    """What scoring relies on, for every backend: out[i][j] has one log-prob per target token,
+    every value is a finite log-prob, and a pair's scores do not depend on what else is asked."""
+    out = any_backend.token_logprobs(PROMPTS + PROMPTS[:1], TARGETS + TARGETS[:1])
+    assert [len(row) for row in out] == [len(ts) for ts in TARGETS + TARGETS[:1]]
+    assert all(row and all(-1e4 < v <= 0 for v in row) for rows in out for row in rows)
+    assert out[-1] == out[0]
+    assert any_backend.token_logprobs([PROMPTS[1]], [TARGETS[1]]) == [out[1]]
+    assert supports_prompt_logprobs(any_backend)

@@ -171,7 +171,7 @@ def bench(
     """
     start = time.monotonic()
     named = dict(prompts) if isinstance(prompts, Mapping) else {f"prompt {i + 1}": p for i, p in enumerate(prompts)}
-    _check(named, cases, levels, budget, edits, threshold)
+    check_bench_args(named, cases, levels, budget, edits, threshold)
     if backend is None:
         from .backends.hf import load_backend
 
@@ -232,8 +232,9 @@ def bench(
     )
 
 
-def _check(named: Mapping[str, str], cases: Sequence[Case], levels: Sequence[str], budget: int, edits: int,
-           threshold: float) -> None:
+def check_bench_args(named: Mapping[str, str], cases: Sequence[Case], levels: Sequence[str], budget: int,
+                     edits: int, threshold: float) -> None:
+    """The mistakes that need no model to find, so the command line reports them before loading one."""
     if not named:
         raise InputError("no prompt to benchmark; give a recipe, --template or --prompt")
     if not cases:

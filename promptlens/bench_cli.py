@@ -45,7 +45,7 @@ def _name(value: str, taken: set[str], n: int) -> str:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from .bench import bench
+    from .bench import bench, check_bench_args
     from .bench_report import bench_csv, bench_markdown, bench_plot, bench_table
     from .cases import load_cases, split_cases
     from .cli import make_backend, read_text_arg
@@ -80,6 +80,7 @@ def run_bench(args: argparse.Namespace) -> int:
     prompts = {"original": template}
     for n, value in enumerate(args.prompt, 2):
         prompts[_name(value, set(prompts), n)] = read_text_arg(value, "prompt")
+    check_bench_args(prompts, cases, levels, args.budget, args.edits, threshold)  # before the model loads
     backend = make_backend(args)
     result = bench(prompts, cases, backend=backend, levels=levels, budget=args.budget, edits=args.edits,
                    threshold=threshold, seed=seed, progress=sys.stderr.isatty())

@@ -228,6 +228,23 @@ CORPUS: list[tuple[str, list[str], dict[str, str | bytes | None], str]] = [
      "reports is a folder; give a file name for the report"),
     ("lint-unknown-method", ["lint", "t.txt", "--cases", "c.jsonl", "--method", "magic"],
      {"t.txt": "Plural of {input}:", "c.jsonl": GOOD_JSONL}, "unknown method 'magic'; choose one of: ablation"),
+    # --- bench
+    ("bench-nothing-to-run", ["bench"], {}, "give a recipe file, or both --template and --cases"),
+    ("bench-missing-recipe", ["bench", "missing.yaml"], {}, "missing.yaml: no such recipe file; check the path"),
+    ("bench-unknown-level", ["bench", "--template", "Q: {input}", "--cases", "c.jsonl", "--levels", "char"],
+     {"c.jsonl": GOOD_JSONL}, "unknown level 'char'; give a comma-separated list from: character, word, sentence, semantic"),
+    ("bench-budget-zero", ["bench", "--template", "Q: {input}", "--cases", "c.jsonl", "--budget", "0"],
+     {"c.jsonl": GOOD_JSONL}, "--budget 0 is out of range; give 1 or more"),
+    ("bench-edits-zero", ["bench", "--template", "Q: {input}", "--cases", "c.jsonl", "--edits", "0"],
+     {"c.jsonl": GOOD_JSONL}, "--edits 0 is out of range; give 1 or more"),
+    ("bench-threshold-out-of-range", ["bench", "--template", "Q: {input}", "--cases", "c.jsonl", "--threshold", "1.5"],
+     {"c.jsonl": GOOD_JSONL}, "threshold 1.5 is out of range; give a similarity in (0, 1]"),
+    ("bench-missing-prompt-file", ["bench", "--template", "Q: {input}", "--cases", "c.jsonl", "--prompt", "fixed.txt"],
+     {"c.jsonl": GOOD_JSONL}, "fixed.txt: no such file; check the path of the prompt"),
+    ("bench-field-without-value", ["bench", "--template", "Q: {question}", "--cases", "c.jsonl"],
+     {"c.jsonl": GOOD_JSONL}, "has no value for template field {question}; add it to vars"),
+    ("bench-missing-cases-file", ["bench", "--template", "Q: {input}", "--cases", "nope.jsonl"], {},
+     "nope.jsonl: no such file; check the path"),
 ]
 
 
@@ -555,11 +572,13 @@ NET_FILES = {
                        for w, p in [("cat", "cats"), ("dog", "dogs"), ("box", "boxes"), ("car", "cars")]),
     "r.yaml": "template_file: t.txt\ncases: c.jsonl\nbudget: {trials: 3}\nrounds: 1\nrewrites: [delete]\ntop_k: 2\n",
 }
-# command -> (arguments, exit codes that mean it ran to the end). bench: add its row here.
+# command -> (arguments, exit codes that mean it ran to the end).
 NETWORK_RUNS = {
     "attribute": ([str(EXAMPLE / "sports.txt"), "--cases", str(EXAMPLE / "sports.jsonl"), "--limit", "2"], (0,)),
     "fix": (["r.yaml", "--out", "out", "--json", "out/result.json"], (0,)),  # loads the embedding model too
     "lint": (["t.txt", "--cases", "c.jsonl", "--no-cache"], (0, 1)),  # 1: findings
+    # every level, so the embedding model and the model's own paraphrases run too
+    "bench": (["--template", "t.txt", "--cases", "c.jsonl", "--budget", "1", "--limit", "2", "--out", "b"], (0,)),
 }
 
 

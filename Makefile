@@ -32,7 +32,7 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not model"
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not model and not integration"
 
 $(LLAMA_VENV)/.installed:
 	rm -rf $(LLAMA_VENV)

@@ -34,6 +34,11 @@ def summary(storage: object, study: str, budget: int, seconds: float) -> dict:
         enqueued = [t for t in finished if t.system_attrs.get("fixed_params")]
         params = Counter(json.dumps(t.params, sort_keys=True) for t in finished)
         complete = [t.value for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        # The search phase alone (first trial start to last trial end): the part workers share;
+        # the rest (loading models, attribution before and after, validation) each worker repeats.
+        starts = [t.datetime_start for t in finished if t.datetime_start]
+        ends = [t.datetime_complete for t in finished if t.datetime_complete]
+        search_s = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
         rows[name] = {
             "finished": len(finished), "complete": len(complete),
             "over_budget_asks": sum(1 for t in trials if t.user_attrs.get("over_budget")),
@@ -41,6 +46,7 @@ def summary(storage: object, study: str, budget: int, seconds: float) -> dict:
             "original_evaluated": len(enqueued),
             "same_params": sum(c - 1 for c in params.values()),
             "best": max(complete) if complete else None,
+            "search_s": round(search_s, 1),
             "workers_by_trial": Counter(t.user_attrs.get("worker", "?") for t in finished),
         }
     total = sum(r["finished"] for r in rows.values())
@@ -48,7 +54,7 @@ def summary(storage: object, study: str, budget: int, seconds: float) -> dict:
     duplicates += max(0, total - budget)
     best = max((r["best"] for r in rows.values() if r["best"] is not None), default=None)
     return {"study": study, "budget": budget, "finished": total, "duplicates": duplicates, "best": best,
-            "seconds": seconds, "rounds": rows}
+            "seconds": seconds, "search_s": sum(r["search_s"] for r in rows.values()), "rounds": rows}
 
 
 def main(argv: list[str]) -> int:
@@ -56,11 +62,12 @@ def main(argv: list[str]) -> int:
     out = [summary(storage, name, budget, float(sec)) for name, sec in runs]
     for r in out:
         print(f"{r['study']:>12}: {r['finished']} finished trials (budget {r['budget']}), {r['duplicates']} duplicated, "
-              f"best train objective {r['best']:.4f}, wall {r['seconds']:.1f} s")
+              f"best train objective {r['best']:.4f}, wall {r['seconds']:.1f} s, search phase {r['search_s']:.1f} s")
         for name, row in r["rounds"].items():
             print(f"{'':>14}{name}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "best"))
     if len(out) > 1:
-        print(f"speedup of {out[-1]['study']} over {out[0]['study']}: {out[0]['seconds'] / out[-1]['seconds']:.2f}x")
+        print(f"speedup of {out[-1]['study']} over {out[0]['study']}: {out[0]['seconds'] / out[-1]['seconds']:.2f}x wall, "
+              f"{out[0]['search_s'] / max(1e-9, out[-1]['search_s']):.2f}x search phase")
     print(json.dumps(out, default=str), file=sys.stderr)
     return 0
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -75,6 +76,7 @@ class RemoteBackend:
             self.base_url = self.base_url[: -len("/v1")]
         self.name = self.name or f"{self.model or 'remote'}@{self.base_url}"
         self._checked = False
+        self._lock = threading.Lock()  # the counters are updated from the request threads
         # Special-token strings: llama-cpp-python's echo offsets leave them out of the text.
         self._specials = sorted(set(getattr(self.tokenizer, "all_special_tokens", None) or []), key=len, reverse=True)
 
@@ -155,7 +157,7 @@ class RemoteBackend:
             self._check_length(len(a) + len(b) for a, b in ids)
             body = {"prompt": [a + b for a, b in ids], "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
             choices = sorted(self._post(body)["choices"], key=lambda c: c.get("index", 0))
-            self.tokens_computed += sum(len(a) + len(b) for a, b in ids)
+            self._count(tokens=sum(len(a) + len(b) for a, b in ids))
             return [_from_prompt_logprobs(c, a + b, len(b)) for c, (a, b) in zip(choices, ids)]
         rows = []
         for prompt, target in pairs:
@@ -164,17 +166,22 @@ class RemoteBackend:
             self._check_length([n])
             body = {"prompt": text + target, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1}
             row, merged = _from_echo(self._post(body)["choices"][0], text + target, target, self._specials)
-            self.seam_merges += merged
-            self.tokens_computed += n
+            self._count(tokens=n, merges=merged)
             rows.append(row)
         return rows
+
+    def _count(self, *, requests: int = 0, tokens: int = 0, merges: int = 0) -> None:
+        with self._lock:
+            self.forward_passes += requests
+            self.tokens_computed += tokens
+            self.seam_merges += merges
 
     def _check_length(self, lengths: Any) -> None:
         longest = max(lengths, default=0)
         if longest > self.context_length:
             raise InputError(
                 f"prompt plus target is {longest} tokens, longer than the context of {self.context_length} "
-                "given for the server; shorten the prompt or the cases, or raise --server-context"
+                "assumed for the server; shorten the prompt or the cases"
             )
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -191,7 +198,7 @@ class RemoteBackend:
             request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    self.forward_passes += 1
+                    self._count(requests=1)
                     return json.loads(response.read())
             except urllib.error.HTTPError as exc:
                 detail = exc.read().decode(errors="replace")[:300]

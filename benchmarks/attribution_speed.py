@@ -154,6 +154,8 @@ def run(name: str, backend, text: str, cases: list[Case], repeats: int, peak: fl
         "speedup": round(t_stock / t_ours, 2),
         "max_abs_diff": float(np.abs(per_case - stock).max()),
         "floor_s": round(floor_s, 3), "vs_floor": round(t_ours / floor_s, 2),
+        # The peak is a best-of-10; the fastest repeat is the like-for-like time to set against it.
+        "promptlens_best_s": round(min(ours_t), 3), "best_vs_floor": round(min(ours_t) / floor_s, 2),
         "achieved_gflops": round(flops / t_ours / 1e9, 1),
         "tokens_computed": ours.tokens_computed, "forward_passes": ours.forward_passes,
     }
@@ -190,9 +192,11 @@ def main() -> None:
         for r in results:
             r["floor_s"] = round(r["floor_s"] * scale, 3)
             r["vs_floor"] = round(r["promptlens_s"] / r["floor_s"], 2)
+            r["best_vs_floor"] = round(r["promptlens_best_s"] / r["floor_s"], 2)
         peak = peak_end
     print(f"threads={args.threads}  fp32 matmul peak={peak:.1f} GFLOP/s  repeats={args.repeats} (interleaved, median)")
-    cols = ["workload", "stock_s", "promptlens_s", "speedup", "max_abs_diff", "floor_s", "vs_floor", "achieved_gflops"]
+    cols = ["workload", "stock_s", "promptlens_s", "speedup", "max_abs_diff", "floor_s", "vs_floor", "best_vs_floor",
+            "achieved_gflops"]
     print(" | ".join(cols))
     for r in results:
         print(" | ".join(f"{r[c]:.2e}" if c == "max_abs_diff" else str(r[c]) for c in cols))

@@ -244,11 +244,13 @@ class TrieScorer:
         self.tokens_computed += n_new
 
         if any(c.has_children for c in batch):
-            kv = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers])
+            # Only this bin's new positions: the past part of the cache is already held by its owners.
+            kv = torch.stack([torch.stack([layer.keys[0, :, past_len:], layer.values[0, :, past_len:]])
+                              for layer in cache.layers])
             for q0, chain in zip(rows, batch):
                 if chain.has_children:
                     n = len(chain.tokens)
-                    chain.kv = kv[:, :, :, past_len + q0 : past_len + q0 + n].clone()
+                    chain.kv = kv[:, :, :, q0 : q0 + n].clone()
 
         requests = [(q0 + off, tok, s, k) for q0, chain in zip(rows, batch) for off, tok, s, k in chain.requests]
         if not requests:

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 
 class PromptLensError(Exception):
-    """A mistake the user can fix (bad input, missing model, bad option)."""
+    """A mistake the user can fix (bad input, missing model, bad option). The message is always
+    one line: a line break that comes in with a user's value (a file name, a key) is shown as
+    ``\\n``, so a log or a CI annotation never splits it."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        text = str(message).replace("\r", "\\r").replace("\n", "\\n")
+        super().__init__(text, *args)
 
 
 class InputError(PromptLensError):

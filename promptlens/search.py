@@ -32,14 +32,17 @@ storage, or ``journal:PATH`` for Optuna's journal file when there is no database
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import optuna
 
@@ -398,30 +401,73 @@ def run_study(
         return value
 
     ran = 0
-    while time.monotonic() < deadline:
-        trial = _claim(study, budget)
-        if trial is None:
-            break
-        try:
-            value = objective(trial)
-        except optuna.TrialPruned:
-            frozen = study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        except ValueError as exc:  # a stored parameter with other choices than this run's
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise InputError(f"study {study.study_name!r} was made with other candidates ({exc}); "
-                             "run without --resume or give a new --study name") from exc
-        except BaseException:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise
-        else:
-            frozen = study.tell(trial, value)
-        ran += 1
-        if on_trial:
-            on_trial(study, frozen)
-    while shared and time.monotonic() < deadline and any(
-            t.state == optuna.trial.TrialState.RUNNING for t in _counted(study.get_trials(deepcopy=False))):
-        time.sleep(0.2)
+    with _interrupts_between_trials() as check_interrupt:
+        while time.monotonic() < deadline:
+            check_interrupt()
+            if not _one_trial(study, objective, budget, on_trial):
+                break
+            ran += 1
+        while shared and time.monotonic() < deadline and any(
+                t.state == optuna.trial.TrialState.RUNNING for t in _counted(study.get_trials(deepcopy=False))):
+            check_interrupt()
+            time.sleep(0.2)
     return _outcome(study, slots, ran)
+
+
+def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], budget: int,
+               on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None) -> bool:
+    """Claim, run and tell one trial; False when the budget is spent."""
+    trial = _claim(study, budget)
+    if trial is None:
+        return False
+    try:
+        value = objective(trial)
+    except optuna.TrialPruned:
+        frozen = study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    except ValueError as exc:  # a stored parameter with other choices than this run's
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise InputError(f"study {study.study_name!r} was made with other candidates ({exc}); "
+                         "run without --resume or give a new --study name") from exc
+    except BaseException:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise
+    else:
+        frozen = study.tell(trial, value)
+    if on_trial:
+        on_trial(study, frozen)
+    return True
+
+
+@contextlib.contextmanager
+def _interrupts_between_trials() -> Iterator[Callable[[], None]]:
+    """Ctrl-C (or a kill) during the study takes effect between trials. A KeyboardInterrupt that
+    lands inside a storage write can leave it half done (seen: a hang, a SQLAlchemy traceback, an
+    interrupt swallowed); so the first signal only sets a flag, checked before each trial and on
+    the way out, and a second one stops at once. Off the main thread signals cannot be handled:
+    nothing changes there."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    pending: list[int] = []
+
+    def defer(signum: int, frame: object) -> None:
+        if pending:
+            raise KeyboardInterrupt
+        pending.append(signum)
+
+    def check() -> None:
+        if pending:
+            raise KeyboardInterrupt
+
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in old:
+        signal.signal(sig, defer)
+    try:
+        yield check
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    check()  # a signal during the last trial
 
 
 def _outcome(study: optuna.Study, slots: Sequence[Slot], ran: int) -> StudyOutcome | None:

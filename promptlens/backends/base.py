@@ -11,7 +11,7 @@ read with the helpers below so that callers never guess from a backend's class:
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 from ..errors import InputError
 
@@ -28,6 +28,28 @@ class Backend(Protocol):
     name: str
 
     def token_logprobs(self, prompts: Sequence[str], targets: Sequence[Sequence[str]]) -> list[list[list[float]]]: ...
+
+
+class ChatPrompts:
+    """Rendering and tokenization for backends that hold a tokenizer (``tokenizer``, ``raw``):
+    local and remote backends share it, so both score exactly the same text and tokens."""
+
+    tokenizer: Any
+    raw: bool
+
+    def render(self, prompt: str) -> str:
+        """The exact text the model sees for a prompt (chat template applied unless raw)."""
+        if self.raw:
+            return prompt
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        return self.tokenizer(self.render(prompt), add_special_tokens=self.raw)["input_ids"]
+
+    def encode_target(self, target: str) -> list[int]:
+        return self.tokenizer(target, add_special_tokens=False)["input_ids"]
 
 
 def supports_gradients(backend: object) -> bool:

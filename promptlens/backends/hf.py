@@ -22,6 +22,7 @@ import torch
 
 from ..errors import InputError, ModelNotInstalledError
 from ..prefix import TrieScorer
+from .base import ChatPrompts
 
 EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -110,7 +111,7 @@ def _embedded_safetensors() -> Path:
 
 
 @dataclass
-class HFBackend:
+class HFBackend(ChatPrompts):
     """Scores prompts with a local causal LM. ``raw=False`` wraps prompts in the chat template."""
 
     model: torch.nn.Module
@@ -135,20 +136,6 @@ class HFBackend:
     @property
     def supports_prompt_logprobs(self) -> bool:
         return True
-
-    def render(self, prompt: str) -> str:
-        """The exact text the model sees for a prompt (chat template applied unless raw)."""
-        if self.raw:
-            return prompt
-        return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
-
-    def encode_prompt(self, prompt: str) -> list[int]:
-        return self.tokenizer(self.render(prompt), add_special_tokens=self.raw)["input_ids"]
-
-    def encode_target(self, target: str) -> list[int]:
-        return self.tokenizer(target, add_special_tokens=False)["input_ids"]
 
     def token_logprobs(self, prompts: Sequence[str], targets: Sequence[Sequence[str]]) -> list[list[list[float]]]:
         """Per-token log-probs of each target after each prompt: ``out[i][j][k]`` is token k of

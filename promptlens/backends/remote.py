@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ..errors import BackendError, InputError
+from .base import ChatPrompts
 
 FORMATS = ("auto", "echo", "vllm")
 _RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -42,7 +43,7 @@ PROBE_TARGET = " 9, 10"
 
 
 @dataclass
-class RemoteBackend:
+class RemoteBackend(ChatPrompts):
     """Scores prompts on an OpenAI-compatible server. ``tokenizer`` is the local tokenizer of the
     served model (renders the chat template, counts tokens); ``raw=True`` sends prompts as they are.
 
@@ -115,20 +116,6 @@ class RemoteBackend:
         )
 
     # --- the Backend protocol -----------------------------------------------------------------
-
-    def render(self, prompt: str) -> str:
-        """The exact text the model sees (the chat template of the local tokenizer unless raw)."""
-        if self.raw:
-            return prompt
-        return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
-
-    def encode_prompt(self, prompt: str) -> list[int]:
-        return self.tokenizer(self.render(prompt), add_special_tokens=self.raw)["input_ids"]
-
-    def encode_target(self, target: str) -> list[int]:
-        return self.tokenizer(target, add_special_tokens=False)["input_ids"]
 
     def token_logprobs(self, prompts: Sequence[str], targets: Sequence[Sequence[str]]) -> list[list[list[float]]]:
         """``out[i][j][k]``: log-prob of token k of ``targets[i][j]`` after ``prompts[i]``."""

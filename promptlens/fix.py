@@ -25,7 +25,7 @@ from .cases import check_vars, split_cases
 from .errors import InputError
 from .rewrites import RewriteConfig, candidates, split_whitespace
 from .scoring import Backend, default_objective, score_prompts
-from .search import (Slot, TemplateScorer, best_template, enqueue_original, fail_own_running_trials, finished,
+from .search import (Slot, TemplateScorer, best_template, enqueue_original, fail_running_trials, finished,
                      join_study, open_study, run_study, storage_for, store_result, store_slots, stored_result,
                      stored_slots, template_for, wait_for)
 from .segments import fill, segment, template_fields
@@ -319,7 +319,7 @@ def fix(
     except KeyboardInterrupt as exc:  # Ctrl-C: every finished trial is already in the storage
         bar.close()
         if study is not None:
-            fail_own_running_trials(study, shared=join)
+            fail_running_trials(study, only_mine=join)
         so_far = best_template(study) if study is not None else None
         raise FixInterrupted(so_far[0] if so_far else current, trials_total + (finished(study) if study else 0),
                              study_name, storage) from exc

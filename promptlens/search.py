@@ -127,24 +127,29 @@ def finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=_FINISHED))
 
 
-def fail_cut_off_trials(study: optuna.Study) -> int:
-    """Mark failed the trials a killed run left RUNNING in the storage, so a resumed study neither
-    counts them nor waits for them; they are run again as new trials. Only for ``resume``, where
-    one process runs the study, so a RUNNING trial at its start is a leftover (``join`` workers
-    leave each other's running trials alone)."""
-    cut = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+def fail_running_trials(study: optuna.Study, *, only_mine: bool = False) -> int:
+    """Mark failed the trials left RUNNING, so the study neither counts them nor waits for them;
+    they run again as new trials. On ``resume`` one process runs the study, so every RUNNING trial
+    at its start is one a kill cut off; after Ctrl-C under ``join`` (``only_mine``) the other
+    workers' running trials are theirs, and only those this process claimed are touched."""
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    cut = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+           if not only_mine or t.user_attrs.get("worker") == me]
     for trial in cut:
         study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
     return len(cut)
 
 
+def _best(trials: Sequence[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTrial | None:
+    """The complete trial with the highest value; among equals the earliest, so the original wins ties."""
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    return max(done, key=lambda t: (t.value, -t.number)) if done else None
+
+
 def best_template(study: optuna.Study) -> tuple[str, float] | None:
     """The template and train objective of the study's best finished trial (earliest among equals)."""
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if not done:
-        return None
-    best = max(done, key=lambda t: (t.value, -t.number))
-    return best.user_attrs[_TEMPLATE], float(best.value)
+    best = _best(study.get_trials(deepcopy=False))
+    return (best.user_attrs[_TEMPLATE], float(best.value)) if best else None
 
 
 def _storage_errors() -> tuple[type[BaseException], ...]:
@@ -233,7 +238,7 @@ def open_study(storage: str | optuna.storages.BaseStorage | None, name: str, *, 
     """Create (or, with ``resume``, load) the study; without ``resume`` an old study of the same
     name is replaced, so re-running a recipe starts afresh, unless a worker is running trials in
     it right now (then the caller is told about ``join``). A resumed study's cut-off trials are
-    marked failed (``fail_cut_off_trials``)."""
+    marked failed (``fail_running_trials``)."""
     if not resume and storage is not None:
         try:
             old = optuna.load_study(study_name=name, storage=storage)
@@ -253,7 +258,7 @@ def open_study(storage: str | optuna.storages.BaseStorage | None, name: str, *, 
         raise InputError(f"cannot open study {name!r} in {_where(storage)}: {reason}; "
                          "give another --storage or --study") from exc
     if resume:
-        fail_cut_off_trials(study)
+        fail_running_trials(study)
     return study
 
 
@@ -317,16 +322,6 @@ def store_slots(study: optuna.Study, start: str, slots: Sequence[Slot]) -> None:
     data = [{"segment_index": s.segment_index, "rewrites": [r.__dict__ for r in s.rewrites]} for s in slots]
     study.set_user_attr("start_template", start)
     study.set_user_attr("slots", json.dumps(data))
-
-
-def fail_own_running_trials(study: optuna.Study, *, shared: bool) -> None:
-    """After Ctrl-C: mark failed the trials this process left RUNNING (a signal can land between
-    asking for a trial and telling its result). ``shared``: other workers' running trials are
-    theirs, so only trials this process claimed are touched."""
-    me = f"{socket.gethostname()}:{os.getpid()}"
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if not shared or trial.user_attrs.get("worker") == me:
-            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
 
 
 def _counted(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
@@ -472,11 +467,9 @@ def _interrupts_between_trials() -> Iterator[Callable[[], None]]:
 
 def _outcome(study: optuna.Study, slots: Sequence[Slot], ran: int) -> StudyOutcome | None:
     trials = _counted(study.get_trials(deepcopy=False))
-    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not done:
+    best = _best(trials)
+    if best is None:
         return None  # the time budget ran out before the first trial
-    # Highest value; among equals the earliest trial, so the original wins ties.
-    best = max(done, key=lambda t: (t.value, -t.number))
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     return StudyOutcome(
         best_template=best.user_attrs[_TEMPLATE],

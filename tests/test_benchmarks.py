@@ -12,15 +12,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def quick_json(script: str, tmp_path: Path) -> dict:
+    """Run a benchmark's --quick mode and return the JSON it writes."""
+    out = tmp_path / "result.json"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(out.read_text())
+
+
 @pytest.mark.model
 def test_attribution_speed_quick(tmp_path):
-    out = tmp_path / "speed.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "attribution_speed.py"), "--quick", "--json", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    data = json.loads(out.read_text())
+    data = quick_json("attribution_speed.py", tmp_path)
     assert [r["workload"] for r in data["results"]] == ["12-segment prompt", "8-segment template x 4 cases"]
     for r in data["results"]:
         assert r["max_abs_diff"] < 1e-3  # exact against stock Captum, whatever the speed
@@ -29,13 +32,7 @@ def test_attribution_speed_quick(tmp_path):
 
 @pytest.mark.model
 def test_fix_throughput_quick(tmp_path):
-    out = tmp_path / "throughput.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "fix_throughput.py"), "--quick", "--json", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    data = json.loads(out.read_text())
+    data = quick_json("fix_throughput.py", tmp_path)
     assert data["evaluations"] == data["templates"] * data["cases"] == 16
     assert data["max_abs_diff"] < 1e-4  # the same trial values as one-at-a-time forwards
     assert data["forward_passes"]["promptlens"] < data["forward_passes"]["naive"]

@@ -16,11 +16,12 @@ predict a target token. The result equals a plain one-at-a-time forward up to fl
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
-from transformers import DynamicCache
+from transformers import AttentionInterface, DynamicCache
 
 from .errors import PromptLensError
 
@@ -41,10 +42,11 @@ class _Chain:
     start: int  # absolute position of tokens[0]: the length of the cached prefix it runs on
     parent: _Chain | None
     depth: int
-    index: int  # creation order: a deterministic sort key
+    index: int  # creation order: parents come before their children
     tokens: list[int] = field(default_factory=list)
     has_children: bool = False
-    last_depth: int = 0  # deepest chain that branches off this one, directly or not
+    ancestry: list[tuple[_Chain, int]] = field(default_factory=list)  # (ancestor, its tokens this one sees)
+    users: int = 0  # chains not yet run whose ancestry holds this one
     kv: torch.Tensor | None = None  # [layers, 2, kv_heads, len(tokens), head_dim]
     requests: list[tuple[int, int, int, int]] = field(default_factory=list)  # (offset, token, seq, k)
 
@@ -93,10 +95,6 @@ def _chains(root: _Node) -> list[_Chain]:
                     starts.append((child, chain))
                     chain.has_children = True
             node = heavy
-    for chain in reversed(chains):  # children come after their parents in this list
-        chain.last_depth = max(chain.last_depth, chain.depth)
-        if chain.parent is not None:
-            chain.parent.last_depth = max(chain.parent.last_depth, chain.last_depth)
     return chains
 
 
@@ -128,14 +126,149 @@ def _out_of_memory(exc: BaseException) -> bool:
         or "not enough memory" in str(exc)
 
 
+_TREE = "promptlens_tree"
+# One more attention call costs about as much as this many padded query-key pairs
+# (measured on CPU: ~60 us per call against ~30 ns per pair and layer).
+_CALL = 2048
+
+
+def tree_supported(config: object) -> bool:
+    """Whether the model's attention is plain causal softmax attention over every earlier
+    position, which the tree attention below reproduces: no sliding window, no logit capping."""
+    if getattr(config, "model_type", None) not in ("llama", "mistral", "qwen2", "qwen3"):
+        return False
+    if getattr(config, "sliding_window", None) is not None and getattr(config, "use_sliding_window", True):
+        return False
+    if getattr(config, "attn_logit_softcapping", None):
+        return False
+    return getattr(config, "_attn_implementation", "sdpa") in ("sdpa", "eager", None)
+
+
+@dataclass
+class _Group:
+    """Chains whose attention runs as one batched call, each padded to the group's largest."""
+
+    size: int
+    n: int  # query rows per chain (padded)
+    keys: int  # keys per chain (padded)
+    query_index: torch.Tensor  # [size * n] rows of the bin
+    key_index: torch.Tensor  # [size * keys] positions of the past + bin
+    mask: torch.Tensor  # [size, 1, n, keys]
+    real: torch.Tensor | None  # which of the size * n rows are real (None: all)
+    dest: torch.Tensor  # the bin rows they go to
+
+
+def _greedy_groups(items: list[tuple[int, int, list[int]]]) -> list[list[tuple[int, int, list[int]]]]:
+    """Cut sorted (row, tokens, keys) items into runs, extending a run while the padding it
+    adds costs less than a call of its own."""
+    def padded(part: list) -> int:
+        return len(part) * max(i[1] for i in part) * max(len(i[2]) for i in part)
+
+    parts: list[list] = []
+    for item in items:
+        if parts and padded([*parts[-1], item]) <= padded(parts[-1]) + item[1] * len(item[2]) + _CALL:
+            parts[-1].append(item)
+        else:
+            parts.append([item])
+    return parts
+
+
+@dataclass
+class _TreePlan:
+    """Attention split by chain: each chain attends to its own ancestry's keys and its own
+    tokens causally, instead of the whole bin under a mostly-false mask. Chains of similar
+    size share one batched call, padded to the largest, where that costs less than a call."""
+
+    groups: list[_Group]
+
+    @classmethod
+    def build(cls, batch: list[_Chain], seen: list[list[tuple[int, int]]], rows: dict[int, int],
+              past_len: int, device: torch.device) -> _TreePlan:
+        items = []
+        for chain, spans in zip(batch, seen):
+            q0, n = rows[id(chain)], len(chain.tokens)
+            keys = [k for a, b in spans for k in range(a, b)] + list(range(past_len + q0, past_len + q0 + n))
+            items.append((q0, n, keys))
+        best = None
+        for order in (lambda i: (-len(i[2]), -i[1]), lambda i: (-i[1], -len(i[2]))):
+            parts = _greedy_groups(sorted(items, key=order))
+            cost = sum(_CALL + len(p) * max(i[1] for i in p) * len(p[0][2]) for p in parts)
+            if best is None or cost < best[0]:
+                best = (cost, parts)
+        groups = [cls._group(part, device) for part in best[1]]
+        return cls(groups)
+
+    @staticmethod
+    def _group(items: list[tuple[int, int, list[int]]], device: torch.device) -> _Group:
+        size, n_max, k_max = len(items), max(i[1] for i in items), max(len(i[2]) for i in items)
+        query_index, key_index, real, dest = [], [], [], []
+        mask = torch.zeros(size, 1, n_max, k_max, dtype=torch.bool)
+        for g, (q0, n, keys) in enumerate(items):
+            query_index += list(range(q0, q0 + n)) + [q0] * (n_max - n)
+            key_index += keys + [keys[0]] * (k_max - len(keys))
+            past = len(keys) - n
+            mask[g, 0, :n, :past] = True
+            mask[g, 0, :n, past : past + n] = torch.ones(n, n, dtype=torch.bool).tril()
+            mask[g, 0, n:, 0] = True  # padding rows see one key (their output is dropped): no NaN
+            real += range(g * n_max, g * n_max + n)
+            dest += range(q0, q0 + n)
+        all_real = len(real) == size * n_max
+        return _Group(size, n_max, k_max, torch.tensor(query_index, device=device),
+                      torch.tensor(key_index, device=device), mask.to(device),
+                      None if all_real else torch.tensor(real, device=device), torch.tensor(dest, device=device))
+
+
+def _tree_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                    attention_mask: torch.Tensor | None, *, scaling: float | None = None, dropout: float = 0.0,
+                    promptlens_tree: _TreePlan | None = None, **kwargs: object) -> tuple[torch.Tensor, None]:
+    """A transformers attention function: query [1, heads, new, dim], key/value [1, kv_heads,
+    past + new, dim] (rotary already applied) -> [1, new, heads, dim]."""
+    if promptlens_tree is None:
+        raise RuntimeError("tree attention needs the bin's plan")
+    # Position-major copies once per layer, so each group gathers whole rows.
+    q, k, v = (t[0].transpose(0, 1).contiguous() for t in (query, key, value))
+    n_new, heads, dim = q.shape
+    kv_heads = k.shape[1]
+    out = q.new_empty(n_new, heads, dim)
+    for g in promptlens_tree.groups:
+        qg = q.index_select(0, g.query_index).view(g.size, g.n, heads, dim).transpose(1, 2)
+        kg = k.index_select(0, g.key_index).view(g.size, g.keys, kv_heads, dim).transpose(1, 2)
+        vg = v.index_select(0, g.key_index).view(g.size, g.keys, kv_heads, dim).transpose(1, 2)
+        o = torch.nn.functional.scaled_dot_product_attention(qg, kg, vg, attn_mask=g.mask, scale=scaling,
+                                                             enable_gqa=heads != kv_heads)
+        o = o.transpose(1, 2).reshape(g.size * g.n, heads, dim)
+        out.index_copy_(0, g.dest, o if g.real is None else o.index_select(0, g.real))
+    return out[None], None
+
+
+AttentionInterface.register(_TREE, _tree_attention)
+
+
+@contextmanager
+def _attention(config: object, tree: bool) -> Iterator[None]:
+    """Switch the model to the tree attention for one forward (and back, whatever happens)."""
+    if not tree:
+        yield
+        return
+    saved = config._attn_implementation
+    config._attn_implementation = _TREE
+    try:
+        yield
+    finally:
+        config._attn_implementation = saved
+
+
 class TrieScorer:
     """Teacher-forced log-probs of target tokens for many token sequences, sharing prefixes."""
 
-    def __init__(self, model: torch.nn.Module, *, max_batch_tokens: int = 2048) -> None:
+    def __init__(self, model: torch.nn.Module, *, max_batch_tokens: int = 2048,
+                 tree_attention: bool | None = None) -> None:
         self.model = model
         self.body = model.base_model
         self.head = model.get_output_embeddings()
         self.max_batch_tokens = max_batch_tokens
+        # None: on wherever the model's attention is plain causal softmax attention (see below).
+        self.tree_attention = tree_supported(model.config) if tree_attention is None else tree_attention
         self.softcap = getattr(model.config, "final_logit_softcapping", None)
         self.forward_passes = 0
         self.tokens_computed = 0  # positions run through the model body (there is no padding)
@@ -149,20 +282,15 @@ class TrieScorer:
         root = _Node([], 0, None)
         for seq in seqs:
             _insert(root, seq)
-        chains = _chains(root)
+        chains = _chains(root)  # parents before children
         _attach_requests(root, seqs, n_targets)
-        out = [[0.0] * n for n in n_targets]
-        by_depth: dict[int, list[_Chain]] = {}
         for chain in chains:
-            by_depth.setdefault(chain.depth, []).append(chain)
-        for depth in sorted(by_depth):
-            # Chains with the same ancestry side by side, so a bin's past holds few ancestors.
-            wave = sorted(by_depth[depth], key=lambda c: (c.parent.index if c.parent else -1, c.start))
-            for batch in self._batches(wave):
-                self._run_splitting(batch, out)
-            for chain in chains:
-                if chain.last_depth == depth:
-                    chain.kv = None  # every chain that needs it is done
+            chain.ancestry = _ancestry(chain)
+            for anc, _ in chain.ancestry:
+                anc.users += 1
+        out = [[0.0] * n for n in n_targets]
+        for batch in self._batches(chains):
+            self._run_splitting(batch, out)
         return out
 
     def _run_splitting(self, batch: list[_Chain], out: list[list[float]]) -> None:
@@ -177,14 +305,22 @@ class TrieScorer:
                 raise PromptLensError(f"out of memory scoring one sequence of {tokens} tokens on its own; "
                                       "shorten the prompt or the cases, or free memory") from exc
             self.max_batch_tokens = max(1, self.max_batch_tokens // 2)
-            half = len(batch) // 2
+            half = len(batch) // 2  # both halves stay in parents-first order
             self._run_splitting(batch[:half], out)
             self._run_splitting(batch[half:], out)
+            return
+        for chain in batch:  # nothing above has changed any state if the bin failed
+            for anc, _ in chain.ancestry:
+                anc.users -= 1
+                if anc.users == 0:
+                    anc.kv = None  # every chain that needs it is done
 
-    def _batches(self, wave: list[_Chain]) -> list[list[_Chain]]:
-        """Pack chains into bins of at most ``max_batch_tokens`` tokens (a longer chain runs alone)."""
+    def _batches(self, chains: list[_Chain]) -> list[list[_Chain]]:
+        """Cut the chains, parents first, into bins of at most ``max_batch_tokens`` tokens (a
+        longer chain runs alone). A chain may share a bin with its ancestors: it sees their
+        keys and values computed in the same pass, layer by layer, as one causal sequence does."""
         batches, current, size = [], [], 0
-        for chain in wave:
+        for chain in chains:
             if current and size + len(chain.tokens) > self.max_batch_tokens:
                 batches.append(current)
                 current, size = [], 0
@@ -195,64 +331,71 @@ class TrieScorer:
     def _run(self, batch: list[_Chain], out: list[list[float]]) -> None:
         """One forward over the chains of ``batch`` packed into a single row, no padding.
 
-        The past holds each ancestor chain's cached keys/values once (as far as any chain of
-        the batch needs them); each chain's tokens see exactly its own ancestry in the past and
-        themselves causally, at their true positions.
+        The past holds the cached keys/values of each ancestor outside the bin once (as far as
+        any chain of the bin needs them); each chain's tokens see exactly their ancestry (in the
+        past or earlier in the bin) and themselves causally, at their true positions.
         """
         device = self.head.weight.device
-        ancestry = [_ancestry(chain) for chain in batch]
+        rows, q = {}, 0
+        for chain in batch:
+            rows[id(chain)] = q
+            q += len(chain.tokens)
+        n_new = q
         needed: dict[int, tuple[_Chain, int]] = {}
-        for pairs in ancestry:
-            for anc, upto in pairs:
-                if upto > needed.get(id(anc), (anc, 0))[1]:
+        for chain in batch:
+            for anc, upto in chain.ancestry:
+                if id(anc) not in rows and upto > needed.get(id(anc), (anc, 0))[1]:
                     needed[id(anc)] = (anc, upto)
         offsets, past_len = {}, 0
         for key, (anc, upto) in needed.items():
             offsets[key] = past_len
             past_len += upto
-        n_new = sum(len(c.tokens) for c in batch)
-        mask = torch.zeros(n_new, past_len + n_new, dtype=torch.bool)
-        ids = torch.empty(n_new, dtype=torch.long)
-        positions = torch.empty(n_new, dtype=torch.long)
-        rows, q = [], 0
-        for chain, pairs in zip(batch, ancestry):
-            n = len(chain.tokens)
-            ids[q : q + n] = torch.tensor(chain.tokens)
-            positions[q : q + n] = chain.start + torch.arange(n)
-            for anc, upto in pairs:
-                mask[q : q + n, offsets[id(anc)] : offsets[id(anc)] + upto] = True
-            mask[q : q + n, past_len + q : past_len + q + n] = torch.ones(n, n, dtype=torch.bool).tril()
-            rows.append(q)
-            q += n
-        mask = mask[None, None]
-        if getattr(self.model.config, "_attn_implementation", "sdpa") == "eager":
-            dtype = self.head.weight.dtype
-            mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
+        # The keys each chain sees, as [start, end) ranges of the past followed by this bin.
+        seen = []
+        for chain in batch:
+            spans = [(offsets[id(anc)], offsets[id(anc)] + upto) if id(anc) in offsets
+                     else (past_len + rows[id(anc)], past_len + rows[id(anc)] + upto)
+                     for anc, upto in chain.ancestry]
+            seen.append(spans)
+        ids = torch.tensor([t for chain in batch for t in chain.tokens], dtype=torch.long)
+        positions = torch.cat([chain.start + torch.arange(len(chain.tokens)) for chain in batch])
 
         cache = DynamicCache()
         if past_len:
             past = torch.cat([anc.kv[:, :, :, :upto] for anc, upto in needed.values()], dim=3)
             cache = DynamicCache([(past[layer, 0][None], past[layer, 1][None]) for layer in range(past.shape[0])])
-        hidden = self.body(
-            input_ids=ids[None].to(device),
-            attention_mask=mask.to(device),
-            position_ids=positions[None].to(device),
-            cache=cache,
-            use_cache=True,
-        ).last_hidden_state[0]
+        kwargs: dict = {}
+        if self.tree_attention:
+            plan, mask = _TreePlan.build(batch, seen, rows, past_len, device), None
+            kwargs["promptlens_tree"] = plan
+        else:
+            mask = self._dense_mask(batch, seen, rows, past_len, n_new).to(device)
+        with _attention(self.model.config, self.tree_attention):
+            hidden = self.body(
+                input_ids=ids[None].to(device),
+                attention_mask=mask,
+                position_ids=positions[None].to(device),
+                cache=cache,
+                use_cache=True,
+                **kwargs,
+            ).last_hidden_state[0]
         self.forward_passes += 1
         self.tokens_computed += n_new
 
-        if any(c.has_children for c in batch):
+        in_bin: dict[int, int] = {}
+        for chain in batch:
+            for anc, _ in chain.ancestry:
+                in_bin[id(anc)] = in_bin.get(id(anc), 0) + 1
+        later = [c for c in batch if c.users > in_bin.get(id(c), 0)]  # needed by a later bin
+        if later:
             # Only this bin's new positions: the past part of the cache is already held by its owners.
             kv = torch.stack([torch.stack([layer.keys[0, :, past_len:], layer.values[0, :, past_len:]])
                               for layer in cache.layers])
-            for q0, chain in zip(rows, batch):
-                if chain.has_children:
-                    n = len(chain.tokens)
-                    chain.kv = kv[:, :, :, q0 : q0 + n].clone()
+            for chain in later:
+                q0 = rows[id(chain)]
+                chain.kv = kv[:, :, :, q0 : q0 + len(chain.tokens)].clone()
 
-        requests = [(q0 + off, tok, s, k) for q0, chain in zip(rows, batch) for off, tok, s, k in chain.requests]
+        requests = [(rows[id(c)] + off, tok, s, k) for c in batch for off, tok, s, k in c.requests]
         if not requests:
             return
         logits = self.head(hidden[torch.tensor([r[0] for r in requests], device=device)]).float()
@@ -262,6 +405,21 @@ class TrieScorer:
         logprobs = (logits.gather(1, tokens[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)).tolist()
         for (_, _, s, k), lp in zip(requests, logprobs):
             out[s][k] = lp
+
+    def _dense_mask(self, batch: list[_Chain], seen: list[list[tuple[int, int]]], rows: dict[int, int],
+                    past_len: int, n_new: int) -> torch.Tensor:
+        """The whole bin's [1, 1, new, past + new] mask, for attention we cannot split by chain."""
+        mask = torch.zeros(n_new, past_len + n_new, dtype=torch.bool)
+        for chain, spans in zip(batch, seen):
+            q0, n = rows[id(chain)], len(chain.tokens)
+            for a, b in spans:
+                mask[q0 : q0 + n, a:b] = True
+            mask[q0 : q0 + n, past_len + q0 : past_len + q0 + n] = torch.ones(n, n, dtype=torch.bool).tril()
+        mask = mask[None, None]
+        if getattr(self.model.config, "_attn_implementation", "sdpa") == "eager":
+            dtype = self.head.weight.dtype
+            mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
+        return mask
 
 
 @torch.inference_mode()

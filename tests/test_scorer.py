@@ -40,10 +40,12 @@ def reference(backend):
 
 
 @pytest.mark.model
-@pytest.mark.parametrize("max_batch_tokens", [16, 4096])
-def test_trie_scorer_equals_naive_forward(backend, reference, max_batch_tokens):
+@pytest.mark.parametrize(("max_batch_tokens", "tree_attention"), [(16, True), (100, False), (4096, True), (4096, False)],
+                         ids=["16-tree", "100-dense", "4096-tree", "4096-dense"])
+def test_trie_scorer_equals_naive_forward(backend, reference, max_batch_tokens, tree_attention):
     seqs, n_target, refs = reference
-    scorer = TrieScorer(backend.model, max_batch_tokens=max_batch_tokens)
+    scorer = TrieScorer(backend.model, max_batch_tokens=max_batch_tokens, tree_attention=tree_attention)
+    assert scorer.tree_attention == tree_attention
     got = scorer.score(seqs, n_target)
     worst = 0.0
     for n, row, ref in zip(n_target, got, refs):
@@ -108,3 +110,14 @@ def test_network_is_never_touched(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     attribute("Say yes. Say banana.", "yes", backend=RuleBackend(rules={"banana": -1.0}))
+
+
+def test_tree_attention_only_for_plain_causal_attention():
+    from transformers import Gemma2Config, LlamaConfig, MistralConfig
+
+    from promptlens.prefix import tree_supported
+
+    assert tree_supported(LlamaConfig())
+    assert not tree_supported(MistralConfig(sliding_window=4096))
+    assert tree_supported(MistralConfig(sliding_window=None))
+    assert not tree_supported(Gemma2Config())  # logit soft-capping and a sliding window

@@ -5,9 +5,11 @@ path: one full forward per perturbation). Runs are interleaved (stock, ours, sto
 and the median of each is compared, because these machines are noisy. Prints the time ratio,
 the max |difference| of the attributions, and promptlens' time against its floor: the FLOPs of
 the tokens that must be recomputed (each variant from its first changed token on, plus the
-original once) at the fp32 matrix-multiply peak measured in this run.
+original once) at the fp32 matrix-multiply peak (best of 10 square 1536 x 1536 products),
+measured right before and right after each promptlens repeat. ``--bf16`` adds a row for
+promptlens on a bfloat16 copy of the model: its speed and its difference from fp32.
 
-    python benchmarks/attribution_speed.py [--threads 2] [--repeats 3] [--quick]
+    python benchmarks/attribution_speed.py [--threads 2] [--repeats 3] [--bf16] [--quick]
 """
 
 from __future__ import annotations
@@ -133,38 +135,64 @@ def stock_captum(backend, text: str, cases: list[Case]) -> np.ndarray:
     return np.stack(rows)
 
 
-def run(name: str, backend, text: str, cases: list[Case], repeats: int, peak: float) -> dict:
-    stock_t, ours_t, ours, stock = [], [], None, None
-    for _ in range(repeats):  # interleaved
-        t = time.perf_counter(); stock = stock_captum(backend, text, cases); stock_t.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        ours = attribute(text, cases=cases, backend=backend, method="ablation", objective="logprob")
-        ours_t.append(time.perf_counter() - t)
-    per_case = np.array([f.per_case for f in ours.features]).T
+def _ours(backend, text: str, cases: list[Case]):
+    t = time.perf_counter()
+    result = attribute(text, cases=cases, backend=backend, method="ablation", objective="logprob")
+    return time.perf_counter() - t, result
+
+
+def _per_case(result) -> np.ndarray:
+    return np.array([f.per_case for f in result.features]).T
+
+
+def run(name: str, backend, text: str, cases: list[Case], repeats: int, threads: int, low=None) -> dict:
+    """Interleaved repeats of: stock Captum, matmul peak, promptlens, matmul peak (and promptlens
+    in reduced precision when ``low`` is a second backend). Each promptlens repeat is set against
+    the floor at the higher of the two peaks measured right around it, so a machine that slows
+    down or speeds up between repeats moves the time and its floor together."""
+    stock_t, ours_t, ratios, peaks, low_t = [], [], [], [], []
     flops = 0.0
     for case in cases:
         tgt = backend.encode_target(case.target)
         original, variants = token_variants(backend, text, case, tgt)
         flops += floor_flops(backend, variants, original, len(tgt))
-    floor_s = flops / (peak * 1e9)
-    t_stock, t_ours = statistics.median(stock_t), statistics.median(ours_t)
-    return {
+    for _ in range(repeats):
+        t = time.perf_counter(); stock = stock_captum(backend, text, cases); stock_t.append(time.perf_counter() - t)
+        before = matmul_peak(threads)
+        dt, ours = _ours(backend, text, cases)
+        peak = max(before, matmul_peak(threads))
+        ours_t.append(dt); peaks.append(peak); ratios.append(dt / (flops / (peak * 1e9)))
+        if low is not None:
+            dt, low_result = _ours(low, text, cases)
+            low_t.append(dt)
+    per_case = _per_case(ours)
+    t_stock, t_ours, peak = statistics.median(stock_t), statistics.median(ours_t), statistics.median(peaks)
+    row = {
         "workload": name, "segments": len(ours.features), "cases": len(cases),
         "stock_s": round(t_stock, 3), "promptlens_s": round(t_ours, 3),
         "speedup": round(t_stock / t_ours, 2),
         "max_abs_diff": float(np.abs(per_case - stock).max()),
-        "floor_s": round(floor_s, 3), "vs_floor": round(t_ours / floor_s, 2),
-        # The peak is a best-of-10; the fastest repeat is the like-for-like time to set against it.
-        "promptlens_best_s": round(min(ours_t), 3), "best_vs_floor": round(min(ours_t) / floor_s, 2),
+        "peak_gflops": round(peak, 1), "floor_s": round(flops / (peak * 1e9), 3),
+        # Median and best of the per-repeat ratios (each against the peak measured around it).
+        "vs_floor": round(statistics.median(ratios), 2), "best_vs_floor": round(min(ratios), 2),
+        "vs_floor_each": [round(r, 2) for r in ratios],
         "achieved_gflops": round(flops / t_ours / 1e9, 1),
         "tokens_computed": ours.tokens_computed, "forward_passes": ours.forward_passes,
     }
+    if low is not None:
+        t_low = statistics.median(low_t)
+        row.update({"low_dtype": str(low.model.dtype).removeprefix("torch."), "low_s": round(t_low, 3),
+                    "low_speedup": round(t_stock / t_low, 2), "low_vs_fp32": round(t_ours / t_low, 2),
+                    "low_max_abs_diff": float(np.abs(_per_case(low_result) - per_case).max())})
+    return row
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", help="torch device of the model: cpu, cuda, cuda:1 (default cpu)")
     ap.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 (default float32)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also time promptlens with a bfloat16 copy of the model, beside the main runs")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cases", type=int, default=16)
@@ -175,33 +203,31 @@ def main() -> None:
     if args.quick:
         args.repeats, args.cases = 1, 4
     torch.set_num_threads(args.threads)
-    backend = load_backend(device=args.device, dtype=args.dtype,
-                           **({"max_batch_tokens": args.max_batch_tokens} if args.max_batch_tokens else {}))
-    peak = matmul_peak(args.threads)
+    bins = {"max_batch_tokens": args.max_batch_tokens} if args.max_batch_tokens else {}
+    backend = load_backend(device=args.device, dtype=args.dtype, **bins)
+    low = load_backend(device=args.device, dtype="bfloat16", **bins) if args.bf16 else None
     raw = load_cases(dataset_path(), task="sports_understanding")[: args.cases]
     cases = [Case({"input": c.vars["input"]}, c.target, c.choices) for c in raw]
     results = [
-        run("12-segment prompt", backend, PROMPT_12, [Case({}, TARGET_12)], args.repeats, peak),
-        run(f"8-segment template x {len(cases)} cases", backend, TEMPLATE_8, cases, args.repeats, peak),
+        run("12-segment prompt", backend, PROMPT_12, [Case({}, TARGET_12)], args.repeats, args.threads, low),
+        run(f"8-segment template x {len(cases)} cases", backend, TEMPLATE_8, cases, args.repeats, args.threads, low),
     ]
-    # The peak drifts on a shared machine: measure it again at the end and keep the higher one
-    # (a higher peak means a lower floor: the stricter comparison).
-    peak_end = matmul_peak(args.threads)
-    if peak_end > peak:
-        scale = peak / peak_end
-        for r in results:
-            r["floor_s"] = round(r["floor_s"] * scale, 3)
-            r["vs_floor"] = round(r["promptlens_s"] / r["floor_s"], 2)
-            r["best_vs_floor"] = round(r["promptlens_best_s"] / r["floor_s"], 2)
-        peak = peak_end
-    print(f"threads={args.threads}  fp32 matmul peak={peak:.1f} GFLOP/s  repeats={args.repeats} (interleaved, median)")
-    cols = ["workload", "stock_s", "promptlens_s", "speedup", "max_abs_diff", "floor_s", "vs_floor", "best_vs_floor",
-            "achieved_gflops"]
+    print(f"threads={args.threads}  dtype={args.dtype}  repeats={args.repeats} (interleaved; times are medians; "
+          "vs_floor = median of each repeat's time over its floor at the matmul peak measured around it)")
+    cols = ["workload", "stock_s", "promptlens_s", "speedup", "max_abs_diff", "peak_gflops", "floor_s", "vs_floor",
+            "best_vs_floor", "achieved_gflops"]
     print(" | ".join(cols))
     for r in results:
         print(" | ".join(f"{r[c]:.2e}" if c == "max_abs_diff" else str(r[c]) for c in cols))
+    if low is not None:
+        print("reduced precision, beside (never instead of) the runs above:")
+        cols = ["workload", "low_dtype", "low_s", "low_speedup", "low_vs_fp32", "low_max_abs_diff"]
+        print(" | ".join(cols))
+        for r in results:
+            print(" | ".join(f"{r[c]:.2e}" if c == "low_max_abs_diff" else str(r[c]) for c in cols))
     if args.json:
-        Path(args.json).write_text(json.dumps({"peak_gflops": peak, "results": results}, indent=2))
+        Path(args.json).write_text(json.dumps({"threads": args.threads, "dtype": args.dtype, "results": results},
+                                              indent=2))
 
 
 if __name__ == "__main__":

@@ -12,10 +12,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def quick_json(script: str, tmp_path: Path) -> dict:
+def quick_json(script: str, tmp_path: Path, *extra: str) -> dict:
     """Run a benchmark's --quick mode and return the JSON it writes."""
     out = tmp_path / "result.json"
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out)],
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out), *extra],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(out.read_text())
@@ -23,11 +23,14 @@ def quick_json(script: str, tmp_path: Path) -> dict:
 
 @pytest.mark.model
 def test_attribution_speed_quick(tmp_path):
-    data = quick_json("attribution_speed.py", tmp_path)
+    data = quick_json("attribution_speed.py", tmp_path, "--bf16")
     assert [r["workload"] for r in data["results"]] == ["12-segment prompt", "8-segment template x 4 cases"]
     for r in data["results"]:
         assert r["max_abs_diff"] < 1e-3  # exact against stock Captum, whatever the speed
         assert r["segments"] >= 8
+        assert r["floor_s"] > 0 and len(r["vs_floor_each"]) == 1
+        # bfloat16 is reported beside fp32, with its own (larger, nonzero) difference
+        assert r["low_dtype"] == "bfloat16" and 0 < r["low_max_abs_diff"] < 5
 
 
 @pytest.mark.model

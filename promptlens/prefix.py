@@ -5,12 +5,17 @@ system prompt is in all of them, ablation variant i equals the original up to se
 case of a template shares the text before its first field, and the choices of a case share the
 whole prompt. We put all token sequences in a radix trie and cut it into chains by heavy-path
 decomposition (each node continues into its largest child; the other children start new
-chains). A chain is one row of a batch: it is run once, on top of the key/value cache of the
-chains it branches off, so every trie token goes through the model exactly once. Chains of the
-same depth run together, packed back to back into one row (no padding: on a CPU a padded
-position costs as much as a real one). The past cache holds each needed ancestor once; a mask
-lets every chain see exactly its own ancestry and itself causally, and explicit position ids
-put its tokens at their true positions. The output layer runs only at the positions that
+chains), so every trie token goes through the model exactly once. Chains, parents first, are
+packed back to back into bins of a few hundred tokens (no padding: on a CPU a padded position
+costs as much as a real one); a chain runs on top of the cached keys/values of the ancestors
+that ran in earlier bins, and sees ancestors in its own bin as one causal sequence does. Explicit
+position ids put its tokens at their true positions.
+
+Attention is split by chain ("tree attention"): each chain's queries meet only its ancestry's
+keys and its own, causally, in a few batched calls over chains of similar size. A single call
+over the whole bin under a mask would spend most of its work on masked pairs (3-7x the useful
+work in attribution); models whose attention is not plain causal attention (sliding windows,
+capped logits) take that masked path instead. The output layer runs only at the positions that
 predict a target token. The result equals a plain one-at-a-time forward up to float rounding.
 """
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 # On 2 busy cores, oversubscribed threads made one forward many times slower.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# PROMPTLENS_TEST_THREADS=1 leaves a core to another job.
+torch.set_num_threads(int(os.environ.get("PROMPTLENS_TEST_THREADS", min(2, os.cpu_count() or 1))))
 
 
 @pytest.fixture(scope="session")

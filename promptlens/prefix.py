@@ -46,10 +46,7 @@ class _Node:
 class _Chain:
     start: int  # absolute position of tokens[0]: the length of the cached prefix it runs on
     parent: _Chain | None
-    depth: int
-    index: int  # creation order: parents come before their children
     tokens: list[int] = field(default_factory=list)
-    has_children: bool = False
     ancestry: list[tuple[_Chain, int]] = field(default_factory=list)  # (ancestor, its tokens this one sees)
     users: int = 0  # chains not yet run whose ancestry holds this one
     kv: torch.Tensor | None = None  # [layers, 2, kv_heads, len(tokens), head_dim]
@@ -87,7 +84,7 @@ def _chains(root: _Node) -> list[_Chain]:
     starts: list[tuple[_Node, _Chain | None]] = [(c, None) for c in root.children.values()]
     while starts:
         node, parent = starts.pop()
-        chain = _Chain(node.start, parent, parent.depth + 1 if parent else 0, len(chains))
+        chain = _Chain(node.start, parent)
         chains.append(chain)
         while True:
             node.chain, node.offset = chain, len(chain.tokens)
@@ -98,7 +95,6 @@ def _chains(root: _Node) -> list[_Chain]:
             for child in node.children.values():
                 if child is not heavy:
                     starts.append((child, chain))
-                    chain.has_children = True
             node = heavy
     return chains
 

@@ -194,6 +194,14 @@ def test_scaffolds_for_choice_cases():
     cands = candidates(segs, 0, original=template, backend=FakeBackend(), similarity=JaccardSimilarity(),
                        cases=cases, config=RewriteConfig(threshold=0.0, edit_floor=0.0, kinds=("scaffold",)))
     assert "Is it plausible? Answer with one of: yes, no. " in [c.text for c in cands]
+    # The same labels in another order per case (entailed_polarity): still one label set.
+    mixed = [Case({"input": "x"}, "yes", ("no", "yes")), Case({"input": "y"}, "no", ("yes", "no")),
+             Case({"input": "z"}, "no", ("no", "yes"))]
+    cands = candidates(segs, 0, original=template, backend=FakeBackend(), similarity=JaccardSimilarity(),
+                       cases=mixed, config=RewriteConfig(threshold=0.0, edit_floor=0.0, kinds=("scaffold",)))
+    assert "Is it plausible? Answer with one of: no, yes. " in [c.text for c in cands]
+
+
 
 
 def test_synonyms_and_cleaning():

@@ -36,6 +36,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -80,6 +81,33 @@ class TemplateScorer:
             self.memo.update(((template, i), score) for i, score in zip(missing, row))
         objective = objective or self.objective
         return sum(objective_value(self.memo[(template, i)], objective) for i in ids) / len(ids)
+
+    def gains(self, template: str, baseline: str, *, objective: str | None = None) -> list[float]:
+        """Per train case: ``template``'s objective (this scorer's, or ``objective``) minus ``baseline``'s."""
+        self.mean(template)
+        self.mean(baseline)
+        objective = objective or self.objective
+        return [objective_value(self.memo[(template, i)], objective) - objective_value(self.memo[(baseline, i)], objective)
+                for i in range(len(self.cases))]
+
+
+def lower_bound(values: Sequence[float], *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> float:
+    """One-sided percentile-bootstrap lower confidence bound of the mean of ``values`` (paired
+    per-case gains): above 0 means the gain is unlikely to be the luck of which cases were drawn.
+    Seeded, so the same gains always give the same bound."""
+    n = len(values)
+    if n == 0:
+        return float("-inf")
+    if max(values) == min(values):  # one case, or the same gain on every case
+        return float(values[0])
+    rng = random.Random(seed)
+    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    return means[int((1.0 - confidence) * resamples)]
+
+
+def significant(values: Sequence[float], *, min_gain: float = 0.0) -> bool:
+    """A mean gain above ``min_gain`` whose bootstrap lower bound is above 0."""
+    return bool(values) and sum(values) / len(values) > min_gain and lower_bound(values) > 0.0
 
 
 @dataclass(frozen=True)
@@ -358,15 +386,20 @@ def run_study(
     deadline: float,
     minibatch: int,
     shared: bool = False,
-    logprob_floor: float | None = None,
+    logprob_baseline: str | None = None,
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
 ) -> StudyOutcome | None:
     """Run trials until the study holds ``budget`` of them (all workers together, earlier runs
     included) or ``time.monotonic() >= deadline``; None when no trial finished. ``shared``:
     other workers may be running trials, so wait (until the deadline) for them to finish before
-    reading the result, so that every worker reads the same study. With ``logprob_floor``, a
-    combination whose mean target log-prob on train falls below it is infeasible: a margin can
-    rise while the wanted label itself gets less likely."""
+    reading the result, so that every worker reads the same study. With ``logprob_baseline`` (a
+    template: the round's start, which is trial 0), a combination other than it is feasible only if
+    it raises the target log-prob on train significantly over it (``significant``: a positive mean
+    whose bootstrap lower bound over the cases is above 0) and does not lower the objective
+    significantly; the best such combination is the result even if trial 0 scores a little higher,
+    and trial 0 only when there is none. A margin can rise while the wanted label itself gets less
+    likely, and on a few cases a margin moves by chance either way; a significant log-prob gain is
+    what carries over to unseen cases."""
 
     def objective(trial: optuna.Trial) -> float:
         choice = [trial.suggest_categorical(s.param, list(range(len(s.rewrites)))) for s in slots]
@@ -384,13 +417,16 @@ def run_study(
         if trial.should_prune():
             raise optuna.TrialPruned()
         value = scorer.mean(template)
-        if logprob_floor is not None:
-            drop = logprob_floor - scorer.mean(template, objective="logprob")
-            trial.set_user_attr("logprob_drop", drop)
-            if drop > 0:
-                trial.set_user_attr("constraint", max(threshold - sim, drop))
+        if logprob_baseline is not None and template != logprob_baseline:
+            gains = scorer.gains(template, logprob_baseline, objective="logprob")
+            low = lower_bound(gains)
+            trial.set_user_attr("logprob_gain", sum(gains) / len(gains))
+            trial.set_user_attr("logprob_gain_low", low)
+            if not significant(gains) or significant([-g for g in scorer.gains(template, logprob_baseline)]):
+                shortfall = max(-low, 1e-6)  # > 0: infeasible by this much
+                trial.set_user_attr("constraint", max(threshold - sim, shortfall))
                 if _NATIVE_CONSTRAINTS:
-                    trial.set_constraint("logprob", drop)
+                    trial.set_constraint("logprob", shortfall)
                 trial.set_user_attr("infeasible", True)
                 raise optuna.TrialPruned()
         return value
@@ -406,7 +442,7 @@ def run_study(
                 t.state == optuna.trial.TrialState.RUNNING for t in _counted(study.get_trials(deepcopy=False))):
             check_interrupt()
             time.sleep(0.2)
-    return _outcome(study, slots, ran)
+    return _outcome(study, slots, ran, prefer_edits=logprob_baseline is not None)
 
 
 def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], budget: int,
@@ -465,9 +501,12 @@ def _interrupts_between_trials() -> Iterator[Callable[[], None]]:
     check()  # a signal during the last trial
 
 
-def _outcome(study: optuna.Study, slots: Sequence[Slot], ran: int) -> StudyOutcome | None:
+def _outcome(study: optuna.Study, slots: Sequence[Slot], ran: int, *, prefer_edits: bool = False) -> StudyOutcome | None:
+    """``prefer_edits``: the best complete trial that changes something, trial 0 (all unchanged)
+    only when no other trial completed (every other was pruned or infeasible)."""
     trials = _counted(study.get_trials(deepcopy=False))
-    best = _best(trials)
+    edited = [t for t in trials if any(t.params.get(s.param, 0) for s in slots)]
+    best = (_best(edited) if prefer_edits else None) or _best(trials)
     if best is None:
         return None  # the time budget ran out before the first trial
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]

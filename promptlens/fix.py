@@ -6,7 +6,10 @@
 
 The best template is chosen on the train cases only; the validation cases are scored before and
 after, never searched on, so the reported gain there is an honest estimate. The original template
-is trial 0 of every round, so the result is never worse than the original on train.
+is trial 0 of every round, and a round's edits are kept only if their gain over the round's start
+is significant on train (a bootstrap lower bound over the cases above 0), else the start is kept.
+With the margin objective and ``keep_logprob`` the gain that must be significant is the right
+label's log-prob (the margin may then move on train by a non-significant amount).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from .cases import check_vars, split_cases
 from .errors import InputError
 from .rewrites import RewriteConfig, candidates, split_whitespace
 from .scoring import Backend, default_objective, score_prompts
-from .search import (Slot, TemplateScorer, best_template, enqueue_original, fail_running_trials, finished,
+from .search import (Slot, TemplateScorer, best_template, enqueue_original, enqueue_single_edits,
+                     fail_running_trials, finished,
                      join_study, open_study, run_study, significant, storage_for, store_result, store_slots,
                      stored_result, stored_slots, template_for, wait_for)
 from .segments import fill, segment, template_fields
@@ -282,6 +286,9 @@ def fix(
                     # Trial 0 goes in before the slots are published: workers waiting for them
                     # cannot sample a trial ahead of it.
                     enqueue_original(study, [s for s in slots if len(s.rewrites) > 1])
+                    if not join:  # then every single edit (within this round's share of the trial budget)
+                        share = -(-(budget_trials - trials_total) // (rounds - r))
+                        enqueue_single_edits(study, [s for s in slots if len(s.rewrites) > 1], share - 1)
                     store_slots(study, current, slots)
                 else:  # resumed: re-queue trial 0 if a kill cut it off before it finished
                     enqueue_original(study, [s for s in slots if len(s.rewrites) > 1])

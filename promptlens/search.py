@@ -2,7 +2,8 @@
 
 One categorical parameter per chosen segment, ``s<index>``, whose choices are candidate indices;
 choice 0 is the unchanged segment, and trial 0 is enqueued as all-zeros, so the original template
-is always scored and a study can never return something worse than it on train.
+is always scored and a study can never return something worse than it on train (with
+``logprob_baseline``: worse in the log-prob; see ``run_study``).
 
 Each trial:
 
@@ -330,6 +331,20 @@ def enqueue_original(study: optuna.Study, slots: Sequence[Slot]) -> None:
         study.enqueue_trial(unchanged)
 
 
+def enqueue_single_edits(study: optuna.Study, slots: Sequence[Slot], limit: int) -> int:
+    """After trial 0, up to ``limit`` trials that each make one edit: the first candidate of every
+    slot, then the second of every slot, and so on. Every candidate is then scored on its own at
+    least once (when the budget allows) before TPE combines them: with a small budget and many
+    infeasible combinations, TPE alone can spend most trials re-proposing the original. Only a
+    study that one process runs (not under ``join``) gets them, with trial 0."""
+    unchanged = {s.param: 0 for s in slots}
+    singles = [{**unchanged, s.param: c} for c in range(1, max((len(s.rewrites) for s in slots), default=1))
+               for s in slots if c < len(s.rewrites)]
+    for params in singles[:max(0, limit)]:
+        study.enqueue_trial(params)
+    return min(len(singles), max(0, limit))
+
+
 def store_result(study: optuna.Study, choice: Sequence[int]) -> None:
     study.set_user_attr(_RESULT, json.dumps(list(choice)))
 
@@ -361,7 +376,9 @@ def _claim(study: optuna.Study, budget: int) -> optuna.Trial | None:
     """A trial within the shared budget, or None when the budget is spent. The budget counts
     every trial of every worker (running ones too) created before this one, so two workers that
     ask at the same moment cannot both take the last place."""
-    if len(_counted(study.get_trials(deepcopy=False))) >= budget:
+    # Enqueued trials (WAITING) are not in the way: ask() hands them out first.
+    if len([t for t in _counted(study.get_trials(deepcopy=False))
+            if t.state != optuna.trial.TrialState.WAITING]) >= budget:
         return None
     trial = study.ask()
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")

@@ -282,7 +282,7 @@ def test_cli_fix_writes_the_fixed_template_and_json(tmp_path, monkeypatch, capsy
 
 
 @pytest.mark.model
-def test_real_small_budget_fix_never_lowers_train_and_keeps_meaning(backend):
+def test_real_small_budget_fix_raises_the_logprob_or_keeps_the_original_and_keeps_meaning(backend):
     import dataclasses
 
     from promptlens.cases import dataset_path, load_cases
@@ -297,7 +297,9 @@ def test_real_small_budget_fix_never_lowers_train_and_keeps_meaning(backend):
     result = fix(template, cases, backend=backend, similarity=similarity, budget_trials=8, n_train=6, top_k=2,
                  rounds=1, threshold=0.8, seed=0, kinds=("delete", "synonym", "scaffold"))
     assert result.objective == "margin"
-    assert result.train_after.objective >= result.train_before.objective - 1e-9
+    # Margin objective with the log-prob rule: a kept repair raises the right label's log-prob on
+    # train (significantly); the margin may move by a non-significant amount either way.
+    assert result.best == template or result.train_after.logprob > result.train_before.logprob
     assert result.similarity >= 0.8 and all(e.similarity >= 0.8 for e in result.edits)
     assert similarity.cosine(template, result.best) >= 0.8
     assert template_fields(result.best) == ["input"]
@@ -393,3 +395,13 @@ def test_lower_bound_is_seeded_and_sees_one_lucky_case():
     noisy = [0.3, -0.1, 0.5, 0.2, 0.4, 0.1, 0.3, 0.2]
     assert lower_bound(noisy) == lower_bound(noisy) > 0 and significant(noisy)
     assert not significant(noisy, min_gain=1.0)
+
+
+def test_every_single_edit_is_tried_first(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'fix.db'}"
+    result = run(storage=storage, study_name="s", budget_trials=12, strategy="all")
+    trials = optuna.load_study(study_name="s:round0", storage=storage).trials
+    assert not any(trials[0].params.values())  # trial 0: the original
+    singles = [t.params for t in trials[1:] if t.system_attrs.get("fixed_params")]
+    assert singles and all(sum(1 for c in p.values() if c) == 1 for p in singles)
+    assert len({tuple(sorted(p.items())) for p in singles}) == len(singles) and result.trials == 12

@@ -90,6 +90,7 @@ class FixResult:
     study_name: str
     storage: str | None
     notes: tuple[str, ...] = ()
+    logprob_rule: bool = False  # margin objective: edits had to raise the right label's log-prob significantly
 
     @property
     def improved(self) -> bool:
@@ -366,7 +367,7 @@ def fix(
         edits=tuple(edits), attribution_before=attr_before, attribution_after=attr_after,
         trials=trials, trials_total=trials_total, pruned=pruned, infeasible=infeasible,
         forward_passes=getattr(backend, "forward_passes", 0) - passes0, seconds=time.monotonic() - start,
-        seed=seed, study_name=study_name, storage=storage, notes=tuple(notes),
+        seed=seed, study_name=study_name, storage=storage, notes=tuple(notes), logprob_rule=logprob_rule,
     )
 
 

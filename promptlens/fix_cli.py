@@ -165,7 +165,11 @@ def fix_report(result: FixResult, *, color: bool = False) -> str:
         lines += [""] + _table("validation", result.validation_before, result.validation_after, result.objective)
     lines.append("")
     v0, v1 = result.validation_before, result.validation_after
-    if v0 and v1 and result.edits and v1.objective < v0.objective:
+    if v0 and v1 and result.edits and v1.objective < v0.objective and result.logprob_rule and v1.logprob > v0.logprob:
+        lines += [f"note: the right label's log-prob rose on validation ({v1.logprob - v0.logprob:+.3f} nats) and the "
+                  f"margin fell ({v1.objective - v0.objective:+.3f}): the edits were chosen for a significant log-prob "
+                  "gain on train with the margin allowed to move by a non-significant amount; check the accuracy", ""]
+    elif v0 and v1 and result.edits and v1.objective < v0.objective:
         lines += [f"warning: the {result.objective} fell on validation ({v1.objective - v0.objective:+.3f} nats): "
                   "the edits fit the train cases only; give more train cases or keep the original", ""]
     if not result.edits:

@@ -184,7 +184,7 @@ def fix_report(result: FixResult, *, color: bool = False) -> str:
     lines += ["", f"fixed template (similarity {result.similarity:.2f} to the original, threshold {result.threshold}):",
               result.best, "",
               f"cost: {result.trials} trials ({result.trials_total} in the study, {result.pruned} pruned, "
-              f"{result.infeasible} infeasible: under the similarity threshold or the log-prob floor), {result.forward_passes} forward passes, "
+              f"{result.infeasible} infeasible: under the similarity threshold or the log-prob rule), {result.forward_passes} forward passes, "
               f"{result.seconds:.1f} s; study {result.study_name}" + (f" in {result.storage}" if result.storage else "")]
     lines += [f"note: {n}" for n in result.notes]
     return "\n".join(lines)

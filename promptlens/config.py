@@ -14,7 +14,7 @@
     rounds: 2
     segmentation: sentence   # or line
     rewrites: [delete, paraphrase, synonym, scaffold, alternative]   # the default: all kinds
-    keep_logprob: true   # margin objective: never lower the right label's own log-prob on train
+    keep_logprob: true   # margin objective: keep only edits that raise the right label's log-prob significantly
 
 Relative paths resolve against the recipe's folder. Read with ``yaml.safe_load`` only; every
 problem is one ``InputError`` that names ``file:line`` and the fix.
@@ -59,7 +59,7 @@ class Recipe:
     segmentation: str = "sentence"
     rewrites: tuple[str, ...] | None = None  # kinds of rewrite to try (default: all)
     alternatives: Mapping[str, list[str]] = field(default_factory=dict)
-    keep_logprob: bool = True  # margin objective: never lower the right label's own log-prob on train
+    keep_logprob: bool = True  # margin objective: only significant rises of the right label's log-prob
 
 
 def read_yaml_file(path: Path, what: str, missing_hint: str) -> tuple[yaml.Node | None, Any]:

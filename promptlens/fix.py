@@ -6,7 +6,10 @@
 
 The best template is chosen on the train cases only; the validation cases are scored before and
 after, never searched on, so the reported gain there is an honest estimate. The original template
-is trial 0 of every round, so the result is never worse than the original on train.
+is trial 0 of every round, and a round's edits are kept only if their gain over the round's start
+is significant on train (a bootstrap lower bound over the cases above 0), else the start is kept.
+With the margin objective and ``keep_logprob`` the gain that must be significant is the right
+label's log-prob (the margin may then move on train by a non-significant amount).
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from .cases import check_vars, split_cases
 from .errors import InputError
 from .rewrites import RewriteConfig, candidates, split_whitespace
 from .scoring import Backend, default_objective, score_prompts
-from .search import (Slot, TemplateScorer, best_template, enqueue_original, fail_running_trials, finished,
-                     join_study, open_study, run_study, storage_for, store_result, store_slots, stored_result,
-                     stored_slots, template_for, wait_for)
+from .search import (Slot, TemplateScorer, best_template, enqueue_original, enqueue_single_edits,
+                     fail_running_trials, finished,
+                     join_study, open_study, run_study, significant, storage_for, store_result, store_slots,
+                     stored_result, stored_slots, template_for, wait_for)
 from .segments import fill, segment, template_fields
 from .similarity import Similarity, SimilarityModel
 from .types import Attribution, Case, Segment
@@ -58,6 +62,7 @@ class Edit:
     similarity: float  # whole template with this edit vs the original template
     segment_similarity: float | None
     gain: float  # train objective lost if this edit alone is undone (leave-one-out), nats
+    logprob_gain: float | None = None  # the same for the target log-prob (margin objective only)
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class FixResult:
     study_name: str
     storage: str | None
     notes: tuple[str, ...] = ()
+    logprob_rule: bool = False  # margin objective: edits had to raise the right label's log-prob significantly
 
     @property
     def improved(self) -> bool:
@@ -191,10 +197,15 @@ def fix(
     ``join``: one of several workers on the same ``storage`` and ``study_name`` (see
     ``search.join_study``); the trial budget is shared, and every worker returns the same best
     template. A worker waits up to ``join_wait`` seconds for the one that set up a round.
-    An edit is kept only if undoing it alone would lose more than ``min_gain`` nats on train.
-    With the margin objective and ``keep_logprob``, no template whose mean target log-prob on
-    train is below the original's is kept: a wider margin bought by making every label less
-    likely is not a repair a user wants.
+    An edit is kept only if undoing it alone would lose significantly on train: more than
+    ``min_gain`` nats on average, with a bootstrap lower bound over the train cases above 0
+    (``search.significant``); a round's result is kept only if its gain over the round's start is
+    significant in the same way, else the round's start is kept. With the margin objective and
+    ``keep_logprob``, a template is only kept if it raises the right label's own log-prob on train
+    significantly over the round's start without lowering the margin significantly, and the search
+    ranks trials by that log-prob: on a few cases a margin moves by chance, and a wider margin
+    bought by making every label less likely is not a repair a user wants; an edit then also stays
+    if it raises the log-prob significantly without lowering the margin significantly.
     """
     start = time.monotonic()
     check_fix_args(template, list(cases) + list(validation or []), strategy=strategy, threshold=threshold,
@@ -224,7 +235,7 @@ def fix(
 
     train_before = summarize(backend, template, train, objective)
     scorer = TemplateScorer(backend, train, objective)
-    logprob_floor = train_before.logprob if keep_logprob and objective == "margin" else None
+    logprob_rule = keep_logprob and objective == "margin"
     minibatch = minibatch or max(2, len(train) // 2)  # a quarter of 16 cases prunes on noise
     rng = random.Random(seed)
     current, edits, notes = template, [], []
@@ -277,6 +288,9 @@ def fix(
                     # Trial 0 goes in before the slots are published: workers waiting for them
                     # cannot sample a trial ahead of it.
                     enqueue_original(study, [s for s in slots if len(s.rewrites) > 1])
+                    if not join:  # then every single edit (within this round's share of the trial budget)
+                        share = -(-(budget_trials - trials_total) // (rounds - r))
+                        enqueue_single_edits(study, [s for s in slots if len(s.rewrites) > 1], share - 1)
                     store_slots(study, current, slots)
                 else:  # resumed: re-queue trial 0 if a kill cut it off before it finished
                     enqueue_original(study, [s for s in slots if len(s.rewrites) > 1])
@@ -289,7 +303,7 @@ def fix(
             share = -(-(budget_trials - trials_total) // (rounds - r))  # ceil, so every round gets a trial
             outcome = run_study(
                 study, segments, slots, scorer=scorer, similarity=similarity, original=template, threshold=threshold,
-                budget=share, deadline=deadline, minibatch=minibatch, shared=join, logprob_floor=logprob_floor,
+                budget=share, deadline=deadline, minibatch=minibatch, shared=join, logprob_baseline=current if logprob_rule else None,
                 on_trial=lambda s, t: _tick(bar, s, t, deadline),
             )
             if outcome is None:
@@ -300,17 +314,31 @@ def fix(
             pruned += outcome.pruned
             infeasible += outcome.infeasible
             if leader:
-                floor = scorer.mean(current)  # the round's start: simplifying never goes below it
-                choice = _simplify(segments, slots, outcome.best_choice, scorer, min_gain,
-                                   lambda t: similarity.cosine(template, t) >= threshold and scorer.mean(t) >= floor
-                                   and (logprob_floor is None or scorer.mean(t, objective="logprob") >= logprob_floor))
+                start_template = current  # simplifying never goes below the round's starting template
+
+                def feasible(t: str, base: str = start_template) -> bool:
+                    return similarity.cosine(template, t) >= threshold and (
+                        t == base or _accept(t, base, scorer, min_gain, logprob_rule)
+                        or (not logprob_rule and scorer.mean(t) >= scorer.mean(base)))
+
+                choice = _simplify(segments, slots, outcome.best_choice, scorer, min_gain, feasible,
+                                   logprob_rule=logprob_rule)
+                undone = sum(1 for a, b in zip(outcome.best_choice, choice) if a and not b)
+                if undone:
+                    notes.append(f"round {r + 1}: undid {undone} edit(s) of the best trial whose gain on train was "
+                                 "not significant (bootstrap lower bound at or below 0)")
+                if any(choice) and not _accept(template_for(segments, slots, choice), start_template, scorer, min_gain,
+                                               logprob_rule):
+                    notes.append(f"round {r + 1}: the best template's gain on train was not significant; "
+                                 "kept the round's starting template")
+                    choice = [0] * len(slots)
                 if join:
                     store_result(study, choice)
             else:  # the leader's choice, so that every worker returns the same template
                 choice = stored_result(study, until=min(deadline, time.monotonic() + join_wait))
             best = template_for(segments, slots, choice)
             if best != current:
-                edits += _edits(r, segments, slots, choice, scorer)
+                edits += _edits(r, segments, slots, choice, scorer, logprob=logprob_rule)
             improved = best != current
             current = best
             study = None  # the round is done: its best is `current` now
@@ -324,9 +352,10 @@ def fix(
         raise FixInterrupted(so_far[0] if so_far else current, trials_total + (finished(study) if study else 0),
                              study_name, storage) from exc
     bar.close()
-    if logprob_floor is not None:
-        notes.append(f"kept the mean target log-prob on train at or above the original's ({logprob_floor:.3f}); "
-                     "allow a drop with --allow-logprob-drop")
+    if logprob_rule:
+        notes.append("margin objective: a round's edits were kept only if they raised the right label's log-prob on "
+                     "train significantly (bootstrap lower bound above 0) without lowering the margin significantly; "
+                     "drop this rule with --allow-logprob-drop")
     attr_after = attr_before if current == template else attribute(
         current, cases=train, backend=backend, segmentation=segmentation, seed=seed)
     return FixResult(
@@ -338,38 +367,63 @@ def fix(
         edits=tuple(edits), attribution_before=attr_before, attribution_after=attr_after,
         trials=trials, trials_total=trials_total, pruned=pruned, infeasible=infeasible,
         forward_passes=getattr(backend, "forward_passes", 0) - passes0, seconds=time.monotonic() - start,
-        seed=seed, study_name=study_name, storage=storage, notes=tuple(notes),
+        seed=seed, study_name=study_name, storage=storage, notes=tuple(notes), logprob_rule=logprob_rule,
     )
 
 
-def _gains(segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequence[int],
-           scorer: TemplateScorer) -> dict[int, float]:
-    """Per edited slot: the train objective lost if that edit alone is undone (nats)."""
-    value = scorer.mean(template_for(segments, slots, choice))
-    return {k: value - scorer.mean(template_for(segments, slots, [0 if j == k else c for j, c in enumerate(choice)]))
+def _loo(segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequence[int], scorer: TemplateScorer,
+         objective: str | None = None) -> dict[int, list[float]]:
+    """Per edited slot: the per-case train gains lost if that edit alone is undone."""
+    best = template_for(segments, slots, choice)
+    return {k: scorer.gains(best, template_for(segments, slots, [0 if j == k else c for j, c in enumerate(choice)]),
+                            objective=objective)
             for k, c in enumerate(choice) if c}
 
 
 def _simplify(segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequence[int], scorer: TemplateScorer,
-              min_gain: float, feasible: Callable[[str], bool]) -> list[int]:
-    """Undo, one at a time, the edit whose loss is smallest while it is <= ``min_gain``: the best
-    trial often carries passengers, edits that were sampled along with a useful one but add
-    nothing (or cost a little). ``feasible`` keeps the result above the round's starting score."""
+              min_gain: float, feasible: Callable[[str], bool], *, logprob_rule: bool = False) -> list[int]:
+    """Undo, one at a time, the edits that do not pay significantly: the best trial often carries
+    passengers, edits that were sampled along with a useful one and add nothing, or whose gain on
+    the train cases is luck. An edit stays if undoing it alone loses significantly on train
+    (``significant``: mean over ``min_gain``, bootstrap lower bound over 0), or, with
+    ``logprob_rule`` (margin objective), if it raises the right label's log-prob significantly
+    without lowering the margin. The weakest is undone first; an undo that makes the template
+    infeasible (``feasible``: similarity, the round's starting score, the log-prob rule) is skipped."""
     choice = list(choice)
     while any(choice):
-        gains = _gains(segments, slots, choice, scorer)
-        k = min(gains, key=gains.__getitem__)
-        undone = [0 if j == k else c for j, c in enumerate(choice)]
-        if gains[k] > min_gain or not feasible(template_for(segments, slots, undone)):
+        gains = _loo(segments, slots, choice, scorer)
+        lp = _loo(segments, slots, choice, scorer, objective="logprob") if logprob_rule else {}
+        weak = [k for k, g in gains.items() if not significant(g, min_gain=min_gain)
+                and not (k in lp and significant(lp[k], min_gain=min_gain) and not significant([-x for x in g]))]
+        for k in sorted(weak, key=lambda k: sum(gains[k])):
+            undone = [0 if j == k else c for j, c in enumerate(choice)]
+            if feasible(template_for(segments, slots, undone)):
+                choice = undone
+                break
+        else:
             break
-        choice = undone
     return choice
 
 
+def _accept(best: str, start: str, scorer: TemplateScorer, min_gain: float, logprob_rule: bool) -> bool:
+    """A round's result is kept only if its gain on train over the round's start is significant:
+    the objective's, or, with ``logprob_rule`` (margin objective), the right label's log-prob,
+    with the margin not significantly lower."""
+    if best == start:
+        return True
+    if logprob_rule:
+        return (significant(scorer.gains(best, start, objective="logprob"), min_gain=min_gain)
+                and not significant([-g for g in scorer.gains(best, start)]))
+    return significant(scorer.gains(best, start), min_gain=min_gain)
+
+
 def _edits(r: int, segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequence[int],
-           scorer: TemplateScorer) -> list[Edit]:
-    """The kept edits of a round, each with its leave-one-out gain on train."""
-    gains = _gains(segments, slots, choice, scorer)
+           scorer: TemplateScorer, *, logprob: bool = False) -> list[Edit]:
+    """The kept edits of a round, each with its leave-one-out gain on train (and, with ``logprob``,
+    its leave-one-out gain in the target log-prob)."""
+    gains = {k: sum(g) / len(g) for k, g in _loo(segments, slots, choice, scorer).items()}
+    lp = {k: sum(g) / len(g) for k, g in _loo(segments, slots, choice, scorer, objective="logprob").items()} \
+        if logprob else {}
     out = []
     for k, (slot, c) in enumerate(zip(slots, choice)):
         if c == 0:
@@ -378,6 +432,7 @@ def _edits(r: int, segments: Sequence[Segment], slots: Sequence[Slot], choice: S
         out.append(Edit(
             round=r, segment_index=slot.segment_index, old=segments[slot.segment_index].text, new=rw.text,
             kind=rw.kind, similarity=rw.similarity, segment_similarity=rw.segment_similarity, gain=gains[k],
+            logprob_gain=lp.get(k),
         ))
     return out
 

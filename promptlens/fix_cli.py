@@ -35,7 +35,8 @@ def add_fix_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", dest="json_out", help="write the full result to this JSON file")
     p.add_argument("--html", help="write a self-contained HTML report to this file (scores each case once more)")
     p.add_argument("--allow-logprob-drop", action="store_true",
-                   help="margin objective: keep a template even if the right label's own log-prob falls on train")
+                   help="margin objective: keep a template even if it does not raise the right label's own log-prob "
+                   "significantly on train")
     p.add_argument("--resume", action="store_true", help="continue the stored study instead of starting afresh")
     p.add_argument("--storage", help="Optuna storage: an RDB URL (sqlite:///..., postgresql://user@host/db) or "
                    "journal:PATH (a journal file) (default: sqlite:///OUT/promptlens-fix.db)")
@@ -164,21 +165,26 @@ def fix_report(result: FixResult, *, color: bool = False) -> str:
         lines += [""] + _table("validation", result.validation_before, result.validation_after, result.objective)
     lines.append("")
     v0, v1 = result.validation_before, result.validation_after
-    if v0 and v1 and result.edits and v1.objective < v0.objective:
+    if v0 and v1 and result.edits and v1.objective < v0.objective and result.logprob_rule and v1.logprob > v0.logprob:
+        lines += [f"note: the right label's log-prob rose on validation ({v1.logprob - v0.logprob:+.3f} nats) and the "
+                  f"margin fell ({v1.objective - v0.objective:+.3f}): the edits were chosen for a significant log-prob "
+                  "gain on train with the margin allowed to move by a non-significant amount; check the accuracy", ""]
+    elif v0 and v1 and result.edits and v1.objective < v0.objective:
         lines += [f"warning: the {result.objective} fell on validation ({v1.objective - v0.objective:+.3f} nats): "
                   "the edits fit the train cases only; give more train cases or keep the original", ""]
     if not result.edits:
         lines.append("no edit beat the original template on train; it is kept as it is")
     for n, e in enumerate(result.edits, 1):
         seg = f", segment similarity {e.segment_similarity:.2f}" if e.segment_similarity is not None else ""
+        lp = f" ({e.logprob_gain:+.3f} log-prob)" if e.logprob_gain is not None else ""
         lines.append(f"edit {n} (round {e.round + 1}, {e.kind}): similarity {e.similarity:.2f}{seg}, "
-                     f"gain {e.gain:+.3f} nats on train")
+                     f"gain {e.gain:+.3f} nats on train{lp}")
         lines.append(f"  {red}- {' '.join(e.old.split())}{off}")
         lines.append(f"  {green}+ {' '.join(e.new.split()) or '(deleted)'}{off}")
     lines += ["", f"fixed template (similarity {result.similarity:.2f} to the original, threshold {result.threshold}):",
               result.best, "",
               f"cost: {result.trials} trials ({result.trials_total} in the study, {result.pruned} pruned, "
-              f"{result.infeasible} infeasible: under the similarity threshold or the log-prob floor), {result.forward_passes} forward passes, "
+              f"{result.infeasible} infeasible: under the similarity threshold or the log-prob rule), {result.forward_passes} forward passes, "
               f"{result.seconds:.1f} s; study {result.study_name}" + (f" in {result.storage}" if result.storage else "")]
     lines += [f"note: {n}" for n in result.notes]
     return "\n".join(lines)

@@ -710,7 +710,7 @@ def fix_html(result: FixResult, *, cases: Sequence[CaseScore] | None = None,
         charts.append(f"<figure>{history}<figcaption>Every trial\u2019s score on the train cases and the best found so "
                       f"far. Trial 0 is always the original prompt, so the result is never worse on train. "
                       f"Trials stopped early ({result.pruned} pruned, {result.infeasible} infeasible: under the "
-                      f"similarity threshold or the log-prob floor) have no score and are not drawn."
+                      f"similarity threshold or the log-prob rule) have no score and are not drawn."
                       "</figcaption></figure>")
     else:
         charts.append(f'<p class="muted">No optimization history: {_e(why or "no trial completed")}.</p>')
@@ -730,7 +730,7 @@ def fix_html(result: FixResult, *, cases: Sequence[CaseScore] | None = None,
     notes = "".join(f"<li>{_e(n)}</li>" for n in result.notes)
     parts.append(f'<p class="muted">Cost: {result.trials} trials ({result.trials_total} in the study, '
                  f'{result.pruned} pruned, {result.infeasible} infeasible: under the similarity '
-                 f'threshold {result.threshold} or the log-prob floor), {result.forward_passes} forward passes, {result.seconds:.1f} s; strategy '
+                 f'threshold {result.threshold} or the log-prob rule), {result.forward_passes} forward passes, {result.seconds:.1f} s; strategy '
                  f'{_e(result.strategy)}, seed {result.seed}, study {_e(result.study_name)}'
                  + (f" in {_e(result.storage)}" if result.storage else "") + ".</p>"
                  + (f"<ul>{notes}</ul>" if notes else ""))

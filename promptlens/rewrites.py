@@ -18,6 +18,7 @@ or leaves a double space. The filter keeps a candidate only when
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
@@ -142,12 +143,11 @@ def scaffolds(body: str, cases: Sequence[Case], *, last: bool) -> list[str]:
 
 
 def _shared_choices(cases: Sequence[Case]) -> tuple[str, ...] | None:
-    """The label set, when every case has the same one."""
-    sets = {c.choices for c in cases}
-    if len(sets) == 1:
-        (only,) = sets
-        return only
-    return None
+    """The label set, when every case has the same one (in any order: a dataset may shuffle its
+    labels per case); listed in its most common order."""
+    if not cases or not all(c.choices for c in cases) or len({frozenset(c.choices) for c in cases}) != 1:
+        return None
+    return Counter(c.choices for c in cases).most_common(1)[0][0]
 
 
 def alternatives_for(body: str, alternatives: Mapping[str, Sequence[str]]) -> list[str]:

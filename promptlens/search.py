@@ -2,7 +2,8 @@
 
 One categorical parameter per chosen segment, ``s<index>``, whose choices are candidate indices;
 choice 0 is the unchanged segment, and trial 0 is enqueued as all-zeros, so the original template
-is always scored and a study can never return something worse than it on train.
+is always scored and a study can never return something worse than it on train (with
+``logprob_baseline``: worse in the log-prob; see ``run_study``).
 
 Each trial:
 
@@ -36,6 +37,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -80,6 +82,33 @@ class TemplateScorer:
             self.memo.update(((template, i), score) for i, score in zip(missing, row))
         objective = objective or self.objective
         return sum(objective_value(self.memo[(template, i)], objective) for i in ids) / len(ids)
+
+    def gains(self, template: str, baseline: str, *, objective: str | None = None) -> list[float]:
+        """Per train case: ``template``'s objective (this scorer's, or ``objective``) minus ``baseline``'s."""
+        self.mean(template)
+        self.mean(baseline)
+        objective = objective or self.objective
+        return [objective_value(self.memo[(template, i)], objective) - objective_value(self.memo[(baseline, i)], objective)
+                for i in range(len(self.cases))]
+
+
+def lower_bound(values: Sequence[float], *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> float:
+    """One-sided percentile-bootstrap lower confidence bound of the mean of ``values`` (paired
+    per-case gains): above 0 means the gain is unlikely to be the luck of which cases were drawn.
+    Seeded, so the same gains always give the same bound."""
+    n = len(values)
+    if n == 0:
+        return float("-inf")
+    if max(values) == min(values):  # one case, or the same gain on every case
+        return float(values[0])
+    rng = random.Random(seed)
+    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    return means[int((1.0 - confidence) * resamples)]
+
+
+def significant(values: Sequence[float], *, min_gain: float = 0.0) -> bool:
+    """A mean gain above ``min_gain`` whose bootstrap lower bound is above 0."""
+    return bool(values) and sum(values) / len(values) > min_gain and lower_bound(values) > 0.0
 
 
 @dataclass(frozen=True)
@@ -302,6 +331,20 @@ def enqueue_original(study: optuna.Study, slots: Sequence[Slot]) -> None:
         study.enqueue_trial(unchanged)
 
 
+def enqueue_single_edits(study: optuna.Study, slots: Sequence[Slot], limit: int) -> int:
+    """After trial 0, up to ``limit`` trials that each make one edit: the first candidate of every
+    slot, then the second of every slot, and so on. Every candidate is then scored on its own at
+    least once (when the budget allows) before TPE combines them: with a small budget and many
+    infeasible combinations, TPE alone can spend most trials re-proposing the original. Only a
+    study that one process runs (not under ``join``) gets them, with trial 0."""
+    unchanged = {s.param: 0 for s in slots}
+    singles = [{**unchanged, s.param: c} for c in range(1, max((len(s.rewrites) for s in slots), default=1))
+               for s in slots if c < len(s.rewrites)]
+    for params in singles[:max(0, limit)]:
+        study.enqueue_trial(params)
+    return min(len(singles), max(0, limit))
+
+
 def store_result(study: optuna.Study, choice: Sequence[int]) -> None:
     study.set_user_attr(_RESULT, json.dumps(list(choice)))
 
@@ -333,7 +376,9 @@ def _claim(study: optuna.Study, budget: int) -> optuna.Trial | None:
     """A trial within the shared budget, or None when the budget is spent. The budget counts
     every trial of every worker (running ones too) created before this one, so two workers that
     ask at the same moment cannot both take the last place."""
-    if len(_counted(study.get_trials(deepcopy=False))) >= budget:
+    # Enqueued trials (WAITING) are not in the way: ask() hands them out first.
+    if len([t for t in _counted(study.get_trials(deepcopy=False))
+            if t.state != optuna.trial.TrialState.WAITING]) >= budget:
         return None
     trial = study.ask()
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -358,15 +403,20 @@ def run_study(
     deadline: float,
     minibatch: int,
     shared: bool = False,
-    logprob_floor: float | None = None,
+    logprob_baseline: str | None = None,
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
 ) -> StudyOutcome | None:
     """Run trials until the study holds ``budget`` of them (all workers together, earlier runs
     included) or ``time.monotonic() >= deadline``; None when no trial finished. ``shared``:
     other workers may be running trials, so wait (until the deadline) for them to finish before
-    reading the result, so that every worker reads the same study. With ``logprob_floor``, a
-    combination whose mean target log-prob on train falls below it is infeasible: a margin can
-    rise while the wanted label itself gets less likely."""
+    reading the result, so that every worker reads the same study. With ``logprob_baseline`` (a
+    template: the round's start, which is trial 0), trials are ranked by the mean target log-prob,
+    and a combination other than trial 0 is feasible only if it raises the target log-prob on train
+    significantly over it (``significant``: a positive mean whose bootstrap lower bound over the
+    cases is above 0) and does not lower the objective (the margin) significantly; the best such
+    combination is the result, trial 0 only when there is none. A margin can rise while the wanted
+    label itself gets less likely, and on a few cases a margin moves by chance by tenths of a nat
+    either way; a log-prob gain carries over to unseen cases (benchmarks/fix_generalization.py)."""
 
     def objective(trial: optuna.Trial) -> float:
         choice = [trial.suggest_categorical(s.param, list(range(len(s.rewrites)))) for s in slots]
@@ -380,17 +430,21 @@ def run_study(
         if sim < threshold or repeats(template) > repeats(original):
             trial.set_user_attr("infeasible", True)
             raise optuna.TrialPruned()
-        trial.report(scorer.mean(template, minibatch), 0)
+        rank = "logprob" if logprob_baseline is not None else None  # what the trials are ranked by
+        trial.report(scorer.mean(template, minibatch, objective=rank), 0)
         if trial.should_prune():
             raise optuna.TrialPruned()
-        value = scorer.mean(template)
-        if logprob_floor is not None:
-            drop = logprob_floor - scorer.mean(template, objective="logprob")
-            trial.set_user_attr("logprob_drop", drop)
-            if drop > 0:
-                trial.set_user_attr("constraint", max(threshold - sim, drop))
+        value = scorer.mean(template, objective=rank)
+        if logprob_baseline is not None and template != logprob_baseline:
+            gains = scorer.gains(template, logprob_baseline, objective="logprob")
+            low = lower_bound(gains)
+            trial.set_user_attr("logprob_gain", sum(gains) / len(gains))
+            trial.set_user_attr("logprob_gain_low", low)
+            if not significant(gains) or significant([-g for g in scorer.gains(template, logprob_baseline)]):
+                shortfall = max(-low, 1e-6)  # > 0: infeasible by this much
+                trial.set_user_attr("constraint", max(threshold - sim, shortfall))
                 if _NATIVE_CONSTRAINTS:
-                    trial.set_constraint("logprob", drop)
+                    trial.set_constraint("logprob", shortfall)
                 trial.set_user_attr("infeasible", True)
                 raise optuna.TrialPruned()
         return value
@@ -406,7 +460,7 @@ def run_study(
                 t.state == optuna.trial.TrialState.RUNNING for t in _counted(study.get_trials(deepcopy=False))):
             check_interrupt()
             time.sleep(0.2)
-    return _outcome(study, slots, ran)
+    return _outcome(study, slots, ran, prefer_edits=logprob_baseline is not None)
 
 
 def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], budget: int,
@@ -465,9 +519,12 @@ def _interrupts_between_trials() -> Iterator[Callable[[], None]]:
     check()  # a signal during the last trial
 
 
-def _outcome(study: optuna.Study, slots: Sequence[Slot], ran: int) -> StudyOutcome | None:
+def _outcome(study: optuna.Study, slots: Sequence[Slot], ran: int, *, prefer_edits: bool = False) -> StudyOutcome | None:
+    """``prefer_edits``: the best complete trial that changes something, trial 0 (all unchanged)
+    only when no other trial completed (every other was pruned or infeasible)."""
     trials = _counted(study.get_trials(deepcopy=False))
-    best = _best(trials)
+    edited = [t for t in trials if any(t.params.get(s.param, 0) for s in slots)]
+    best = (_best(edited) if prefer_edits else None) or _best(trials)
     if best is None:
         return None  # the time budget ran out before the first trial
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]

@@ -194,6 +194,12 @@ def test_scaffolds_for_choice_cases():
     cands = candidates(segs, 0, original=template, backend=FakeBackend(), similarity=JaccardSimilarity(),
                        cases=cases, config=RewriteConfig(threshold=0.0, edit_floor=0.0, kinds=("scaffold",)))
     assert "Is it plausible? Answer with one of: yes, no. " in [c.text for c in cands]
+    # The same labels in another order per case (entailed_polarity): still one label set.
+    mixed = [Case({"input": "x"}, "yes", ("no", "yes")), Case({"input": "y"}, "no", ("yes", "no")),
+             Case({"input": "z"}, "no", ("no", "yes"))]
+    cands = candidates(segs, 0, original=template, backend=FakeBackend(), similarity=JaccardSimilarity(),
+                       cases=mixed, config=RewriteConfig(threshold=0.0, edit_floor=0.0, kinds=("scaffold",)))
+    assert "Is it plausible? Answer with one of: no, yes. " in [c.text for c in cands]
 
 
 def test_synonyms_and_cleaning():
@@ -276,7 +282,7 @@ def test_cli_fix_writes_the_fixed_template_and_json(tmp_path, monkeypatch, capsy
 
 
 @pytest.mark.model
-def test_real_small_budget_fix_never_lowers_train_and_keeps_meaning(backend):
+def test_real_small_budget_fix_raises_the_logprob_or_keeps_the_original_and_keeps_meaning(backend):
     import dataclasses
 
     from promptlens.cases import dataset_path, load_cases
@@ -291,7 +297,9 @@ def test_real_small_budget_fix_never_lowers_train_and_keeps_meaning(backend):
     result = fix(template, cases, backend=backend, similarity=similarity, budget_trials=8, n_train=6, top_k=2,
                  rounds=1, threshold=0.8, seed=0, kinds=("delete", "synonym", "scaffold"))
     assert result.objective == "margin"
-    assert result.train_after.objective >= result.train_before.objective - 1e-9
+    # Margin objective with the log-prob rule: a kept repair raises the right label's log-prob on
+    # train (significantly); the margin may move by a non-significant amount either way.
+    assert result.best == template or result.train_after.logprob > result.train_before.logprob
     assert result.similarity >= 0.8 and all(e.similarity >= 0.8 for e in result.edits)
     assert similarity.cosine(template, result.best) >= 0.8
     assert template_fields(result.best) == ["input"]
@@ -317,3 +325,83 @@ def test_real_paraphrases_are_seeded_single_lines(backend):
     first = paraphrases(backend, "Answer with yes or no.", n=2, seed=0)
     assert first == paraphrases(backend, "Answer with yes or no.", n=2, seed=0)
     assert all(p and "\n" not in p and p.endswith((".", "!", "?", ":")) for p in first)
+
+
+class ListBackend:
+    """Choice cases whose input names the right label, e.g. "q1 (yes)". Every label costs 2 nats;
+    "one of" in the prompt (the label list) makes every label 1 nat more likely, so the margin
+    stays and the right label's log-prob rises by exactly 1 on every case; "lucky" raises the
+    margin on case q1 only (by 4 nats): a mean gain that is one case's luck."""
+
+    name = "list"
+
+    def token_logprobs(self, prompts, targets):
+        out = []
+        for prompt, labels in zip(prompts, targets):
+            right = prompt.rsplit("(", 1)[1].split(")")[0]
+            first = prompt.rsplit("(", 1)[0].endswith("q1 ")
+            rows = []
+            for label in labels:
+                lp = -2.0 + ("one of" in prompt)
+                if "lucky" in prompt and first and label != right:
+                    lp -= 4.0
+                rows.append([lp])
+            out.append(rows)
+        return out
+
+    def generate(self, prompt: str, max_new_tokens: int = 32) -> str:
+        return prompt.strip().splitlines()[-1]
+
+
+def test_margin_search_keeps_only_a_significant_logprob_rise():
+    # "lucky" lifts the mean margin by 0.5 (4 nats on one case of 8): the search's best on train,
+    # but not significant and no log-prob gain, so it is not kept; the label list raises the right
+    # label's log-prob by 1 nat on every case, margin unchanged: kept.
+    template = "Classify the text. Be brief. Text: {input}\nAnswer:"
+    cases = [Case({"input": f"q{i} ({t})"}, t, ("yes", "no")) for i, t in enumerate(["yes", "no"] * 8)]
+    result = fix(template, cases, backend=ListBackend(), similarity=JaccardSimilarity(), budget_trials=8,
+                 rounds=1, n_train=8, threshold=0.3, edit_floor=0.2, kinds=["alternative"], strategy="all",
+                 alternatives={"Be brief.": ["Be brief, lucky."], "Classify the text.": ["Classify the text as one of yes, no."]})
+    assert "one of" in result.best and "lucky" not in result.best
+    assert result.train_after.logprob == pytest.approx(result.train_before.logprob + 1)
+    assert result.validation_after.logprob == pytest.approx(result.validation_before.logprob + 1)
+    (edit,) = result.edits
+    assert edit.logprob_gain == pytest.approx(1) and edit.gain == pytest.approx(0)
+
+
+def test_a_gain_on_one_case_only_is_not_kept():
+    # Log-prob objective: "lucky" gains 4 nats on one of 8 train cases (mean 0.5 > min_gain) and
+    # nothing on the rest: the bootstrap lower bound is 0, so the original stays.
+    class OneCase(ListBackend):
+        def token_logprobs(self, prompts, targets):
+            return [[[-2.0 + (4.0 if "lucky" in p and p.rsplit("(", 1)[0].endswith("q1 ") else 0.0)] for _ in ts]
+                    for p, ts in zip(prompts, targets)]
+
+    template = "Write the answer. Be brief. Text: {input}\nAnswer:"
+    cases = [Case({"input": f"q{i} (x)"}, "x") for i in range(16)]
+    result = fix(template, cases, backend=OneCase(), similarity=JaccardSimilarity(), budget_trials=4, rounds=1,
+                 n_train=8, threshold=0.3, kinds=["alternative"], strategy="all",
+                 alternatives={"Be brief.": ["Be brief, lucky."]})
+    assert result.best == template and result.edits == ()
+    assert any("not significant" in n for n in result.notes)  # the best trial held it; it was undone
+
+
+def test_lower_bound_is_seeded_and_sees_one_lucky_case():
+    from promptlens.search import lower_bound, significant
+
+    assert lower_bound([1.0] * 5) == 1.0 and significant([1.0] * 5)
+    lucky = [4.0] + [0.0] * 7
+    assert lower_bound(lucky) == 0.0 and not significant(lucky)
+    noisy = [0.3, -0.1, 0.5, 0.2, 0.4, 0.1, 0.3, 0.2]
+    assert lower_bound(noisy) == lower_bound(noisy) > 0 and significant(noisy)
+    assert not significant(noisy, min_gain=1.0)
+
+
+def test_every_single_edit_is_tried_first(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'fix.db'}"
+    result = run(storage=storage, study_name="s", budget_trials=12, strategy="all")
+    trials = optuna.load_study(study_name="s:round0", storage=storage).trials
+    assert not any(trials[0].params.values())  # trial 0: the original
+    singles = [t.params for t in trials[1:] if t.system_attrs.get("fixed_params")]
+    assert singles and all(sum(1 for c in p.values() if c) == 1 for p in singles)
+    assert len({tuple(sorted(p.items())) for p in singles}) == len(singles) and result.trials == 12

@@ -430,7 +430,7 @@ def run_study(
         if sim < threshold or repeats(template) > repeats(original):
             trial.set_user_attr("infeasible", True)
             raise optuna.TrialPruned()
-        rank = "logprob" if logprob_baseline is not None else None  # what the trials are ranked by
+        rank = None  # trials are ranked by the objective (the margin on choice tasks); the log-prob is a constraint
         trial.report(scorer.mean(template, minibatch, objective=rank), 0)
         if trial.should_prune():
             raise optuna.TrialPruned()

@@ -202,10 +202,11 @@ def fix(
     (``search.significant``); a round's result is kept only if its gain over the round's start is
     significant in the same way, else the round's start is kept. With the margin objective and
     ``keep_logprob``, a template is only kept if it raises the right label's own log-prob on train
-    significantly over the round's start without lowering the margin significantly, and the search
-    ranks trials by that log-prob: on a few cases a margin moves by chance, and a wider margin
-    bought by making every label less likely is not a repair a user wants; an edit then also stays
-    if it raises the log-prob significantly without lowering the margin significantly.
+    significantly over the round's start without lowering the margin significantly; among those the
+    search keeps the best margin. On a few cases a margin moves by chance while a log-prob gain
+    carries over, and a wider margin bought by making every label less likely is not a repair a
+    user wants; an edit then also stays if it raises the log-prob significantly without lowering
+    the margin significantly.
     """
     start = time.monotonic()
     check_fix_args(template, list(cases) + list(validation or []), strategy=strategy, threshold=threshold,

@@ -410,13 +410,13 @@ def run_study(
     included) or ``time.monotonic() >= deadline``; None when no trial finished. ``shared``:
     other workers may be running trials, so wait (until the deadline) for them to finish before
     reading the result, so that every worker reads the same study. With ``logprob_baseline`` (a
-    template: the round's start, which is trial 0), trials are ranked by the mean target log-prob,
-    and a combination other than trial 0 is feasible only if it raises the target log-prob on train
-    significantly over it (``significant``: a positive mean whose bootstrap lower bound over the
-    cases is above 0) and does not lower the objective (the margin) significantly; the best such
-    combination is the result, trial 0 only when there is none. A margin can rise while the wanted
-    label itself gets less likely, and on a few cases a margin moves by chance by tenths of a nat
-    either way; a log-prob gain carries over to unseen cases (benchmarks/fix_generalization.py)."""
+    template: the round's start, which is trial 0), a combination other than trial 0 is feasible
+    only if it raises the target log-prob on train significantly over it (``significant``: a
+    positive mean whose bootstrap lower bound over the cases is above 0) and does not lower the
+    objective (the margin) significantly; the feasible combination with the best margin is the
+    result, trial 0 only when there is none. A margin can rise while the wanted label itself gets
+    less likely, and on a few cases a margin moves by chance by tenths of a nat either way; a
+    log-prob gain carries over to unseen cases (benchmarks/fix_generalization.py)."""
 
     def objective(trial: optuna.Trial) -> float:
         choice = [trial.suggest_categorical(s.param, list(range(len(s.rewrites)))) for s in slots]
@@ -430,11 +430,10 @@ def run_study(
         if sim < threshold or repeats(template) > repeats(original):
             trial.set_user_attr("infeasible", True)
             raise optuna.TrialPruned()
-        rank = None  # trials are ranked by the objective (the margin on choice tasks); the log-prob is a constraint
-        trial.report(scorer.mean(template, minibatch, objective=rank), 0)
+        trial.report(scorer.mean(template, minibatch), 0)
         if trial.should_prune():
             raise optuna.TrialPruned()
-        value = scorer.mean(template, objective=rank)
+        value = scorer.mean(template)
         if logprob_baseline is not None and template != logprob_baseline:
             gains = scorer.gains(template, logprob_baseline, objective="logprob")
             low = lower_bound(gains)

@@ -369,6 +369,35 @@ def test_margin_search_keeps_only_a_significant_logprob_rise():
     assert edit.logprob_gain == pytest.approx(1) and edit.gain == pytest.approx(0)
 
 
+class SharpBackend(ListBackend):
+    """As ListBackend, plus "sharply": the right label 0.5 nats more likely, the others 0.5 less
+    (the margin +1 on every case, the right label's log-prob +0.5)."""
+
+    def token_logprobs(self, prompts, targets):
+        out = super().token_logprobs(prompts, targets)
+        for prompt, labels, rows in zip(prompts, targets, out):
+            if "sharply" in prompt:
+                right = prompt.rsplit("(", 1)[1].split(")")[0]
+                for label, row in zip(labels, rows):
+                    row[0] += 0.5 if label == right else -0.5
+        return out
+
+
+def test_margin_search_ranks_feasible_templates_by_the_margin():
+    # Both rewrites of the first sentence raise the right label's log-prob significantly; the
+    # label list by more (+1 against +0.5), "sharply" widens the margin (+1 against 0): on a
+    # choice task the margin decides, the log-prob rise is the condition.
+    template = "Classify the text. Be brief. Text: {input}\nAnswer:"
+    cases = [Case({"input": f"q{i} ({t})"}, t, ("yes", "no")) for i, t in enumerate(["yes", "no"] * 8)]
+    result = fix(template, cases, backend=SharpBackend(), similarity=JaccardSimilarity(), budget_trials=8,
+                 rounds=1, n_train=8, threshold=0.3, edit_floor=0.2, kinds=["alternative"], strategy="all",
+                 alternatives={"Classify the text.": ["Classify the text as one of yes, no.",
+                                                      "Classify the text sharply."]})
+    assert "sharply" in result.best and "one of" not in result.best
+    assert result.train_after.margin == pytest.approx(result.train_before.margin + 1)
+    assert result.train_after.logprob == pytest.approx(result.train_before.logprob + 0.5)
+
+
 def test_a_gain_on_one_case_only_is_not_kept():
     # Log-prob objective: "lucky" gains 4 nats on one of 8 train cases (mean 0.5 > min_gain) and
     # nothing on the rest: the bootstrap lower bound is 0, so the original stays.

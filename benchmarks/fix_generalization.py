@@ -7,23 +7,20 @@ and score each single edit's per-case gain over the original (log-prob and margi
 extra and validation. Prints one row per candidate: mean gains and a bootstrap lower bound on
 train, so a selection rule can be checked against validation without being tuned on it.
 
-    HF_HUB_OFFLINE=1 python benchmarks/fix_generalization.py recipes/sports_understanding.yaml --extra 32
+    python benchmarks/fix_generalization.py recipes/sports_understanding.yaml --extra 32
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
+import os
 import sys
 import time
+from pathlib import Path
 
-
-def bootstrap_low(values, *, n=2000, q=0.05, seed=0):
-    rng = random.Random(seed)
-    k = len(values)
-    means = sorted(sum(values[rng.randrange(k)] for _ in range(k)) / k for _ in range(n))
-    return means[int(q * n)]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> int:
@@ -42,6 +39,7 @@ def main() -> int:
     from promptlens.config import load_recipe
     from promptlens.rewrites import RewriteConfig, candidates
     from promptlens.scoring import default_objective, score_prompts
+    from promptlens.search import lower_bound
     from promptlens.segments import fill, join, segment
     from promptlens.similarity import Similarity
 
@@ -82,11 +80,11 @@ def main() -> int:
             sc = base[name] if kind == "original" else scores(template, cases)
             dl = [a[0] - b[0] for a, b in zip(sc, base[name])]
             row[f"{name}_lp"] = sum(dl) / len(dl)
-            row[f"{name}_lp_low"] = bootstrap_low(dl)
+            row[f"{name}_lp_low"] = lower_bound(dl)
             if objective == "margin":
                 dm = [a[1] - b[1] for a, b in zip(sc, base[name])]
                 row[f"{name}_m"] = sum(dm) / len(dm)
-                row[f"{name}_m_low"] = bootstrap_low(dm)
+                row[f"{name}_m_low"] = lower_bound(dm)
             if kind == "original":
                 row[f"{name}_abs_lp"] = sum(s[0] for s in sc) / len(sc)
                 if objective == "margin":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._version import __version__
 from .attribution import attribute
 from .bench import BenchResult, bench
 from .backends.base import Backend
@@ -15,6 +16,7 @@ from .segments import segment
 from .types import Attribution, Case, Score, Segment, SegmentAttribution
 
 __all__ = [
+    "__version__",
     "attribute",
     "bench",
     "BenchResult",

@@ -242,6 +242,61 @@ def test_cached_rerun_does_not_touch_the_model(tmp_path, monkeypatch):
     assert not lint([strict], backend=fake, cache_dir="cache").templates[0].cached
 
 
+def test_cache_key_follows_the_model_files_and_the_library_versions(tmp_path, monkeypatch):
+    import promptlens.lint as lint_module
+
+    monkeypatch.chdir(tmp_path)
+    target = write(tmp_path, CLEAN, CHOICE_CASES)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    weights = model / "model.safetensors"
+    weights.write_bytes(b"weights v1")
+    fake = RuleBackend(bonus=HELPS, name="local")
+    assert not lint([target], backend=fake, model=str(model), cache_dir="cache").templates[0].cached
+    assert lint([target], backend=fake, model=str(model), cache_dir="cache").templates[0].cached
+    # Retrained in place: same folder, same name, new content.
+    weights.write_bytes(b"weights v2, retrained")
+    assert not lint([target], backend=fake, model=str(model), cache_dir="cache").templates[0].cached
+    assert lint([target], backend=fake, model=str(model), cache_dir="cache").templates[0].cached
+    # A new torch or transformers misses too.
+    real = lint_module._dist_version
+    monkeypatch.setattr(lint_module, "_dist_version", lambda name: "9.9" if name == "torch" else real(name))
+    assert not lint([target], backend=fake, model=str(model), cache_dir="cache").templates[0].cached
+
+
+def test_model_files_are_hashed_once_per_size_and_mtime(tmp_path):
+    from promptlens.lint import model_fingerprint
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "w.bin").write_bytes(b"x" * 1000)
+    first = model_fingerprint(str(model), tmp_path / "cache")
+    memo_file = tmp_path / "cache" / "model-files.memo"
+    memo = json.loads(memo_file.read_text())
+    assert [v[0] for v in memo.values()] == [1000]
+    # A remembered digest is trusted while size and mtime match: the file is not read again.
+    (key,) = memo
+    memo[key][2] = "0" * 64
+    memo_file.write_text(json.dumps(memo))
+    assert model_fingerprint(str(model), tmp_path / "cache") != first
+    os.utime(model / "w.bin", ns=(1, 1))  # touched: read again, the true digest comes back
+    assert model_fingerprint(str(model), tmp_path / "cache") == first
+
+
+def test_clear_cache_flag(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    target = write(tmp_path, CLEAN, CHOICE_CASES)
+    lint([target], backend=RuleBackend(bonus=HELPS, name=EMBEDDED), cache_dir="c")
+    (tmp_path / "c" / "keep.txt").write_text("not ours")
+    n = len([p for p in (tmp_path / "c").iterdir() if p.name != "keep.txt"])
+    assert n >= 1
+    out = cli("--clear-cache", "--cache-dir", "c", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert f"removed {n} cached file" in out.stderr
+    assert [p.name for p in (tmp_path / "c").iterdir()] == ["keep.txt"]
+
+
 # --- reports ---------------------------------------------------------------------------------------
 
 

@@ -49,6 +49,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server-model", metavar="NAME", help="the server's model name (the request's model field)")
     p.add_argument("--server-format", default="auto", help="auto, echo (OpenAI echo+logprobs) or vllm (prompt_logprobs)")
     p.add_argument("--server-concurrency", type=int, default=4, help="requests in flight at once (default 4)")
+    p.add_argument("--api-key-env", metavar="VAR", help="send the API key held in this environment variable "
+                   "(default: OPENAI_API_KEY when it is set); the key itself is never printed or stored")
+    p.add_argument("--server-ca", metavar="FILE.pem", help="also trust these CA certificates for an https "
+                   "--server (e.g. a self-signed one); SSL_CERT_FILE works too")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--no-color", action="store_true", help="no ANSI colours (also: NO_COLOR env var)")
@@ -66,10 +70,26 @@ def make_backend(args: argparse.Namespace):  # -> Backend
             raise InputError(f"--server-concurrency {args.server_concurrency} is out of range; give 1 or more")
         return remote_backend(args.server, model=args.server_model, tokenizer_from=args.model,
                               raw=True if args.raw else None, format=args.server_format,
-                              concurrency=args.server_concurrency)
+                              concurrency=args.server_concurrency, api_key=api_key(args.api_key_env),
+                              ca_file=args.server_ca)
     from .backends.hf import load_backend
 
     return load_backend(args.model, raw=True if args.raw else None, dtype=args.dtype, device=args.device)
+
+
+def api_key(variable: str | None) -> str | None:
+    """The API key for ``--server``: from the environment variable the user named, else from
+    ``OPENAI_API_KEY`` when it is set. Only the variable's name ever appears in a message."""
+    if variable is None:
+        return os.environ.get("OPENAI_API_KEY") or None
+    if not variable.strip() or "=" in variable:
+        raise InputError(f"--api-key-env takes the name of an environment variable, such as OPENAI_API_KEY, "
+                         "not the key itself")
+    value = os.environ.get(variable)
+    if not value:
+        raise InputError(f"--api-key-env {variable}: that environment variable is not set; export {variable}=... "
+                         "or drop --api-key-env")
+    return value
 
 
 def _add_attribute(sub: argparse._SubParsersAction) -> None:

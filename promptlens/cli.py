@@ -43,7 +43,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--raw", action="store_true", help="plain completion: no chat template")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="cpu", help="torch device of the local model: cpu, cuda, cuda:1, mps (default: cpu)")
-    p.add_argument("--dtype", default="float32", help="local model dtype: float32, bfloat16, float16 (default: float32)")
+    p.add_argument("--dtype", default="float32", help="local model dtype: float32, bfloat16, float16, or auto "
+                   "(bfloat16 on a CPU with native bf16, else float32; default: float32)")
     p.add_argument("--server", metavar="URL", help="score on an OpenAI-compatible server (llama-cpp-python, vLLM) "
                    "instead of a local model, e.g. http://127.0.0.1:8000; --model then only names the tokenizer")
     p.add_argument("--server-model", metavar="NAME", help="the server's model name (the request's model field)")
@@ -198,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .backends.devices import show_warnings_on_one_line
+
+    show_warnings_on_one_line()
     if args.threads is not None:
         if args.threads < 1:
             print(f"promptlens: error: --threads {args.threads} is out of range; give 1 or more", file=sys.stderr)

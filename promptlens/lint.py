@@ -831,6 +831,9 @@ def run_lint(args: argparse.Namespace) -> int:
             check_output(path, what)
     # A remote server, or a local model on another device or dtype, is built here; the default
     # local model is left to lint(), which loads it only on a cache miss.
+    from .backends.devices import resolve_dtype
+
+    args.dtype = resolve_dtype(args.dtype, args.device)  # `auto` that means float32 keeps the lazy load
     custom = args.server or args.device != "cpu" or args.dtype != "float32"
     if custom:
         from .cli import make_backend

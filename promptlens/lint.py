@@ -38,7 +38,7 @@ from .types import Case, Segment
 
 SEVERITIES = ("error", "warning", "note")  # most severe first
 FAIL_ON = (*SEVERITIES, "never")
-FORMATS = ("text", "json", "sarif", "junit")
+FORMATS = ("text", "json", "sarif", "junit", "github", "gitlab")
 DEFAULT_CONFIG = "promptlens.yaml"
 DEFAULT_CACHE = Path(".promptlens-cache") / "lint"
 

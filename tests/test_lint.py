@@ -318,6 +318,50 @@ def test_sarif_validates_against_the_official_schema(tmp_path):
     assert loc["region"] == {"startLine": 2, "startColumn": 1, "endLine": 2, "endColumn": 22}
     dead = next(r for r in run_["results"] if r["ruleId"] == "PL104")
     assert dead["suppressions"][0]["kind"] == "inSource"
+    rule = run_["tool"]["driver"]["rules"][0]
+    assert rule["help"]["text"] and rule["helpUri"].startswith("https://")
+    assert run_["invocations"][0]["executionSuccessful"] is True
+    assert loc["artifactLocation"]["uriBaseId"] == "%SRCROOT%"
+    assert run_["originalUriBaseIds"]["%SRCROOT%"]["uri"] == Path.cwd().as_uri() + "/"
+    skipped = run_["invocations"][0]["toolExecutionNotifications"]
+    assert [n["descriptor"]["id"] for n in skipped] == list(result.templates[0].skipped)
+
+
+def test_junit_validates_against_a_common_junit_xsd(tmp_path):
+    xmlschema = pytest.importorskip("xmlschema")
+    schema = xmlschema.XMLSchema(str(Path(__file__).parent / "data" / "junit-10.xsd"))
+    result = _mixed(tmp_path)
+    for fail_on in ("warning", "error", "never"):
+        schema.validate(render(result, "junit", fail_on=fail_on))
+    with pytest.raises(xmlschema.XMLSchemaValidationError):  # the schema does check: a suite needs `errors`
+        schema.validate(render(result, "junit").replace(' errors="0"', ""))
+
+
+def test_github_workflow_commands(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _mixed(tmp_path)
+    lines = render(result, "github").splitlines()
+    harmful = next(line for line in lines if "PL103" in line)
+    assert harmful.startswith("::warning file=t.txt,line=2,endLine=2,col=1,endColumn=22,"
+                              "title=PL103 harmful-segment::harmful segment 'Always answer banana.'")
+    assert lines[0].startswith("::error file=t.txt,line=1,")  # PL101, most severe first
+    assert not any("PL104" in line for line in lines)  # suppressed
+    assert all(line.startswith("::") for line in lines[:-1]) and lines[-1].startswith("FAIL: 1 template")
+    from promptlens.lint_report import _github_escape
+
+    assert _github_escape("a%b\nc") == "a%25b%0Ac" and _github_escape("x:1,y", prop=True) == "x%3A1%2Cy"
+
+
+def test_gitlab_code_quality_report(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _mixed(tmp_path)
+    issues = json.loads(render(result, "gitlab"))
+    assert {i["check_name"].split()[0] for i in issues} == {"PL101", "PL103"}
+    harmful = next(i for i in issues if i["check_name"].startswith("PL103"))
+    assert harmful["severity"] == "major" and harmful["location"]["path"] == "t.txt"
+    assert harmful["location"]["lines"] == {"begin": 2, "end": 2}
+    assert len({i["fingerprint"] for i in issues}) == len(issues)
+    assert json.loads(render(result, "gitlab")) == issues  # fingerprints are stable
 
 
 def test_junit_one_testcase_per_rule_with_failures(tmp_path):

@@ -197,8 +197,10 @@ def main() -> None:
     backends = {"raw": raw, "chat": HFBackend(raw.model, raw.tokenizer, name=raw.name, raw=False)}
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    for method in args.methods:
-        for prompt in prompts[: per_prompts.get(method, len(prompts))]:
+    for i, prompt in enumerate(prompts):  # prompt by prompt: a run cut short has every method on its prompts
+        for method in args.methods:
+            if i >= per_prompts.get(method, len(prompts)):
+                continue
             cases = prompt.cases("bench")[: per_cases.get(method, args.cases)]
             for variant in prompt.all_variants:
                 row = run_one(backends, variant, cases, method, args)

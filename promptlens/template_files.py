@@ -32,13 +32,13 @@ class _Item:
     style: str | None = None  # YAML scalar style; "json" for a JSON string
 
 
-def parse_messages_file(text: str, name: str, fmt: str) -> MessageTemplate:
+def parse_messages_file(text: str, name: str, fmt: str, *, placeholders: str = "auto") -> MessageTemplate:
     """A MessageTemplate from a messages file's text (``fmt`` "json" or "yaml")."""
     if not text.strip():
         raise InputError(f"{name}: the file is empty; give a list of {{role, content}} messages")
     data, items, span = (_json(text, name) if fmt == "json" else _yaml(text, name))
     return from_messages(data, where=name, lines=[it.line for it in items], format=fmt, path=name,
-                         source=text, positions=tuple(it.positions for it in items))
+                         source=text, positions=tuple(it.positions for it in items), placeholders=placeholders)
 
 
 # --- JSON -----------------------------------------------------------------------------------

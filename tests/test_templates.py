@@ -265,3 +265,54 @@ def test_cli_attribute_on_a_messages_file(tmp_path: Path, capsys: pytest.Capture
     assert main(["attribute", str(tmp_path / "p.json"), "--target", "x"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "p.json:1: unknown role 'robot'" in err
+
+
+# --- placeholder styles ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, internal, style", [
+    ("Hi {{ name }}!", "Hi {name}!", "double"),
+    ("Hi {{name}} and {{{ raw }}}", "Hi {name} and {raw}", "double"),
+    ('JSON: {"a": {{ v }}}', 'JSON: {{"a": {v}}}', "double"),
+    ("{% raw %}{{ x }}{% endraw %} {{ y }}", "{{{{ x }}}} {y}", "double"),
+    ("{{x}} and {y}", "{{x}} and {y}", "brace"),  # a {name} field: the old rules, `{{x}}` is literal
+    ('{{"a": 1}} {x}', '{{"a": 1}} {x}', "brace"),
+    ('no fields {{"a": 1}}', 'no fields {{"a": 1}}', "brace"),
+])
+def test_double_style_is_read_into_the_brace_style(text: str, internal: str, style: str) -> None:
+    from promptlens.templates import to_internal
+
+    assert to_internal(text) == (internal, style)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("Hi {{ name", r"line 1, column 4: `\{\{` is never closed"),
+    ("A\n{{ x | upper }}", r"line 2, column 1: placeholder '\{\{ x \| upper \}\}' is not a plain name"),
+    ("{% if x %}y{% endif %}", r"template tag `\{%` is not a placeholder"),
+])
+def test_double_style_errors(text: str, message: str) -> None:
+    from promptlens.templates import to_internal
+
+    with pytest.raises(InputError, match=message):
+        to_internal(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.sampled_from(["{x}", "{name}", "{{", "}}", "a", " ", "%", "#", "\n", "-"]), max_size=10))
+def test_double_style_round_trips(pieces: list[str]) -> None:
+    from promptlens.templates import from_double, to_style
+
+    internal = "".join(pieces)
+    assert from_double(to_style(internal, "double")) == internal
+
+
+def test_messages_file_in_double_style(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text("- role: system\n  content: Be brief.\n- role: user\n  content: 'Q: {{ question }}'\n")
+    t = load_template(tmp_path / "p.yaml")
+    assert t.placeholders == "double" and t.messages[1].content == "Q: {question}"
+    (tmp_path / "bad.json").write_text('[\n  {"role": "user", "content": "Q: {{ question"}\n]\n')
+    with pytest.raises(InputError, match=r"bad.json:2:35: `\{\{` is never closed"):
+        load_template(tmp_path / "bad.json")
+    (tmp_path / "brace.json").write_text('[{"role": "user", "content": "Q: {question} }"}]')
+    with pytest.raises(InputError, match=r"brace.json:1:45: invalid brace '\}'"):
+        load_template(tmp_path / "brace.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._version import __version__
 from .attribution import attribute
 from .bench import BenchResult, bench
 from .backends.base import Backend
@@ -16,6 +17,7 @@ from .templates import Message, MessageTemplate, load_template
 from .types import Attribution, Case, Score, Segment, SegmentAttribution
 
 __all__ = [
+    "__version__",
     "attribute",
     "bench",
     "BenchResult",

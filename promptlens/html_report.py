@@ -712,7 +712,7 @@ def fix_html(result: FixResult, *, cases: Sequence[CaseScore] | None = None,
                  f'<pre id="diff">{_word_diff(result.original, result.best)}</pre>{_edits(result)}'
                  '<h3>The fixed prompt</h3>'
                  '<p><button type="button" data-copy="fixed">Copy the fixed prompt</button></p>'
-                 f'<pre id="fixed">{_e(result.best)}</pre></section>')
+                 f'<pre id="fixed">{_e(shown(result.best, inline=False))}</pre></section>')
     charts = []
     if history:
         charts.append(f"<figure>{history}<figcaption>Every trial\u2019s score on the train cases and the best found so "

@@ -119,6 +119,18 @@ class MessageTemplate:
     def is_chat(self) -> bool:
         return MARK_RE.search(self.text) is not None
 
+    def flat_positions(self) -> list[int] | None:
+        """For each character of ``text`` (and its end), its offset in ``source``; a role mark
+        maps to its message's first character. None without file positions."""
+        if self.source is None or len(self.positions) != len(self.messages):
+            return None
+        out: list[int] = []
+        marked = is_messages(self.text)
+        for pos in self.positions:
+            out.extend(([pos[0]] if marked else []) + list(pos[:-1]))
+        out.append(self.positions[-1][-1] if self.positions[-1] else len(self.source))
+        return out
+
     def with_text(self, flat: str) -> MessageTemplate:
         """The same template (file, format) holding the messages of another flat text."""
         return replace(self, messages=tuple(messages_of(flat)), positions=())
@@ -220,18 +232,32 @@ def detect_style(text: str) -> str:
 def from_double(text: str, at: Any = None) -> str:
     """Double-style template text in the internal brace style. ``at(offset)`` names the place
     of an error (default: ``line L, column C`` of ``text``)."""
+    return from_double_mapped(text, at)[0]
+
+
+def from_double_mapped(text: str, at: Any = None) -> tuple[str, list[int]]:
+    """``from_double`` and, for each character of the result (and its end), its offset in ``text``."""
     def where(pos: int) -> str:
         if at is not None:
             return at(pos)
         line, col = line_col(text, pos)
         return f"line {line}, column {col}"
 
-    out, pos = [], 0
+    out: list[str] = []
+    index: list[int] = []
+
+    def literal(start: int, end: int) -> None:
+        for k in range(start, end):
+            piece = text[k] * 2 if text[k] in "{}" else text[k]
+            out.append(piece)
+            index.extend([k] * len(piece))
+
+    pos = 0
     for m in _DOUBLE.finditer(text):
-        out.append(_brace_literal(text[pos : m.start()]))
+        literal(pos, m.start())
         pos = m.end()
         if m.group("raw") is not None:
-            out.append(_brace_literal(m.group("raw")))
+            literal(m.start("raw"), m.end("raw"))
             continue
         if m.group("tag"):
             raise InputError(f"{where(m.start())}: template tag `{text[m.start():m.start() + 2]}` is not a placeholder; "
@@ -243,9 +269,12 @@ def from_double(text: str, at: Any = None) -> str:
         if not _NAME.match(expr):
             raise InputError(f"{where(m.start())}: placeholder {m.group()!r} is not a plain name; promptlens fills "
                              "`{{ name }}` with a case's value: move filters and expressions out of the template")
-        out.append("{" + expr + "}")
-    out.append(_brace_literal(text[pos:]))
-    return "".join(out)
+        field_text = "{" + expr + "}"
+        out.append(field_text)
+        index.extend([m.start()] * len(field_text))
+    literal(pos, len(text))
+    index.append(len(text))
+    return "".join(out), index
 
 
 def _brace_literal(text: str) -> str:
@@ -443,7 +472,7 @@ def convert_placeholders(template: MessageTemplate, placeholders: str, where: st
     if style == "auto":
         joined = "\n".join(m.content for m in template.messages)
         style = detect_style(joined)
-    messages = []
+    messages, positions = [], list(template.positions)
     for i, m in enumerate(template.messages):
         def at(k: int, i: int = i, content: str = m.content) -> str:
             if template.source is not None and i < len(template.positions):
@@ -452,11 +481,15 @@ def convert_placeholders(template: MessageTemplate, placeholders: str, where: st
             role = f"message {i + 1} ({m.role}), " if len(template.messages) > 1 or template.format != "text" else ""
             return f"{where}: {role}line {line}, column {col}"
 
-        content = from_double(m.content, at) if style == "double" else m.content
-        if style == "brace" and template.format != "text":  # a text template: segments' own message
+        content = m.content
+        if style == "double":
+            content, index = from_double_mapped(m.content, at)
+            if i < len(positions):  # file positions of the converted text, through the conversion
+                positions[i] = tuple(positions[i][min(j, len(positions[i]) - 1)] for j in index)
+        elif template.format != "text":  # a text template keeps segments' own message
             _check_braces(content, at)
         messages.append(Message(m.role, content))
-    return replace(template, messages=tuple(messages), placeholders=style)
+    return replace(template, messages=tuple(messages), placeholders=style, positions=tuple(positions))
 
 
 def _check_braces(content: str, at: Any) -> None:

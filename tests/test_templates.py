@@ -316,3 +316,88 @@ def test_messages_file_in_double_style(tmp_path: Path) -> None:
     (tmp_path / "brace.json").write_text('[{"role": "user", "content": "Q: {question} }"}]')
     with pytest.raises(InputError, match=r"brace.json:1:45: invalid brace '\}'"):
         load_template(tmp_path / "brace.json")
+
+
+# --- fix on a message template: drop and reorder examples ------------------------------------
+
+
+class LastAnswerBackend:
+    """-1 nat per target word, +2 when the answer of the last example before the question is
+    the target: a model that copies the most recent label (order matters, so does each example)."""
+
+    name = "last-answer"
+    forward_passes = tokens_computed = 0
+
+    def token_logprobs(self, prompts, targets):
+        out = []
+        for prompt in prompts:
+            answers = [b.removeprefix("Assistant: ") for b in prompt.split("\n\n") if b.startswith("Assistant: ")]
+            last = answers[-1] if answers and answers[-1] else None
+            out.append([[-1.0 * len(t.split()) + (2.0 if t == last else 0.0)] for t in targets[len(out)]])
+        return out
+
+    def generate(self, prompt, max_new_tokens=32):
+        return "yes"
+
+
+def _few_shot(answers: list[str]) -> list[dict]:
+    msgs = [{"role": "system", "content": "Answer the question with yes or no."}]
+    for k, a in enumerate(answers):
+        msgs += [{"role": "user", "content": f"Is number {k} fine?"}, {"role": "assistant", "content": a}]
+    return msgs + [{"role": "user", "content": "Is {x} fine?"}]
+
+
+def _fix(template, **kw):
+    from promptlens.fix import fix
+    from promptlens.similarity import JaccardSimilarity
+    from promptlens.types import Case
+
+    cases = [Case(vars={"x": f"item {i}"}, target="yes") for i in range(8)]
+    args = dict(backend=LastAnswerBackend(), similarity=JaccardSimilarity(), budget_trials=8, rounds=1, seed=0,
+                n_train=4, segmentation="example", threshold=0.5)
+    return fix(template, cases, **{**args, **kw})
+
+
+def test_fix_reorders_examples_when_dropping_one_changes_too_much() -> None:
+    from promptlens.rewrites import RewriteConfig
+
+    result = _fix(_few_shot(["yes", "no"]), threshold=0.99)  # Jaccard: a drop loses words, a reorder none
+    answers = [m.content for m in messages_of(result.best) if m.role == "assistant"]
+    assert answers == ["no", "yes"] and result.train_after.objective == pytest.approx(result.train_before.objective + 2)
+    (edit,) = result.edits
+    assert edit.kind == "reorder_examples" and edit.gain == pytest.approx(2.0)
+
+
+def test_fix_drops_the_example_that_hurts() -> None:
+    result = _fix(_few_shot(["yes", "no"]), kinds=["drop_example"])
+    answers = [m.content for m in messages_of(result.best) if m.role == "assistant"]
+    assert answers == ["yes"] and [e.kind for e in result.edits] == ["drop_example"]
+    assert [m.role for m in messages_of(result.best)] == ["system", "user", "assistant", "user"]
+
+
+class ParityBackend:
+    """Knows that odd numbers are not fine: the answer to the last question costs 0 nats when
+    right (even: yes, odd: no) and 3 when wrong, whatever the examples say."""
+
+    name = "parity"
+
+    def token_logprobs(self, prompts, targets):
+        out = []
+        for prompt, ts in zip(prompts, targets):
+            question = [b for b in prompt.split("\n\n") if b.startswith("User: ")][-1]
+            truth = "no" if int(question.split("number ")[1].split()[0]) % 2 else "yes"
+            out.append([[0.0 if t == truth else -3.0] for t in ts])
+        return out
+
+
+def test_example_check_reports_a_doubtful_label() -> None:
+    from promptlens.fewshot import check_examples, check_notes
+    from promptlens.types import Case
+
+    flat = as_template(_few_shot(["yes", "yes", "yes"])).text  # example 2 (number 1) is mislabelled
+    checks = check_examples(ParityBackend(), flat, [Case(vars={"x": "a"}, target="yes", choices=("yes", "no"))])
+    assert [(c.number, c.answer, c.suspect) for c in checks] == [(1, "yes", False), (2, "yes", True), (3, "yes", False)]
+    assert (checks[1].logprob, checks[1].best_other, checks[1].best_other_logprob) == (-3.0, "no", 0.0)
+    (note,) = check_notes(checks)
+    assert note.startswith("example 2's answer 'yes': -3.00 nats, 'no' +0.00 nats: the model prefers 'no'")
+    assert messages_of(flat)[4].content == "yes"  # reported, never changed

@@ -244,6 +244,8 @@ def _thresholds(data: Any, where: str) -> Thresholds:
         if key not in names:
             raise InputError(f"{where}: unknown threshold {key!r}; use one of: {', '.join(names)}")
         kind = type(getattr(Thresholds(), key))
+        if kind is int and isinstance(value, float) and value.is_integer():
+            value = int(value)  # `16.0` is 16 (JSON Schema's integer says so too)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
             raise InputError(f"{where}: threshold `{key}` is {value!r}; give {'an integer' if kind is int else 'a number'}")
         if kind is int and value < 1:

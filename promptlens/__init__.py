@@ -13,6 +13,7 @@ from .fix import FixResult, fix
 from .errors import BackendError, InputError, ModelNotInstalledError, PromptLensError
 from .scoring import score_prompts
 from .segments import segment
+from .templates import Message, MessageTemplate, load_template
 from .types import Attribution, Case, Score, Segment, SegmentAttribution
 
 __all__ = [
@@ -30,6 +31,9 @@ __all__ = [
     "split_cases",
     "score_prompts",
     "segment",
+    "load_template",
+    "Message",
+    "MessageTemplate",
     "Attribution",
     "Case",
     "Score",

@@ -150,6 +150,19 @@ class LintResult:
     def suppressed(self) -> list[Finding]:
         return [f for t in self.templates for f in t.findings if f.suppressed]
 
+    def to_dataframe(self) -> Any:
+        """Every finding (suppressed ones too, with ``suppressed`` saying why) as a pandas DataFrame."""
+        import pandas as pd
+
+        columns = [f.name for f in dataclasses.fields(Finding)]
+        return pd.DataFrame([dataclasses.asdict(f) for t in self.templates for f in t.findings], columns=columns)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the HTML lint report."""
+        from .html_report import lint_html, notebook_html
+
+        return notebook_html(lint_html(self))
+
     def failed(self, fail_on: str = "error") -> bool:
         """True when a finding is at or above ``fail_on`` ("never": never)."""
         if fail_on == "never":

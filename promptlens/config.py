@@ -225,6 +225,8 @@ def _number(data: Mapping[str, Any], key: str, kind: type, where, *, low: float 
     if key not in data or data[key] is None:
         return default
     value = data[key]
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)  # `16.0` is 16 (JSON Schema's integer says so too)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
     if not ok or (low is not None and value < low) or (high is not None and value > high):
         bounds = f" from {low}" if low is not None else ""

@@ -98,6 +98,39 @@ class FixResult:
     def improved(self) -> bool:
         return self.best != self.original
 
+    def studies(self) -> list[Any]:
+        """The Optuna studies of this repair, one per round (``NAME:round0``, ...), loaded from
+        ``storage``; empty when the storage holds none. Raises what the storage raises."""
+        import optuna
+
+        if not self.storage:
+            return []
+        prefix = f"{self.study_name}:round"
+        names = optuna.study.get_all_study_names(storage=self.storage)
+        rounds = sorted((int(n[len(prefix):]), n) for n in names if n.startswith(prefix) and n[len(prefix):].isdigit())
+        return [optuna.load_study(study_name=n, storage=self.storage) for _, n in rounds]
+
+    def to_dataframe(self) -> Any:
+        """Every trial of every round as a pandas DataFrame (Optuna's ``trials_dataframe``, with a
+        ``round`` column first): number, value, state, the chosen rewrite per segment slot
+        (``params_s<i>``), durations and user attributes."""
+        import pandas as pd
+
+        if not self.storage:
+            raise InputError("the study was kept in memory, so its trials are gone; run fix with an output folder "
+                             "(out=...) or a storage URL to keep them")
+        frames = [s.trials_dataframe().assign(round=r) for r, s in enumerate(self.studies())]
+        if not frames:
+            raise InputError(f"no study named {self.study_name} in {self.storage}; was it removed?")
+        frame = pd.concat(frames, ignore_index=True)
+        return frame[["round", *[c for c in frame.columns if c != "round"]]]
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the HTML fix report (charts from the stored study, when there is one)."""
+        from .html_report import fix_html, notebook_html
+
+        return notebook_html(fix_html(self))
+
 
 def summarize(backend: Backend, template: str, cases: Sequence[Case], objective: str) -> Summary:
     from .scoring import objective_value

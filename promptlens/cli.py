@@ -41,14 +41,13 @@ def read_text_arg(value: str, what: str) -> str:
 def read_template_arg(value: str, what: str = "prompt"):  # -> MessageTemplate
     """A template given inline, as a text file, or as a messages file (.json/.yaml/.yml, read by
     ``templates.load_template``); the format is detected from the file."""
-    from .templates import MESSAGE_SUFFIXES, Message, MessageTemplate, load_template
+    from .templates import DOUBLE_SUFFIXES, MESSAGE_SUFFIXES, load_template, text_template
 
     path = Path(value)
-    if "\n" not in value and len(value) < 4096 and path.suffix.lower() in MESSAGE_SUFFIXES:
+    if "\n" not in value and len(value) < 4096 and path.suffix.lower() in MESSAGE_SUFFIXES + DOUBLE_SUFFIXES:
         return load_template(path)
     text = read_text_arg(value, what)
-    return MessageTemplate((Message("user", text),), path=value if text is not value else None, source=text,
-                           positions=(tuple(range(len(text) + 1)),))
+    return text_template(text, path=value if text is not value else None)
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -17,6 +17,7 @@ from typing import Iterator
 
 from .errors import InputError
 from .fix import STRATEGIES, FixInterrupted, FixResult, Summary
+from .templates import shown
 
 
 def add_fix_parser(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +50,7 @@ def add_fix_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_fix(args: argparse.Namespace) -> int:
     from .cases import load_cases, split_cases
-    from .cli import make_backend, read_text_arg
+    from .cli import make_backend, read_template_arg
     from .config import Recipe, load_recipe
     from .fix import check_fix_args, fix
     from .search import check_storage
@@ -61,7 +62,11 @@ def run_fix(args: argparse.Namespace) -> int:
         recipe = None
     else:
         raise InputError("give a recipe file, or both --template and --cases")
-    template = read_text_arg(args.template, "template") if args.template else recipe.template
+    if args.template:
+        source = read_template_arg(args.template, "template")
+        template = source.text
+    else:
+        source, template = recipe.source, recipe.template
     if args.cases:
         cases = load_cases(args.cases, task=args.task)
     elif args.task:
@@ -82,7 +87,8 @@ def run_fix(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder for the fixed template and the study database")
-    check_output(out / "fixed-template.txt", "fixed template")
+    fixed_name = out / fixed_file_name(source)
+    check_output(fixed_name, "fixed template")
     for path, what in ((args.json_out, "JSON result"), (args.html, "HTML report")):
         if path:
             check_output(path, what)
@@ -104,15 +110,16 @@ def run_fix(args: argparse.Namespace) -> int:
                 progress=sys.stderr.isatty(),
             )
     except FixInterrupted as stop:
-        write_atomic(out / "best-so-far.txt", stop.best)
+        so_far = out / fixed_file_name(source, "best-so-far")
+        write_atomic(so_far, written(source, stop.best))
         print(f"promptlens: interrupted; {stop.trials} finished trials are kept in {stop.storage} "
-              f"(study {stop.study_name}) and the best template so far is in {out / 'best-so-far.txt'}; "
+              f"(study {stop.study_name}) and the best template so far is in {so_far}; "
               "run the same command with --resume to continue", file=sys.stderr)
         return 130
-    write_atomic(out / "fixed-template.txt", result.best)
+    write_atomic(fixed_name, written(source, result.best))
     color = not args.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
     print(fix_report(result, color=color))
-    print(f"\nwrote {out / 'fixed-template.txt'}")
+    print(f"\nwrote {fixed_name}")
     if args.json_out:
         write_atomic(args.json_out, dumps(result))
         print(f"wrote {args.json_out}")
@@ -122,6 +129,22 @@ def run_fix(args: argparse.Namespace) -> int:
         write_atomic(args.html, fix_html(result, cases=case_scores(backend, result, train, valid)))
         print(f"wrote {args.html}")
     return 0
+
+
+def fixed_file_name(source: object, stem: str = "fixed-template") -> str:
+    """``fixed-template.txt``, or ``.json`` / ``.yaml`` for a messages file: the format it came in."""
+    suffix = {"json": ".json", "yaml": ".yaml"}.get(getattr(source, "format", "text"), ".txt")
+    return stem + suffix
+
+
+def written(source: object, flat: str) -> str:
+    """A repaired flat template as the file the user gave: the same format, keys and style."""
+    from .template_files import write_back
+    from .templates import MessageTemplate, text_template
+
+    if not isinstance(source, MessageTemplate) or not source.messages:
+        source = text_template(flat)
+    return write_back(source, flat)
 
 
 @contextlib.contextmanager
@@ -179,10 +202,10 @@ def fix_report(result: FixResult, *, color: bool = False) -> str:
         lp = f" ({e.logprob_gain:+.3f} log-prob)" if e.logprob_gain is not None else ""
         lines.append(f"edit {n} (round {e.round + 1}, {e.kind}): similarity {e.similarity:.2f}{seg}, "
                      f"gain {e.gain:+.3f} nats on train{lp}")
-        lines.append(f"  {red}- {' '.join(e.old.split())}{off}")
-        lines.append(f"  {green}+ {' '.join(e.new.split()) or '(deleted)'}{off}")
+        lines.append(f"  {red}- {' '.join(shown(e.old).split())}{off}")
+        lines.append(f"  {green}+ {' '.join(shown(e.new).split()) or '(deleted)'}{off}")
     lines += ["", f"fixed template (similarity {result.similarity:.2f} to the original, threshold {result.threshold}):",
-              result.best, "",
+              shown(result.best, inline=False), "",
               f"cost: {result.trials} trials ({result.trials_total} in the study, {result.pruned} pruned, "
               f"{result.infeasible} infeasible: under the similarity threshold or the log-prob rule), {result.forward_passes} forward passes, "
               f"{result.seconds:.1f} s; study {result.study_name}" + (f" in {result.storage}" if result.storage else "")]

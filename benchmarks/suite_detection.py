@@ -146,7 +146,7 @@ def add_t_calls(df: pd.DataFrame) -> pd.DataFrame:
     """Columns with the t-test calls of every correction, from the stored per-case effects."""
     df = df.copy()
     for c in CORRECTIONS:
-        calls = [t_harmful(np.array(json.loads(pc)), c) for pc in df.per_case]
+        calls = [t_harmful(np.array(json.loads(pc)).T, c) for pc in df.per_case]  # stored [features][cases]
         df[f"harmful_calls_t_{c}"] = [int(x.sum()) for x in calls]
         df[f"fault_called_t_{c}"] = [bool(x[int(k)]) if pd.notna(k) else None for x, k in zip(calls, df.fault_feature)]
     return df

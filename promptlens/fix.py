@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -27,27 +27,16 @@ from .attribution import attribute
 from .cases import check_vars, split_cases
 from .errors import InputError
 from .rewrites import RewriteConfig, candidates, split_whitespace
-from .scoring import Backend, default_objective, score_prompts
+from .scoring import Backend, default_objective, summarize
 from .search import (Slot, TemplateScorer, best_template, enqueue_original, enqueue_single_edits,
                      fail_running_trials, finished,
                      join_study, open_study, run_study, significant, storage_for, store_result, store_slots,
                      stored_result, stored_slots, template_for, wait_for)
 from .segments import fill, segment, template_fields
 from .similarity import Similarity, SimilarityModel
-from .types import Attribution, Case, Segment
+from .types import Attribution, Case, Segment, Summary
 
 STRATEGIES = ("attribution", "random", "all")
-
-
-@dataclass(frozen=True)
-class Summary:
-    """A template's scores on a set of cases (means over cases; nats)."""
-
-    n_cases: int
-    objective: float  # the mean of what the search maximises
-    logprob: float
-    accuracy: float | None  # choice cases only
-    margin: float | None
 
 
 @dataclass(frozen=True)
@@ -63,6 +52,24 @@ class Edit:
     segment_similarity: float | None
     gain: float  # train objective lost if this edit alone is undone (leave-one-out), nats
     logprob_gain: float | None = None  # the same for the target log-prob (margin objective only)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a fix run's numbers mean, decided once (``fix_verdict``); every report renders it.
+
+    ``kind``: ``no_edit`` (the original is kept), ``validation_fell`` (the objective fell on the
+    validation cases: a warning), ``logprob_rule`` (the margin fell on validation while the right
+    label's log-prob rose, as the log-prob rule allows: a note), ``validation_held`` (an honest
+    estimate on cases the search never saw), ``train_only`` (no validation cases)."""
+
+    kind: str
+    level: str  # "warning", "note" or "info"
+    message: str  # one sentence, no trailing full stop
+
+    @property
+    def warn(self) -> bool:
+        return self.level == "warning"
 
 
 @dataclass(frozen=True)
@@ -91,26 +98,68 @@ class FixResult:
     storage: str | None
     notes: tuple[str, ...] = ()
     logprob_rule: bool = False  # margin objective: edits had to raise the right label's log-prob significantly
+    verdict: Verdict = field(init=False)  # from the fields above (``fix_verdict``); kept in the JSON
+    cost: str = field(init=False)  # the cost line every report prints
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "verdict", fix_verdict(self))
+        object.__setattr__(self, "cost", cost_line(self))
 
     @property
     def improved(self) -> bool:
         return self.best != self.original
 
+    def case_scores(self) -> list[CaseScore]:
+        """Each case's objective under the original and the fixed template, from the summaries
+        (no model call)."""
+        out = []
+        for split, before, after in (("train", self.train_before, self.train_after),
+                                     ("validation", self.validation_before, self.validation_after)):
+            if before is not None and after is not None:
+                out += [CaseScore(split, i, b, a) for i, b, a in zip(before.case_ids, before.per_case, after.per_case)]
+        return out
 
-def summarize(backend: Backend, template: str, cases: Sequence[Case], objective: str) -> Summary:
-    from .scoring import objective_value
 
-    (row,) = score_prompts(backend, [[fill(template, c.vars) for c in cases]], cases)
-    n = len(row)
-    margins = [s.margin for s in row if s.margin is not None]
-    has_choices = len(margins) == n
-    return Summary(
-        n_cases=n,
-        objective=sum(objective_value(s, objective) for s in row) / n,
-        logprob=sum(s.logprob for s in row) / n,
-        accuracy=sum(bool(s.correct) for s in row) / n if has_choices else None,
-        margin=sum(margins) / n if has_choices else None,
-    )
+@dataclass(frozen=True)
+class CaseScore:
+    """One case's objective (nats) under the original and the fixed template."""
+
+    split: str  # "train" or "validation"
+    id: str
+    before: float
+    after: float
+
+
+def fix_verdict(result: FixResult) -> Verdict:
+    """The verdict on the validation cases (train when there are none); see ``Verdict``."""
+    v0, v1 = result.validation_before, result.validation_after
+    if not result.edits:
+        return Verdict("no_edit", "info", f"no edit beat the original prompt on the "
+                       f"{result.train_before.n_cases} train cases, so the prompt is kept as it is")
+    if not (v0 and v1):
+        return Verdict("train_only", "info", "these numbers come from the train cases the search optimised on, so "
+                       "they may be optimistic; give validation cases for an honest estimate")
+    fell = v1.objective - v0.objective
+    if fell < -1e-9 and result.logprob_rule and v1.logprob > v0.logprob:
+        return Verdict("logprob_rule", "note", f"the right label's log-prob rose on validation "
+                       f"({v1.logprob - v0.logprob:+.3f} nats) and the margin fell ({fell:+.3f}): the edits were "
+                       "chosen for a significant log-prob gain on train with the margin allowed to move by a "
+                       "non-significant amount; check the accuracy")
+    if fell < -1e-9:
+        return Verdict("validation_fell", "warning", f"the {result.objective} fell on validation ({fell:+.3f} "
+                       "nats): the edits fit the train cases only; give more train cases or keep the original")
+    return Verdict("validation_held", "info", f"the {v0.n_cases} validation cases were never used by the search, "
+                   f"so this is an honest estimate; the fixed prompt is {result.similarity:.0%} similar in meaning "
+                   "to the original")
+
+
+def cost_line(result: FixResult) -> str:
+    """What the run cost, and where its study is (one line, no trailing full stop)."""
+    where = f" in {result.storage}" if result.storage else ""
+    return (f"{result.trials} trials ({result.trials_total} in the study, {result.pruned} pruned, "
+            f"{result.infeasible} infeasible: under the similarity threshold {result.threshold} or the log-prob "
+            f"rule), {result.forward_passes} forward passes, {result.seconds:.1f} s; strategy {result.strategy}, "
+            f"seed {result.seed}, study {result.study_name}{where}")
 
 
 def default_study_name(template: str, cases: Sequence[Case], strategy: str, seed: int) -> str:

@@ -17,14 +17,12 @@ before anything is scored, so the model never sees them; positions are reported 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import glob
 import hashlib
 import json
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from .errors import InputError
+from .io import write_atomic
 from .segments import SEGMENTATIONS, features, fill, segment, template_fields
 from .types import Case, Segment
 
@@ -663,8 +662,6 @@ def lint(
             data = {"n_cases": min(len(cases), target.thresholds.max_cases), "skipped": ctx.skipped,
                     "findings": [dataclasses.asdict(f) for f in ctx.findings]}
             if file is not None:
-                from .report import write_atomic
-
                 write_atomic(file, json.dumps(data, indent=1))
         findings = [_settle(Finding(**f), target, source) for f in data["findings"]]
         results.append(TemplateResult(display, cases_display, data["n_cases"], tuple(findings),
@@ -681,87 +678,5 @@ def _settle(finding: Finding, target: LintTarget, source: _Source) -> Finding:
     return finding
 
 
-# --- command line ----------------------------------------------------------------------------
-
-
-def add_lint_parser(sub: argparse._SubParsersAction) -> None:
-    from .cli import _common
-
-    p = sub.add_parser("lint", help="check prompt templates in CI: static and model-based rules, SARIF/JUnit output")
-    p.add_argument("template", nargs="?", help=f"template file (default: every template in ./{DEFAULT_CONFIG})")
-    p.add_argument("--cases", help="cases file (JSONL/JSON/CSV/YAML) for TEMPLATE")
-    p.add_argument("--task", help="with a dataset-schema cases file: only this task's records")
-    p.add_argument("--config", help=f"project config (default: ./{DEFAULT_CONFIG} when there is no TEMPLATE)")
-    p.add_argument("--format", default="text", help=f"one of: {', '.join(FORMATS)}")
-    p.add_argument("--output", help="write the report to this file (atomically) instead of stdout")
-    p.add_argument("--html", help="also write a self-contained HTML report to this file")
-    p.add_argument("--fail-on", default="error", help=f"exit 1 on findings at or above: {', '.join(FAIL_ON)}")
-    p.add_argument("--method", help="attribution method (default: the config's, else ablation)")
-    p.add_argument("--segmentation", "--by", dest="segmentation", help=f"one of: {', '.join(SEGMENTATIONS)}")
-    p.add_argument("--no-cache", action="store_true", help="recompute everything; write no cache")
-    p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help=f"cache folder (default: {DEFAULT_CACHE})")
-    _common(p)
-    p.set_defaults(run=run_lint)
-
-
-def run_lint(args: argparse.Namespace) -> int:
-    from .attribution import check_choice
-    from .lint_report import render
-
-    check_choice("format", args.format, FORMATS)
-    check_choice("--fail-on level", args.fail_on, FAIL_ON)
-    if args.segmentation is not None:
-        check_choice("segmentation", args.segmentation, SEGMENTATIONS)
-    settings: dict[str, str] = {}
-    if args.template:
-        if args.config:
-            raise InputError("give either TEMPLATE --cases FILE or --config, not both")
-        if not args.cases:
-            raise InputError(f"TEMPLATE needs --cases FILE (or put it in {DEFAULT_CONFIG} and run without TEMPLATE)")
-        targets = [LintTarget(Path(args.template), Path(args.cases), args.task)]
-    else:
-        config = args.config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None)
-        if config is None:
-            raise InputError(f"nothing to lint: give TEMPLATE --cases FILE, or --config, or create ./{DEFAULT_CONFIG}")
-        if args.cases or args.task:
-            raise InputError("--cases and --task go with TEMPLATE; with a config, set them per template there")
-        targets, settings = load_config(config)
-    if args.segmentation:
-        targets = [dataclasses.replace(t, segmentation=args.segmentation) for t in targets]
-    from .report import check_output
-
-    for path, what in ((args.output, "report"), (args.html, "HTML report")):
-        if path:
-            check_output(path, what)
-    # A remote server, or a local model on another device or dtype, is built here; the default
-    # local model is left to lint(), which loads it only on a cache miss.
-    custom = args.server or args.device != "cpu" or args.dtype != "float32"
-    if custom:
-        from .cli import make_backend
-
-        args.model = args.model or settings.get("model")
-    result = lint(
-        targets, backend=make_backend(args) if custom else None,
-        model=args.model or settings.get("model"), raw=args.raw,
-        method=args.method or settings.get("method", "ablation"),
-        cache_dir=None if args.no_cache else args.cache_dir, seed=args.seed,
-    )
-    color = args.format == "text" and not args.output and not args.no_color and "NO_COLOR" not in os.environ \
-        and sys.stdout.isatty()
-    text = render(result, args.format, fail_on=args.fail_on, color=color)
-    if args.output:
-        from .report import write_atomic
-
-        write_atomic(args.output, text)
-    else:
-        sys.stdout.write(text)
-    if args.html:
-        from .html_report import lint_html
-        from .report import write_atomic
-
-        write_atomic(args.html, lint_html(result, fail_on=args.fail_on))
-    return 1 if result.failed(args.fail_on) else 0
-
-
 __all__ = ["RULES", "Rule", "Finding", "Thresholds", "Suppression", "LintTarget", "TemplateResult", "LintResult",
-           "lint", "load_config", "add_lint_parser", "run_lint"]
+           "lint", "load_config"]

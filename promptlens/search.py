@@ -449,7 +449,7 @@ def run_study(
         return value
 
     ran = 0
-    with _interrupts_between_trials() as check_interrupt:
+    with interrupts(deferred=True) as check_interrupt:
         while time.monotonic() < deadline:
             check_interrupt()
             if not _one_trial(study, objective, budget, on_trial):
@@ -487,19 +487,22 @@ def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
 
 
 @contextlib.contextmanager
-def _interrupts_between_trials() -> Iterator[Callable[[], None]]:
-    """Ctrl-C (or a kill) during the study takes effect between trials. A KeyboardInterrupt that
-    lands inside a storage write can leave it half done (seen: a hang, a SQLAlchemy traceback, an
-    interrupt swallowed); so the first signal only sets a flag, checked before each trial and on
-    the way out, and a second one stops at once. Off the main thread signals cannot be handled:
+def interrupts(*, deferred: bool = False) -> Iterator[Callable[[], None]]:
+    """The one signal handler: a kill (SIGTERM) stops the run like Ctrl-C (SIGINT), with a
+    KeyboardInterrupt, so finished trials are kept and the best so far is written.
+
+    ``deferred`` (during a study): a KeyboardInterrupt that lands inside a storage write can leave
+    it half done (seen: a hang, a SQLAlchemy traceback, an interrupt swallowed); so the first
+    signal only sets a flag, raised by the ``check()`` this yields (called before each trial) and
+    on the way out, and a second one stops at once. Off the main thread signals cannot be handled:
     nothing changes there."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: None
         return
     pending: list[int] = []
 
-    def defer(signum: int, frame: object) -> None:
-        if pending:
+    def handle(signum: int, frame: object) -> None:
+        if pending or not deferred:
             raise KeyboardInterrupt
         pending.append(signum)
 
@@ -507,9 +510,10 @@ def _interrupts_between_trials() -> Iterator[Callable[[], None]]:
         if pending:
             raise KeyboardInterrupt
 
-    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signals = (signal.SIGINT, signal.SIGTERM) if deferred else (signal.SIGTERM,)
+    old = {sig: signal.getsignal(sig) for sig in signals}
     for sig in old:
-        signal.signal(sig, defer)
+        signal.signal(sig, handle)
     try:
         yield check
     finally:

@@ -89,3 +89,17 @@ class Attribution:
     def ranked(self) -> list[SegmentAttribution]:
         """Most harmful first (ascending mean)."""
         return sorted(self.features, key=lambda f: f.mean)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A template's scores on a set of cases (means over cases; nats). ``per_case`` holds each
+    case's objective, in the order of ``case_ids``."""
+
+    n_cases: int
+    objective: float  # the mean of what the search maximises
+    logprob: float
+    accuracy: float | None  # choice cases only
+    margin: float | None
+    case_ids: tuple[str, ...] = ()
+    per_case: tuple[float, ...] = ()

@@ -12,13 +12,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import InputError
-from .perturb import LEVELS
+from ..bench import bench, check_bench_args
+from ..bench_report import bench_csv, bench_markdown, bench_plot, bench_table
+from ..cases import load_cases, split_cases
+from ..config import load_recipe
+from ..errors import InputError
+from ..io import write_atomic
+from ..perturb import LEVELS
+from ..report import dumps
+from .common import add_common_options, is_file_arg, make_backend, read_text_arg
 
 
-def add_bench_parser(sub: argparse._SubParsersAction) -> None:
-    from .cli import _common
-
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="robustness benchmark: performance drop under meaning-preserving perturbations")
     p.add_argument("recipe", nargs="?", help="recipe YAML (its template is the original prompt; its validation cases are scored)")
     p.add_argument("--template", help="the original prompt template, or a file holding it (overrides the recipe's)")
@@ -33,25 +38,18 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, help="minimum similarity of a perturbed prompt to its original (0.8)")
     p.add_argument("--out", default="promptlens-bench", help="output folder: bench.csv, bench.md, bench.png")
     p.add_argument("--json", dest="json_out", help="write the full result to this JSON file")
-    _common(p)
-    p.set_defaults(run=run_bench, seed=None)  # None: the recipe's seed, else 0
+    add_common_options(p)
+    p.set_defaults(run=run, seed=None)  # None: the recipe's seed, else 0
 
 
 def _name(value: str, taken: set[str], n: int) -> str:
-    name = Path(value).stem if "\n" not in value and len(value) < 4096 and Path(value).is_file() else f"prompt {n}"
+    name = Path(value).stem if is_file_arg(value) else f"prompt {n}"
     while name in taken:
         name = f"{name} ({n})"
     return name
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    from .bench import bench, check_bench_args
-    from .bench_report import bench_csv, bench_markdown, bench_plot, bench_table
-    from .cases import load_cases, split_cases
-    from .cli import make_backend, read_text_arg
-    from .config import load_recipe
-    from .report import dumps, write_atomic
-
+def run(args: argparse.Namespace) -> int:
     levels = tuple(lv.strip() for lv in args.levels.split(",") if lv.strip())
     bad = [lv for lv in levels if lv not in LEVELS]
     if bad or not levels:

@@ -1,0 +1,124 @@
+"""``promptlens fix RECIPE.yaml``: arguments, the run, and the files it writes.
+
+Flags override the recipe; without a recipe, ``--template`` and ``--cases`` are required.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from ..cases import load_cases, split_cases
+from ..config import Recipe, load_recipe
+from ..errors import InputError
+from ..fix import STRATEGIES, FixInterrupted, check_fix_args, fix
+from ..io import check_output, write_atomic
+from ..report import dumps, fix_report
+from ..search import check_storage, interrupts
+from .common import add_common_options, make_backend, read_text_arg, use_color
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fix", help="repair a prompt template: meaning-preserving edits that raise the score")
+    p.add_argument("recipe", nargs="?", help="recipe YAML (template, cases, budget, ...); flags override it")
+    p.add_argument("--template", help="template text, or a file holding it (overrides the recipe's)")
+    p.add_argument("--cases", help="cases file (JSONL/JSON/CSV/YAML) (overrides the recipe's)")
+    p.add_argument("--task", help="with a dataset-schema cases file: only this task's records")
+    p.add_argument("--strategy", choices=STRATEGIES, help="which segments to edit (default: attribution)")
+    p.add_argument("--trials", type=int, help="trial budget over all rounds (default 30)")
+    p.add_argument("--seconds", type=float, help="time budget in seconds (default: none)")
+    p.add_argument("--threshold", type=float, help="minimum similarity of the fixed template to the original (0.8)")
+    p.add_argument("--out", default="promptlens-fix", help="output folder (fixed template, study database)")
+    p.add_argument("--json", dest="json_out", help="write the full result to this JSON file")
+    p.add_argument("--html", help="write a self-contained HTML report to this file")
+    p.add_argument("--allow-logprob-drop", action="store_true",
+                   help="margin objective: keep a template even if it does not raise the right label's own log-prob "
+                   "significantly on train")
+    p.add_argument("--resume", action="store_true", help="continue the stored study instead of starting afresh")
+    p.add_argument("--storage", help="Optuna storage: an RDB URL (sqlite:///..., postgresql://user@host/db) or "
+                   "journal:PATH (a journal file) (default: sqlite:///OUT/promptlens-fix.db)")
+    p.add_argument("--study", help="study name (default: derived from the template, cases, strategy and seed)")
+    p.add_argument("--join", action="store_true", help="one of several workers on the same --storage and --study: "
+                   "the first creates the study, the others join it; the --trials budget is shared")
+    add_common_options(p)
+    p.set_defaults(run=run, seed=None)  # None: the recipe's seed, else 0
+
+
+def _recipe(args: argparse.Namespace) -> Recipe:
+    """The recipe file with the flags applied over it (or one made of the flags alone)."""
+    if args.recipe:
+        recipe = load_recipe(args.recipe)
+    elif args.template and args.cases:
+        recipe = None
+    else:
+        raise InputError("give a recipe file, or both --template and --cases")
+    template = read_text_arg(args.template, "template") if args.template else recipe.template
+    if args.cases:
+        cases = load_cases(args.cases, task=args.task)
+    elif args.task:
+        raise InputError("--task selects records of a --cases file; give --cases too (or set the task in the recipe)")
+    else:
+        cases = list(recipe.cases)
+    recipe = recipe or Recipe(template=template, cases=tuple(cases))
+    return replace(
+        recipe, template=template, cases=tuple(cases),
+        strategy=args.strategy or recipe.strategy,
+        trials=args.trials if args.trials is not None else recipe.trials,
+        seconds=args.seconds if args.seconds is not None else recipe.seconds,
+        threshold=args.threshold if args.threshold is not None else recipe.threshold,
+        seed=args.seed if args.seed is not None else recipe.seed,
+    )
+
+
+def _check_outputs(args: argparse.Namespace, out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder for the fixed template and the study database")
+    check_output(out / "fixed-template.txt", "fixed template")
+    for path, what in ((args.json_out, "JSON result"), (args.html, "HTML report")):
+        if path:
+            check_output(path, what)
+    if args.storage:
+        check_storage(args.storage)
+
+
+def run(args: argparse.Namespace) -> int:
+    recipe = _recipe(args)
+    check_fix_args(recipe.template, recipe.cases, strategy=recipe.strategy, threshold=recipe.threshold,
+                   budget_trials=recipe.trials, budget_seconds=recipe.seconds)
+    out = Path(args.out)
+    _check_outputs(args, out)
+    train, valid = split_cases(recipe.cases, n_train=recipe.n_train, frac_train=recipe.split, seed=recipe.seed)
+    if recipe.n_validation is not None:
+        valid = valid[: recipe.n_validation]
+    backend = make_backend(args)
+    try:
+        with interrupts():
+            result = fix(
+                recipe.template, train, validation=valid, backend=backend, strategy=recipe.strategy,
+                budget_trials=recipe.trials, budget_seconds=recipe.seconds, threshold=recipe.threshold,
+                top_k=recipe.top_k, rounds=recipe.rounds, segmentation=recipe.segmentation,
+                kinds=recipe.rewrites, seed=recipe.seed, alternatives=dict(recipe.alternatives),
+                keep_logprob=recipe.keep_logprob and not args.allow_logprob_drop,
+                storage=args.storage, out=args.out, study_name=args.study, resume=args.resume, join=args.join,
+                progress=sys.stderr.isatty(),
+            )
+    except FixInterrupted as stop:
+        write_atomic(out / "best-so-far.txt", stop.best)
+        print(f"promptlens: interrupted; {stop.trials} finished trials are kept in {stop.storage} "
+              f"(study {stop.study_name}) and the best template so far is in {out / 'best-so-far.txt'}; "
+              "run the same command with --resume to continue", file=sys.stderr)
+        return 130
+    write_atomic(out / "fixed-template.txt", result.best)
+    print(fix_report(result, color=use_color(args, sys.stdout)))
+    print(f"\nwrote {out / 'fixed-template.txt'}")
+    if args.json_out:
+        write_atomic(args.json_out, dumps(result))
+        print(f"wrote {args.json_out}")
+    if args.html:
+        from ..html_report import fix_html
+
+        write_atomic(args.html, fix_html(result))
+        print(f"wrote {args.html}")
+    return 0

@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from .errors import InputError
+from .backends.base import Backend
 from .io import write_atomic
 from .segments import SEGMENTATIONS, features, fill, segment, template_fields
 from .types import Case, Segment
@@ -430,7 +431,7 @@ def _mentions(text: str, choice: str) -> bool:
     return bool(choice.strip()) and re.search(left + re.escape(choice.strip()) + right, text, re.IGNORECASE) is not None
 
 
-def _context_rule(ctx: _Context, backend: Any) -> list[Case]:
+def _context_rule(ctx: _Context, backend: Backend) -> list[Case]:
     """PL004; the cases that fit the context."""
     if not all(hasattr(backend, a) for a in ("context_length", "encode_prompt", "encode_target")):
         ctx.skipped["PL004"] = "the backend has no tokenizer"
@@ -453,10 +454,10 @@ def _context_rule(ctx: _Context, backend: Any) -> list[Case]:
     return fit
 
 
-def _model_rules(ctx: _Context, backend: Any, cases: list[Case], method: str, seed: int) -> None:
+def _model_rules(ctx: _Context, backend: Backend, cases: list[Case], method: str, seed: int) -> None:
     """PL101-PL105 on ``cases``."""
     from .attribution import attribute
-    from .scoring import default_objective, objective_value, score_prompts
+    from .scoring import default_objective, score_prompts, summarize_scores
 
     th, text = ctx.target.thresholds, ctx.source.clean
     cases = cases[: th.max_cases]
@@ -465,12 +466,13 @@ def _model_rules(ctx: _Context, backend: Any, cases: list[Case], method: str, se
     if labelled:
         scores = score_prompts(backend, [[fill(text, c.vars) for c in labelled]], labelled)[0]
         right = [s.correct for s in scores]
-        accuracy = sum(right) / len(right)
+        summary = summarize_scores(scores, labelled, "margin")
+        accuracy = summary.accuracy or 0.0
         if accuracy < th.accuracy:
             wrong = [c.id or f"case {i}" for i, (c, ok) in enumerate(zip(labelled, right), 1) if not ok]
             ctx.add("PL101", f"accuracy {sum(right)}/{len(right)} ({accuracy:.0%}) on choice cases is below "
                     f"{th.accuracy:.0%}; wrong: {', '.join(wrong[:5])}{' …' if len(wrong) > 5 else ''}", ctx.fix_hint)
-        margin = sum(s.margin for s in scores) / len(scores)
+        margin = summary.margin or 0.0
         if margin < th.margin:
             ctx.add("PL102", f"mean margin {margin:+.2f} nats (target over the best wrong choice) is below "
                     f"{th.margin:+.2f}", ctx.fix_hint)
@@ -503,7 +505,7 @@ def _model_rules(ctx: _Context, backend: Any, cases: list[Case], method: str, se
             tokens = len(backend.encode_target(seg.text)) if hasattr(backend, "encode_target") else len(seg.text.split())
             ctx.add("PL104", f"dead segment {_short(seg.text)}: no measurable effect ({stats}) for {tokens} tokens "
                     "per call", "delete it, or keep it and add `# promptlens: ignore PL104` to the line", where)
-    _fragile_rule(ctx, backend, cases, attr.segments, objective, objective_value, score_prompts)
+    _fragile_rule(ctx, backend, cases, attr.segments, objective)
 
 
 def _normal(text: str) -> str:
@@ -511,38 +513,22 @@ def _normal(text: str) -> str:
     return " ".join(text.casefold().split()).strip(".,;:!?\"'` ")
 
 
-def _perturbations(text: str) -> list[tuple[str, str]]:
-    """Meaning-preserving variants of a segment: (description, variant text)."""
-    out = []
-    words = [m for m in re.finditer(r"[A-Za-z]{4,}", text)]
-    if words:
-        w = max(words, key=lambda m: len(m.group()))
-        i = len(w.group()) // 2
-        typo = w.group()[: i - 1] + w.group()[i] + w.group()[i - 1] + w.group()[i + 1 :]
-        if typo != w.group():
-            out.append((f"typo {w.group()!r} -> {typo!r}", text[: w.start()] + typo + text[w.end() :]))
-    lower = text.lower()
-    if lower != text:
-        out.append(("lower case", lower))
-    elif text[:1].isalpha():
-        out.append(("capitalised", text[:1].upper() + text[1:]))
-    return out
-
-
-def _fragile_rule(ctx: _Context, backend: Any, cases: list[Case], segs: Sequence[Segment], objective: str,
-                  objective_value: Callable, score_prompts: Callable) -> None:
+def _fragile_rule(ctx: _Context, backend: Backend, cases: list[Case], segs: Sequence[Segment],
+                  objective: str) -> None:
+    from .perturb import segment_variants
     from .segments import join
 
     th = ctx.target.thresholds
     variants: list[tuple[int, str, str]] = []  # segment index, description, template
     for i in features(segs)[: th.max_fragile]:
-        for what, new in _perturbations(segs[i].text):
+        for what, new in segment_variants(segs[i].text):
             variants.append((i, what, join(segs, {i: new})))
     if not variants:
         return
+    from .scoring import summarize_many
+
     texts = [join(segs)] + [v[2] for v in variants]
-    rows = score_prompts(backend, [[fill(t, c.vars) for c in cases] for t in texts], cases)
-    means = [sum(objective_value(s, objective) for s in row) / len(row) for row in rows]
+    means = [s.objective for s in summarize_many(backend, texts, cases, objective)]
     worst: dict[int, tuple[float, str]] = {}
     for (i, what, _), value in zip(variants, means[1:]):
         drop = means[0] - value
@@ -580,7 +566,8 @@ def promptlens_version() -> str:
         return "src-" + digest.hexdigest()[:16]
 
 
-_SCORED_BY = ("lint.py", "attribution.py", "scoring.py", "segments.py", "cases.py", "prefix.py", "types.py")
+_SCORED_BY = ("lint.py", "attribution.py", "scoring.py", "segments.py", "cases.py", "prefix.py", "types.py",
+              "perturb.py")
 
 
 def _cache_key(target: LintTarget, source: _Source, model: str, method: str, seed: int) -> str:
@@ -606,21 +593,33 @@ def _read_cache(file: Path) -> dict | None:
         return None  # a cache entry is disposable: missing or unreadable means recompute
 
 
+@dataclass(frozen=True)
+class LintConfig:
+    """The settings of one ``lint`` call shared by every target. Example: ``LintConfig(cache_dir=None)``."""
+
+    model: str | None = None  # local model folder for the lazily loaded backend (default: the embedded one)
+    raw: bool = False  # plain completion: no chat template
+    method: str = "ablation"  # attribution method of PL103/PL104
+    cache_dir: str | Path | None = DEFAULT_CACHE  # None: no cache
+    seed: int = 0
+
+
 def lint(
     targets: Sequence[LintTarget],
+    config: LintConfig | None = None,
     *,
-    backend: Any | None = None,
-    model: str | None = None,
-    raw: bool = False,
-    method: str = "ablation",
-    cache_dir: str | Path | None = DEFAULT_CACHE,
-    seed: int = 0,
+    backend: Backend | None = None,
+    **overrides: Any,
 ) -> LintResult:
-    """Lint each target; ``backend=None`` loads the model lazily, only on a cache miss.
-    ``cache_dir=None`` disables the cache."""
+    """Lint each target; ``backend=None`` loads ``config.model`` lazily, only on a cache miss.
+    ``overrides`` are ``LintConfig`` fields applied over ``config``.
+
+    Example: ``lint([LintTarget(Path("prompt.txt"), Path("cases.jsonl"))], LintConfig(cache_dir=None)).failed()``"""
     from .attribution import METHODS, check_choice
     from .cases import load_cases
 
+    c = dataclasses.replace(config or LintConfig(), **overrides)
+    model, raw, method, cache_dir, seed = c.model, c.raw, c.method, c.cache_dir, c.seed
     check_choice("method", method, METHODS)
     if backend is not None:
         model_name = getattr(backend, "name", type(backend).__name__)
@@ -629,9 +628,9 @@ def lint(
 
         model_name = str(Path(model).resolve()) if model else EMBEDDED_MODEL
     model_name += " (raw)" if raw else ""
-    loaded: list[Any] = [backend] if backend is not None else []
+    loaded: list[Backend] = [backend] if backend is not None else []
 
-    def get_backend() -> Any:
+    def get_backend() -> Backend:
         if not loaded:
             from .backends.hf import load_backend
 
@@ -679,4 +678,4 @@ def _settle(finding: Finding, target: LintTarget, source: _Source) -> Finding:
 
 
 __all__ = ["RULES", "Rule", "Finding", "Thresholds", "Suppression", "LintTarget", "TemplateResult", "LintResult",
-           "lint", "load_config"]
+           "LintConfig", "lint", "load_config"]

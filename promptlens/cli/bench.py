@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..bench import bench, check_bench_args
+from ..bench import BenchConfig, bench, check_bench_args
 from ..bench_report import bench_csv, bench_markdown, bench_plot, bench_table
-from ..cases import load_cases, split_cases
+from ..cases import load_cases
 from ..config import load_recipe
 from ..errors import InputError
 from ..io import write_atomic
@@ -66,22 +66,22 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give a recipe file, or both --template and --cases")
     template = read_text_arg(args.template, "template") if args.template else recipe.template
     seed = args.seed if args.seed is not None else (recipe.seed if recipe else 0)
-    threshold = args.threshold if args.threshold is not None else (recipe.threshold if recipe else 0.8)
+    threshold = args.threshold if args.threshold is not None else (recipe.threshold if recipe else BenchConfig.threshold)
     if args.cases:
         cases = load_cases(args.cases, task=args.task)
     elif args.task:
         raise InputError("--task selects records of a --cases file; give --cases too (or set the task in the recipe)")
     else:  # the recipe's validation cases: held out from fix, so original and repaired compare fairly
-        _, cases = split_cases(recipe.cases, n_train=recipe.n_train, frac_train=recipe.split, seed=recipe.seed)
-        cases = cases[: recipe.n_validation] if recipe.n_validation is not None else cases
+        _, cases = recipe.train_validation()
     cases = cases[: args.limit]
     prompts = {"original": template}
     for n, value in enumerate(args.prompt, 2):
         prompts[_name(value, set(prompts), n)] = read_text_arg(value, "prompt")
     check_bench_args(prompts, cases, levels, args.budget, args.edits, threshold)  # before the model loads
     backend = make_backend(args)
-    result = bench(prompts, cases, backend=backend, levels=levels, budget=args.budget, edits=args.edits,
-                   threshold=threshold, seed=seed, progress=sys.stderr.isatty())
+    config = BenchConfig(levels=levels, budget=args.budget, edits=args.edits, threshold=threshold, seed=seed,
+                         progress=sys.stderr.isatty())
+    result = bench(prompts, cases, config, backend=backend)
     print(bench_table(result))
     out = Path(args.out)
     write_atomic(out / "bench.csv", bench_csv(result))

@@ -10,10 +10,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ..cases import load_cases, split_cases
+from ..cases import load_cases
 from ..config import Recipe, load_recipe
 from ..errors import InputError
-from ..fix import STRATEGIES, FixInterrupted, check_fix_args, fix
+from ..fix import STRATEGIES, FixConfig, FixInterrupted, check_fix_config, fix
 from ..io import check_output, write_atomic
 from ..report import dumps, fix_report
 from ..search import check_storage, interrupts
@@ -61,15 +61,14 @@ def _recipe(args: argparse.Namespace) -> Recipe:
         raise InputError("--task selects records of a --cases file; give --cases too (or set the task in the recipe)")
     else:
         cases = list(recipe.cases)
-    recipe = recipe or Recipe(template=template, cases=tuple(cases))
-    return replace(
-        recipe, template=template, cases=tuple(cases),
-        strategy=args.strategy or recipe.strategy,
-        trials=args.trials if args.trials is not None else recipe.trials,
-        seconds=args.seconds if args.seconds is not None else recipe.seconds,
-        threshold=args.threshold if args.threshold is not None else recipe.threshold,
-        seed=args.seed if args.seed is not None else recipe.seed,
-    )
+    config = recipe.config if recipe else FixConfig()
+    flags = {"strategy": args.strategy, "trials": args.trials, "seconds": args.seconds, "threshold": args.threshold,
+             "seed": args.seed}
+    config = replace(config, **{k: v for k, v in flags.items() if v is not None},
+                     keep_logprob=config.keep_logprob and not args.allow_logprob_drop,
+                     storage=args.storage, out=args.out, study_name=args.study, resume=args.resume, join=args.join,
+                     progress=sys.stderr.isatty())
+    return Recipe(template=template, cases=tuple(cases), config=config, path=recipe.path if recipe else None)
 
 
 def _check_outputs(args: argparse.Namespace, out: Path) -> None:
@@ -85,25 +84,16 @@ def _check_outputs(args: argparse.Namespace, out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     recipe = _recipe(args)
-    check_fix_args(recipe.template, recipe.cases, strategy=recipe.strategy, threshold=recipe.threshold,
-                   budget_trials=recipe.trials, budget_seconds=recipe.seconds)
+    check_fix_config(recipe.template, recipe.cases, recipe.config)
     out = Path(args.out)
     _check_outputs(args, out)
-    train, valid = split_cases(recipe.cases, n_train=recipe.n_train, frac_train=recipe.split, seed=recipe.seed)
-    if recipe.n_validation is not None:
-        valid = valid[: recipe.n_validation]
+    train, valid = recipe.train_validation()
     backend = make_backend(args)
     try:
         with interrupts():
-            result = fix(
-                recipe.template, train, validation=valid, backend=backend, strategy=recipe.strategy,
-                budget_trials=recipe.trials, budget_seconds=recipe.seconds, threshold=recipe.threshold,
-                top_k=recipe.top_k, rounds=recipe.rounds, segmentation=recipe.segmentation,
-                kinds=recipe.rewrites, seed=recipe.seed, alternatives=dict(recipe.alternatives),
-                keep_logprob=recipe.keep_logprob and not args.allow_logprob_drop,
-                storage=args.storage, out=args.out, study_name=args.study, resume=args.resume, join=args.join,
-                progress=sys.stderr.isatty(),
-            )
+            # The validation cases are passed, not left to fix(): the default study name is made
+            # from the train cases, as it always was, so --resume finds studies of earlier versions.
+            result = fix(recipe.template, train, recipe.config, validation=valid, backend=backend)
     except FixInterrupted as stop:
         write_atomic(out / "best-so-far.txt", stop.best)
         print(f"promptlens: interrupted; {stop.trials} finished trials are kept in {stop.storage} "

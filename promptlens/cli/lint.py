@@ -13,7 +13,7 @@ from pathlib import Path
 from ..attribution import check_choice
 from ..errors import InputError
 from ..io import check_output, write_atomic
-from ..lint import DEFAULT_CACHE, DEFAULT_CONFIG, FAIL_ON, FORMATS, LintTarget, lint, load_config
+from ..lint import DEFAULT_CACHE, DEFAULT_CONFIG, FAIL_ON, FORMATS, LintConfig, LintTarget, lint, load_config
 from ..lint_report import render
 from ..segments import SEGMENTATIONS
 from .common import add_common_options, make_backend, use_color
@@ -66,12 +66,10 @@ def run(args: argparse.Namespace) -> int:
     custom = args.server or args.device != "cpu" or args.dtype != "float32"
     if custom:
         args.model = args.model or settings.get("model")
-    result = lint(
-        targets, backend=make_backend(args) if custom else None,
-        model=args.model or settings.get("model"), raw=args.raw,
-        method=args.method or settings.get("method", "ablation"),
-        cache_dir=None if args.no_cache else args.cache_dir, seed=args.seed,
-    )
+    config = LintConfig(model=args.model or settings.get("model"), raw=args.raw,
+                        method=args.method or settings.get("method", LintConfig.method),
+                        cache_dir=None if args.no_cache else args.cache_dir, seed=args.seed)
+    result = lint(targets, config, backend=make_backend(args) if custom else None)
     color = args.format == "text" and not args.output and use_color(args, sys.stdout)
     text = render(result, args.format, fail_on=args.fail_on, color=color)
     if args.output:

@@ -377,7 +377,8 @@ def _heatmap(attr: Attribution) -> str:
         # An effect whose interval includes zero is drawn paler: its sign is not established.
         bg, fg = _colors(f.mean if verdict != "unclear" else f.mean / 2, scale)
         sign = {"hurts": "\u25bc", "helps": "\u25b2", "unclear": "\u25cb"}[verdict]
-        tip = (f"{verdict}: {_nats(f.mean)} nats, 95% interval {_nats(f.ci_low)} to {_nats(f.ci_high)}")
+        tip = (f"{'estimated (approximate mode), ' if f.estimated else ''}{verdict}: {_nats(f.mean)} nats, "
+               f"95% interval {_nats(f.ci_low)} to {_nats(f.ci_high)}")
         out.append(f'{_e(lead)}<mark class="seg {verdict}" style="background:{bg};color:{fg}" tabindex="0" '
                    f'data-tip="{_e(tip)}" aria-label="{_e(body.strip())} \u2014 {_e(tip)}">{_e(body.lstrip())}'
                    f'<span class="badge" aria-hidden="true">{sign}\u00a0{_nats(f.mean)}</span></mark>{_e(tail)}')
@@ -423,6 +424,9 @@ def _attribution_summary(attr: Attribution) -> list[str]:
             return (f"without it the right answer\u2019s share against the strongest wrong one would be about "
                     f"{_pct(_sigmoid(attr.original_score - f.mean))} instead of {_pct(_sigmoid(attr.original_score))}")
     out = [now]
+    if attr.approximation is not None:
+        out.append(f"These numbers are approximate ({_e(attr.approximation.mode)} mode): "
+                   f"{_e(attr.approximation.summary())}.")
     if harmful:
         f = harmful[0]
         out.append(f"The {_unit(attr)} that hurts most is {_e(_quote(f.segment.text))}: {without(f)}.")
@@ -442,7 +446,8 @@ def _attribution_section(attr: Attribution, heading: str, level: int = 2) -> str
     scale = max((abs(f.mean) for f in attr.features), default=0.0)
     forest = _forest(attr)
     rows = "".join(
-        f'<tr><td>{rank}</td><td>{_e(_verdict(f))}</td><td class="num">{_nats(f.mean)}</td>'
+        f'<tr><td>{rank}</td><td>{"estimated" if f.estimated else _e(_verdict(f))}</td>'
+        f'<td class="num">{"~" if f.estimated else ""}{_nats(f.mean)}</td>'
         f'<td class="num">{_nats(f.ci_low)} to {_nats(f.ci_high)}</td><td>{_e(_quote(f.segment.text, 90))}</td></tr>'
         for rank, f in enumerate(attr.ranked(), 1))
     h = f"h{level}"
@@ -461,7 +466,7 @@ def _method_note(attr: Attribution) -> str:
     extra = (f", integrated-gradients convergence delta {attr.convergence_delta:.4f} nats"
              if attr.convergence_delta is not None else "")
     notes = "".join(f"<li>{_e(n)}</li>" for n in attr.notes)
-    return (f'<p class="muted">Method: {_e(attr.method)}, baseline {_e(attr.baseline)}, objective '
+    return (f'<p class="muted">Method: {_e(attr.method)}, mode {_e(attr.mode)}, baseline {_e(attr.baseline)}, objective '
             f'{_e(attr.objective)}, segments by {_e(attr.segmentation)}; cost {attr.forward_passes} forward passes, '
             f'{attr.tokens_computed} tokens, {attr.seconds:.1f} s{extra}.</p>' + (f"<ul>{notes}</ul>" if notes else ""))
 
@@ -575,7 +580,8 @@ def attribution_html(attr: Attribution, *, title: str = "Which parts of the prom
     body = (_summary(_attribution_summary(attr))
             + _attribution_section(attr, "Heatmap of the prompt")
             + _method_note(attr))
-    return page(title, body, subtitle=f"promptlens attribute \u2014 {attr.method} over {attr.n_cases} case(s)")
+    return page(title, body, subtitle=f"promptlens attribute \u2014 {attr.method} over {attr.n_cases} case(s)"
+                                    + ("" if attr.mode == "exact" else f", approximate: {attr.mode} mode"))
 
 
 # --- fix -----------------------------------------------------------------------------------------

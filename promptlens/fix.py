@@ -27,13 +27,15 @@ import optuna
 from .attribution import attribute
 from .cases import check_vars, split_cases
 from .errors import InputError
-from .rewrites import RewriteConfig, candidates, split_whitespace
+from .rewrites import RewriteConfig, candidates
 from .scoring import Backend, default_objective, summarize
 from .search import (Slot, StudyOutcome, TemplateScorer, best_template, enqueue_original, enqueue_single_edits,
                      fail_running_trials, finished,
                      join_study, open_study, run_study, significant, storage_for, store_result, store_slots,
                      stored_result, stored_slots, template_for, wait_for)
-from .segments import fill, segment, template_fields
+from .fewshot import EXAMPLE_KINDS, check_examples, check_notes, merge_examples
+from .segments import segment, template_fields
+from .templates import MessageTemplate, as_flat, render_notes
 from .similarity import Similarity, SimilarityModel
 from .types import Attribution, Case, Segment, Summary
 
@@ -119,6 +121,39 @@ class FixResult:
             if before is not None and after is not None:
                 out += [CaseScore(split, i, b, a) for i, b, a in zip(before.case_ids, before.per_case, after.per_case)]
         return out
+    def studies(self) -> list[Any]:
+        """The Optuna studies of this repair, one per round (``NAME:round0``, ...), loaded from
+        ``storage``; empty when the storage holds none. Raises what the storage raises."""
+        import optuna
+
+        if not self.storage:
+            return []
+        prefix = f"{self.study_name}:round"
+        names = optuna.study.get_all_study_names(storage=self.storage)
+        rounds = sorted((int(n[len(prefix):]), n) for n in names if n.startswith(prefix) and n[len(prefix):].isdigit())
+        return [optuna.load_study(study_name=n, storage=self.storage) for _, n in rounds]
+
+    def to_dataframe(self) -> Any:
+        """Every trial of every round as a pandas DataFrame (Optuna's ``trials_dataframe``, with a
+        ``round`` column first): number, value, state, the chosen rewrite per segment slot
+        (``params_s<i>``), durations and user attributes."""
+        import pandas as pd
+
+        if not self.storage:
+            raise InputError("the study was kept in memory, so its trials are gone; run fix with an output folder "
+                             "(out=...) or a storage URL to keep them")
+        frames = [s.trials_dataframe().assign(round=r) for r, s in enumerate(self.studies())]
+        if not frames:
+            raise InputError(f"no study named {self.study_name} in {self.storage}; was it removed?")
+        frame = pd.concat(frames, ignore_index=True)
+        return frame[["round", *[c for c in frame.columns if c != "round"]]]
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the HTML fix report (charts from the stored study, when there is one)."""
+        from .html_report import fix_html, notebook_html
+
+        return notebook_html(fix_html(self))
+
 
 
 @dataclass(frozen=True)
@@ -260,7 +295,7 @@ def check_fix_config(template: str, cases: Sequence[Case], config: FixConfig) ->
 
 
 def fix(
-    template: str,
+    template: str | MessageTemplate | Sequence[dict],
     cases: Sequence[Case],
     config: FixConfig | None = None,
     *,
@@ -295,6 +330,7 @@ def fix(
     user wants; an edit then also stays if it raises the log-prob significantly without lowering
     the margin significantly.
     """
+    template = as_flat(template)  # a message template: its flat text (promptlens.templates)
     config = fix_config(config, **overrides)
     check_fix_config(template, list(cases) + list(validation or []), config)
     if validation is None:
@@ -364,6 +400,9 @@ class FixRun:
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # its warnings (a Ctrl-C traceback) are not for users
         self.train_before = summarize(self.backend, self.template, self.train, self.objective)
         self.attr_before = self.attr = self._attribute(self.template)
+        self.notes += [n for n in self.attr_before.notes if n in render_notes(self.backend, self.template)]
+        # A doubtful example label: reported, never changed.
+        self.notes += check_notes(check_examples(self.backend, self.template, self.train))
         self.bar = _progress(self.config.trials, self.config.progress)
         try:
             for r in range(self.config.rounds):
@@ -422,7 +461,7 @@ class FixRun:
             return
         if rnd.number > 0:
             self.attr = self._attribute(self.current)
-        rnd.segments = list(self.attr.segments)
+        rnd.segments, block_of = _with_example_blocks(list(self.attr.segments), self.rewrite_config.kinds)
         stored = stored_slots(rnd.study, self.current) if self.config.resume or self.config.join else None
         if stored is not None:  # resumed: re-queue trial 0 if a kill cut it off before it finished
             rnd.slots = stored
@@ -432,7 +471,7 @@ class FixRun:
             rnd.study = self.study = open_study(self.where, rnd.study.study_name, seed=self.config.seed + rnd.number,
                                                 resume=False)
             self.notes.append(f"round {rnd.number + 1}: the stored study started from another template; started afresh")
-        rnd.slots = self._generate(rnd)
+        rnd.slots = self._generate(rnd, block_of)
         editable = [s for s in rnd.slots if len(s.rewrites) > 1]
         # Trial 0 goes in before the slots are published: workers waiting for them cannot sample a trial ahead of it.
         enqueue_original(rnd.study, editable)
@@ -440,9 +479,11 @@ class FixRun:
             enqueue_single_edits(rnd.study, editable, self._share(rnd.number) - 1)
         store_slots(rnd.study, self.current, rnd.slots)
 
-    def _generate(self, rnd: _Round) -> list[Slot]:
+    def _generate(self, rnd: _Round, block_of: Mapping[int, int]) -> list[Slot]:
+        """Candidates for the chosen segments (a few-shot example stands for its block of examples)."""
         slots: list[Slot] = []
-        for i in _choose(self.attr, self.config.strategy, self.config.top_k, self.rng):
+        chosen = dict.fromkeys(block_of[i] for i in _choose(self.attr, self.config.strategy, self.config.top_k, self.rng))
+        for i in chosen:
             if slots and time.monotonic() >= self.deadline:
                 self.notes.append(f"round {rnd.number + 1}: the time budget ran out while generating candidates")
                 break
@@ -460,7 +501,8 @@ class FixRun:
                              "the same recipe, or give a new --study")
         wait_for(rnd.study, "slots", until=until)
         rnd.slots = stored_slots(rnd.study, self.current) or []
-        rnd.segments = segment(self.current, self.config.segmentation, tokenizer=getattr(self.backend, "tokenizer", None))
+        segments = segment(self.current, self.config.segmentation, tokenizer=getattr(self.backend, "tokenizer", None))
+        rnd.segments = _with_example_blocks(segments, self.rewrite_config.kinds)[0]
 
     def search(self, rnd: _Round) -> StudyOutcome | None:
         """The round's trials, within its share of the budget; None when none finished."""
@@ -547,6 +589,14 @@ class FixRun:
             seconds=time.monotonic() - self.start, seed=c.seed, study_name=self.study_name, storage=self.storage,
             notes=tuple(self.notes), logprob_rule=self.logprob_rule,
         )
+
+
+def _with_example_blocks(segments: list[Segment], kinds: Sequence[str]) -> tuple[list[Segment], dict[int, int]]:
+    """Adjacent few-shot examples as one block segment (drop/reorder candidates) when those kinds
+    are on; else the segments as they are."""
+    if not any(k in kinds for k in EXAMPLE_KINDS) or not any(s.kind == "example" for s in segments):
+        return segments, {i: i for i in range(len(segments))}
+    return merge_examples(segments)
 
 
 def _loo(segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequence[int], scorer: TemplateScorer,

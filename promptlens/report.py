@@ -6,6 +6,7 @@ import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
+from .templates import is_messages, shown
 from .types import Attribution
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ def to_jsonable(obj: Any) -> Any:
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, str) and is_messages(obj):  # a message template's flat text: roles as labels
+        return shown(obj)
     return obj
 
 
@@ -45,10 +48,14 @@ def heatmap(attr: Attribution, *, color: bool) -> str:
     out = []
     for i, seg in enumerate(attr.segments):
         f = by_index.get(i)
+        # a message template: each role mark becomes a `--- role ---` header line
+        text = shown(seg.text, inline=False) if is_messages(seg.text) else seg.text
+        if seg.start > 0 and is_messages(seg.text[:1]) and not "".join(out).endswith("\n"):
+            text = "\n" + text.lstrip("\n")
         if f is None or not color:
-            out.append(seg.text if color or f is None else f"[{seg.text}]")
+            out.append(text if color or f is None else f"[{text}]")
             continue
-        body, tail = seg.text.rstrip(), seg.text[len(seg.text.rstrip()):]
+        body, tail = text.rstrip(), text[len(text.rstrip()):]
         out.append(f"\x1b[48;5;{_shade(f.mean, scale)}m\x1b[30m{body}\x1b[0m{tail}")
     return "".join(out)
 
@@ -60,16 +67,18 @@ def attribution_table(attr: Attribution, *, color: bool = False, top: int | None
     pct = int(round(100 * 0.95))
     lines = [
         f"{attr.method} attribution of {attr.objective} over {attr.n_cases} case(s), "
-        f"baseline={attr.baseline}, segments by {attr.segmentation}",
+        f"baseline={attr.baseline}, segments by {attr.segmentation}"
+        + ("" if attr.mode == "exact" else f", APPROXIMATE ({attr.mode} mode: see the check below)"),
         f"original {attr.objective}: {attr.original_score:.3f} nats (mean over cases)",
         "",
         f"{'rank':>4}  {'effect':>8}  {f'{pct}% interval':>19}  {'verdict':<8}  segment",
     ]
     for rank, f in enumerate(rows, 1):
-        verdict = "harmful" if f.harmful else "helpful" if f.helpful else "unclear"
-        text = " ".join(f.segment.text.split())
+        verdict = "estimate" if f.estimated else "harmful" if f.harmful else "helpful" if f.helpful else "unclear"
+        text = " ".join(shown(f.segment.text).split())
+        text = f"{f.segment.name}: {text}" if f.segment.kind == "example" else text
         text = text if len(text) <= width else text[: width - 1] + "…"
-        lines.append(f"{rank:>4}  {f.mean:>+8.3f}  [{f.ci_low:>+7.3f}, {f.ci_high:>+7.3f}]  {verdict:<8}  {text}")
+        lines.append(f"{rank:>4} {'~' if f.estimated else ' '}{f.mean:>+8.3f}  [{f.ci_low:>+7.3f}, {f.ci_high:>+7.3f}]  {verdict:<8}  {text}")
     lines += ["", "effect: change in the objective (nats) that the segment causes; negative = pushes the target down", ""]
     lines.append(heatmap(attr, color=color))
     lines.append("")
@@ -118,9 +127,9 @@ def fix_report(result: FixResult, *, color: bool = False) -> str:
         lp = f" ({e.logprob_gain:+.3f} log-prob)" if e.logprob_gain is not None else ""
         lines.append(f"edit {n} (round {e.round + 1}, {e.kind}): similarity {e.similarity:.2f}{seg}, "
                      f"gain {e.gain:+.3f} nats on train{lp}")
-        lines.append(f"  {red}- {' '.join(e.old.split())}{off}")
-        lines.append(f"  {green}+ {' '.join(e.new.split()) or '(deleted)'}{off}")
+        lines.append(f"  {red}- {' '.join(shown(e.old).split())}{off}")
+        lines.append(f"  {green}+ {' '.join(shown(e.new).split()) or '(deleted)'}{off}")
     lines += ["", f"fixed template (similarity {result.similarity:.2f} to the original, threshold {result.threshold}):",
-              result.best, "", f"cost: {result.cost}"]
+              shown(result.best, inline=False), "", f"cost: {result.cost}"]
     lines += [f"note: {n}" for n in result.notes]
     return "\n".join(lines)

@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 from promptlens.attribution import attribute
-from promptlens.cases import split_cases
 from promptlens.fix import fix
 from promptlens.html_report import attribution_html, fix_html, lint_html, page
 from promptlens.lint import LintTarget, lint

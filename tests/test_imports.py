@@ -1,5 +1,6 @@
-"""The package's import graph, read from the source with ``ast`` (function-local imports included):
-no library module imports the command line, and no promptlens modules import each other in a circle."""
+"""The package's import graph, read from the source with ``ast`` (function-local imports included;
+``if TYPE_CHECKING:`` imports, which never run, left out): no library module imports the command
+line, and no promptlens modules import each other in a circle."""
 
 from __future__ import annotations
 
@@ -18,27 +19,43 @@ def _is_package(path: Path) -> bool:
     return path.name == "__init__.py"
 
 
-def _resolve(module: str, is_pkg: bool, node: ast.ImportFrom) -> list[str]:
-    """The promptlens modules an ``from X import a, b`` names (X itself, or X.a when a is a module)."""
+def _resolve(module: str, is_pkg: bool, node: ast.ImportFrom, files: set[str]) -> list[str]:
+    """The promptlens modules an ``from X import a, b`` names: X.a when a is a module, X itself
+    when some name is not (then X's own code runs for it)."""
     if node.level:
         base = module.split(".") if is_pkg else module.split(".")[:-1]
         base = base[: len(base) - (node.level - 1)]
         target = ".".join(base + ([node.module] if node.module else []))
     else:
         target = node.module or ""
-    return [target] + [f"{target}.{a.name}" for a in node.names]
+    submodules = [f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in files]
+    return submodules + ([target] if len(submodules) < len(node.names) else [])
+
+
+def _type_checking_only(tree: ast.Module) -> set[int]:
+    """ids of the import nodes under ``if TYPE_CHECKING:``: never run, so no edge of the graph."""
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip |= {id(n) for child in node.body for n in ast.walk(child)}
+    return skip
 
 
 def import_graph() -> dict[str, set[str]]:
+    """Module -> the promptlens modules it imports anywhere (top level or inside a function)."""
     files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in files.items():
         deps: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skip = _type_checking_only(tree)
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
             if isinstance(node, ast.Import):
                 deps.update(a.name for a in node.names)
             elif isinstance(node, ast.ImportFrom):
-                deps.update(_resolve(name, _is_package(path), node))
+                deps.update(_resolve(name, _is_package(path), node, set(files)))
         graph[name] = {d for d in deps if d in files and d != name}
     return graph
 
@@ -72,6 +89,8 @@ def _is_cli(name: str) -> bool:
 
 def test_the_graph_sees_function_local_and_relative_imports():
     graph = import_graph()
+    assert "promptlens.approx" in graph["promptlens.attribution"]  # from . import approx
+    assert "promptlens" not in graph["promptlens.attribution"]
     assert "promptlens.cli.common" in graph["promptlens.cli.fix"]
     assert "promptlens.backends.hf" in graph["promptlens.cli.common"]  # imported inside make_backend
     assert "promptlens.backends.base" in graph["promptlens.scoring"]

@@ -29,7 +29,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .._version import __version__
+
     parser = _Parser(prog="promptlens", description="Explain and repair LLM prompts.")
+    parser.add_argument("--version", action="version", version=f"promptlens {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
@@ -39,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run ``promptlens ARGV``; returns the exit code. Example: ``main(["lint", "--help"])``."""
     args = build_parser().parse_args(argv)
+    from ..backends.devices import show_warnings_on_one_line
+
+    show_warnings_on_one_line()
     if args.threads is not None:
         if args.threads < 1:
             print(f"promptlens: error: --threads {args.threads} is out of range; give 1 or more", file=sys.stderr)

@@ -17,7 +17,7 @@ from ..bench_report import bench_csv, bench_markdown, bench_plot, bench_table
 from ..cases import load_cases
 from ..config import load_recipe
 from ..errors import InputError
-from ..io import write_atomic
+from ..io import check_output, write_atomic
 from ..perturb import LEVELS
 from ..report import dumps
 from .common import add_common_options, is_file_arg, make_backend, read_text_arg
@@ -38,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, help="minimum similarity of a perturbed prompt to its original (0.8)")
     p.add_argument("--out", default="promptlens-bench", help="output folder: bench.csv, bench.md, bench.png")
     p.add_argument("--json", dest="json_out", help="write the full result to this JSON file")
+    p.add_argument("--html", help="write a self-contained HTML report to this file")
     add_common_options(p)
     p.set_defaults(run=run, seed=None)  # None: the recipe's seed, else 0
 
@@ -78,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     for n, value in enumerate(args.prompt, 2):
         prompts[_name(value, set(prompts), n)] = read_text_arg(value, "prompt")
     check_bench_args(prompts, cases, levels, args.budget, args.edits, threshold)  # before the model loads
+    for path, what in ((args.json_out, "JSON result"), (args.html, "HTML report")):
+        if path:
+            check_output(path, what)
     backend = make_backend(args)
     config = BenchConfig(levels=levels, budget=args.budget, edits=args.edits, threshold=threshold, seed=seed,
                          progress=sys.stderr.isatty())
@@ -91,4 +95,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json_out:
         write_atomic(args.json_out, dumps(result))
         print(f"wrote {args.json_out}")
+    if args.html:
+        from ..html_report import bench_html
+
+        write_atomic(args.html, bench_html(result))
+        print(f"wrote {args.html}")
     return 0

@@ -17,7 +17,7 @@ from ..fix import STRATEGIES, FixConfig, FixInterrupted, check_fix_config, fix
 from ..io import check_output, write_atomic
 from ..report import dumps, fix_report
 from ..search import check_storage, interrupts
-from .common import add_common_options, make_backend, read_text_arg, use_color
+from .common import add_common_options, make_backend, read_template_arg, use_color
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +54,11 @@ def _recipe(args: argparse.Namespace) -> Recipe:
         recipe = None
     else:
         raise InputError("give a recipe file, or both --template and --cases")
-    template = read_text_arg(args.template, "template") if args.template else recipe.template
+    if args.template:
+        source = read_template_arg(args.template, "template")
+        template = source.text
+    else:
+        source, template = recipe.source, recipe.template
     if args.cases:
         cases = load_cases(args.cases, task=args.task)
     elif args.task:
@@ -68,13 +72,30 @@ def _recipe(args: argparse.Namespace) -> Recipe:
                      keep_logprob=config.keep_logprob and not args.allow_logprob_drop,
                      storage=args.storage, out=args.out, study_name=args.study, resume=args.resume, join=args.join,
                      progress=sys.stderr.isatty())
-    return Recipe(template=template, cases=tuple(cases), config=config, path=recipe.path if recipe else None)
+    return Recipe(template=template, cases=tuple(cases), config=config, path=recipe.path if recipe else None,
+                  source=source)
 
 
-def _check_outputs(args: argparse.Namespace, out: Path) -> None:
+def fixed_file_name(source: object, stem: str = "fixed-template") -> str:
+    """``fixed-template.txt``, or ``.json`` / ``.yaml`` for a messages file: the format it came in."""
+    suffix = {"json": ".json", "yaml": ".yaml"}.get(getattr(source, "format", "text"), ".txt")
+    return stem + suffix
+
+
+def written(source: object, flat: str) -> str:
+    """A repaired flat template as the file the user gave: the same format, keys and style."""
+    from ..template_files import write_back
+    from ..templates import MessageTemplate, text_template
+
+    if not isinstance(source, MessageTemplate) or not source.messages:
+        source = text_template(flat)
+    return write_back(source, flat)
+
+
+def _check_outputs(args: argparse.Namespace, out: Path, fixed_name: Path) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder for the fixed template and the study database")
-    check_output(out / "fixed-template.txt", "fixed template")
+    check_output(fixed_name, "fixed template")
     for path, what in ((args.json_out, "JSON result"), (args.html, "HTML report")):
         if path:
             check_output(path, what)
@@ -86,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     recipe = _recipe(args)
     check_fix_config(recipe.template, recipe.cases, recipe.config)
     out = Path(args.out)
-    _check_outputs(args, out)
+    fixed_name = out / fixed_file_name(recipe.source)
+    _check_outputs(args, out, fixed_name)
     train, valid = recipe.train_validation()
     backend = make_backend(args)
     try:
@@ -95,14 +117,15 @@ def run(args: argparse.Namespace) -> int:
             # from the train cases, as it always was, so --resume finds studies of earlier versions.
             result = fix(recipe.template, train, recipe.config, validation=valid, backend=backend)
     except FixInterrupted as stop:
-        write_atomic(out / "best-so-far.txt", stop.best)
+        so_far = out / fixed_file_name(recipe.source, "best-so-far")
+        write_atomic(so_far, written(recipe.source, stop.best))
         print(f"promptlens: interrupted; {stop.trials} finished trials are kept in {stop.storage} "
-              f"(study {stop.study_name}) and the best template so far is in {out / 'best-so-far.txt'}; "
+              f"(study {stop.study_name}) and the best template so far is in {so_far}; "
               "run the same command with --resume to continue", file=sys.stderr)
         return 130
-    write_atomic(out / "fixed-template.txt", result.best)
+    write_atomic(fixed_name, written(recipe.source, result.best))
     print(fix_report(result, color=use_color(args, sys.stdout)))
-    print(f"\nwrote {out / 'fixed-template.txt'}")
+    print(f"\nwrote {fixed_name}")
     if args.json_out:
         write_atomic(args.json_out, dumps(result))
         print(f"wrote {args.json_out}")

@@ -11,9 +11,11 @@ import sys
 from pathlib import Path
 
 from ..attribution import check_choice
+from ..backends.devices import resolve_dtype
 from ..errors import InputError
 from ..io import check_output, write_atomic
-from ..lint import DEFAULT_CACHE, DEFAULT_CONFIG, FAIL_ON, FORMATS, LintConfig, LintTarget, lint, load_config
+from ..lint import (DEFAULT_CACHE, DEFAULT_CONFIG, FAIL_ON, FORMATS, LintConfig, LintTarget, clear_cache, lint,
+                    load_config)
 from ..lint_report import render
 from ..segments import SEGMENTATIONS
 from .common import add_common_options, make_backend, use_color
@@ -33,6 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--segmentation", "--by", dest="segmentation", help=f"one of: {', '.join(SEGMENTATIONS)}")
     p.add_argument("--no-cache", action="store_true", help="recompute everything; write no cache")
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help=f"cache folder (default: {DEFAULT_CACHE})")
+    p.add_argument("--clear-cache", action="store_true", help="delete the cached results first (then lint, if "
+                   "there is something to lint)")
     add_common_options(p)
     p.set_defaults(run=run)
 
@@ -43,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
     if args.segmentation is not None:
         check_choice("segmentation", args.segmentation, SEGMENTATIONS)
     settings: dict[str, str] = {}
+    if args.clear_cache:
+        removed = clear_cache(args.cache_dir)
+        print(f"removed {removed} cached file{'s' if removed != 1 else ''} from {args.cache_dir}", file=sys.stderr)
+        if not (args.template or args.config or Path(DEFAULT_CONFIG).is_file()):
+            return 0
     if args.template:
         if args.config:
             raise InputError("give either TEMPLATE --cases FILE or --config, not both")
@@ -63,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             check_output(path, what)
     # A remote server, or a local model on another device or dtype, is built here; the default
     # local model is left to lint(), which loads it only on a cache miss.
+    args.dtype = resolve_dtype(args.dtype, args.device)  # `auto` that means float32 keeps the lazy load
     custom = args.server or args.device != "cpu" or args.dtype != "float32"
     if custom:
         args.model = args.model or settings.get("model")

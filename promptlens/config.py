@@ -15,6 +15,7 @@
     segmentation: sentence   # or line
     rewrites: [delete, paraphrase, synonym, scaffold, alternative]   # the default: all kinds
     keep_logprob: true   # margin objective: keep only edits that raise the right label's log-prob significantly
+    max_regressions: 0   # no train case may turn from right to wrong (default: no limit)
 
 Relative paths resolve against the recipe's folder. Read with ``yaml.safe_load`` only; every
 problem is one ``InputError`` that names ``file:line`` and the fix.
@@ -38,7 +39,7 @@ from .types import Case
 
 KEYS = ("template", "template_file", "cases", "dataset", "n_train", "n_validation", "split", "budget",
         "threshold", "seed", "strategy", "alternatives", "top_k", "rounds", "segmentation", "rewrites",
-        "keep_logprob")
+        "keep_logprob", "max_regressions")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Recipe:
     rewrites: tuple[str, ...] | None = None  # kinds of rewrite to try (default: all)
     alternatives: Mapping[str, list[str]] = field(default_factory=dict)
     keep_logprob: bool = True  # margin objective: only significant rises of the right label's log-prob
+    max_regressions: int | None = None  # train cases the fix may turn from right to wrong (None: no limit)
 
 
 def read_yaml_file(path: Path, what: str, missing_hint: str) -> tuple[yaml.Node | None, Any]:
@@ -155,6 +157,7 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
         rewrites=tuple(rewrites) if rewrites else None,
         alternatives={k: list(v) for k, v in alternatives.items()},
         keep_logprob=_flag(data, "keep_logprob", where, default=True),
+        max_regressions=_number(data, "max_regressions", int, where, low=0),
     )
 
 

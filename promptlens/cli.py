@@ -38,6 +38,19 @@ def read_text_arg(value: str, what: str) -> str:
         raise InputError(f"{value}:{line}: not UTF-8 (byte {exc.start}); save the file as UTF-8") from exc
 
 
+def read_template_arg(value: str, what: str = "prompt"):  # -> MessageTemplate
+    """A template given inline, as a text file, or as a messages file (.json/.yaml/.yml, read by
+    ``templates.load_template``); the format is detected from the file."""
+    from .templates import MESSAGE_SUFFIXES, Message, MessageTemplate, load_template
+
+    path = Path(value)
+    if "\n" not in value and len(value) < 4096 and path.suffix.lower() in MESSAGE_SUFFIXES:
+        return load_template(path)
+    text = read_text_arg(value, what)
+    return MessageTemplate((Message("user", text),), path=value if text is not value else None, source=text,
+                           positions=(tuple(range(len(text) + 1)),))
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="local causal LM folder (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--raw", action="store_true", help="plain completion: no chat template")
@@ -78,7 +91,8 @@ def _add_attribute(sub: argparse._SubParsersAction) -> None:
     from .segments import SEGMENTATIONS
 
     p = sub.add_parser("attribute", help="rank a prompt's segments by their effect on the wanted output")
-    p.add_argument("prompt", help="prompt or template text, or a file holding it")
+    p.add_argument("prompt", help="prompt or template text, a file holding it, or a messages file "
+                   "(.json/.yaml: a list of {role, content}, or an object with a `messages` list)")
     p.add_argument("--target", help="the wanted output (single prompt, no fields)")
     p.add_argument("--cases", help="cases file (JSONL/JSON/CSV/YAML) that fills the template's fields")
     p.add_argument("--task", help="with a dataset-schema cases file: only this task's records")
@@ -111,7 +125,7 @@ def _run_attribute(args: argparse.Namespace) -> int:
     check_choice("baseline", args.baseline, BASELINES)
     if args.objective is not None:
         check_choice("objective", args.objective, OBJECTIVES)
-    prompt = read_text_arg(args.prompt, "prompt")
+    prompt = read_template_arg(args.prompt, "prompt").text
     cases = None
     if args.cases:
         if args.target is not None:

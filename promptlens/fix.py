@@ -272,6 +272,8 @@ def fix(
     join_wait: float = 600.0,
     progress: bool = False,
     max_regressions: int | None = None,
+    attribution: Attribution | None = None,
+    attribute_after: bool = True,
 ) -> FixResult:
     """Repair ``template`` on ``cases``: the best meaning-preserving edit found within the budget.
 
@@ -297,6 +299,9 @@ def fix(
     ``strategy``: ``attribution`` edits the ``top_k`` weakest segments, ``random`` ``top_k``
     random ones, ``all`` every segment with each single edit scored first, ``tpe`` every segment
     with Optuna's TPE from the first trial (no prior on where the fault is).
+    ``attribution``: an attribution of ``template`` on the train cases made earlier (the same
+    ``segmentation``), used instead of attributing again; its forward passes are not counted in
+    the result's. ``attribute_after``: attribute the fixed template too (for the report).
     """
     start = time.monotonic()
     check_fix_args(template, list(cases) + list(validation or []), strategy=strategy, threshold=threshold,
@@ -331,7 +336,11 @@ def fix(
     rng = random.Random(seed)
     current, edits, notes = template, [], []
     paraphrase_cache: dict[str, list[str]] = {}
-    attr_before = attr = attribute(template, cases=train, backend=backend, segmentation=segmentation, seed=seed)
+    if attribution is not None and (attribution.text != template or attribution.segmentation != segmentation):
+        raise InputError("the attribution given to fix is of another template or segmentation; attribute this "
+                         "template first, or give none")
+    attr_before = attr = attribution or attribute(template, cases=train, backend=backend, segmentation=segmentation,
+                                                   seed=seed)
     trials = trials_total = pruned = infeasible = 0
     setup_seconds = 0.0
     bar = _progress(budget_trials, progress)
@@ -450,7 +459,7 @@ def fix(
         notes.append("margin objective: a round's edits were kept only if they raised the right label's log-prob on "
                      "train significantly (bootstrap lower bound above 0) without lowering the margin significantly; "
                      "drop this rule with --allow-logprob-drop")
-    attr_after = attr_before if current == template else attribute(
+    attr_after = attr_before if current == template or not attribute_after else attribute(
         current, cases=train, backend=backend, segmentation=segmentation, seed=seed)
     for t in (template, current):
         scorer.mean(t)  # memoised: usually no new forward pass

@@ -287,6 +287,8 @@ def _importance(studies: Sequence[optuna.Study]) -> tuple[str, str]:
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few or too uniform trials
             why = f"round {r + 1}: {exc}"
             continue
+        except ImportError as exc:  # fANOVA needs scikit-learn (declared, but an install can lack it)
+            return "", f"parameter importance needs scikit-learn ({exc.name or exc}); pip install scikit-learn"
         prefix = f"round {r + 1}: " if len(studies) > 1 else ""
         rows += [(prefix + labels.get(k, k), float(v)) for k, v in imp.items()]
     if not rows:

@@ -224,3 +224,44 @@ def test_as_template_accepts_dict_lists() -> None:
     assert t.text == "\x11S\x12{x}"
     assert as_template("plain").text == "plain"
     assert as_template(t.text).messages == t.messages
+
+
+# --- attribute on a message template -------------------------------------------------------
+
+
+def test_attribute_by_example_with_a_fake_backend() -> None:
+    from promptlens import attribute
+    from promptlens.types import Case
+    from tests.rule_backend import RuleBackend
+
+    # the second example carries a wrong label ("banana" costs 2 nats); the fake sees a transcript
+    template = [
+        {"role": "system", "content": "Answer yes or no."},
+        {"role": "user", "content": "Is 2 even?"}, {"role": "assistant", "content": "yes"},
+        {"role": "user", "content": "Is 3 even?"}, {"role": "assistant", "content": "banana"},
+        {"role": "user", "content": "Is {n} even?"},
+    ]
+    class Recording(RuleBackend):
+        def token_logprobs(self, prompts, targets):
+            seen.extend(prompts)
+            return super().token_logprobs(prompts, targets)
+
+    seen: list[str] = []
+    backend = Recording(rules={"banana": -2.0, "yes": 0.5})
+    cases = [Case(vars={"n": str(n)}, target="yes") for n in (4, 6)]
+    result = attribute(template, cases=cases, backend=backend, segmentation="example")
+    assert [(f.segment.name, f.mean) for f in result.features] == [("system", 0.0), ("example 1", 0.0), ("example 2", -2.0)]
+    # "yes" is in the system text and in example 1: removing one alone keeps the bonus
+    assert result.text == to_flat(messages_of(result.text)) and len(messages_of(result.text)) == 6
+    assert any("transcript" in n for n in result.notes)
+    assert seen and not any(MARK_RE.search(p) for p in seen)
+    assert "User: Is 3 even?\n\nAssistant: banana\n\nUser: Is 4 even?\n\nAssistant:" in seen[0]
+
+
+def test_cli_attribute_on_a_messages_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from promptlens.cli import main
+
+    (tmp_path / "p.json").write_text('[{"role": "user", "content": "hi"}, {"role": "robot", "content": "x"}]')
+    assert main(["attribute", str(tmp_path / "p.json"), "--target", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "p.json:1: unknown role 'robot'" in err

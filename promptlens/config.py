@@ -12,7 +12,7 @@
     alternatives: {"<segment text>": ["alt 1", "alt 2"]}
     top_k: 3             # segments edited per round
     rounds: 2
-    segmentation: sentence   # or line
+    segmentation: sentence   # or line; unit or example for a message template (template_file: prompt.json)
     rewrites: [delete, paraphrase, synonym, scaffold, alternative]   # the default: all kinds
     keep_logprob: true   # margin objective: keep only edits that raise the right label's log-prob significantly
     max_regressions: 0   # no train case may turn from right to wrong (default: no limit)
@@ -40,6 +40,12 @@ from .types import Case
 KEYS = ("template", "template_file", "cases", "dataset", "n_train", "n_validation", "split", "budget",
         "threshold", "seed", "strategy", "alternatives", "top_k", "rounds", "segmentation", "rewrites",
         "keep_logprob", "max_regressions")
+
+
+# Segmentations whose edits leave a valid template: "unit" and "example" delete or rewrite a whole
+# few-shot example of a message template (its user and assistant turns together), "unit" the
+# other messages' sentences.
+REPAIRABLE = ("sentence", "line", "unit", "example")
 
 
 @dataclass(frozen=True)
@@ -128,9 +134,9 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
     if strategy not in STRATEGIES:
         raise InputError(f"{where('strategy')}: unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
     segmentation = data.get("segmentation", "sentence")
-    if segmentation not in ("sentence", "line"):
+    if segmentation not in REPAIRABLE:
         raise InputError(f"{where('segmentation')}: segmentation {segmentation!r} cannot be repaired; "
-                         "use sentence or line")
+                         f"use one of: {', '.join(REPAIRABLE)}")
     rewrites = data.get("rewrites")
     if rewrites is not None and (not isinstance(rewrites, list) or not rewrites
                                  or any(k not in KINDS[1:] for k in rewrites)):
@@ -170,6 +176,10 @@ def _template(data: Mapping[str, Any], base: Path, where) -> str:
             raise InputError(f"{where('template')}: template must be non-empty text; quote it or use a `|` block")
         return template
     file = base / str(data["template_file"])
+    from .templates import load_template, looks_like_messages_file
+
+    if looks_like_messages_file(file) and file.is_file():
+        return load_template(file).text  # a messages file: its flat form (see promptlens.templates)
     try:
         return file.read_text(encoding="utf-8")
     except FileNotFoundError as exc:

@@ -130,7 +130,9 @@ def headline(result: FixResult) -> str:
     """See ``FixResult.headline``."""
     worst = min(result.attribution_before.features, key=lambda f: f.mean, default=None)
     if worst is not None and worst.harmful:
-        text = " ".join(worst.segment.text.split())
+        from .templates import shown
+
+        text = " ".join(shown(worst.segment.text).split())
         text = text if len(text) <= 60 else text[:59] + "…"
         found = f"attribution found the harmful segment \u2018{text}\u2019 ({worst.mean:+.2f} nats)"
         touched = [e for e in result.edits if e.round == 0 and e.segment_index == worst.index]

@@ -17,6 +17,7 @@ from typing import Iterator
 
 from .errors import InputError
 from .fix import STRATEGIES, FixInterrupted, FixResult, Flips, Summary
+from .templates import MARK_RE, messages_of, shown
 
 
 def add_fix_parser(sub: argparse._SubParsersAction) -> None:
@@ -114,10 +115,10 @@ def run_fix(args: argparse.Namespace) -> int:
               f"(study {stop.study_name}) and the best template so far is in {out / 'best-so-far.txt'}; "
               "run the same command with --resume to continue", file=sys.stderr)
         return 130
-    write_atomic(out / "fixed-template.txt", result.best)
+    write_fixed(out, result.best)
     color = not args.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
     print(fix_report(result, color=color))
-    print(f"\nwrote {out / 'fixed-template.txt'}")
+    print(f"\nwrote {out / ('fixed-template.json' if MARK_RE.search(result.best) else 'fixed-template.txt')}")
     if args.json_out:
         write_atomic(args.json_out, dumps(result))
         print(f"wrote {args.json_out}")
@@ -127,6 +128,19 @@ def run_fix(args: argparse.Namespace) -> int:
         write_atomic(args.html, fix_html(result, cases=case_scores(backend, result, train, valid)))
         print(f"wrote {args.html}")
     return 0
+
+
+def write_fixed(out: Path, best: str) -> None:
+    """The fixed template: a message template as a messages file (JSON), plain text as text."""
+    from .report import write_atomic
+
+    if MARK_RE.search(best):
+        import json
+
+        messages = [{"role": m.role, "content": m.content} for m in messages_of(best)]
+        write_atomic(out / "fixed-template.json", json.dumps(messages, indent=2, ensure_ascii=False) + "\n")
+    else:
+        write_atomic(out / "fixed-template.txt", best)
 
 
 @contextlib.contextmanager
@@ -204,10 +218,10 @@ def fix_report(result: FixResult, *, color: bool = False) -> str:
         lp = f" ({e.logprob_gain:+.3f} log-prob)" if e.logprob_gain is not None else ""
         lines.append(f"edit {n} (round {e.round + 1}, {e.kind}): similarity {e.similarity:.2f}{seg}, "
                      f"gain {e.gain:+.3f} nats on train{lp}")
-        lines.append(f"  {red}- {' '.join(e.old.split())}{off}")
-        lines.append(f"  {green}+ {' '.join(e.new.split()) or '(deleted)'}{off}")
+        lines.append(f"  {red}- {' '.join(shown(e.old).split())}{off}")
+        lines.append(f"  {green}+ {' '.join(shown(e.new).split()) or '(deleted)'}{off}")
     lines += ["", f"fixed template (similarity {result.similarity:.2f} to the original, threshold {result.threshold}):",
-              result.best, "",
+              shown(result.best, inline=False), "",
               f"cost: {result.trials} trials ({result.trials_total} in the study, {result.pruned} pruned, "
               f"{result.infeasible} infeasible: under the similarity threshold or the log-prob rule), {result.forward_passes} forward passes, "
               f"{result.seconds:.1f} s; study {result.study_name}" + (f" in {result.storage}" if result.storage else "")]

@@ -497,3 +497,41 @@ def test_tpe_strategy_searches_every_segment_without_queued_single_edits():
     result = run(strategy="tpe", budget_trials=16)
     assert result.strategy == "tpe" and "banana" not in result.best
     assert result.train_after.objective == pytest.approx(result.train_before.objective + BANANA_PENALTY)
+
+
+def test_recipe_with_a_messages_file_gives_the_flat_template_and_unit_segmentation(tmp_path):
+    import json
+
+    from promptlens.config import load_recipe
+    from promptlens.segments import segment
+    from promptlens.templates import messages_of
+
+    messages = [{"role": "system", "content": "Sort words. Answer in French."},
+                {"role": "user", "content": "Words: b a"}, {"role": "assistant", "content": "a b"},
+                {"role": "user", "content": "Words: {input}"}]
+    (tmp_path / "p.json").write_text(json.dumps(messages), encoding="utf-8")
+    (tmp_path / "r.yaml").write_text("template_file: p.json\ncases: [{input: d c, target: c d}]\nsegmentation: unit\n",
+                                     encoding="utf-8")
+    recipe = load_recipe(tmp_path / "r.yaml")
+    assert [m.content for m in messages_of(recipe.template)] == [m["content"] for m in messages]
+    assert recipe.segmentation == "unit"
+    assert len([s for s in segment(recipe.template, "unit") if s.feature]) == 3  # two rules, one example
+
+
+def test_fix_on_a_message_template_deletes_the_harmful_example_and_writes_messages(tmp_path):
+    import json
+
+    from promptlens.fix_cli import write_fixed
+    from promptlens.templates import as_flat, messages_of
+
+    from .rule_backend import RuleBackend
+
+    flat = as_flat([{"role": "system", "content": "Answer with one word. Be brief."},
+                    {"role": "user", "content": "Q: x"}, {"role": "assistant", "content": "banana"},
+                    {"role": "user", "content": "Q: {input}"}])
+    result = fix(flat, CASES, backend=RuleBackend(rules={"banana": -2.0}), similarity=JaccardSimilarity(),
+                 budget_trials=6, rounds=1, seed=0, n_train=4, threshold=0.3, segmentation="unit", kinds=["delete"])
+    assert "banana" not in result.best and [m.role for m in messages_of(result.best)] == ["system", "user"]
+    assert "found the harmful segment \u2018[user] Q: x[assistant] banana\u2019" in result.headline
+    write_fixed(tmp_path, result.best)
+    assert json.loads((tmp_path / "fixed-template.json").read_text())[-1] == {"role": "user", "content": "Q: {input}"}

@@ -11,11 +11,17 @@ rules and the same splits:
 * ``all``: every unit, each single edit scored first, then TPE;
 * ``tpe``: every unit, Optuna's TPE from the first trial (no prior on where the fault is).
 
-Only ``attribution`` uses the attribution, so only its forward passes include the attribution's.
+Only ``attribution`` uses the attribution, so only its cost includes the attribution's.
 Reported: test target log-prob gain, test objective gain (margin on choice tasks), test accuracy
-gain, whether an edit touched the planted fault's unit, forward passes, tokens through the model
-and seconds; then the paired differences attribution - other (same variant, same seed) with a
-95% percentile-bootstrap interval over the variant x seed pairs.
+gain, whether an edit touched the planted fault's unit, the cost in prompts scored and seconds;
+then the paired differences attribution - other (same variant, same seed) with a 95%
+percentile-bootstrap interval over the variant x seed pairs.
+
+Cost is counted in prompts scored (one teacher-forced forward pass each): ``SharedCache``
+answers a (prompt, targets) pair that another strategy already scored from memory, so the four
+strategies cost little more than one on a shared machine, but every prompt a strategy asks for
+counts against it as if it ran alone. Seconds are wall time with that cache, so only the first
+strategy's include most of the model's work: compare strategies by prompts scored.
 
     python benchmarks/suite_repair.py [--seeds 3] [--train 16] [--test 16] [--trials 12] [--variants ...]
 """
@@ -45,6 +51,30 @@ from promptlens.types import Case
 STRATEGIES = ("attribution", "random", "all", "tpe")
 
 
+class SharedCache:
+    """A backend wrapper: ``token_logprobs`` answers a (prompt, targets) pair scored before from
+    memory (the model is deterministic, so the answer is the same); ``forward_passes`` counts
+    every prompt asked for, cached or not: what the caller would have cost on its own."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.cache: dict[tuple[str, tuple[str, ...]], list[list[float]]] = {}
+        self.forward_passes = 0
+        self.tokens_computed = 0  # not tracked through the cache; see forward_passes
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def token_logprobs(self, prompts, targets):
+        keys = [(p, tuple(t)) for p, t in zip(prompts, targets)]
+        missing = [k for k in dict.fromkeys(keys) if k not in self.cache]
+        if missing:
+            got = self.inner.token_logprobs([k[0] for k in missing], [list(k[1]) for k in missing])
+            self.cache.update(zip(missing, got))
+        self.forward_passes += len(keys)
+        return [self.cache[k] for k in keys]
+
+
 def splits(cases: list[Case], n_train: int, n_test: int, seed: int) -> tuple[list[Case], list[Case]]:
     if len(cases) < n_train + n_test:
         raise SystemExit(f"{len(cases)} bench cases; lower --train/--test")
@@ -66,8 +96,16 @@ def touched_fault(result: FixResult, variant: Variant) -> bool:
     return bool(text) and any(text in e.old for e in result.edits)
 
 
-def row(variant: Variant, seed: int, strategy: str, result: FixResult, attr_passes: int, attr_tokens: int,
-        tokens: int, seconds: float) -> dict:
+def fault_rank(attr, variant: Variant) -> int | None:
+    """1-based rank of the fault's unit among the attribution's units, most harmful first."""
+    text = variant.fault.text.strip() if variant.fault else ""
+    for rank, f in enumerate(attr.ranked(), 1):
+        if text and text in f.segment.text:
+            return rank
+    return None
+
+
+def row(variant: Variant, seed: int, strategy: str, result: FixResult, attr_passes: int, seconds: float) -> dict:
     before, after = result.validation_before, result.validation_after
     extra = strategy == "attribution"
     return {
@@ -78,8 +116,7 @@ def row(variant: Variant, seed: int, strategy: str, result: FixResult, attr_pass
         "train_objective_gain": result.train_after.objective - result.train_before.objective,
         "fault_edited": touched_fault(result, variant), "edits": len(result.edits),
         "test_lost": len(result.validation_flips.lost), "similarity": result.similarity,
-        "forward_passes": result.forward_passes + (attr_passes if extra else 0),
-        "tokens": tokens + (attr_tokens if extra else 0), "seconds": seconds,
+        "prompts_scored": result.forward_passes + (attr_passes if extra else 0), "seconds": seconds,
     }
 
 
@@ -93,7 +130,10 @@ def markdown(df: pd.DataFrame) -> str:
 
 def tables(df: pd.DataFrame, strategies: list[str]) -> str:
     metrics = ["test_logprob_gain", "test_objective_gain", "test_accuracy_gain", "fault_edited", "test_lost",
-               "forward_passes", "tokens", "seconds"]
+               "prompts_scored", "seconds"]
+    # a pair needs every strategy: drop a (variant, seed) that a stopped run left unfinished
+    complete = df.groupby(["variant", "seed"])["strategy"].transform("nunique") == len(strategies)
+    df = df[complete]
     df = df.assign(fault_edited=df["fault_edited"].astype(float))
     overall = df.groupby("strategy")[metrics].mean().reindex(strategies)
     paired = []
@@ -130,10 +170,18 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--top-k", type=int, default=2)
     ap.add_argument("--segmentation", default="unit")
-    ap.add_argument("--kinds", nargs="+", default=["delete", "synonym", "scaffold"])
+    ap.add_argument("--kinds", nargs="+", default=["delete"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--tables", nargs="+", metavar="CSV", help="only write the tables of these runs files (merged)")
     args = ap.parse_args()
+    if args.tables:
+        df = pd.concat([pd.read_csv(f) for f in args.tables], ignore_index=True)
+        md = tables(df, [s for s in STRATEGIES if s in set(df["strategy"])])
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "suite_repair.md").write_text(md)
+        print(md)
+        return
     torch.set_num_threads(args.threads)
     from promptlens.backends.hf import load_backend
     from promptlens.similarity import Similarity
@@ -142,32 +190,33 @@ def main() -> None:
     variants = [v for p in suite.prompts for v in p.variants[: args.per_prompt]]
     if args.variants:
         variants = [v for v in suite.variants() if v.id in set(args.variants)]
-    backend, similarity = load_backend(), Similarity()
+    backend, similarity = SharedCache(load_backend()), Similarity()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     started = time.perf_counter()
-    for variant in variants:
-        template = as_flat([dict(m) for m in variant.messages])
-        bench = suite.prompt(variant.prompt_id).cases("bench")
-        for seed in range(args.seeds):
+    for seed in range(args.seeds):  # seed-major: a run stopped early still covers every variant
+        for variant in variants:
+            template = as_flat([dict(m) for m in variant.messages])
+            bench = suite.prompt(variant.prompt_id).cases("bench")
             train, test = splits(bench, args.train, args.test, seed)
-            p0, t0 = backend.forward_passes, backend.tokens_computed
+            p0 = backend.forward_passes
             attr = attribute(template, cases=train, backend=backend, segmentation=args.segmentation, seed=seed)
-            attr_passes, attr_tokens = backend.forward_passes - p0, backend.tokens_computed - t0
+            attr_passes = backend.forward_passes - p0
+            rank = fault_rank(attr, variant)
             for strategy in args.strategies:
-                start, t0 = time.perf_counter(), backend.tokens_computed
+                start = time.perf_counter()
                 result = fix(template, train, validation=test, backend=backend, similarity=similarity,
                              strategy=strategy, budget_trials=args.trials, rounds=args.rounds, seed=seed,
                              top_k=args.top_k, kinds=args.kinds, segmentation=args.segmentation,
                              attribution=attr, attribute_after=False)
-                rows.append(row(variant, seed, strategy, result, attr_passes, attr_tokens,
-                                backend.tokens_computed - t0, time.perf_counter() - start))
+                rows.append({**row(variant, seed, strategy, result, attr_passes, time.perf_counter() - start),
+                             "fault_rank": rank, "units": len(attr.features)})
                 pd.DataFrame(rows).to_csv(out / "suite_repair_runs.csv", index=False)  # nothing lost if stopped
                 r = rows[-1]
                 print(f"{variant.id:40s} seed {seed} {strategy:11s} test logprob {r['test_logprob_gain']:+.3f} "
                       f"objective {r['test_objective_gain']:+.3f} fault edited {r['fault_edited']!s:5s} "
-                      f"passes {r['forward_passes']} {r['seconds']:.0f}s", flush=True)
+                      f"prompts {r['prompts_scored']} {r['seconds']:.0f}s", flush=True)
     df = pd.DataFrame(rows)
     md = tables(df, list(args.strategies))
     md += f"\n{len(variants)} variant(s), {args.seeds} seed(s), {time.perf_counter() - started:.0f} s in all\n"

@@ -13,9 +13,10 @@
     alternatives: {"<segment text>": ["alt 1", "alt 2"]}
     top_k: 3             # segments edited per round
     rounds: 2
-    segmentation: sentence   # or line, message, example (few-shot examples: drop / reorder)
+    segmentation: sentence   # or line; message, example or unit for a message template (template_file: prompt.json)
     rewrites: [delete, paraphrase, synonym, scaffold, alternative]   # the default: all kinds
     keep_logprob: true   # margin objective: keep only edits that raise the right label's log-prob significantly
+    max_regressions: 0   # no train case may turn from right to wrong (default: no limit)
 
 Relative paths resolve against the recipe's folder. Read with ``yaml.safe_load`` only; every
 problem is one ``InputError`` that names ``file:line`` and the fix.
@@ -39,10 +40,15 @@ from .template_files import load_template
 from .templates import DOUBLE_SUFFIXES, MESSAGE_SUFFIXES, MessageTemplate, from_messages, text_template
 from .types import Case
 
-REPAIRABLE = ("sentence", "line", "message", "example")
 KEYS = ("template", "template_file", "cases", "dataset", "n_train", "n_validation", "split", "budget",
         "threshold", "seed", "strategy", "alternatives", "top_k", "rounds", "segmentation", "rewrites",
-        "keep_logprob")
+        "keep_logprob", "max_regressions")
+
+
+# Segmentations whose edits leave a valid template: "unit" and "example" delete or rewrite a whole
+# few-shot example of a message template (its user and assistant turns together), "unit" the
+# other messages' sentences.
+REPAIRABLE = ("sentence", "line", "message", "example", "unit")
 
 
 @dataclass(frozen=True)
@@ -162,6 +168,7 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
         rewrites=tuple(rewrites) if rewrites else None,
         alternatives={k: list(v) for k, v in alternatives.items()},
         keep_logprob=_flag(data, "keep_logprob", where, default=d.keep_logprob),
+        max_regressions=_number(data, "max_regressions", int, where, low=0),
     )
     return Recipe(template=template, cases=tuple(cases), config=config,
                   path=None if source == "<recipe>" else Path(source), source=source_template)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -28,18 +29,31 @@ from .attribution import attribute
 from .cases import check_vars, split_cases
 from .errors import InputError
 from .rewrites import RewriteConfig, candidates
-from .scoring import Backend, default_objective, summarize
+from .scoring import Backend, default_objective, score_prompts, summarize, summarize_scores
 from .search import (Slot, StudyOutcome, TemplateScorer, best_template, enqueue_original, enqueue_single_edits,
-                     fail_running_trials, finished,
+                     fail_running_trials, finished, flip, lower_bound,
                      join_study, open_study, run_study, significant, storage_for, store_result, store_slots,
                      stored_result, stored_slots, template_for, wait_for)
 from .fewshot import EXAMPLE_KINDS, check_examples, check_notes, merge_examples
-from .segments import segment, template_fields
+from .segments import fill, segment, template_fields
 from .templates import MessageTemplate, as_flat, render_notes
 from .similarity import Similarity, SimilarityModel
-from .types import Attribution, Case, Segment, Summary
+from .types import Attribution, Case, Score, Segment, Summary
 
-STRATEGIES = ("attribution", "random", "all")
+STRATEGIES = ("attribution", "random", "all", "tpe")
+
+
+@dataclass(frozen=True)
+class Flips:
+    """The cases whose verdict the fix changed (``search.flip``), each named by its id or its
+    split and position, with its first field's value: ``lost`` were right with the original
+    template and are wrong with the fixed one, ``gained`` the reverse. ``rule``: "correct" (the
+    right label scores best) on choice cases; on free-form targets "logprob" (the target became
+    less than half / more than twice as likely)."""
+
+    lost: tuple[str, ...]
+    gained: tuple[str, ...]
+    rule: str
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,10 @@ class FixResult:
     storage: str | None
     notes: tuple[str, ...] = ()
     logprob_rule: bool = False  # margin objective: edits had to raise the right label's log-prob significantly
+    train_flips: Flips | None = None
+    validation_flips: Flips | None = None
+    max_regressions: int | None = None  # the search's limit on train cases turned from right to wrong
+    validation_logprob_low: float | None = None  # bootstrap lower bound of the per-case validation log-prob gain
     verdict: Verdict = field(init=False)  # from the fields above (``fix_verdict``); kept in the JSON
     cost: str = field(init=False)  # the cost line every report prints
 
@@ -154,6 +172,54 @@ class FixResult:
 
         return notebook_html(fix_html(self))
 
+    @property
+    def headline(self) -> str:
+        """The result in one plain sentence: which harmful segment attribution found, what the fix
+        did to it, and how the wanted output's probability moved on the validation cases (train
+        when there are none); the terminal and HTML reports both lead with it."""
+        return headline(self)
+
+
+def _pct(p: float) -> str:
+    return f"{p:.2%}" if p < 0.01 else f"{p:.1%}"
+
+
+def headline(result: FixResult) -> str:
+    """See ``FixResult.headline``."""
+    worst = min(result.attribution_before.features, key=lambda f: f.mean, default=None)
+    if worst is not None and worst.harmful:
+        from .templates import shown
+
+        text = " ".join(shown(worst.segment.text).split())
+        text = text if len(text) <= 60 else text[:59] + "…"
+        found = f"attribution found the harmful segment \u2018{text}\u2019 ({worst.mean:+.2f} nats)"
+        touched = [e for e in result.edits if e.round == 0 and e.segment_index == worst.index]
+        if touched:
+            found += " and the fix " + ("removed it" if not touched[0].new.strip() else "rewrote it")
+        elif result.edits:
+            found += f", but the fix left it and edited {len(result.edits)} other segment(s)"
+    else:
+        found = "attribution found no segment that is harmful at 95% confidence"
+        if result.edits:
+            found += f"; the fix edited {len(result.edits)} segment(s)"
+    if not result.edits:
+        return found[0].upper() + found[1:] + "; no edit beat the original on train, so the prompt is kept as it is."
+    before, after, where = ((result.validation_before, result.validation_after, "validation")
+                            if result.validation_before and result.validation_after
+                            else (result.train_before, result.train_after, "train"))
+    p0, p1 = math.exp(before.logprob), math.exp(after.logprob)
+    low = result.validation_logprob_low if where == "validation" else None
+    verb = "rose" if p1 > p0 else "fell" if p1 < p0 else "stayed"
+    how = (" significantly" if low is not None and low > 0 else
+           " (not significantly)" if low is not None and verb == "rose" else "")
+    move = f"from {_pct(p0)} to {_pct(p1)}" if verb != "stayed" else f"at {_pct(p0)}"
+    sentence = (f"{found[0].upper() + found[1:]}; the probability of the wanted output {verb}{how} {move} "
+                f"on {before.n_cases} {where} cases")
+    flips = result.validation_flips if where == "validation" else result.train_flips
+    if flips is not None:
+        sentence += f" ({len(flips.lost)} turned wrong, {len(flips.gained)} turned right)"
+    return sentence + "."
+
 
 
 @dataclass(frozen=True)
@@ -198,6 +264,18 @@ def cost_line(result: FixResult) -> str:
             f"seed {result.seed}, study {result.study_name}{where}")
 
 
+def flips(before: Sequence[Score], after: Sequence[Score], cases: Sequence[Case], split: str) -> Flips:
+    """Which cases turned from right to wrong (``lost``) and back (``gained``); see ``Flips``."""
+    def name(i: int, case: Case) -> str:
+        first = next(iter(case.vars.values()), "")
+        first = " ".join(str(first).split())
+        return (case.id or f"{split} {i + 1}") + (f": {first[:40]}{'…' if len(first) > 40 else ''}" if first else "")
+
+    moved = [(flip(b, a), name(i, c)) for i, (b, a, c) in enumerate(zip(before, after, cases))]
+    rule = "correct" if all(b.correct is not None for b in before) else "logprob"
+    return Flips(lost=tuple(n for f, n in moved if f < 0), gained=tuple(n for f, n in moved if f > 0), rule=rule)
+
+
 def default_study_name(template: str, cases: Sequence[Case], strategy: str, seed: int) -> str:
     """Stable across runs of the same problem, so ``resume`` finds the study without a name."""
     key = repr((template, [(dict(c.vars), c.target, c.choices) for c in cases], strategy, seed))
@@ -205,9 +283,10 @@ def default_study_name(template: str, cases: Sequence[Case], strategy: str, seed
 
 
 def _choose(attr: Attribution, strategy: str, top_k: int, rng: random.Random) -> list[int]:
-    """Segment indices to edit: the weakest by attribution, a random few, or every feature."""
+    """Segment indices to edit: the weakest by attribution, a random few, or every feature (``all``,
+    and ``tpe``, which differs from ``all`` in the search: no single edits queued first)."""
     editable = [f for f in attr.features if f.segment.text.strip()]
-    if strategy == "all":
+    if strategy in ("all", "tpe"):
         chosen = editable
     elif strategy == "random":
         chosen = rng.sample(editable, min(top_k, len(editable)))
@@ -230,7 +309,7 @@ class FixConfig:
     """Every knob of ``fix``, with its default; a recipe's keys are these names (``budget:
     {trials, seconds}`` in YAML). Example: ``fix(template, cases, FixConfig(trials=12, rounds=1))``."""
 
-    strategy: str = "attribution"  # which segments to edit: attribution, random, all
+    strategy: str = "attribution"  # which segments to edit: attribution, random, all, tpe
     trials: int = 30  # trial budget over all rounds
     seconds: float | None = None  # time budget (None: none)
     threshold: float = 0.8  # minimum similarity of the fixed template to the original
@@ -255,6 +334,8 @@ class FixConfig:
     join: bool = False  # one of several workers on the same storage and study
     join_wait: float = 600.0  # seconds a worker waits for the one that set a round up
     progress: bool = False  # a progress bar on stderr
+    max_regressions: int | None = None  # train cases the fix may turn from right to wrong (None: no limit)
+    attribute_after: bool = True  # attribute the fixed template too (for the report)
 
 
 # The names ``fix`` took as keywords before FixConfig, and the recipe's: one map, read in one place.
@@ -281,6 +362,9 @@ def train_validation(cases: Sequence[Case], config: FixConfig) -> tuple[list[Cas
 
 def check_fix_config(template: str, cases: Sequence[Case], config: FixConfig) -> None:
     """The mistakes that need no model to find, so the command line reports them before loading one."""
+    if config.max_regressions is not None and config.max_regressions < 0:
+        raise InputError(f"--max-regressions {config.max_regressions} is out of range; give 0 (no train case may "
+                         "turn from right to wrong) or more")
     if config.strategy not in STRATEGIES:
         raise InputError(f"unknown strategy {config.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
     if not 0.0 < config.threshold <= 1.0:
@@ -302,6 +386,7 @@ def fix(
     backend: Backend | None = None,
     similarity: SimilarityModel | None = None,
     validation: Sequence[Case] | None = None,
+    attribution: Attribution | None = None,
     **overrides: Any,
 ) -> FixResult:
     """Repair ``template`` on ``cases``: the best meaning-preserving edit found within the budget.
@@ -328,7 +413,15 @@ def fix(
     search keeps the best margin. On a few cases a margin moves by chance while a log-prob gain
     carries over, and a wider margin bought by making every label less likely is not a repair a
     user wants; an edit then also stays if it raises the log-prob significantly without lowering
-    the margin significantly.
+    the margin significantly. ``max_regressions``: no template that turns more than this many train
+    cases from right to wrong (``search.flip``) against ``template`` is feasible; the result lists
+    the flips on train and validation either way (``FixResult.train_flips``, ``validation_flips``).
+    ``strategy``: ``attribution`` edits the ``top_k`` weakest segments, ``random`` ``top_k``
+    random ones, ``all`` every segment with each single edit scored first, ``tpe`` every segment
+    with Optuna's TPE from the first trial (no prior on where the fault is).
+    ``attribution``: an attribution of ``template`` on the train cases made earlier (the same
+    ``segmentation``), used instead of attributing again; its forward passes are not counted in
+    the result's. ``attribute_after``: attribute the fixed template too (for the report).
     """
     template = as_flat(template)  # a message template: its flat text (promptlens.templates)
     config = fix_config(config, **overrides)
@@ -341,7 +434,8 @@ def fix(
         from .backends.hf import load_backend
 
         backend = load_backend()
-    return FixRun(template, train, valid, config, backend, similarity or Similarity(), all_cases=cases).run()
+    return FixRun(template, train, valid, config, backend, similarity or Similarity(), all_cases=cases,
+                  attribution=attribution).run()
 
 
 @dataclass
@@ -361,7 +455,8 @@ class FixRun:
     runs the trials (``search``) and keeps what pays significantly (``settle``)."""
 
     def __init__(self, template: str, train: Sequence[Case], valid: Sequence[Case], config: FixConfig,
-                 backend: Backend, similarity: SimilarityModel, *, all_cases: Sequence[Case] | None = None) -> None:
+                 backend: Backend, similarity: SimilarityModel, *, all_cases: Sequence[Case] | None = None,
+                 attribution: Attribution | None = None) -> None:
         self.start = time.monotonic()
         self.template, self.train, self.valid, self.config = template, list(train), list(valid), config
         self.backend, self.similarity = backend, similarity
@@ -391,6 +486,10 @@ class FixRun:
         self.trials = self.trials_total = self.pruned = self.infeasible = 0
         self.setup_seconds = 0.0
         self.study: optuna.Study | None = None  # the round in progress, for the best template so far
+        if attribution is not None and (attribution.text != template or attribution.segmentation != config.segmentation):
+            raise InputError("the attribution given to fix is of another template or segmentation; attribute this "
+                             "template first, or give none")
+        self.given_attribution = attribution
 
     def _attribute(self, template: str) -> Attribution:
         return attribute(template, cases=self.train, backend=self.backend, segmentation=self.config.segmentation,
@@ -399,7 +498,7 @@ class FixRun:
     def run(self) -> FixResult:
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # its warnings (a Ctrl-C traceback) are not for users
         self.train_before = summarize(self.backend, self.template, self.train, self.objective)
-        self.attr_before = self.attr = self._attribute(self.template)
+        self.attr_before = self.attr = self.given_attribution or self._attribute(self.template)
         self.notes += [n for n in self.attr_before.notes if n in render_notes(self.backend, self.template)]
         # A doubtful example label: reported, never changed.
         self.notes += check_notes(check_examples(self.backend, self.template, self.train))
@@ -475,7 +574,7 @@ class FixRun:
         editable = [s for s in rnd.slots if len(s.rewrites) > 1]
         # Trial 0 goes in before the slots are published: workers waiting for them cannot sample a trial ahead of it.
         enqueue_original(rnd.study, editable)
-        if not self.config.join:  # then every single edit (within this round's share of the trial budget)
+        if not self.config.join and self.config.strategy != "tpe":  # then every single edit (within the round's share)
             enqueue_single_edits(rnd.study, editable, self._share(rnd.number) - 1)
         store_slots(rnd.study, self.current, rnd.slots)
 
@@ -510,7 +609,7 @@ class FixRun:
             rnd.study, rnd.segments, rnd.slots, scorer=self.scorer, similarity=self.similarity,
             original=self.template, threshold=self.config.threshold, budget=self._share(rnd.number),
             deadline=self.deadline, minibatch=self.minibatch, shared=self.config.join,
-            logprob_baseline=self.current if self.logprob_rule else None,
+            logprob_baseline=self.current if self.logprob_rule else None, max_regressions=self.config.max_regressions,
             on_trial=lambda s, t: _tick(self.bar, s, t, self.deadline),
         )
         if outcome is not None:
@@ -541,6 +640,9 @@ class FixRun:
         start, min_gain, rule = self.current, self.config.min_gain, self.logprob_rule  # never below the round's start
 
         def feasible(t: str) -> bool:
+            limit = self.config.max_regressions
+            if limit is not None and self.scorer.regressions(t, self.template) > limit:
+                return False
             return self.similarity.cosine(self.template, t) >= self.config.threshold and (
                 t == start or _accept(t, start, self.scorer, min_gain, rule)
                 or (not rule and self.scorer.mean(t) >= self.scorer.mean(start)))
@@ -573,15 +675,25 @@ class FixRun:
             self.notes.append("margin objective: a round's edits were kept only if they raised the right label's "
                               "log-prob on train significantly (bootstrap lower bound above 0) without lowering the "
                               "margin significantly; drop this rule with --allow-logprob-drop")
-        template, current, valid, objective = self.template, self.current, self.valid, self.objective
+        template, current, valid, objective, train = self.template, self.current, self.valid, self.objective, self.train
         c = self.config
-        attr_after = self.attr_before if current == template else self._attribute(current)
+        attr_after = self.attr_before if current == template or not c.attribute_after else self._attribute(current)
+        for t in (template, current):
+            self.scorer.mean(t)  # memoised: usually no new forward pass
+        rows = {t: [self.scorer.memo[(t, i)] for i in range(len(train))] for t in (template, current)}
+        valid_rows = score_prompts(self.backend, [[fill(t, case.vars) for case in valid] for t in (template, current)],
+                                   valid) if valid else None
         return FixResult(
             original=template, best=current, objective=objective, strategy=c.strategy, threshold=c.threshold,
             similarity=self.similarity.cosine(template, current),
-            train_before=self.train_before, train_after=summarize(self.backend, current, self.train, objective),
-            validation_before=summarize(self.backend, template, valid, objective) if valid else None,
-            validation_after=summarize(self.backend, current, valid, objective) if valid else None,
+            train_before=self.train_before, train_after=summarize_scores(rows[current], train, objective),
+            validation_before=summarize_scores(valid_rows[0], valid, objective) if valid_rows else None,
+            validation_after=summarize_scores(valid_rows[1], valid, objective) if valid_rows else None,
+            train_flips=flips(rows[template], rows[current], train, "train"),
+            validation_flips=flips(valid_rows[0], valid_rows[1], valid, "validation") if valid_rows else None,
+            max_regressions=c.max_regressions,
+            validation_logprob_low=lower_bound([a.logprob - b.logprob for b, a in zip(*valid_rows)])
+            if valid_rows else None,
             edits=tuple(self.edits), attribution_before=self.attr_before,
             attribution_after=attr_after,
             trials=self.trials, trials_total=self.trials_total, pruned=self.pruned, infeasible=self.infeasible,

@@ -585,13 +585,34 @@ def _change(what: str, before: float, after: float) -> str:
     return f"{verb} {what} from {_pct(before)} to {_pct(after)}"
 
 
+def _flips(result: FixResult) -> str:
+    """Per split, the cases turned from right to wrong and back: no silent regressions."""
+    blocks = []
+    for split, flips in (("validation", result.validation_flips), ("train", result.train_flips)):
+        if flips is None:
+            continue
+        items = "".join(f'<li class="lost">right \u2192 wrong: {_e(n)}</li>' for n in flips.lost)
+        items += "".join(f'<li class="gained">wrong \u2192 right: {_e(n)}</li>' for n in flips.gained)
+        blocks.append(f'<h3>{_e(split)}: {len(flips.lost)} right \u2192 wrong, {len(flips.gained)} wrong \u2192 right</h3>'
+                      + (f'<ul class="flips">{items}</ul>' if items else '<p class="muted">No case changed.</p>'))
+    if not blocks:
+        return ""
+    rule = ("right = the right label scores best" if (result.train_flips and result.train_flips.rule == "correct")
+            else "free-form targets: wrong = the target less than half as likely as before, right = more than twice")
+    limit = (f" The search allowed at most {result.max_regressions} train case(s) to turn wrong."
+             if result.max_regressions is not None else "")
+    return (f'<section id="flips" aria-labelledby="flips-h"><h2 id="flips-h">Cases that changed verdict</h2>'
+            f'<p class="muted">{_e(rule)}.{_e(limit)}</p>{"".join(blocks)}</section>')
+
+
 def _fix_summary(result: FixResult) -> tuple[list[str], bool]:
-    """The lead sentence (what the edits did) and ``result.verdict``, rendered."""
+    """The headline (the same sentence the terminal report leads with), what the edits did, and
+    ``result.verdict``, rendered."""
     verdict = result.verdict
     sentence = verdict.message[0].upper() + verdict.message[1:] + "."
     if verdict.kind == "no_edit":
-        return ([_e(sentence), f"The search tried {result.trials} variant(s) that stayed at least "
-                 f"{result.threshold:.0%} similar in meaning to the original."], True)
+        return ([_e(result.headline), _e(sentence), f"The search tried {result.trials} variant(s) that stayed at "
+                 f"least {result.threshold:.0%} similar in meaning to the original."], True)
     v0, v1 = result.validation_before, result.validation_after
     before, after, where = (v0, v1, "validation") if v0 and v1 else (result.train_before, result.train_after, "train")
     cases = f"{before.n_cases} {where} case{'s' if before.n_cases != 1 else ''}"
@@ -600,7 +621,7 @@ def _fix_summary(result: FixResult) -> tuple[list[str], bool]:
     if before.accuracy is not None and after.accuracy is not None:
         lead += f" and {_change('accuracy', before.accuracy, after.accuracy)}"
     prefix = f"{verdict.level.capitalize()}: " if verdict.level in ("warning", "note") else ""
-    return [lead + f" on {cases}.", _e(prefix + sentence)], verdict.warn
+    return [_e(result.headline), lead + f" on {cases}.", _e(prefix + sentence)], verdict.warn
 
 
 def _word_diff(a: str, b: str) -> str:
@@ -673,6 +694,8 @@ def fix_html(result: FixResult, *, cases: Sequence[CaseScore] | None = None,
     importance, why_imp = _importance(studies) if studies else ("", why)
     parts = [_summary(paragraphs, warn=warn), '<section aria-labelledby="scores-h"><h2 id="scores-h">Before and after'
              f'</h2>{_summary_table(result)}</section>']
+    if flips := _flips(result):
+        parts.append(flips)
     parts.append('<section aria-labelledby="diff-h"><h2 id="diff-h">What changed</h2>'
                  '<p class="muted"><del>struck through</del> = removed, <ins>underlined</ins> = added.</p>'
                  f'<pre id="diff">{_word_diff(result.original, result.best)}</pre>{_edits(result)}'

@@ -10,7 +10,7 @@ from .templates import is_messages, shown
 from .types import Attribution
 
 if TYPE_CHECKING:
-    from .fix import FixResult, Summary
+    from .fix import FixResult, Flips, Summary
 
 # Blue = helps, orange = hurts: a pair that stays distinct for the common colour-vision deficiencies.
 _HELP = (33, 39, 75, 111)  # xterm-256 blues, strong -> weak
@@ -110,13 +110,33 @@ def _table(title: str, before: Summary, after: Summary, objective: str) -> list[
     return [r for r in rows if r]
 
 
+def flip_lines(split: str, flips: Flips | None, limit: int = 10) -> list[str]:
+    """The cases the fix turned from right to wrong and back, on one split: no regression is silent."""
+    if flips is None:
+        return []
+    what = ("right label scores best" if flips.rule == "correct"
+            else "free-form target: wrong = less than half as likely as before, right = more than twice")
+    lines = [f"{split} flips ({what}): {len(flips.lost)} right -> wrong, {len(flips.gained)} wrong -> right"]
+    for sign, names in (("-", flips.lost), ("+", flips.gained)):
+        lines += [f"  {sign} {n}" for n in names[:limit]]
+        if len(names) > limit:
+            lines.append(f"  {sign} ... and {len(names) - limit} more (all in the JSON result)")
+    return lines
+
+
 def fix_report(result: FixResult, *, color: bool = False) -> str:
-    """Before/after tables, the verdict, then each kept edit as a diff with its similarity and gain."""
+    """The one-sentence result, before/after tables, the flips, the verdict, then each kept edit
+    as a diff with its similarity and gain."""
     red, green, off = ("\x1b[31m", "\x1b[32m", "\x1b[0m") if color else ("", "", "")
-    lines = _table("train", result.train_before, result.train_after, result.objective)
+    lines = [result.headline, ""]
+    lines += _table("train", result.train_before, result.train_after, result.objective)
     if result.validation_before and result.validation_after:
         lines += [""] + _table("validation", result.validation_before, result.validation_after, result.objective)
     lines.append("")
+    flips = flip_lines("train", result.train_flips) + flip_lines("validation", result.validation_flips)
+    if flips:
+        limit = f" (limit: {result.max_regressions} on train)" if result.max_regressions is not None else ""
+        lines += [f"cases that changed verdict{limit}:"] + flips + [""]
     verdict = result.verdict
     if verdict.level in ("warning", "note"):
         lines += [f"{verdict.level}: {verdict.message}", ""]

@@ -36,6 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-logprob-drop", action="store_true",
                    help="margin objective: keep a template even if it does not raise the right label's own log-prob "
                    "significantly on train")
+    p.add_argument("--max-regressions", type=int, metavar="N",
+                   help="at most N train cases may turn from right to wrong (choice tasks: the right label no longer "
+                   "scores best; free-form: the target less than half as likely); a constraint of the search "
+                   "(default: the recipe's, else no limit)")
     p.add_argument("--resume", action="store_true", help="continue the stored study instead of starting afresh")
     p.add_argument("--storage", help="Optuna storage: an RDB URL (sqlite:///..., postgresql://user@host/db) or "
                    "journal:PATH (a journal file) (default: sqlite:///OUT/promptlens-fix.db)")
@@ -67,7 +71,7 @@ def _recipe(args: argparse.Namespace) -> Recipe:
         cases = list(recipe.cases)
     config = recipe.config if recipe else FixConfig()
     flags = {"strategy": args.strategy, "trials": args.trials, "seconds": args.seconds, "threshold": args.threshold,
-             "seed": args.seed}
+             "seed": args.seed, "max_regressions": args.max_regressions}
     config = replace(config, **{k: v for k, v in flags.items() if v is not None},
                      keep_logprob=config.keep_logprob and not args.allow_logprob_drop,
                      storage=args.storage, out=args.out, study_name=args.study, resume=args.resume, join=args.join,

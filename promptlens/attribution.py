@@ -30,6 +30,7 @@ from .cases import check_vars
 from .errors import InputError
 from .scoring import Backend, default_objective, objective_value, score_prompts, OBJECTIVES
 from .segments import SEGMENTATIONS, features, fill, join, segment, template_fields
+from .templates import MessageTemplate, as_flat, blank, content_offsets, for_backend, is_messages, render_notes
 from .types import Approximation, Attribution, Case, Segment, SegmentAttribution
 
 METHODS = SCORE_ONLY_METHODS + GRADIENT_METHODS  # ablation, shapley, lime, kernelshap, ig
@@ -92,11 +93,13 @@ def _replacements(problem: _Problem, baseline: str, rng: random.Random) -> list[
     texts = [problem.segments[i].text for i in problem.feats]
     if baseline == "remove":
         return [""] * len(texts)
-    # Keep the segment's trailing whitespace so the text around it stays well-formed.
+    # Keep the segment's trailing whitespace so the text around it stays well-formed; a segment
+    # of whole messages keeps its role marks (each message's content becomes the filler).
     tails = [t[len(t.rstrip()):] for t in texts]
     if baseline == "filler":
-        return [FILLER + tail for tail in tails]
-    return [rng.choice(NEUTRAL).rstrip() + tail for tail in tails]
+        return [blank(t, FILLER) if is_messages(t) else FILLER + tail for t, tail in zip(texts, tails)]
+    return [blank(t, rng.choice(NEUTRAL).strip()) if is_messages(t) else rng.choice(NEUTRAL).rstrip() + tail
+            for t, tail in zip(texts, tails)]
 
 
 def _perturbation(method: str, problem: _Problem, forward: MaskForward, n_samples: int,
@@ -136,7 +139,7 @@ def bootstrap_ci(values: np.ndarray, *, confidence: float, seed: int, resamples:
 
 
 def attribute(
-    prompt: str,
+    prompt: str | MessageTemplate | Sequence[dict],
     target: str | None = None,
     *,
     cases: Sequence[Case] | None = None,
@@ -158,10 +161,14 @@ def attribute(
     ``cases``) by their effect on the objective: mean over cases, with a bootstrap interval.
 
     Give either ``target`` (one case, no fields) or ``cases``. ``target=None`` with no cases
-    explains the model's own greedy output. ``mode`` other than "exact" estimates leave-one-out
-    ablation more cheaply (see :mod:`promptlens.approx`, settings in ``approx``) and checks its
-    most harmful segments against exact leave-one-out: ``result.approximation``.
+    explains the model's own greedy output. ``prompt`` may be a message template (a
+    ``MessageTemplate``, e.g. from ``load_template``, or a list of ``{role, content}`` dicts):
+    ``Attribution.text`` and the segments are then its flat text (``promptlens.templates``).
+    ``mode`` other than "exact" estimates leave-one-out ablation more cheaply (see
+    :mod:`promptlens.approx`, settings in ``approx``) and checks its most harmful segments
+    against exact leave-one-out: ``result.approximation``.
     """
+    prompt = as_flat(prompt)
     check_choice("method", method, METHODS)
     check_choice("mode", mode, MODES)
     approx = approx or ApproxConfig()
@@ -189,7 +196,7 @@ def attribute(
     problem = _Problem(backend, segments, feats, list(cases), objective)
     start = time.perf_counter()
     passes0, tokens0 = getattr(backend, "forward_passes", 0), getattr(backend, "tokens_computed", 0)
-    notes: list[str] = []
+    notes: list[str] = render_notes(backend, prompt)
     delta = None
     forward = MaskForward(problem, _replacements(problem, baseline, random.Random(seed)))
     n_feats = len(feats)
@@ -282,7 +289,7 @@ def _resolve_cases(prompt: str, target: str | None, cases: Sequence[Case] | None
     if cases:
         return list(cases)
     if target is None:
-        target = backend.generate(fill(prompt, {}))
+        target = backend.generate(for_backend(backend, fill(prompt, {})))
     if not target.strip():
         raise InputError("the model's own output is empty, so there is nothing to explain; give --target")
     return [Case(vars={}, target=target)]
@@ -328,17 +335,17 @@ def _token_owners(backend: Backend, segments: Sequence[Segment], case: Case) -> 
     """Prompt token ids for a case and, per token, the index of the segment its first char is in."""
     spans, pieces, pos = [], [], 0
     for seg in segments:
-        text = case.vars[seg.name] if seg.kind == "field" else fill(seg.text, {})
+        text = case.vars[seg.name] if seg.kind == "field" else fill(seg.text, case.vars)
         spans.append((pos, pos + len(text)))
         pieces.append(text)
         pos += len(text)
     filled = "".join(pieces)
     rendered = backend.render(filled)
-    offset = rendered.find(filled)
+    blocks = content_offsets(rendered, filled)  # where each message's text landed in the rendering
     enc = backend.tokenizer(rendered, add_special_tokens=backend.raw, return_offsets_mapping=True)
     owners: list[int | None] = []
     for start, end in enc["offset_mapping"]:
-        char = start - offset
+        char = next((a + start - r for r, a, n in blocks if r <= start < r + n), -1)
         owner = next((i for i, (a, b) in enumerate(spans) if a <= char < b and end > start), None)
         owners.append(owner)
     return enc["input_ids"], owners

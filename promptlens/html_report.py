@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from .templates import shown
 from .types import Attribution, Case, SegmentAttribution
 
 if TYPE_CHECKING:
@@ -68,7 +69,8 @@ def case_scores(backend: Backend, result: FixResult, train: Sequence[Case],
 # --- formatting helpers --------------------------------------------------------------------------
 
 def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+    # A message template's role marks never reach the page: shown as `[role] ` labels.
+    return html.escape(shown(str(text)), quote=True)
 
 
 def _pct(p: float) -> str:
@@ -285,6 +287,8 @@ def _importance(studies: Sequence[optuna.Study]) -> tuple[str, str]:
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few or too uniform trials
             why = f"round {r + 1}: {exc}"
             continue
+        except ImportError as exc:  # fANOVA needs scikit-learn (declared, but an install can lack it)
+            return "", f"parameter importance needs scikit-learn ({exc.name or exc}); pip install scikit-learn"
         prefix = f"round {r + 1}: " if len(studies) > 1 else ""
         rows += [(prefix + labels.get(k, k), float(v)) for k, v in imp.items()]
     if not rows:
@@ -357,6 +361,9 @@ def _heatmap(attr: Attribution) -> str:
     out = []
     for i, seg in enumerate(attr.segments):
         f = by_index.get(i)
+        if seg.kind == "role":  # a message template: each message starts with its role
+            out.append(f'{"" if i == 0 else chr(10)}<span class="role">{_e(seg.name)}</span>\n')
+            continue
         if f is None or not seg.text.strip():
             cls = "field" if seg.kind == "field" else "fixed"
             out.append(f'<span class="{cls}">{_e(seg.text)}</span>' if seg.text.strip() else _e(seg.text))
@@ -487,6 +494,7 @@ mark.seg:hover::after, mark.seg:focus::after { content: attr(data-tip); position
   padding: .25rem .5rem; border-radius: 4px; }
 mark.seg:focus { outline: 3px solid #111; outline-offset: 1px; }
 .field { font-style: italic; color: #5b2a86; } .fixed { color: var(--muted); }
+.role { display: inline-block; font-weight: bold; font-size: 0.8em; text-transform: uppercase; letter-spacing: 0.05em; color: var(--muted); border-bottom: 1px solid var(--muted); margin-top: 0.4em; }
 .legend { display: flex; flex-wrap: wrap; gap: .3rem; align-items: center; }
 .swatch { display: inline-block; min-width: 3.2rem; text-align: center; font-size: .8rem; padding: .1rem .3rem;
           border-radius: 3px; border: 1px solid var(--line); }

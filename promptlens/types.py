@@ -60,14 +60,50 @@ class SegmentAttribution:
     ci_low: float
     ci_high: float
     per_case: tuple[float, ...] = ()
+    # True when an approximate mode estimated this effect instead of measuring it by
+    # leave-one-out on the model: an estimate gets no verdict (its interval is the estimate's).
+    estimated: bool = False
 
     @property
     def harmful(self) -> bool:
-        return self.ci_high < 0.0
+        return not self.estimated and self.ci_high < 0.0
 
     @property
     def helpful(self) -> bool:
-        return self.ci_low > 0.0
+        return not self.estimated and self.ci_low > 0.0
+
+
+@dataclass(frozen=True)
+class Approximation:
+    """How an approximate attribution mode got its numbers, and how well they held up.
+
+    After the mode has estimated every segment, the ``verified`` segments (its k most harmful)
+    are measured exactly by leave-one-out on the target model; ``approx_means`` and
+    ``exact_means`` are their pooled effects before and after, and the agreement figures
+    compare the two. Those segments then carry the exact numbers.
+    """
+
+    mode: str  # "hierarchical", "surrogate" or "proxy"
+    variants: int  # prompt variants scored on the target model (each for every case)
+    forward_passes: int  # model forward calls on the target model (bins of the prefix trie)
+    tokens_computed: int  # token positions run through the target model
+    verified: tuple[int, ...]  # feature positions measured exactly at the end
+    approx_means: tuple[float, ...]  # the mode's estimate for each verified feature
+    exact_means: tuple[float, ...]  # leave-one-out for each verified feature
+    max_abs_diff: float  # max |estimate - exact| over the verified, nats
+    sign_agreement: float  # fraction of the verified whose estimate has the exact sign
+    rank_agreement: float | None  # Spearman between estimate and exact over the verified (k >= 3)
+    exact_features: int  # features whose final number is leave-one-out on the target model
+    settings: Mapping[str, object] = field(default_factory=dict)  # budget, k, proxy choice, timings
+
+    def summary(self) -> str:
+        """One line for every report: what was approximated and the check against exact."""
+        k = len(self.verified)
+        rho = "n/a" if self.rank_agreement is None else f"{self.rank_agreement:+.2f}"
+        return (f"approximate ({self.mode}): {self.variants} variants, {self.forward_passes} forward passes; "
+                f"top {k} verified by exact leave-one-out: max |diff| {self.max_abs_diff:.3f} nats, "
+                f"signs agree {self.sign_agreement:.0%}, rank correlation {rho}; "
+                f"{self.exact_features} segment(s) exact, the rest estimated (marked ~, no verdict)")
 
 
 @dataclass(frozen=True)
@@ -88,6 +124,8 @@ class Attribution:
     seconds: float
     convergence_delta: float | None = None  # integrated gradients only
     notes: tuple[str, ...] = ()
+    mode: str = "exact"  # "exact", or an approximate mode (see ``approximation``)
+    approximation: Approximation | None = None
 
     def ranked(self) -> list[SegmentAttribution]:
         """Most harmful first (ascending mean)."""
@@ -118,3 +156,32 @@ class Attribution:
         from .html_report import attribution_html, notebook_html
 
         return notebook_html(attribution_html(self))
+
+@dataclass(frozen=True)
+class Summary:
+    """A template's scores on a set of cases (means over cases; nats). ``per_case`` holds each
+    case's objective, in the order of ``case_ids``."""
+
+    n_cases: int
+    objective: float  # the mean of what the search maximises
+    logprob: float
+    accuracy: float | None  # choice cases only
+    margin: float | None
+    case_ids: tuple[str, ...] = ()
+    per_case: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """New text for ``segments[segment_index]``; ``text`` includes the segment's whitespace.
+
+    ``similarity`` is the whole rewritten template's similarity to the original template;
+    ``segment_similarity`` the new segment's similarity to the old one (None for deletion and
+    for the original itself).
+    """
+
+    segment_index: int
+    text: str
+    kind: str
+    similarity: float
+    segment_similarity: float | None = None

@@ -186,6 +186,20 @@ def by_kind(df: pd.DataFrame) -> pd.DataFrame:
         mean_rank=("rank", "mean"), fault_effect=("fault_mean", "mean"), measured_harm=("harm", "mean"))
 
 
+def by_variant(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per attributed variant: the fault's rank and effect beside its measured harm."""
+    df = add_t_calls(df) if "per_case" in df else df
+    rows = []
+    for r in df.itertuples(index=False):
+        fault = (f"{r.rank:.0f}/{r.units}", f"{r.fault_mean:+.3f} [{r.fault_low:+.3f}, {r.fault_high:+.3f}]",
+                 f"{r.harm:+.3f}") if r.kind != "clean" else ("-", "-", "-")
+        rows.append({"method": r.method, "prompt": r.prompt, "variant": r.variant, "rank": fault[0],
+                     "fault effect (removing it)": fault[1], "measured harm": fault[2],
+                     "harmful calls (bootstrap / t-BH)": f"{r.harmful_calls} / {getattr(r, 'harmful_calls_t_bh', '-')}",
+                     "top unit": r.top})
+    return pd.DataFrame(rows).set_index("method")
+
+
 def markdown(df: pd.DataFrame) -> str:
     """A pipe table (pandas' to_markdown needs the optional tabulate package)."""
     df = df.reset_index()
@@ -270,7 +284,8 @@ def write_tables(df: pd.DataFrame, out: Path, stem: str, args: dict[str, Any]) -
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(df)
     md = ["## Detection on the suite", "", markdown(summary.round(3)), "",
-          "## By fault kind", "", markdown(by_kind(df).round(3)), ""]
+          "## By fault kind", "", markdown(by_kind(df).round(3)), "",
+          "## By variant", "", markdown(by_variant(df)), ""]
     (out / f"{stem}.md").write_text("\n".join(md))
     (out / f"{stem}.json").write_text(json.dumps({"args": args, "summary": summary.reset_index().to_dict("records")},
                                                  indent=1, default=str))

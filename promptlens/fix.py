@@ -56,8 +56,8 @@ class Flips:
     """The cases whose verdict the fix changed (``search.flip``), each named by its id or its
     split and position, with its first field's value: ``lost`` were right with the original
     template and are wrong with the fixed one, ``gained`` the reverse. ``rule``: "correct" (the
-    right label scores best) on choice cases; on free-form targets "logprob" (the target became
-    less than half / more than twice as likely)."""
+    right label scores best) on choice cases; on free-form targets "greedy" (every target token has
+    probability above 1/2, so greedy decoding gives the target; see ``search.right``)."""
 
     lost: tuple[str, ...]
     gained: tuple[str, ...]
@@ -191,7 +191,7 @@ def flips(before: Sequence[Score], after: Sequence[Score], cases: Sequence[Case]
         return (case.id or f"{split} {i + 1}") + (f": {first[:40]}{'…' if len(first) > 40 else ''}" if first else "")
 
     moved = [(flip(b, a), name(i, c)) for i, (b, a, c) in enumerate(zip(before, after, cases))]
-    rule = "correct" if all(b.correct is not None for b in before) else "logprob"
+    rule = "correct" if all(b.correct is not None for b in before) else "greedy"
     return Flips(lost=tuple(n for f, n in moved if f < 0), gained=tuple(n for f, n in moved if f > 0), rule=rule)
 
 

@@ -40,7 +40,7 @@ def add_fix_parser(sub: argparse._SubParsersAction) -> None:
                    "significantly on train")
     p.add_argument("--max-regressions", type=int, metavar="N",
                    help="at most N train cases may turn from right to wrong (choice tasks: the right label no longer "
-                   "scores best; free-form: the target less than half as likely); a constraint of the search "
+                   "scores best; free-form: greedy decoding no longer sure to give the target); a constraint of the search "
                    "(default: the recipe's, else no limit)")
     p.add_argument("--resume", action="store_true", help="continue the stored study instead of starting afresh")
     p.add_argument("--storage", help="Optuna storage: an RDB URL (sqlite:///..., postgresql://user@host/db) or "
@@ -181,7 +181,7 @@ def flip_lines(split: str, flips: Flips | None, limit: int = 10) -> list[str]:
     if flips is None:
         return []
     what = ("right label scores best" if flips.rule == "correct"
-            else "free-form target: wrong = less than half as likely as before, right = more than twice")
+            else "free-form target: right = every target token above probability 1/2, so greedy decoding gives it")
     lines = [f"{split} flips ({what}): {len(flips.lost)} right -> wrong, {len(flips.gained)} wrong -> right"]
     for sign, names in (("-", flips.lost), ("+", flips.gained)):
         lines += [f"  {sign} {n}" for n in names[:limit]]

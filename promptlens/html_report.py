@@ -619,7 +619,7 @@ def _flips(result: FixResult) -> str:
     if not blocks:
         return ""
     rule = ("right = the right label scores best" if (result.train_flips and result.train_flips.rule == "correct")
-            else "free-form targets: wrong = the target less than half as likely as before, right = more than twice")
+            else "free-form targets: right = every target token has probability above 1/2, so greedy decoding gives the target")
     limit = (f" The search allowed at most {result.max_regressions} train case(s) to turn wrong."
              if result.max_regressions is not None else "")
     return (f'<section id="flips" aria-labelledby="flips-h"><h2 id="flips-h">Cases that changed verdict</h2>'

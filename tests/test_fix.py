@@ -466,7 +466,7 @@ def test_flips_list_the_cases_turned_wrong_and_right_on_train_and_validation():
     assert result.train_after.margin == pytest.approx(result.train_before.margin + 1.5)
     assert result.train_flips.rule == "correct" and result.train_flips.lost == ("t3: q3 n",)
     assert result.validation_flips.lost == ("v3: q3 n",) and result.validation_flips.gained == ()
-    assert "1 turned wrong, 0 turned right" in result.headline
+    assert "1 case(s) turned wrong, 0 right" in result.headline
 
 
 def test_max_regressions_makes_a_combination_that_turns_a_case_wrong_infeasible():

@@ -37,44 +37,75 @@ import torch
 
 from benchmarks.suite import Variant, load_suite, span_template, units
 from promptlens.attribution import METHODS, attribute
-from promptlens.backends.hf import load_backend
+from promptlens.backends.hf import HFBackend, load_backend
+from promptlens.templates import MARK_RE
 from promptlens.types import Attribution
 
 
-def harmful_units(result: Attribution) -> list[str]:
-    """Units lint would report as harmful (PL103): the whole interval below zero."""
-    return [f.segment.name for f in result.features if f.harmful]
+def harmful_units(result: Attribution) -> list[int]:
+    """Feature positions lint would report as harmful (PL103): the whole interval below zero."""
+    return [k for k, f in enumerate(result.features) if f.harmful]
 
 
-def run_one(backend: Any, variant: Variant, cases: list, method: str, args: argparse.Namespace) -> dict[str, Any]:
-    template = span_template(variant.messages, backend.tokenizer)
-    labels = [u.label for u in units(variant.messages)]
+def prompt_for(variant: Variant, segmentation: str, backends: dict[str, Any]) -> tuple[str, Any, str]:
+    """(template, backend, promptlens segmentation) for one of the benchmark's segmentations.
+
+    ``units``: system sentences and whole examples, as marked spans of the chat-rendered text on
+    the raw backend. ``sentence`` / ``example``: promptlens's own message segmentations of the
+    flat message template on the chat backend (every sentence of every message; or each example
+    and each other message whole)."""
+    if segmentation == "units":
+        return span_template(variant.messages, backends["raw"].tokenizer), backends["raw"], "span"
+    return variant.flat, backends["chat"], segmentation
+
+
+def fault_feature(result: Attribution, variant: Variant, segmentation: str) -> int:
+    """Position among the features of the one feature that holds the fault."""
+    fault, feats = variant.fault, result.features
+    if segmentation == "units":
+        hits = [k for k, f in enumerate(feats) if f.segment.name == fault.unit]
+    elif segmentation == "example":  # the example (or the whole message) the fault's message is in
+        hits = [k for k, f in enumerate(feats) if f.segment.message is not None
+                and f.segment.message <= fault.message < f.segment.message + len(MARK_RE.findall(f.segment.text))]
+    else:  # sentence: the planted system sentence, or the first sentence of the planted answer
+        inside = [k for k, f in enumerate(feats) if f.segment.message == fault.message]
+        hits = inside[:1] if fault.operation == "answer" else [
+            k for k in inside if feats[k].segment.text.strip() == fault.text.strip()]
+    if len(hits) != 1:
+        raise AssertionError(f"{variant.id}: the fault is not in exactly one {segmentation} feature: {hits}")
+    return hits[0]
+
+
+def run_one(backends: dict[str, Any], variant: Variant, cases: list, method: str,
+            args: argparse.Namespace) -> dict[str, Any]:
+    template, backend, segmentation = prompt_for(variant, args.segmentation, backends)
     kw: dict[str, Any] = {}
     if method in args.samples:
         kw["n_samples"] = args.samples[method]
     if method == "ig":
         kw["ig_steps"] = args.ig_steps
     t = time.perf_counter()
-    result = attribute(template, cases=cases, backend=backend, method=method, segmentation="span",
+    result = attribute(template, cases=cases, backend=backend, method=method, segmentation=segmentation,
                        objective=args.objective, seed=args.seed, **kw)
     seconds = time.perf_counter() - t
-    names = [f.segment.name for f in result.features]
-    if names != labels:
-        raise AssertionError(f"{variant.id}: attribution units {names} are not the prompt's units {labels}")
-    ranked = [f.segment.name for f in result.ranked()]
+    if args.segmentation == "units":
+        names, labels = [f.segment.name for f in result.features], [u.label for u in units(variant.messages)]
+        if names != labels:
+            raise AssertionError(f"{variant.id}: attribution units {names} are not the prompt's units {labels}")
+    order = sorted(range(len(result.features)), key=lambda k: result.features[k].mean)  # most harmful first
     harmful = harmful_units(result)
     row: dict[str, Any] = {
         "prompt": variant.prompt_id, "variant": variant.name, "kind": variant.fault.kind if variant.fault else "clean",
-        "method": method, "cases": len(cases), "units": len(labels), "forward_passes": result.forward_passes,
-        "tokens": result.tokens_computed, "seconds": round(seconds, 2), "harmful_calls": len(harmful),
-        "top": ranked[0], "top_mean": round(result.ranked()[0].mean, 4),
+        "method": method, "segmentation": args.segmentation, "cases": len(cases), "units": len(result.features),
+        "forward_passes": result.forward_passes, "tokens": result.tokens_computed, "seconds": round(seconds, 2),
+        "harmful_calls": len(harmful), "top": result.features[order[0]].segment.name or order[0],
+        "top_mean": round(result.features[order[0]].mean, 4),
     }
     if variant.fault is not None:
-        fault = next(f for f in result.features if f.segment.name == variant.fault.unit)
-        rank = ranked.index(variant.fault.unit) + 1
-        others = [h for h in harmful if h != variant.fault.unit]
+        k = fault_feature(result, variant, args.segmentation)
+        fault, rank = result.features[k], order.index(k) + 1
         row.update(rank=rank, hit1=rank == 1, top3=rank <= 3, fault_called_harmful=fault.harmful,
-                   other_harmful_calls=len(others), fault_mean=round(fault.mean, 4),
+                   other_harmful_calls=len([h for h in harmful if h != k]), fault_mean=round(fault.mean, 4),
                    fault_low=round(fault.ci_low, 4), fault_high=round(fault.ci_high, 4),
                    harm=variant.harm.logprob.mean if variant.harm else None)
     if result.convergence_delta is not None:
@@ -136,6 +167,9 @@ def main() -> None:
     ap.add_argument("--ig-steps", type=int, default=32)
     ap.add_argument("--objective", default="logprob", choices=["logprob", "margin"],
                     help="logprob (default: what the faults' harm was measured on) or margin (choice prompts only)")
+    ap.add_argument("--segmentation", default="units", choices=["units", "sentence", "example"],
+                    help="units (default): system sentences and whole examples; sentence / example: "
+                         "promptlens's message segmentations of the flat template")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="benchmarks/results")
@@ -145,7 +179,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="one prompt, ablation, 3 cases (a smoke test)")
     args = ap.parse_args()
     out = Path(args.out)
-    stem = "suite_detection" + ("_margin" if args.objective == "margin" else "") + (f"_{args.tag}" if args.tag else "")
+    stem = ("suite_detection" + ("_margin" if args.objective == "margin" else "")
+            + (f"_{args.segmentation}" if args.segmentation != "units" else "") + (f"_{args.tag}" if args.tag else ""))
     if args.summarize:
         write_tables(pd.concat([pd.read_csv(f) for f in args.summarize], ignore_index=True), out, stem, vars(args))
         return
@@ -158,14 +193,15 @@ def main() -> None:
     prompts = [suite.prompt(p) for p in args.prompts] if args.prompts else list(suite.prompts)
     if args.objective == "margin":
         prompts = [p for p in prompts if p.cases("bench")[0].choices]
-    backend = load_backend(raw=True)
+    raw = load_backend(raw=True)
+    backends = {"raw": raw, "chat": HFBackend(raw.model, raw.tokenizer, name=raw.name, raw=False)}
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     for method in args.methods:
         for prompt in prompts[: per_prompts.get(method, len(prompts))]:
             cases = prompt.cases("bench")[: per_cases.get(method, args.cases)]
             for variant in prompt.all_variants:
-                row = run_one(backend, variant, cases, method, args)
+                row = run_one(backends, variant, cases, method, args)
                 rows.append(row)
                 pd.DataFrame(rows).to_csv(out / f"{stem}_runs.csv", index=False)  # nothing lost if stopped
                 print(f"{method:10s} {variant.id:42s} rank {row.get('rank', '-')}/{row['units']} "

@@ -33,7 +33,9 @@ from .search import (Slot, TemplateScorer, best_template, enqueue_original, enqu
                      fail_running_trials, finished, flip, lower_bound,
                      join_study, open_study, run_study, significant, storage_for, store_result, store_slots,
                      stored_result, stored_slots, template_for, wait_for)
+from .fewshot import EXAMPLE_KINDS, check_examples, check_notes, merge_examples
 from .segments import fill, segment, template_fields
+from .templates import MessageTemplate, as_flat, render_notes
 from .similarity import Similarity, SimilarityModel
 from .types import Attribution, Case, Score, Segment
 
@@ -113,6 +115,39 @@ class FixResult:
     @property
     def improved(self) -> bool:
         return self.best != self.original
+
+    def studies(self) -> list[Any]:
+        """The Optuna studies of this repair, one per round (``NAME:round0``, ...), loaded from
+        ``storage``; empty when the storage holds none. Raises what the storage raises."""
+        import optuna
+
+        if not self.storage:
+            return []
+        prefix = f"{self.study_name}:round"
+        names = optuna.study.get_all_study_names(storage=self.storage)
+        rounds = sorted((int(n[len(prefix):]), n) for n in names if n.startswith(prefix) and n[len(prefix):].isdigit())
+        return [optuna.load_study(study_name=n, storage=self.storage) for _, n in rounds]
+
+    def to_dataframe(self) -> Any:
+        """Every trial of every round as a pandas DataFrame (Optuna's ``trials_dataframe``, with a
+        ``round`` column first): number, value, state, the chosen rewrite per segment slot
+        (``params_s<i>``), durations and user attributes."""
+        import pandas as pd
+
+        if not self.storage:
+            raise InputError("the study was kept in memory, so its trials are gone; run fix with an output folder "
+                             "(out=...) or a storage URL to keep them")
+        frames = [s.trials_dataframe().assign(round=r) for r, s in enumerate(self.studies())]
+        if not frames:
+            raise InputError(f"no study named {self.study_name} in {self.storage}; was it removed?")
+        frame = pd.concat(frames, ignore_index=True)
+        return frame[["round", *[c for c in frame.columns if c != "round"]]]
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the HTML fix report (charts from the stored study, when there is one)."""
+        from .html_report import fix_html, notebook_html
+
+        return notebook_html(fix_html(self))
 
     @property
     def headline(self) -> str:
@@ -265,7 +300,7 @@ def check_fix_args(template: str, cases: Sequence[Case], *, strategy: str, thres
 
 
 def fix(
-    template: str,
+    template: str | MessageTemplate | Sequence[dict],
     cases: Sequence[Case],
     *,
     backend: Backend | None = None,
@@ -327,6 +362,7 @@ def fix(
     ``segmentation``), used instead of attributing again; its forward passes are not counted in
     the result's. ``attribute_after``: attribute the fixed template too (for the report).
     """
+    template = as_flat(template)  # a message template: its flat text (promptlens.templates)
     start = time.monotonic()
     check_fix_args(template, list(cases) + list(validation or []), strategy=strategy, threshold=threshold,
                    budget_trials=budget_trials, budget_seconds=budget_seconds, max_regressions=max_regressions)
@@ -365,6 +401,8 @@ def fix(
                          "template first, or give none")
     attr_before = attr = attribution or attribute(template, cases=train, backend=backend, segmentation=segmentation,
                                                    seed=seed)
+    notes += [n for n in attr_before.notes if n in render_notes(backend, template)]
+    notes += check_notes(check_examples(backend, template, train))  # a doubtful label: reported, never changed
     trials = trials_total = pruned = infeasible = 0
     setup_seconds = 0.0
     bar = _progress(budget_trials, progress)
@@ -391,16 +429,17 @@ def fix(
                 wait_for(study, "slots", until=until)
                 slots = stored_slots(study, current) or []
                 segments = segment(current, segmentation, tokenizer=getattr(backend, "tokenizer", None))
+                segments = _with_example_blocks(segments, config.kinds)[0]
             else:
                 if r > 0:
                     attr = attribute(current, cases=train, backend=backend, segmentation=segmentation, seed=seed)
-                segments = list(attr.segments)
+                segments, block_of = _with_example_blocks(list(attr.segments), config.kinds)
                 slots = stored_slots(study, current) if resume or join else None
                 if slots is None:
                     if study.trials:  # a resumed round whose starting template changed: start it afresh
                         study = open_study(where, study.study_name, seed=seed + r, resume=False)
                         notes.append(f"round {r + 1}: the stored study started from another template; started afresh")
-                    chosen = _choose(attr, strategy, top_k, rng)
+                    chosen = list(dict.fromkeys(block_of[i] for i in _choose(attr, strategy, top_k, rng)))
                     slots = []
                     for i in chosen:
                         if slots and time.monotonic() >= deadline:
@@ -505,6 +544,14 @@ def fix(
         forward_passes=getattr(backend, "forward_passes", 0) - passes0, seconds=time.monotonic() - start,
         seed=seed, study_name=study_name, storage=storage, notes=tuple(notes), logprob_rule=logprob_rule,
     )
+
+
+def _with_example_blocks(segments: list[Segment], kinds: Sequence[str]) -> tuple[list[Segment], dict[int, int]]:
+    """Adjacent few-shot examples as one block segment (drop/reorder candidates) when those kinds
+    are on; else the segments as they are."""
+    if not any(k in kinds for k in EXAMPLE_KINDS) or not any(s.kind == "example" for s in segments):
+        return segments, {i: i for i in range(len(segments))}
+    return merge_examples(segments)
 
 
 def _loo(segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequence[int], scorer: TemplateScorer,

@@ -17,7 +17,7 @@ from typing import Iterator
 
 from .errors import InputError
 from .fix import STRATEGIES, FixInterrupted, FixResult, Flips, Summary
-from .templates import MARK_RE, messages_of, shown
+from .templates import shown
 
 
 def add_fix_parser(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +54,7 @@ def add_fix_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_fix(args: argparse.Namespace) -> int:
     from .cases import load_cases, split_cases
-    from .cli import make_backend, read_text_arg
+    from .cli import make_backend, read_template_arg
     from .config import Recipe, load_recipe
     from .fix import check_fix_args, fix
     from .search import check_storage
@@ -66,7 +66,11 @@ def run_fix(args: argparse.Namespace) -> int:
         recipe = None
     else:
         raise InputError("give a recipe file, or both --template and --cases")
-    template = read_text_arg(args.template, "template") if args.template else recipe.template
+    if args.template:
+        source = read_template_arg(args.template, "template")
+        template = source.text
+    else:
+        source, template = recipe.source, recipe.template
     if args.cases:
         cases = load_cases(args.cases, task=args.task)
     elif args.task:
@@ -88,7 +92,8 @@ def run_fix(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder for the fixed template and the study database")
-    check_output(out / "fixed-template.txt", "fixed template")
+    fixed_name = out / fixed_file_name(source)
+    check_output(fixed_name, "fixed template")
     for path, what in ((args.json_out, "JSON result"), (args.html, "HTML report")):
         if path:
             check_output(path, what)
@@ -110,15 +115,16 @@ def run_fix(args: argparse.Namespace) -> int:
                 progress=sys.stderr.isatty(), max_regressions=recipe.max_regressions,
             )
     except FixInterrupted as stop:
-        write_atomic(out / "best-so-far.txt", stop.best)
+        so_far = out / fixed_file_name(source, "best-so-far")
+        write_atomic(so_far, written(source, stop.best))
         print(f"promptlens: interrupted; {stop.trials} finished trials are kept in {stop.storage} "
-              f"(study {stop.study_name}) and the best template so far is in {out / 'best-so-far.txt'}; "
+              f"(study {stop.study_name}) and the best template so far is in {so_far}; "
               "run the same command with --resume to continue", file=sys.stderr)
         return 130
-    write_fixed(out, result.best)
+    write_atomic(fixed_name, written(source, result.best))
     color = not args.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
     print(fix_report(result, color=color))
-    print(f"\nwrote {out / ('fixed-template.json' if MARK_RE.search(result.best) else 'fixed-template.txt')}")
+    print(f"\nwrote {fixed_name}")
     if args.json_out:
         write_atomic(args.json_out, dumps(result))
         print(f"wrote {args.json_out}")
@@ -130,17 +136,20 @@ def run_fix(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_fixed(out: Path, best: str) -> None:
-    """The fixed template: a message template as a messages file (JSON), plain text as text."""
-    from .report import write_atomic
+def fixed_file_name(source: object, stem: str = "fixed-template") -> str:
+    """``fixed-template.txt``, or ``.json`` / ``.yaml`` for a messages file: the format it came in."""
+    suffix = {"json": ".json", "yaml": ".yaml"}.get(getattr(source, "format", "text"), ".txt")
+    return stem + suffix
 
-    if MARK_RE.search(best):
-        import json
 
-        messages = [{"role": m.role, "content": m.content} for m in messages_of(best)]
-        write_atomic(out / "fixed-template.json", json.dumps(messages, indent=2, ensure_ascii=False) + "\n")
-    else:
-        write_atomic(out / "fixed-template.txt", best)
+def written(source: object, flat: str) -> str:
+    """A repaired flat template as the file the user gave: the same format, keys and style."""
+    from .template_files import write_back
+    from .templates import MessageTemplate, text_template
+
+    if not isinstance(source, MessageTemplate) or not source.messages:
+        source = text_template(flat)
+    return write_back(source, flat)
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ import yaml
 
 from .errors import InputError
 from .segments import SEGMENTATIONS, features, fill, segment, template_fields
+from .templates import for_backend
 from .types import Case, Segment
 
 SEVERITIES = ("error", "warning", "note")  # most severe first
@@ -150,6 +151,19 @@ class LintResult:
     def suppressed(self) -> list[Finding]:
         return [f for t in self.templates for f in t.findings if f.suppressed]
 
+    def to_dataframe(self) -> Any:
+        """Every finding (suppressed ones too, with ``suppressed`` saying why) as a pandas DataFrame."""
+        import pandas as pd
+
+        columns = [f.name for f in dataclasses.fields(Finding)]
+        return pd.DataFrame([dataclasses.asdict(f) for t in self.templates for f in t.findings], columns=columns)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the HTML lint report."""
+        from .html_report import lint_html, notebook_html
+
+        return notebook_html(lint_html(self))
+
     def failed(self, fail_on: str = "error") -> bool:
         """True when a finding is at or above ``fail_on`` ("never": never)."""
         if fail_on == "never":
@@ -244,6 +258,8 @@ def _thresholds(data: Any, where: str) -> Thresholds:
         if key not in names:
             raise InputError(f"{where}: unknown threshold {key!r}; use one of: {', '.join(names)}")
         kind = type(getattr(Thresholds(), key))
+        if kind is int and isinstance(value, float) and value.is_integer():
+            value = int(value)  # `16.0` is 16 (JSON Schema's integer says so too)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
             raise InputError(f"{where}: threshold `{key}` is {value!r}; give {'an integer' if kind is int else 'a number'}")
         if kind is int and value < 1:
@@ -294,15 +310,24 @@ class _Source:
     """A template file as written, and as scored (markers stripped), with the map between them."""
 
     original: str
-    clean: str
+    clean: str  # a message template's flat text (``promptlens.templates``), fields in the brace style
     cuts: tuple[tuple[int, int], ...]  # (position in clean, chars removed there), ascending
     markers: tuple[Suppression, ...]
+    # offset in ``original`` of each character of ``clean`` where it is not the cuts alone: a
+    # messages file (JSON/YAML), or a template in the ``{{ name }}`` style
+    index: tuple[int, ...] | None = None
 
     def position(self, clean_pos: int) -> tuple[int, int]:
         """1-based (line, column) in the original file of ``clean[clean_pos]``."""
-        pos = clean_pos + sum(n for at, n in self.cuts if at <= clean_pos)
+        if self.index is not None:
+            pos = self.index[max(0, min(clean_pos, len(self.index) - 1))]
+        else:
+            pos = self._unclean(clean_pos)
         line = self.original.count("\n", 0, pos) + 1
         return line, pos - (self.original.rfind("\n", 0, pos) + 1) + 1
+
+    def _unclean(self, clean_pos: int) -> int:
+        return clean_pos + sum(n for at, n in self.cuts if at <= clean_pos)
 
     def span(self, start: int, end: int) -> tuple[int, int, int, int]:
         """(start line, start col, end line, exclusive end col) of ``clean[start:end]`` minus its
@@ -316,6 +341,21 @@ class _Source:
 
 
 def _read_source(path: Path, display: str) -> _Source:
+    from .templates import DOUBLE_SUFFIXES, MESSAGE_SUFFIXES, load_template, text_template
+
+    if path.suffix.lower() in MESSAGE_SUFFIXES:  # a messages file: positions from its parser
+        template = load_template(path)
+        return _Source(template.source or "", template.text, (), (), tuple(template.flat_positions() or ()))
+    source = _read_text_source(path, display)
+    template = text_template(source.clean, path=display,
+                             placeholders="double" if path.suffix.lower() in DOUBLE_SUFFIXES else "auto")
+    if template.placeholders != "double":
+        return source
+    index = tuple(source._unclean(j) for j in template.positions[0])
+    return dataclasses.replace(source, clean=template.text, index=index)
+
+
+def _read_text_source(path: Path, display: str) -> _Source:
     try:
         original = path.read_bytes().decode("utf-8").removeprefix("\ufeff")
     except FileNotFoundError as exc:
@@ -372,7 +412,9 @@ class _Context:
 
 
 def _short(text: str, width: int = 50) -> str:
-    text = " ".join(text.split())
+    from .templates import shown
+
+    text = " ".join(shown(text).split())
     return repr(text if len(text) <= width else text[: width - 1] + "…")
 
 
@@ -482,7 +524,7 @@ def _model_rules(ctx: _Context, backend: Any, cases: list[Case], method: str, se
         missed = []  # (case label, output)
         for i, c in enumerate(checked, 1):
             budget = len(backend.encode_target(c.target)) + 8 if hasattr(backend, "encode_target") else 32
-            out = backend.generate(fill(text, c.vars), max_new_tokens=budget)
+            out = backend.generate(for_backend(backend, fill(text, c.vars)), max_new_tokens=budget)
             if _normal(out) != _normal(c.target):
                 missed.append((c.id or f"case {i}", out, c.target))
         if len(missed) / len(checked) > th.mismatch:
@@ -589,7 +631,8 @@ def promptlens_version() -> str:
     return f"{__version__.split('+')[0]}+src.{digest.hexdigest()[:16]}"
 
 
-_SCORED_BY = ("lint.py", "attribution.py", "scoring.py", "segments.py", "cases.py", "prefix.py", "types.py")
+_SCORED_BY = ("lint.py", "attribution.py", "scoring.py", "segments.py", "cases.py", "prefix.py", "types.py",
+              "templates.py", "template_files.py")
 
 
 def _dist_version(name: str) -> str:

@@ -524,8 +524,8 @@ def test_recipe_with_a_messages_file_gives_the_flat_template_and_unit_segmentati
 def test_fix_on_a_message_template_deletes_the_harmful_example_and_writes_messages(tmp_path):
     import json
 
-    from promptlens.fix_cli import write_fixed
-    from promptlens.templates import as_flat, messages_of
+    from promptlens.fix_cli import fixed_file_name, written
+    from promptlens.templates import as_flat, load_template, messages_of
 
     from .rule_backend import RuleBackend
 
@@ -536,5 +536,8 @@ def test_fix_on_a_message_template_deletes_the_harmful_example_and_writes_messag
                  budget_trials=6, rounds=1, seed=0, n_train=4, threshold=0.3, segmentation="unit", kinds=["delete"])
     assert "banana" not in result.best and [m.role for m in messages_of(result.best)] == ["system", "user"]
     assert "found the harmful segment \u2018[user] Q: x[assistant] banana\u2019" in result.headline
-    write_fixed(tmp_path, result.best)
-    assert json.loads((tmp_path / "fixed-template.json").read_text())[-1] == {"role": "user", "content": "Q: {input}"}
+    (tmp_path / "p.json").write_text(json.dumps([{"role": m.role, "content": m.content} for m in messages_of(flat)]),
+                                     encoding="utf-8")
+    source = load_template(tmp_path / "p.json")
+    assert fixed_file_name(source) == "fixed-template.json"
+    assert json.loads(written(source, result.best))[-1] == {"role": "user", "content": "Q: {input}"}

@@ -48,7 +48,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from .bench import bench, check_bench_args
     from .bench_report import bench_csv, bench_markdown, bench_plot, bench_table
     from .cases import load_cases, split_cases
-    from .cli import make_backend, read_text_arg
+    from .cli import make_backend, read_template_arg
     from .config import load_recipe
     from .report import dumps, write_atomic
 
@@ -66,7 +66,7 @@ def run_bench(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe) if args.recipe else None
     if recipe is None and not (args.template and args.cases):
         raise InputError("give a recipe file, or both --template and --cases")
-    template = read_text_arg(args.template, "template") if args.template else recipe.template
+    template = read_template_arg(args.template, "template").text if args.template else recipe.template
     seed = args.seed if args.seed is not None else (recipe.seed if recipe else 0)
     threshold = args.threshold if args.threshold is not None else (recipe.threshold if recipe else 0.8)
     if args.cases:
@@ -79,7 +79,7 @@ def run_bench(args: argparse.Namespace) -> int:
     cases = cases[: args.limit]
     prompts = {"original": template}
     for n, value in enumerate(args.prompt, 2):
-        prompts[_name(value, set(prompts), n)] = read_text_arg(value, "prompt")
+        prompts[_name(value, set(prompts), n)] = read_template_arg(value, "prompt").text
     check_bench_args(prompts, cases, levels, args.budget, args.edits, threshold)  # before the model loads
     backend = make_backend(args)
     result = bench(prompts, cases, backend=backend, levels=levels, budget=args.budget, edits=args.edits,

@@ -50,6 +50,22 @@ def read_template_arg(value: str, what: str = "prompt"):  # -> MessageTemplate
     return text_template(text, path=value if text is not value else None)
 
 
+def promptfoo_suite(value: str | None):  # -> PromptfooSuite | None
+    """The promptfoo suite ``value`` names, its report printed to stderr; None for anything else.
+    A suite with several prompts is used by its first one, and the report says so."""
+    from .promptfoo import is_promptfoo_config, load_suite
+
+    if not value or "\n" in value or len(value) > 4096 or not is_promptfoo_config(value):
+        return None
+    suite = load_suite(value)
+    for line in suite.report():
+        print(line, file=sys.stderr)
+    if len(suite.prompts) > 1:
+        print(f"promptfoo {suite.path}: using {suite.prompt_labels[0]}; `promptlens lint` checks every prompt",
+              file=sys.stderr)
+    return suite
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="local causal LM folder (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--raw", action="store_true", help="plain completion: no chat template")
@@ -145,8 +161,13 @@ def _run_attribute(args: argparse.Namespace) -> int:
     check_choice("baseline", args.baseline, BASELINES)
     if args.objective is not None:
         check_choice("objective", args.objective, OBJECTIVES)
-    prompt = read_template_arg(args.prompt, "prompt").text
     cases = None
+    suite = promptfoo_suite(args.prompt)
+    if suite is not None:  # a promptfoo config: its first prompt, its tests as cases
+        prompt = suite.prompts[0].text
+        cases = list(suite.cases)[: args.limit]
+    else:
+        prompt = read_template_arg(args.prompt, "prompt").text
     if args.cases:
         if args.target is not None:
             raise InputError("give either --target or --cases, not both")

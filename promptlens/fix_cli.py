@@ -24,7 +24,8 @@ def add_fix_parser(sub: argparse._SubParsersAction) -> None:
     from .cli import _common
 
     p = sub.add_parser("fix", help="repair a prompt template: meaning-preserving edits that raise the score")
-    p.add_argument("recipe", nargs="?", help="recipe YAML (template, cases, budget, ...); flags override it")
+    p.add_argument("recipe", nargs="?", help="recipe YAML (template, cases, budget, ...), or a promptfoo config "
+                   "(its first prompt, its tests as cases); flags override it")
     p.add_argument("--template", help="template text, or a file holding it (overrides the recipe's)")
     p.add_argument("--cases", help="cases file (JSONL/JSON/CSV/YAML) (overrides the recipe's)")
     p.add_argument("--task", help="with a dataset-schema cases file: only this task's records")
@@ -56,7 +57,13 @@ def run_fix(args: argparse.Namespace) -> int:
     from .search import check_storage
     from .report import check_output, dumps, write_atomic
 
-    if args.recipe:
+    from .cli import promptfoo_suite
+
+    suite = promptfoo_suite(args.recipe)
+    if suite is not None:  # a promptfoo config: its first prompt and its tests, fix's defaults
+        first = suite.prompts[0]
+        recipe = Recipe(template=first.text, cases=suite.cases, source=first)
+    elif args.recipe:
         recipe = load_recipe(args.recipe)
     elif args.template and args.cases:
         recipe = None

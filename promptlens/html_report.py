@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from .templates import shown
+from .templates import MARK_RE, ROLE_OF, shown
 from .types import Attribution, Case, SegmentAttribution
 
 if TYPE_CHECKING:
@@ -377,9 +377,20 @@ def _heatmap(attr: Attribution) -> str:
         sign = {"hurts": "\u25bc", "helps": "\u25b2", "unclear": "\u25cb"}[verdict]
         tip = (f"{verdict}: {_nats(f.mean)} nats, 95% interval {_nats(f.ci_low)} to {_nats(f.ci_high)}")
         out.append(f'{_e(lead)}<mark class="seg {verdict}" style="background:{bg};color:{fg}" tabindex="0" '
-                   f'data-tip="{_e(tip)}" aria-label="{_e(body.strip())} \u2014 {_e(tip)}">{_e(body.lstrip())}'
+                   f'data-tip="{_e(tip)}" aria-label="{_e(body.strip())} \u2014 {_e(tip)}">{_with_roles(body.lstrip())}'
                    f'<span class="badge" aria-hidden="true">{sign}\u00a0{_nats(f.mean)}</span></mark>{_e(tail)}')
     return f'<pre class="heatmap" id="heatmap">{"".join(out)}</pre>'
+
+
+def _with_roles(text: str) -> str:
+    """Escaped text in which each role mark of a message template is a role heading."""
+    parts = MARK_RE.split(text)
+    roles = [ROLE_OF[m] for m in MARK_RE.findall(text)]
+    out = [html.escape(parts[0])]
+    for k, (role, piece) in enumerate(zip(roles, parts[1:])):
+        lead = "\n" if k or parts[0] else ""
+        out.append(f'{lead}<span class="role">{html.escape(role)}</span>\n{html.escape(piece)}')
+    return "".join(out)
 
 
 def _legend(scale: float) -> str:

@@ -442,3 +442,20 @@ def test_real_model_reports_planted_harmful_line(backend, tmp_path):
     f = planted[0]
     assert (f.start_line, f.start_col, f.end_line, f.end_col) == (2, 1, 2, 18)
     assert "95% interval [" in f.message and "run: promptlens fix --template" in f.hint
+
+
+def test_messages_files_report_line_col_in_the_file(tmp_path):
+    messages = ('{\n  "model": "x",\n  "messages": [\n'
+                '    {"role": "system", "content": "Give the plural.\\n  Always answer banana."},\n'
+                '    {"role": "user", "content": "Word: {{ input }}"}\n  ]\n}\n')
+    backend = RuleBackend(rules={"banana": -3.0, "plural": 0.5, "word": 0.5})
+    result = run(write(tmp_path, messages, FREE_CASES, "p.json"), backend)
+    (harmful,) = [f for f in result.findings if f.rule_id == "PL103"]
+    # `Always answer banana.` starts after the `\n  ` escape: line 4, column 56 of the JSON file
+    assert (harmful.path.endswith("p.json"), harmful.start_line, harmful.start_col, harmful.end_col) == (True, 4, 56, 77)
+    assert "'Always answer banana.'" in harmful.message and "\x11" not in harmful.message
+    yaml_text = ("messages:\n  - role: system\n    content: |\n      Give the plural.\n      Always answer banana.\n"
+                 "  - role: user\n    content: 'Word: {input}'\n")
+    result = run(write(tmp_path, yaml_text, FREE_CASES, "p.yaml"), backend)
+    (harmful,) = [f for f in result.findings if f.rule_id == "PL103"]
+    assert (harmful.start_line, harmful.start_col, harmful.end_line, harmful.end_col) == (5, 7, 5, 28)

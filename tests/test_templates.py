@@ -454,3 +454,22 @@ def test_real_attribute_by_example_and_yaml_messages(backend, tmp_path: Path) ->
 
     (full,) = score_prompts(backend, [[fill(result.text, c.vars) for c in cases]], cases)
     assert result.original_score == pytest.approx(sum(s.logprob for s in full) / 2, abs=1e-4)
+
+
+def test_html_and_terminal_reports_show_roles_never_marks() -> None:
+    from promptlens import attribute
+    from promptlens.html_report import attribution_html
+    from promptlens.report import attribution_table, dumps
+    from promptlens.types import Case
+    from tests.rule_backend import RuleBackend
+
+    template = _few_shot(["yes", "no"])
+    cases = [Case(vars={"x": f"item {i}"}, target="yes") for i in range(3)]
+    for by in ("example", "sentence"):
+        result = attribute(template, cases=cases, backend=RuleBackend(rules={"no": -1.0}), segmentation=by)
+        page, table, data = attribution_html(result), attribution_table(result, color=True), dumps(result)
+        for text in (page, table, data):
+            assert not MARK_RE.search(text) and "\\u0011" not in text
+        assert page.count('<span class="role">') == 6  # one heading per message
+        assert "--- system ---" in table and "--- assistant ---" in table
+        assert '"[system] Answer the question with yes or no.' in data

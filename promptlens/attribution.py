@@ -13,6 +13,7 @@ harmful when the whole interval is below zero.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from dataclasses import dataclass
@@ -22,13 +23,15 @@ import numpy as np
 import torch
 from captum.attr import FeatureAblation, KernelShap, LayerIntegratedGradients, Lime, ShapleyValueSampling
 
+from . import approx as approx_mod
+from .approx import MODES, ApproxConfig
 from .backends.base import SCORE_ONLY_METHODS, GRADIENT_METHODS, check_method
 from .cases import check_vars
 from .errors import InputError
 from .scoring import Backend, default_objective, objective_value, score_prompts, OBJECTIVES
 from .segments import SEGMENTATIONS, features, fill, join, segment, template_fields
 from .templates import MessageTemplate, as_flat, blank, content_offsets, for_backend, is_messages, render_notes
-from .types import Attribution, Case, Segment, SegmentAttribution
+from .types import Approximation, Attribution, Case, Segment, SegmentAttribution
 
 METHODS = SCORE_ONLY_METHODS + GRADIENT_METHODS  # ablation, shapley, lime, kernelshap, ig
 BASELINES = ("remove", "filler", "sampled")
@@ -151,6 +154,8 @@ def attribute(
     confidence: float = 0.95,
     perturbations_per_eval: int = 64,
     ig_steps: int = 32,
+    mode: str = "exact",
+    approx: ApproxConfig | None = None,
 ) -> Attribution:
     """Rank the segments of ``prompt`` (a prompt, or a template with ``{fields}`` filled from
     ``cases``) by their effect on the objective: mean over cases, with a bootstrap interval.
@@ -159,9 +164,18 @@ def attribute(
     explains the model's own greedy output. ``prompt`` may be a message template (a
     ``MessageTemplate``, e.g. from ``load_template``, or a list of ``{role, content}`` dicts):
     ``Attribution.text`` and the segments are then its flat text (``promptlens.templates``).
+    ``mode`` other than "exact" estimates leave-one-out ablation more cheaply (see
+    :mod:`promptlens.approx`, settings in ``approx``) and checks its most harmful segments
+    against exact leave-one-out: ``result.approximation``.
     """
     prompt = as_flat(prompt)
     check_choice("method", method, METHODS)
+    check_choice("mode", mode, MODES)
+    approx = approx or ApproxConfig()
+    if mode != "exact":
+        approx.check()
+        if method != "ablation":
+            raise InputError(f"--mode {mode} approximates leave-one-out ablation; use --method ablation (the default)")
     check_choice("baseline", baseline, BASELINES)
     check_choice("segmentation", segmentation, SEGMENTATIONS)
     check_inputs(prompt, target, cases)
@@ -187,10 +201,15 @@ def attribute(
     forward = MaskForward(problem, _replacements(problem, baseline, random.Random(seed)))
     n_feats = len(feats)
     everything = (1,) * n_feats
-    if method == "ablation":  # every mask is known up front: score them all in one trie
+    if method == "ablation" and mode == "exact":  # every mask is known up front: score them all in one trie
         forward.prefetch([everything] + [everything[:f] + (0,) + everything[f + 1 :] for f in range(n_feats)])
     original = forward(torch.ones(len(cases), len(feats)), torch.arange(len(cases))).numpy()
-    if method == "ig":
+    estimated = np.zeros(n_feats, dtype=bool)
+    approximation = None
+    if mode != "exact":
+        per_case, estimated, approximation = _approximate(mode, problem, forward, segmentation, approx,
+                                                           confidence, seed)
+    elif method == "ig":
         per_case, delta = _integrated_gradients(problem, steps=ig_steps)
         notes.append("integrated gradients: baseline is a filler token's embedding at feature tokens")
         rel = delta / max(1e-9, float(np.abs(per_case).sum(1).mean()))
@@ -206,17 +225,42 @@ def attribute(
     mean = per_case.mean(0)
     feats_out = tuple(
         SegmentAttribution(segments[i], i, float(mean[f]), float(low[f]), float(high[f]),
-                           tuple(float(v) for v in per_case[:, f]))
+                           tuple(float(v) for v in per_case[:, f]), estimated=bool(estimated[f]))
         for f, i in enumerate(feats)
     )
+    passes = getattr(backend, "forward_passes", 0) - passes0
+    tokens = getattr(backend, "tokens_computed", 0) - tokens0
+    if approximation is not None:
+        approximation = dataclasses.replace(approximation, forward_passes=passes, tokens_computed=tokens)
+        notes.append(approximation.summary())
     return Attribution(
         method=method, baseline=baseline, objective=objective, segmentation=segmentation,
         text=join(segments), segments=tuple(segments), features=feats_out,
-        original_score=float(original.mean()), n_cases=len(cases),
-        forward_passes=getattr(backend, "forward_passes", 0) - passes0,
-        tokens_computed=getattr(backend, "tokens_computed", 0) - tokens0,
-        seconds=time.perf_counter() - start, convergence_delta=delta, notes=tuple(notes),
+        original_score=float(original.mean()), n_cases=len(cases), forward_passes=passes, tokens_computed=tokens,
+        seconds=time.perf_counter() - start, convergence_delta=delta, notes=tuple(notes), mode=mode,
+        approximation=approximation,
     )
+
+
+def _approximate(mode: str, problem: _Problem, forward: MaskForward, segmentation: str, config: ApproxConfig,
+                 confidence: float, seed: int) -> tuple[np.ndarray, np.ndarray, Approximation]:
+    """An approximate mode's per-case effects [cases, features], which are estimates, and its
+    record (costs are filled in by the caller, who counts the whole run)."""
+    scorer = approx_mod.Scorer(forward, len(problem.feats))
+
+    def make_scorer(cheap: Backend) -> approx_mod.Scorer:  # the same masks and texts, another model
+        return approx_mod.Scorer(MaskForward(dataclasses.replace(problem, backend=cheap), forward.replacements),
+                                 len(problem.feats))
+
+    est = approx_mod.estimate(
+        mode, scorer, segments=problem.segments, feats=problem.feats, segmentation=segmentation, config=config,
+        interval=lambda v: bootstrap_ci(v, confidence=confidence, seed=seed), seed=seed,
+        backend=problem.backend, make_scorer=make_scorer,
+        sample=fill(forward.prompt(scorer.full), problem.cases[0].vars))
+    verified, approx_means, exact_means = approx_mod.verify(scorer, est, config.verify_k)
+    est.settings["verify_k"] = config.verify_k
+    record = approx_mod.approximation(mode, est, verified, approx_means, exact_means, (scorer.variants, 0, 0))
+    return est.per_case, est.estimated, record
 
 
 def check_choice(what: str, value: str, valid: Sequence[str]) -> None:

@@ -10,9 +10,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import TYPE_CHECKING, Callable, NoReturn
 
 from .errors import InputError, PromptLensError
+
+if TYPE_CHECKING:
+    from .approx import ApproxConfig
 
 _PROMPT_SUFFIXES = (".txt", ".md", ".prompt", ".tmpl", ".j2")
 
@@ -134,6 +137,16 @@ def _add_attribute(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", help="with a dataset-schema cases file: only this task's records")
     p.add_argument("--limit", type=int, help="use the first N cases only")
     p.add_argument("--method", default="ablation", help=f"one of: {', '.join(METHODS)}")
+    p.add_argument("--mode", default="exact",
+                   help="exact (leave-one-out), or an approximation of it for long prompts, checked against exact "
+                        "on its most harmful segments: hierarchical, surrogate, proxy")
+    p.add_argument("--verify-k", type=int, default=5, help="approximate modes: most harmful segments re-measured exactly")
+    p.add_argument("--budget", type=int, default=32, help="--mode surrogate: random ablation masks to score")
+    p.add_argument("--refine", type=float, default=0.25,
+                   help="--mode hierarchical: split a unit whose interval reaches this share of the largest effect")
+    p.add_argument("--proxy", default="auto",
+                   help="--mode proxy: auto (the copy measured fastest here), bfloat16, int8")
+    p.add_argument("--proxy-model", help="--mode proxy: a smaller model folder of the same family as the proxy")
     p.add_argument("--segmentation", "--by", dest="segmentation", default="sentence", help=f"one of: {', '.join(SEGMENTATIONS)}")
     p.add_argument("--baseline", default="remove", help=f"one of: {', '.join(BASELINES)}")
     p.add_argument("--objective", help=f"one of: {', '.join(OBJECTIVES)} (default: margin when cases have choices)")
@@ -147,6 +160,27 @@ def _add_attribute(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_attribute)
 
 
+def _approx_config(args: argparse.Namespace) -> ApproxConfig:
+    """The approximate mode's settings, checked before the model loads."""
+    from .approx import MODES, ApproxConfig
+    from .attribution import check_choice
+    from .proxy import PROXIES
+
+    check_choice("mode", args.mode, MODES)
+    approx = ApproxConfig(verify_k=args.verify_k, refine=args.refine, budget=args.budget,
+                          proxy=args.proxy_model or args.proxy)
+    if args.mode != "exact":
+        approx.check()
+        if args.method != "ablation":
+            raise InputError(f"--mode {args.mode} approximates leave-one-out ablation; use --method ablation (the default)")
+    if args.proxy_model and not Path(args.proxy_model, "config.json").is_file():
+        raise InputError(f"--proxy-model {args.proxy_model}: no config.json there; give a model folder saved with "
+                         "save_pretrained")
+    if args.proxy not in PROXIES:
+        raise InputError(f"unknown proxy {args.proxy!r}; choose one of: {', '.join(PROXIES)} (or --proxy-model PATH)")
+    return approx
+
+
 def _run_attribute(args: argparse.Namespace) -> int:
     from .attribution import BASELINES, METHODS, attribute, check_choice, check_inputs
     from .backends.base import check_method
@@ -157,6 +191,7 @@ def _run_attribute(args: argparse.Namespace) -> int:
 
     # Check the cheap things before the model loads.
     check_choice("method", args.method, METHODS)
+    approx = _approx_config(args)
     check_choice("segmentation", args.segmentation, SEGMENTATIONS)
     check_choice("baseline", args.baseline, BASELINES)
     if args.objective is not None:
@@ -184,6 +219,7 @@ def _run_attribute(args: argparse.Namespace) -> int:
         prompt, args.target, cases=cases, backend=backend, method=args.method,
         segmentation=args.segmentation, baseline=args.baseline, objective=args.objective,
         n_samples=args.samples, seed=args.seed, edit_fields=args.edit_fields, ig_steps=args.ig_steps,
+        mode=args.mode, approx=approx,
     )
     color = not args.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
     print(attribution_table(result, color=color, top=args.top))

@@ -13,9 +13,10 @@
     alternatives: {"<segment text>": ["alt 1", "alt 2"]}
     top_k: 3             # segments edited per round
     rounds: 2
-    segmentation: sentence   # or line, message, example (few-shot examples: drop / reorder)
+    segmentation: sentence   # or line; message, example or unit for a message template (template_file: prompt.json)
     rewrites: [delete, paraphrase, synonym, scaffold, alternative]   # the default: all kinds
     keep_logprob: true   # margin objective: keep only edits that raise the right label's log-prob significantly
+    max_regressions: 0   # no train case may turn from right to wrong (default: no limit)
 
 Relative paths resolve against the recipe's folder. Read with ``yaml.safe_load`` only; every
 problem is one ``InputError`` that names ``file:line`` and the fix.
@@ -38,10 +39,15 @@ from .segments import template_fields
 from .templates import DOUBLE_SUFFIXES, MESSAGE_SUFFIXES, MessageTemplate, from_messages, load_template, text_template
 from .types import Case
 
-REPAIRABLE = ("sentence", "line", "message", "example")
 KEYS = ("template", "template_file", "cases", "dataset", "n_train", "n_validation", "split", "budget",
         "threshold", "seed", "strategy", "alternatives", "top_k", "rounds", "segmentation", "rewrites",
-        "keep_logprob")
+        "keep_logprob", "max_regressions")
+
+
+# Segmentations whose edits leave a valid template: "unit" and "example" delete or rewrite a whole
+# few-shot example of a message template (its user and assistant turns together), "unit" the
+# other messages' sentences.
+REPAIRABLE = ("sentence", "line", "message", "example", "unit")
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ class Recipe:
     alternatives: Mapping[str, list[str]] = field(default_factory=dict)
     keep_logprob: bool = True  # margin objective: only significant rises of the right label's log-prob
     source: MessageTemplate | None = None  # the template as read (format, file), to write a repair back
+    max_regressions: int | None = None  # train cases the fix may turn from right to wrong (None: no limit)
 
 
 def read_yaml_file(path: Path, what: str, missing_hint: str) -> tuple[yaml.Node | None, Any]:
@@ -161,6 +168,7 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
         alternatives={k: list(v) for k, v in alternatives.items()},
         keep_logprob=_flag(data, "keep_logprob", where, default=True),
         source=source_template,
+        max_regressions=_number(data, "max_regressions", int, where, low=0),
     )
 
 
@@ -225,6 +233,8 @@ def _number(data: Mapping[str, Any], key: str, kind: type, where, *, low: float 
     if key not in data or data[key] is None:
         return default
     value = data[key]
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)  # `16.0` is 16 (JSON Schema's integer says so too)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
     if not ok or (low is not None and value < low) or (high is not None and value > high):
         bounds = f" from {low}" if low is not None else ""

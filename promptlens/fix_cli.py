@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import InputError
-from .fix import STRATEGIES, FixInterrupted, FixResult, Summary
+from .fix import STRATEGIES, FixInterrupted, FixResult, Flips, Summary
 from .templates import shown
 
 
@@ -39,6 +39,10 @@ def add_fix_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-logprob-drop", action="store_true",
                    help="margin objective: keep a template even if it does not raise the right label's own log-prob "
                    "significantly on train")
+    p.add_argument("--max-regressions", type=int, metavar="N",
+                   help="at most N train cases may turn from right to wrong (choice tasks: the right label no longer "
+                   "scores best; free-form: the target less than half as likely); a constraint of the search "
+                   "(default: the recipe's, else no limit)")
     p.add_argument("--resume", action="store_true", help="continue the stored study instead of starting afresh")
     p.add_argument("--storage", help="Optuna storage: an RDB URL (sqlite:///..., postgresql://user@host/db) or "
                    "journal:PATH (a journal file) (default: sqlite:///OUT/promptlens-fix.db)")
@@ -88,9 +92,10 @@ def run_fix(args: argparse.Namespace) -> int:
         seconds=args.seconds if args.seconds is not None else recipe.seconds,
         threshold=args.threshold if args.threshold is not None else recipe.threshold,
         seed=args.seed if args.seed is not None else recipe.seed,
+        max_regressions=args.max_regressions if args.max_regressions is not None else recipe.max_regressions,
     )
     check_fix_args(recipe.template, recipe.cases, strategy=recipe.strategy, threshold=recipe.threshold,
-                   budget_trials=recipe.trials, budget_seconds=recipe.seconds)
+                   budget_trials=recipe.trials, budget_seconds=recipe.seconds, max_regressions=recipe.max_regressions)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder for the fixed template and the study database")
@@ -114,7 +119,7 @@ def run_fix(args: argparse.Namespace) -> int:
                 kinds=recipe.rewrites, seed=recipe.seed, alternatives=dict(recipe.alternatives),
                 keep_logprob=recipe.keep_logprob and not args.allow_logprob_drop,
                 storage=args.storage, out=args.out, study_name=args.study, resume=args.resume, join=args.join,
-                progress=sys.stderr.isatty(),
+                progress=sys.stderr.isatty(), max_regressions=recipe.max_regressions,
             )
     except FixInterrupted as stop:
         so_far = out / fixed_file_name(source, "best-so-far")
@@ -187,13 +192,33 @@ def _table(title: str, before: Summary, after: Summary, objective: str) -> list[
     return [r for r in rows if r]
 
 
+def flip_lines(split: str, flips: Flips | None, limit: int = 10) -> list[str]:
+    """The cases the fix turned from right to wrong and back, on one split: no regression is silent."""
+    if flips is None:
+        return []
+    what = ("right label scores best" if flips.rule == "correct"
+            else "free-form target: wrong = less than half as likely as before, right = more than twice")
+    lines = [f"{split} flips ({what}): {len(flips.lost)} right -> wrong, {len(flips.gained)} wrong -> right"]
+    for sign, names in (("-", flips.lost), ("+", flips.gained)):
+        lines += [f"  {sign} {n}" for n in names[:limit]]
+        if len(names) > limit:
+            lines.append(f"  {sign} ... and {len(names) - limit} more (all in the JSON result)")
+    return lines
+
+
 def fix_report(result: FixResult, *, color: bool = False) -> str:
-    """Before/after tables, then each kept edit as a diff with its similarity and gain."""
+    """The one-sentence result, before/after tables, the flips, then each kept edit as a diff
+    with its similarity and gain."""
     red, green, off = ("\x1b[31m", "\x1b[32m", "\x1b[0m") if color else ("", "", "")
-    lines = _table("train", result.train_before, result.train_after, result.objective)
+    lines = [result.headline, ""]
+    lines += _table("train", result.train_before, result.train_after, result.objective)
     if result.validation_before and result.validation_after:
         lines += [""] + _table("validation", result.validation_before, result.validation_after, result.objective)
     lines.append("")
+    flips = flip_lines("train", result.train_flips) + flip_lines("validation", result.validation_flips)
+    if flips:
+        limit = f" (limit: {result.max_regressions} on train)" if result.max_regressions is not None else ""
+        lines += [f"cases that changed verdict{limit}:"] + flips + [""]
     v0, v1 = result.validation_before, result.validation_after
     if v0 and v1 and result.edits and v1.objective < v0.objective and result.logprob_rule and v1.logprob > v0.logprob:
         lines += [f"note: the right label's log-prob rose on validation ({v1.logprob - v0.logprob:+.3f} nats) and the "

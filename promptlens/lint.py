@@ -157,6 +157,19 @@ class LintResult:
     def suppressed(self) -> list[Finding]:
         return [f for t in self.templates for f in t.findings if f.suppressed]
 
+    def to_dataframe(self) -> Any:
+        """Every finding (suppressed ones too, with ``suppressed`` saying why) as a pandas DataFrame."""
+        import pandas as pd
+
+        columns = [f.name for f in dataclasses.fields(Finding)]
+        return pd.DataFrame([dataclasses.asdict(f) for t in self.templates for f in t.findings], columns=columns)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the HTML lint report."""
+        from .html_report import lint_html, notebook_html
+
+        return notebook_html(lint_html(self))
+
     def failed(self, fail_on: str = "error") -> bool:
         """True when a finding is at or above ``fail_on`` ("never": never)."""
         if fail_on == "never":
@@ -251,6 +264,8 @@ def _thresholds(data: Any, where: str) -> Thresholds:
         if key not in names:
             raise InputError(f"{where}: unknown threshold {key!r}; use one of: {', '.join(names)}")
         kind = type(getattr(Thresholds(), key))
+        if kind is int and isinstance(value, float) and value.is_integer():
+            value = int(value)  # `16.0` is 16 (JSON Schema's integer says so too)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
             raise InputError(f"{where}: threshold `{key}` is {value!r}; give {'an integer' if kind is int else 'a number'}")
         if kind is int and value < 1:

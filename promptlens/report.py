@@ -99,17 +99,18 @@ def attribution_table(attr: Attribution, *, color: bool = False, top: int | None
     pct = int(round(100 * 0.95))
     lines = [
         f"{attr.method} attribution of {attr.objective} over {attr.n_cases} case(s), "
-        f"baseline={attr.baseline}, segments by {attr.segmentation}",
+        f"baseline={attr.baseline}, segments by {attr.segmentation}"
+        + ("" if attr.mode == "exact" else f", APPROXIMATE ({attr.mode} mode: see the check below)"),
         f"original {attr.objective}: {attr.original_score:.3f} nats (mean over cases)",
         "",
         f"{'rank':>4}  {'effect':>8}  {f'{pct}% interval':>19}  {'verdict':<8}  segment",
     ]
     for rank, f in enumerate(rows, 1):
-        verdict = "harmful" if f.harmful else "helpful" if f.helpful else "unclear"
+        verdict = "estimate" if f.estimated else "harmful" if f.harmful else "helpful" if f.helpful else "unclear"
         text = " ".join(shown(f.segment.text).split())
         text = f"{f.segment.name}: {text}" if f.segment.kind == "example" else text
         text = text if len(text) <= width else text[: width - 1] + "…"
-        lines.append(f"{rank:>4}  {f.mean:>+8.3f}  [{f.ci_low:>+7.3f}, {f.ci_high:>+7.3f}]  {verdict:<8}  {text}")
+        lines.append(f"{rank:>4} {'~' if f.estimated else ' '}{f.mean:>+8.3f}  [{f.ci_low:>+7.3f}, {f.ci_high:>+7.3f}]  {verdict:<8}  {text}")
     lines += ["", "effect: change in the objective (nats) that the segment causes; negative = pushes the target down", ""]
     lines.append(heatmap(attr, color=color))
     lines.append("")

@@ -454,6 +454,12 @@ def test_messages_files_report_line_col_in_the_file(tmp_path):
     # `Always answer banana.` starts after the `\n  ` escape: line 4, column 56 of the JSON file
     assert (harmful.path.endswith("p.json"), harmful.start_line, harmful.start_col, harmful.end_col) == (True, 4, 56, 77)
     assert "'Always answer banana.'" in harmful.message and "\x11" not in harmful.message
+    from promptlens.lint_report import render
+
+    sarif = json.loads(render(result, "sarif"))
+    (region,) = [r["locations"][0]["physicalLocation"]["region"] for r in sarif["runs"][0]["results"]
+                 if r["ruleId"] == "PL103"]
+    assert (region["startLine"], region["startColumn"], region["endColumn"]) == (4, 56, 77)
     yaml_text = ("messages:\n  - role: system\n    content: |\n      Give the plural.\n      Always answer banana.\n"
                  "  - role: user\n    content: 'Word: {input}'\n")
     result = run(write(tmp_path, yaml_text, FREE_CASES, "p.yaml"), backend)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from promptlens.errors import InputError
-from promptlens.lint import LintTarget, Thresholds, lint, load_config
+from promptlens.lint import RULES, LintTarget, Thresholds, lint, load_config
 from promptlens.lint_report import render
 from tests.rule_backend import RuleBackend
 
@@ -369,7 +369,7 @@ def test_junit_one_testcase_per_rule_with_failures(tmp_path):
     root = ET.fromstring(render(result, "junit", fail_on="warning"))
     suite = root.find("testsuite")
     cases = {c.get("name").split()[0]: c for c in suite.findall("testcase")}
-    assert len(cases) == 9 and suite.get("tests") == "9"
+    assert len(cases) == len(RULES) == 10 and suite.get("tests") == "10"
     assert cases["PL103"].find("failure") is not None and cases["PL101"].find("failure") is not None
     assert cases["PL104"].find("failure") is None  # suppressed
     assert cases["PL102"].find("skipped") is not None  # no choice cases

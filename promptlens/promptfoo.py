@@ -32,7 +32,8 @@ import yaml
 
 from .cases import cases_from_records
 from .errors import InputError
-from .templates import (MESSAGE_SUFFIXES, MessageTemplate, convert_placeholders, from_messages, load_template,
+from .template_files import load_template
+from .templates import (MESSAGE_SUFFIXES, MessageTemplate, convert_placeholders, from_messages,
                         read_file_text)
 from .types import Case
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .errors import InputError
-from .perturb import LEVELS
+from .names import LEVELS
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:

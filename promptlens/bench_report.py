@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from .bench import BenchResult, Row
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: BenchResult imports the HTML report, which uses these renderers
+    from .bench import BenchResult, Row
 
 COLUMNS = ("prompt", "level", "placement", "n", "clean_accuracy", "perturbed_accuracy", "pdr_accuracy",
            "clean_logprob", "perturbed_logprob", "logprob_drop", "pdr_probability", "clean_margin", "perturbed_margin",

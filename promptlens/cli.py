@@ -79,7 +79,7 @@ def make_backend(args: argparse.Namespace):  # -> Backend
     if getattr(args, "server", None):
         from .backends.remote import FORMATS, remote_backend
 
-        from .attribution import check_choice
+        from .names import check_choice
 
         check_choice("server format", args.server_format, FORMATS)
         if args.server_concurrency < 1:
@@ -109,8 +109,11 @@ def api_key(variable: str | None) -> str | None:
 
 
 def _add_attribute(sub: argparse._SubParsersAction) -> None:
-    from .attribution import BASELINES, METHODS
+    from .backends.base import GRADIENT_METHODS, SCORE_ONLY_METHODS
+    from .names import BASELINES
     from .scoring import OBJECTIVES
+
+    METHODS = SCORE_ONLY_METHODS + GRADIENT_METHODS
     from .segments import SEGMENTATIONS
 
     p = sub.add_parser("attribute", help="rank a prompt's segments by their effect on the wanted output")
@@ -147,7 +150,7 @@ def _add_attribute(sub: argparse._SubParsersAction) -> None:
 def _approx_config(args: argparse.Namespace) -> ApproxConfig:
     """The approximate mode's settings, checked before the model loads."""
     from .approx import MODES, ApproxConfig
-    from .attribution import check_choice
+    from .names import check_choice
     from .proxy import PROXIES
 
     check_choice("mode", args.mode, MODES)
@@ -235,6 +238,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"promptlens: error: {message}; see `{self.prog} --help`\n")
 
 
+def set_threads(n: int) -> None:
+    """torch's CPU threads, without importing torch for a run that may never need it (a cached
+    lint): torch reads ``OMP_NUM_THREADS`` when it loads; once loaded, it is told directly."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(n)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ._version import __version__
 
@@ -255,9 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             print(f"promptlens: error: --threads {args.threads} is out of range; give 1 or more", file=sys.stderr)
             return 2
-        import torch
-
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
     try:
         return args.run(args)
     except PromptLensError as exc:

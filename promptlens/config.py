@@ -32,8 +32,7 @@ import yaml
 
 from .cases import cases_from_records, dataset_path, load_cases
 from .errors import InputError
-from .fix import STRATEGIES
-from .rewrites import KINDS
+from .names import KINDS, STRATEGIES
 from .segments import template_fields
 from .templates import DOUBLE_SUFFIXES, MESSAGE_SUFFIXES, MessageTemplate, from_messages, load_template, text_template
 from .types import Case

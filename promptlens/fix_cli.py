@@ -13,10 +13,13 @@ import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from .errors import InputError
-from .fix import STRATEGIES, FixInterrupted, FixResult, Summary
+from .names import STRATEGIES
+
+if TYPE_CHECKING:
+    from .fix import FixResult, Summary
 from .templates import shown
 
 
@@ -52,7 +55,7 @@ def run_fix(args: argparse.Namespace) -> int:
     from .cases import load_cases, split_cases
     from .cli import make_backend, read_template_arg
     from .config import Recipe, load_recipe
-    from .fix import check_fix_args, fix
+    from .fix import FixInterrupted, check_fix_args, fix
     from .search import check_storage
     from .report import check_output, dumps, write_atomic
 

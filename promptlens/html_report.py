@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .templates import shown
-from .types import Attribution, Case, SegmentAttribution
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: the result classes import this module to show themselves in Jupyter
+    from .types import Attribution, Case, SegmentAttribution
     import optuna
 
     from .bench import BenchResult
@@ -762,7 +762,7 @@ _SEV_MARK = {"error": "\u2716", "warning": "\u25b2", "note": "\u25cf"}
 
 def _highlight(text: str, findings: Sequence[Finding]) -> str:
     """The template with line numbers; each character takes the most severe finding covering it."""
-    from .lint import SEVERITIES
+    from .lint_rules import SEVERITIES
 
     lines = text.split("\n")
     if lines and lines[-1] == "":
@@ -804,7 +804,7 @@ def lint_html(report: LintResult, *, fail_on: str = "error", sources: Mapping[st
               title: str = "Prompt lint report") -> str:
     """Findings by severity with their spans, and each template with the spans highlighted.
     ``sources``: template text by reported path (default: read from the path)."""
-    from .lint import RULES, SEVERITIES
+    from .lint_rules import RULES, SEVERITIES
 
     active = report.findings
     counts = {s: sum(f.severity == s for f in active) for s in SEVERITIES}

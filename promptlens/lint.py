@@ -33,46 +33,15 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from .errors import InputError
+from .lint_rules import RULES, SEVERITIES, Rule
 from .segments import SEGMENTATIONS, features, fill, segment, template_fields
 from .templates import for_backend
 from .types import Case, Segment
 
-SEVERITIES = ("error", "warning", "note")  # most severe first
 FAIL_ON = (*SEVERITIES, "never")
 FORMATS = ("text", "json", "sarif", "junit", "github", "gitlab")
 DEFAULT_CONFIG = "promptlens.yaml"
 DEFAULT_CACHE = Path(".promptlens-cache") / "lint"
-
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    name: str
-    severity: str  # default level
-    summary: str
-    model: bool  # needs the model (else static; PL004 needs only the tokenizer)
-
-
-RULES: dict[str, Rule] = {r.id: r for r in (
-    Rule("PL001", "template-fields", "error",
-         "A template field has no value in the cases, or a case var has no field in the template.", False),
-    Rule("PL002", "empty-or-duplicate-segment", "warning",
-         "A segment holds no words, or repeats an earlier segment.", False),
-    Rule("PL003", "unmentioned-choice", "warning",
-         "A label choice of the cases never appears in the instruction.", False),
-    Rule("PL004", "context-overflow", "error",
-         "Prompt plus target is longer than the model's context.", False),
-    Rule("PL101", "failing-cases", "error",
-         "Accuracy on choice cases is below the threshold, or too many free-form outputs miss the target.", True),
-    Rule("PL102", "low-margin", "warning",
-         "The mean margin of the target over the best wrong choice is below the threshold.", True),
-    Rule("PL103", "harmful-segment", "warning",
-         "Removing the segment raises the score: its pooled attribution interval is entirely below zero.", True),
-    Rule("PL104", "dead-segment", "note",
-         "The segment has no measurable effect on the score; it only costs tokens.", True),
-    Rule("PL105", "fragile-segment", "warning",
-         "A meaning-preserving perturbation of the segment (a typo, a casing change) drops the score.", True),
-)}
 
 
 @dataclass(frozen=True)
@@ -631,7 +600,7 @@ def promptlens_version() -> str:
     return f"{__version__.split('+')[0]}+src.{digest.hexdigest()[:16]}"
 
 
-_SCORED_BY = ("lint.py", "attribution.py", "scoring.py", "segments.py", "cases.py", "prefix.py", "types.py",
+_SCORED_BY = ("lint.py", "lint_rules.py", "attribution.py", "scoring.py", "segments.py", "cases.py", "prefix.py", "types.py",
               "templates.py", "template_files.py")
 
 
@@ -750,14 +719,17 @@ def lint(
 ) -> LintResult:
     """Lint each target; ``backend=None`` loads the model lazily, only on a cache miss.
     ``cache_dir=None`` disables the cache."""
-    from .attribution import METHODS, check_choice
+    from .backends.base import GRADIENT_METHODS, SCORE_ONLY_METHODS
+    from .names import check_choice
+
+    METHODS = SCORE_ONLY_METHODS + GRADIENT_METHODS
     from .cases import load_cases
 
     check_choice("method", method, METHODS)
     if backend is not None:
         model_name = getattr(backend, "name", type(backend).__name__)
     else:
-        from .backends.hf import EMBEDDED_MODEL
+        from .names import EMBEDDED_MODEL
 
         model_name = str(Path(model).resolve()) if model else EMBEDDED_MODEL
     model_name += " (raw)" if raw else ""
@@ -839,7 +811,7 @@ def add_lint_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_lint(args: argparse.Namespace) -> int:
-    from .attribution import check_choice
+    from .names import check_choice
     from .lint_report import render
 
     check_choice("format", args.format, FORMATS)

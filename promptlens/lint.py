@@ -716,9 +716,11 @@ def lint(
     method: str = "ablation",
     cache_dir: str | Path | None = DEFAULT_CACHE,
     seed: int = 0,
+    progress: bool = False,
 ) -> LintResult:
     """Lint each target; ``backend=None`` loads the model lazily, only on a cache miss.
-    ``cache_dir=None`` disables the cache."""
+    ``cache_dir=None`` disables the cache. ``progress``: a bar on stderr over the templates whose
+    model rules run (a cached template costs nothing and gets none)."""
     from .backends.base import GRADIENT_METHODS, SCORE_ONLY_METHODS
     from .names import check_choice
 
@@ -753,17 +755,23 @@ def lint(
         data = _read_cache(file) if file is not None else None
         cached = data is not None
         if data is None:
+            bar = _progress(display, progress)
             cases = load_cases(target.cases, task=target.task)
             ctx = _Context(target, display, cases_display, source, cases)
             if _static_rules(ctx):
+                bar.set_postfix_str("loading the model" if not loaded else "context")
                 fit = _context_rule(ctx, get_backend())
+                bar.update()
                 if fit:
+                    bar.set_postfix_str("accuracy, attribution, perturbations")
                     _model_rules(ctx, get_backend(), fit, method, seed)
                 else:
                     ctx.skipped.update({r: "no case fits the context" for r, rule in RULES.items() if rule.model})
             else:
                 ctx.skipped.update({r: "the template cannot be filled (PL001)" for r in ("PL004", "PL101", "PL102",
                                                                                            "PL103", "PL104", "PL105")})
+            bar.update(bar.total - bar.n)
+            bar.close()
             data = {"n_cases": min(len(cases), target.thresholds.max_cases), "skipped": ctx.skipped,
                     "findings": [dataclasses.asdict(f) for f in ctx.findings]}
             if file is not None:
@@ -774,6 +782,13 @@ def lint(
         results.append(TemplateResult(display, cases_display, data["n_cases"], tuple(findings),
                                       dict(data["skipped"]), cached, time.perf_counter() - start))
     return LintResult(model_name, method, tuple(results))
+
+
+def _progress(name: str, enabled: bool) -> Any:
+    """A two-step bar for one template (fit the context; the model rules), as fix and bench show."""
+    from tqdm import tqdm
+
+    return tqdm(total=2, desc=f"lint {name}", unit="step", disable=not enabled, leave=False)
 
 
 def _settle(finding: Finding, target: LintTarget, source: _Source) -> Finding:
@@ -858,7 +873,7 @@ def run_lint(args: argparse.Namespace) -> int:
         targets, backend=make_backend(args) if custom else None,
         model=args.model or settings.get("model"), raw=args.raw,
         method=args.method or settings.get("method", "ablation"),
-        cache_dir=None if args.no_cache else args.cache_dir, seed=args.seed,
+        cache_dir=None if args.no_cache else args.cache_dir, seed=args.seed, progress=sys.stderr.isatty(),
     )
     color = args.format == "text" and not args.output and not args.no_color and "NO_COLOR" not in os.environ \
         and sys.stdout.isatty()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # annotations only: BenchResult imports the HTML report, which uses these renderers
+if TYPE_CHECKING:  # annotations only: a renderer never runs the job
     from .bench import BenchResult, Row
 
 COLUMNS = ("prompt", "level", "placement", "n", "clean_accuracy", "perturbed_accuracy", "pdr_accuracy",

@@ -21,51 +21,22 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .templates import shown
 
-if TYPE_CHECKING:  # annotations only: the result classes import this module to show themselves in Jupyter
-    from .types import Attribution, Case, SegmentAttribution
+if TYPE_CHECKING:  # annotations only: the result types' _repr_html_ calls this module
     import optuna
 
     from .bench import BenchResult
-    from .fix import FixResult, Summary
-    from .lint import Finding, LintResult
-    from .scoring import Backend
+    from .fix import CaseScore, FixResult
+    from .lint import LintResult
+    from .lint_rules import Finding
+    from .types import Attribution, SegmentAttribution, Summary
 
-__all__ = ["CaseScore", "attribution_html", "fix_html", "lint_html", "bench_html", "notebook_html", "case_scores",
-           "page"]
+__all__ = ["attribution_html", "fix_html", "lint_html", "bench_html", "notebook_html", "page"]
 
 _NEUTRAL = (247, 247, 247)
 _HELP = (33, 102, 172)  # #2166ac
 _HURT = (179, 88, 6)  # #b35806
 _BEFORE, _AFTER = "#6b6b6b", "#2166ac"
 _UP, _DOWN, _SAME = "#2166ac", "#b35806", "#8c8c8c"
-
-
-@dataclass(frozen=True)
-class CaseScore:
-    """One case's objective (nats) under the original and the fixed template."""
-
-    split: str  # "train" or "validation"
-    id: str
-    before: float
-    after: float
-
-
-def case_scores(backend: Backend, result: FixResult, train: Sequence[Case],
-                validation: Sequence[Case] = ()) -> list[CaseScore]:
-    """Score every case under ``result.original`` and ``result.best`` (2 x cases prompts, one call per split)."""
-    from .scoring import objective_value, score_prompts
-    from .segments import fill
-
-    out = []
-    for split, cases in (("train", train), ("validation", validation)):
-        if not cases:
-            continue
-        before, after = score_prompts(backend, [[fill(t, c.vars) for c in cases]
-                                                for t in (result.original, result.best)], cases)
-        out += [CaseScore(split, c.id or f"{split} {i + 1}", objective_value(b, result.objective),
-                          objective_value(a, result.objective))
-                for i, (c, b, a) in enumerate(zip(cases, before, after))]
-    return out
 
 
 # --- formatting helpers --------------------------------------------------------------------------
@@ -614,32 +585,43 @@ def _change(what: str, before: float, after: float) -> str:
     return f"{verb} {what} from {_pct(before)} to {_pct(after)}"
 
 
+def _flips(result: FixResult) -> str:
+    """Per split, the cases turned from right to wrong and back: no silent regressions."""
+    blocks = []
+    for split, flips in (("validation", result.validation_flips), ("train", result.train_flips)):
+        if flips is None:
+            continue
+        items = "".join(f'<li class="lost">right \u2192 wrong: {_e(n)}</li>' for n in flips.lost)
+        items += "".join(f'<li class="gained">wrong \u2192 right: {_e(n)}</li>' for n in flips.gained)
+        blocks.append(f'<h3>{_e(split)}: {len(flips.lost)} right \u2192 wrong, {len(flips.gained)} wrong \u2192 right</h3>'
+                      + (f'<ul class="flips">{items}</ul>' if items else '<p class="muted">No case changed.</p>'))
+    if not blocks:
+        return ""
+    rule = ("right = the right label scores best" if (result.train_flips and result.train_flips.rule == "correct")
+            else "free-form targets: wrong = the target less than half as likely as before, right = more than twice")
+    limit = (f" The search allowed at most {result.max_regressions} train case(s) to turn wrong."
+             if result.max_regressions is not None else "")
+    return (f'<section id="flips" aria-labelledby="flips-h"><h2 id="flips-h">Cases that changed verdict</h2>'
+            f'<p class="muted">{_e(rule)}.{_e(limit)}</p>{"".join(blocks)}</section>')
+
+
 def _fix_summary(result: FixResult) -> tuple[list[str], bool]:
+    """The headline (the same sentence the terminal report leads with), what the edits did, and
+    ``result.verdict``, rendered."""
+    verdict = result.verdict
+    sentence = verdict.message[0].upper() + verdict.message[1:] + "."
+    if verdict.kind == "no_edit":
+        return ([_e(result.headline), _e(sentence), f"The search tried {result.trials} variant(s) that stayed at "
+                 f"least {result.threshold:.0%} similar in meaning to the original."], True)
     v0, v1 = result.validation_before, result.validation_after
     before, after, where = (v0, v1, "validation") if v0 and v1 else (result.train_before, result.train_after, "train")
     cases = f"{before.n_cases} {where} case{'s' if before.n_cases != 1 else ''}"
-    if not result.edits:
-        return ([f"No edit beat the original prompt on the {result.train_before.n_cases} train cases, so the "
-                 f"prompt is kept as it is.",
-                 f"The search tried {result.trials} variant(s) that stayed at least {result.threshold:.0%} similar "
-                 f"in meaning to the original."], True)
     p0, p1 = math.exp(before.logprob), math.exp(after.logprob)
     lead = f"{_describe_edits(result)} {_change('the probability of the right answer', p0, p1)}"
     if before.accuracy is not None and after.accuracy is not None:
         lead += f" and {_change('accuracy', before.accuracy, after.accuracy)}"
-    out = [lead + f" on {cases}."]
-    warn = after.objective < before.objective - 1e-9
-    if warn:
-        out.append(f"Warning: the {_e(result.objective)} fell on the validation cases "
-                   f"({_nats(after.objective - before.objective)} nats). The edits fit the train cases only; "
-                   f"give more train cases or keep the original.")
-    elif where == "train":
-        out.append("These numbers come from the train cases the search optimised on, so they may be optimistic; "
-                   "give validation cases for an honest estimate.")
-    else:
-        out.append(f"The validation cases were never used by the search, so this is an honest estimate. "
-                   f"The fixed prompt is {result.similarity:.0%} similar in meaning to the original.")
-    return out, warn
+    prefix = f"{verdict.level.capitalize()}: " if verdict.level in ("warning", "note") else ""
+    return [_e(result.headline), lead + f" on {cases}.", _e(prefix + sentence)], verdict.warn
 
 
 def _word_diff(a: str, b: str) -> str:
@@ -700,9 +682,11 @@ def _load_studies(result: FixResult) -> tuple[list[optuna.Study], str]:
 
 def fix_html(result: FixResult, *, cases: Sequence[CaseScore] | None = None,
              studies: Sequence[optuna.Study] | None = None, title: str = "Prompt repair report") -> str:
-    """The fix report. ``cases``: per-case scores (see ``case_scores``) for the slope chart;
-    ``studies``: the Optuna studies, one per round (default: loaded from ``result.storage``)."""
+    """The fix report. ``cases``: per-case scores for the slope chart (default:
+    ``result.case_scores()``); ``studies``: the Optuna studies, one per round (default: loaded
+    from ``result.storage``). Renders only: the verdict and the cost line come from ``result``."""
     paragraphs, warn = _fix_summary(result)
+    cases = result.case_scores() if cases is None else cases
     why = ""
     if studies is None:
         studies, why = _load_studies(result)
@@ -710,6 +694,8 @@ def fix_html(result: FixResult, *, cases: Sequence[CaseScore] | None = None,
     importance, why_imp = _importance(studies) if studies else ("", why)
     parts = [_summary(paragraphs, warn=warn), '<section aria-labelledby="scores-h"><h2 id="scores-h">Before and after'
              f'</h2>{_summary_table(result)}</section>']
+    if flips := _flips(result):
+        parts.append(flips)
     parts.append('<section aria-labelledby="diff-h"><h2 id="diff-h">What changed</h2>'
                  '<p class="muted"><del>struck through</del> = removed, <ins>underlined</ins> = added.</p>'
                  f'<pre id="diff">{_word_diff(result.original, result.best)}</pre>{_edits(result)}'
@@ -739,12 +725,7 @@ def fix_html(result: FixResult, *, cases: Sequence[CaseScore] | None = None,
     if result.improved:
         parts.append(_attribution_section(result.attribution_after, "After: the fixed prompt"))
     notes = "".join(f"<li>{_e(n)}</li>" for n in result.notes)
-    parts.append(f'<p class="muted">Cost: {result.trials} trials ({result.trials_total} in the study, '
-                 f'{result.pruned} pruned, {result.infeasible} infeasible: under the similarity '
-                 f'threshold {result.threshold} or the log-prob rule), {result.forward_passes} forward passes, {result.seconds:.1f} s; strategy '
-                 f'{_e(result.strategy)}, seed {result.seed}, study {_e(result.study_name)}'
-                 + (f" in {_e(result.storage)}" if result.storage else "") + ".</p>"
-                 + (f"<ul>{notes}</ul>" if notes else ""))
+    parts.append(f'<p class="muted">Cost: {_e(result.cost)}.</p>' + (f"<ul>{notes}</ul>" if notes else ""))
     return page(title, "\n".join(parts), subtitle="promptlens fix")
 
 

@@ -1,11 +1,15 @@
-"""The rules of ``promptlens lint`` and the severity levels: data only, so the linter, its
-reports and the result's notebook view can all import them without importing each other."""
+"""lint's rules and findings: plain data, imported by the linter and by its renderers alike (so a
+renderer needs nothing of the model side of lint)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["SEVERITIES", "FAIL_ON", "FORMATS", "Rule", "RULES", "Finding"]
+
 SEVERITIES = ("error", "warning", "note")  # most severe first
+FAIL_ON = (*SEVERITIES, "never")
+FORMATS = ("text", "json", "sarif", "junit", "github", "gitlab")
 
 
 @dataclass(frozen=True)
@@ -37,3 +41,20 @@ RULES: dict[str, Rule] = {r.id: r for r in (
     Rule("PL105", "fragile-segment", "warning",
          "A meaning-preserving perturbation of the segment (a typo, a casing change) drops the score.", True),
 )}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem at a span of a template file. Lines and columns are 1-based; ``end_col`` is
+    exclusive (the column after the last character), as in SARIF regions."""
+
+    rule_id: str
+    severity: str
+    message: str
+    path: str  # the template file, relative to the working directory when possible
+    start_line: int
+    start_col: int
+    end_line: int
+    end_col: int
+    hint: str
+    suppressed: str | None = None  # why it is suppressed ("inline marker on line 3", "promptlens.yaml:9")

@@ -9,7 +9,7 @@ from typing import Sequence
 
 from .errors import InputError
 
-STRATEGIES = ("attribution", "random", "all")  # fix: which segments get candidates
+STRATEGIES = ("attribution", "random", "all", "tpe")  # fix: which segments get candidates
 BASELINES = ("remove", "filler", "sampled")  # attribute: what replaces an absent segment
 # fix: the kinds of rewrite ("original" is candidate 0, the template as it is)
 KINDS = ("original", "delete", "paraphrase", "synonym", "scaffold", "alternative", "drop_example", "reorder_examples")

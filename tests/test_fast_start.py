@@ -57,3 +57,17 @@ def test_a_fully_cached_lint_imports_nothing_heavy(tmp_path, monkeypatch):
          backend=RuleBackend(bonus={("plausible", "implausible"): 2.0}, name="SmolLM2-135M-Instruct"))
     for args in (["lint", "--threads", "2"], ["lint", "--format", "sarif"], ["lint", "--format", "github"]):
         assert probe(*args, cwd=tmp_path) == {"code": 1, "heavy": []}, args  # PL101 fails the build
+
+
+def test_lazy_names_are_the_objects_even_after_their_modules_load():
+    import types
+
+    import promptlens
+    import promptlens.bench  # noqa: F401 (binds nothing over the public names)
+    import promptlens.cli  # noqa: F401
+    import promptlens.fix  # noqa: F401
+    import promptlens.lint  # noqa: F401
+
+    assert callable(promptlens.fix) and callable(promptlens.lint) and callable(promptlens.bench)
+    assert not any(isinstance(getattr(promptlens, n), types.ModuleType) for n in promptlens.__all__)
+    assert set(promptlens.__all__) <= set(dir(promptlens))

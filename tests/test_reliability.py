@@ -762,7 +762,7 @@ def test_prompt_longer_than_the_context_is_a_clear_error(command, backend, tmp_p
 
 
 def test_a_write_that_fails_half_way_leaves_the_old_file_and_no_temporary(tmp_path):
-    from promptlens.report import write_atomic
+    from promptlens.io import write_atomic
 
     target = tmp_path / "fixed-template.txt"
     write_atomic(target, "the old template\n")

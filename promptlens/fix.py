@@ -279,7 +279,7 @@ def flips(before: Sequence[Score], after: Sequence[Score], cases: Sequence[Case]
 def default_study_name(template: str, cases: Sequence[Case], strategy: str, seed: int) -> str:
     """Stable across runs of the same problem, so ``resume`` finds the study without a name."""
     key = repr((template, [(dict(c.vars), c.target, c.choices) for c in cases], strategy, seed))
-    return "fix-" + hashlib.sha1(key.encode()).hexdigest()[:10]
+    return "fix-" + hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:10]  # a name, not a secret
 
 
 def _choose(attr: Attribution, strategy: str, top_k: int, rng: random.Random) -> list[int]:

@@ -131,7 +131,7 @@ class _Scale:
 
 
 def _svg(width: int, height: int, title: str, desc: str, body: str, cls: str) -> str:
-    uid = f"{cls}-{hashlib.sha1((title + desc).encode()).hexdigest()[:8]}"
+    uid = f"{cls}-{hashlib.sha1((title + desc).encode(), usedforsecurity=False).hexdigest()[:8]}"
     return (f'<svg class="chart {cls}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
             f'aria-labelledby="{uid}-t {uid}-d" xmlns="http://www.w3.org/2000/svg">'
             f'<title id="{uid}-t">{_e(title)}</title><desc id="{uid}-d">{_e(desc)}</desc>{body}</svg>')

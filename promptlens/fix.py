@@ -40,7 +40,7 @@ from .templates import MessageTemplate, as_flat, render_notes
 from .similarity import Similarity, SimilarityModel
 from .types import Attribution, Case, Score, Segment, Summary
 
-STRATEGIES = ("attribution", "random", "all", "tpe")
+from .names import STRATEGIES  # noqa: E402,F401 (defined where the CLI can import it cheaply)
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ def load_config(path: str | Path) -> tuple[list[LintTarget], dict[str, str]]:
     """Read ``promptlens.yaml``: the targets (globs expanded, paths relative to the config's folder)
     and the top-level settings (``model``, ``method``). Every problem is one ``InputError``
     naming ``file:line``."""
-    from .config import read_yaml_file
+    from .io import read_yaml_file
 
     path = Path(path)
     root, data = read_yaml_file(path, "config", "check the path or give TEMPLATE --cases FILE")
@@ -713,6 +713,7 @@ class LintConfig:
     method: str = "ablation"  # attribution method of PL103/PL104
     cache_dir: str | Path | None = DEFAULT_CACHE  # None: no cache
     seed: int = 0
+    progress: bool = False  # a bar on stderr for each template whose model rules run (cached ones get none)
 
 
 def lint(
@@ -726,7 +727,10 @@ def lint(
     ``overrides`` are ``LintConfig`` fields applied over ``config``.
 
     Example: ``lint([LintTarget(Path("prompt.txt"), Path("cases.jsonl"))], LintConfig(cache_dir=None)).failed()``"""
-    from .attribution import METHODS, check_choice
+    from .backends.base import GRADIENT_METHODS, SCORE_ONLY_METHODS
+    from .names import check_choice
+
+    METHODS = SCORE_ONLY_METHODS + GRADIENT_METHODS
     from .cases import load_cases
 
     c = dataclasses.replace(config or LintConfig(), **overrides)
@@ -735,7 +739,7 @@ def lint(
     if backend is not None:
         model_name = getattr(backend, "name", type(backend).__name__)
     else:
-        from .backends.hf import EMBEDDED_MODEL
+        from .names import EMBEDDED_MODEL
 
         model_name = str(Path(model).resolve()) if model else EMBEDDED_MODEL
     model_name += " (raw)" if raw else ""
@@ -759,17 +763,23 @@ def lint(
         data = _read_cache(file) if file is not None else None
         cached = data is not None
         if data is None:
+            bar = _progress(display, c.progress)
             cases = list(target.inline_cases) if target.inline_cases is not None else load_cases(target.cases, task=target.task)
             ctx = _Context(target, display, cases_display, source, cases)
             if _static_rules(ctx):
+                bar.set_postfix_str("context" if loaded else "loading the model")
                 fit = _context_rule(ctx, get_backend())
+                bar.update()
                 if fit:
+                    bar.set_postfix_str("accuracy, attribution, perturbations")
                     _model_rules(ctx, get_backend(), fit, method, seed)
                 else:
                     ctx.skipped.update({r: "no case fits the context" for r, rule in RULES.items() if rule.model})
             else:
                 ctx.skipped.update({r: "the template cannot be filled (PL001)" for r in ("PL004", "PL101", "PL102",
                                                                                            "PL103", "PL104", "PL105")})
+            bar.update(bar.total - bar.n)
+            bar.close()
             data = {"n_cases": min(len(cases), target.thresholds.max_cases), "skipped": ctx.skipped,
                     "findings": [dataclasses.asdict(f) for f in ctx.findings]}
             if file is not None:
@@ -778,6 +788,13 @@ def lint(
         results.append(TemplateResult(display, cases_display, data["n_cases"], tuple(findings),
                                       dict(data["skipped"]), cached, time.perf_counter() - start))
     return LintResult(model_name, method, tuple(results))
+
+
+def _progress(name: str, enabled: bool) -> Any:
+    """A two-step bar for one template (fit the context; the model rules), as fix and bench show."""
+    from tqdm import tqdm
+
+    return tqdm(total=2, desc=f"lint {name}", unit="step", disable=not enabled, leave=False)
 
 
 def _settle(finding: Finding, target: LintTarget, source: _Source) -> Finding:

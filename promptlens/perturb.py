@@ -35,7 +35,7 @@ from .segments import segment, template_fields
 from .similarity import SimilarityModel
 from .types import Case
 
-LEVELS = ("character", "word", "sentence", "semantic")
+from .names import LEVELS  # noqa: E402 (defined where the CLI can import it cheaply)
 PLACEMENTS = ("random", "guided")
 
 # More near-synonyms for words common in task instructions; rewrites.SYNONYMS is used as well.

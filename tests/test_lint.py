@@ -465,3 +465,13 @@ def test_messages_files_report_line_col_in_the_file(tmp_path):
     result = run(write(tmp_path, yaml_text, FREE_CASES, "p.yaml"), backend)
     (harmful,) = [f for f in result.findings if f.rule_id == "PL103"]
     assert (harmful.start_line, harmful.start_col, harmful.end_line, harmful.end_col) == (5, 7, 5, 28)
+
+
+def test_model_work_shows_a_progress_bar_and_a_cached_run_none(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    target = write(tmp_path, CLEAN, CHOICE_CASES)
+    lint([target], backend=RuleBackend(bonus=HELPS), cache_dir="c", progress=True)
+    err = capsys.readouterr().err
+    assert "lint t.txt: 100%" in err and "2/2" in err
+    again = lint([target], backend=RuleBackend(bonus=HELPS), cache_dir="c", progress=True)
+    assert again.templates[0].cached and "lint t.txt" not in capsys.readouterr().err

@@ -12,14 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..bench import BenchConfig, bench, check_bench_args
-from ..bench_report import bench_csv, bench_markdown, bench_plot, bench_table
-from ..cases import load_cases
-from ..config import load_recipe
+# Only what the parser shows is imported here (cheap); the job's modules load in run().
 from ..errors import InputError
 from ..io import check_output, write_atomic
-from ..perturb import LEVELS
-from ..report import dumps
+from ..names import LEVELS
 from .common import add_common_options, is_file_arg, make_backend, read_template_arg, read_text_arg
 
 
@@ -51,6 +47,12 @@ def _name(value: str, taken: set[str], n: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..bench import BenchConfig, bench, check_bench_args
+    from ..bench_report import bench_csv, bench_markdown, bench_plot, bench_table
+    from ..cases import load_cases
+    from ..config import load_recipe
+    from ..report import dumps
+
     levels = tuple(lv.strip() for lv in args.levels.split(",") if lv.strip())
     bad = [lv for lv in levels if lv not in LEVELS]
     if bad or not levels:

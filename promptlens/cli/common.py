@@ -97,7 +97,7 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
 def make_backend(args: argparse.Namespace) -> Backend:
     """The backend the common options ask for: a remote server (``--server``) or a local model."""
     if getattr(args, "server", None):
-        from ..attribution import check_choice
+        from ..names import check_choice
         from ..backends.remote import FORMATS, remote_backend
 
         check_choice("server format", args.server_format, FORMATS)

@@ -10,14 +10,16 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ..cases import load_cases
-from ..config import Recipe, load_recipe
+from typing import TYPE_CHECKING
+
+# Only what the parser shows is imported here (cheap); the job's modules load when it runs.
 from ..errors import InputError
-from ..fix import STRATEGIES, FixConfig, FixInterrupted, check_fix_config, fix
 from ..io import check_output, write_atomic
-from ..report import dumps, fix_report
-from ..search import check_storage, interrupts
+from ..names import STRATEGIES
 from .common import add_common_options, make_backend, promptfoo_suite, read_template_arg, use_color
+
+if TYPE_CHECKING:
+    from ..config import Recipe
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -52,6 +54,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _recipe(args: argparse.Namespace) -> Recipe:
+    from ..cases import load_cases
+    from ..config import Recipe, load_recipe
+    from ..fix import FixConfig
+
     """The recipe file with the flags applied over it (or one made of the flags alone)."""
     suite = promptfoo_suite(args.recipe)
     if suite is not None:  # a promptfoo config: its first prompt and its tests, fix's defaults
@@ -102,6 +108,8 @@ def written(source: object, flat: str) -> str:
 
 
 def _check_outputs(args: argparse.Namespace, out: Path, fixed_name: Path) -> None:
+    from ..search import check_storage
+
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder for the fixed template and the study database")
     check_output(fixed_name, "fixed template")
@@ -113,6 +121,10 @@ def _check_outputs(args: argparse.Namespace, out: Path, fixed_name: Path) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..fix import FixInterrupted, check_fix_config, fix
+    from ..report import dumps, fix_report
+    from ..search import interrupts
+
     recipe = _recipe(args)
     check_fix_config(recipe.template, recipe.cases, recipe.config)
     out = Path(args.out)

@@ -10,8 +10,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ..attribution import check_choice
 from ..backends.devices import resolve_dtype
+from ..names import check_choice
 from ..errors import InputError
 from ..io import check_output, write_atomic
 from ..lint import (DEFAULT_CACHE, DEFAULT_CONFIG, FAIL_ON, FORMATS, LintConfig, LintTarget, clear_cache, lint,
@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         args.model = args.model or settings.get("model")
     config = LintConfig(model=args.model or settings.get("model"), raw=args.raw,
                         method=args.method or settings.get("method", LintConfig.method),
-                        cache_dir=None if args.no_cache else args.cache_dir, seed=args.seed)
+                        cache_dir=None if args.no_cache else args.cache_dir, seed=args.seed,
+                        progress=sys.stderr.isatty())
     result = lint(targets, config, backend=make_backend(args) if custom else None)
     color = args.format == "text" and not args.output and use_color(args, sys.stdout)
     text = render(result, args.format, fail_on=args.fail_on, color=color)

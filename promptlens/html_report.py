@@ -20,50 +20,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .templates import shown
-from .types import Attribution, Case, SegmentAttribution
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: the result types' _repr_html_ calls this module
     import optuna
 
-    from .fix import FixResult, Summary
-    from .lint import Finding, LintResult
-    from .scoring import Backend
+    from .bench import BenchResult
+    from .fix import CaseScore, FixResult
+    from .lint import LintResult
+    from .lint_rules import Finding
+    from .types import Attribution, SegmentAttribution, Summary
 
-__all__ = ["CaseScore", "attribution_html", "fix_html", "lint_html", "case_scores", "page"]
+__all__ = ["attribution_html", "fix_html", "lint_html", "bench_html", "notebook_html", "page"]
 
 _NEUTRAL = (247, 247, 247)
 _HELP = (33, 102, 172)  # #2166ac
 _HURT = (179, 88, 6)  # #b35806
 _BEFORE, _AFTER = "#6b6b6b", "#2166ac"
 _UP, _DOWN, _SAME = "#2166ac", "#b35806", "#8c8c8c"
-
-
-@dataclass(frozen=True)
-class CaseScore:
-    """One case's objective (nats) under the original and the fixed template."""
-
-    split: str  # "train" or "validation"
-    id: str
-    before: float
-    after: float
-
-
-def case_scores(backend: Backend, result: FixResult, train: Sequence[Case],
-                validation: Sequence[Case] = ()) -> list[CaseScore]:
-    """Score every case under ``result.original`` and ``result.best`` (2 x cases prompts, one call per split)."""
-    from .scoring import objective_value, score_prompts
-    from .segments import fill
-
-    out = []
-    for split, cases in (("train", train), ("validation", validation)):
-        if not cases:
-            continue
-        before, after = score_prompts(backend, [[fill(t, c.vars) for c in cases]
-                                                for t in (result.original, result.best)], cases)
-        out += [CaseScore(split, c.id or f"{split} {i + 1}", objective_value(b, result.objective),
-                          objective_value(a, result.objective))
-                for i, (c, b, a) in enumerate(zip(cases, before, after))]
-    return out
 
 
 # --- formatting helpers --------------------------------------------------------------------------
@@ -158,7 +131,7 @@ class _Scale:
 
 
 def _svg(width: int, height: int, title: str, desc: str, body: str, cls: str) -> str:
-    uid = f"{cls}-{hashlib.sha1((title + desc).encode()).hexdigest()[:8]}"
+    uid = f"{cls}-{hashlib.sha1((title + desc).encode(), usedforsecurity=False).hexdigest()[:8]}"
     return (f'<svg class="chart {cls}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
             f'aria-labelledby="{uid}-t {uid}-d" xmlns="http://www.w3.org/2000/svg">'
             f'<title id="{uid}-t">{_e(title)}</title><desc id="{uid}-d">{_e(desc)}</desc>{body}</svg>')
@@ -612,32 +585,43 @@ def _change(what: str, before: float, after: float) -> str:
     return f"{verb} {what} from {_pct(before)} to {_pct(after)}"
 
 
+def _flips(result: FixResult) -> str:
+    """Per split, the cases turned from right to wrong and back: no silent regressions."""
+    blocks = []
+    for split, flips in (("validation", result.validation_flips), ("train", result.train_flips)):
+        if flips is None:
+            continue
+        items = "".join(f'<li class="lost">right \u2192 wrong: {_e(n)}</li>' for n in flips.lost)
+        items += "".join(f'<li class="gained">wrong \u2192 right: {_e(n)}</li>' for n in flips.gained)
+        blocks.append(f'<h3>{_e(split)}: {len(flips.lost)} right \u2192 wrong, {len(flips.gained)} wrong \u2192 right</h3>'
+                      + (f'<ul class="flips">{items}</ul>' if items else '<p class="muted">No case changed.</p>'))
+    if not blocks:
+        return ""
+    rule = ("right = the right label scores best" if (result.train_flips and result.train_flips.rule == "correct")
+            else "free-form targets: wrong = the target less than half as likely as before, right = more than twice")
+    limit = (f" The search allowed at most {result.max_regressions} train case(s) to turn wrong."
+             if result.max_regressions is not None else "")
+    return (f'<section id="flips" aria-labelledby="flips-h"><h2 id="flips-h">Cases that changed verdict</h2>'
+            f'<p class="muted">{_e(rule)}.{_e(limit)}</p>{"".join(blocks)}</section>')
+
+
 def _fix_summary(result: FixResult) -> tuple[list[str], bool]:
+    """The headline (the same sentence the terminal report leads with), what the edits did, and
+    ``result.verdict``, rendered."""
+    verdict = result.verdict
+    sentence = verdict.message[0].upper() + verdict.message[1:] + "."
+    if verdict.kind == "no_edit":
+        return ([_e(result.headline), _e(sentence), f"The search tried {result.trials} variant(s) that stayed at "
+                 f"least {result.threshold:.0%} similar in meaning to the original."], True)
     v0, v1 = result.validation_before, result.validation_after
     before, after, where = (v0, v1, "validation") if v0 and v1 else (result.train_before, result.train_after, "train")
     cases = f"{before.n_cases} {where} case{'s' if before.n_cases != 1 else ''}"
-    if not result.edits:
-        return ([f"No edit beat the original prompt on the {result.train_before.n_cases} train cases, so the "
-                 f"prompt is kept as it is.",
-                 f"The search tried {result.trials} variant(s) that stayed at least {result.threshold:.0%} similar "
-                 f"in meaning to the original."], True)
     p0, p1 = math.exp(before.logprob), math.exp(after.logprob)
     lead = f"{_describe_edits(result)} {_change('the probability of the right answer', p0, p1)}"
     if before.accuracy is not None and after.accuracy is not None:
         lead += f" and {_change('accuracy', before.accuracy, after.accuracy)}"
-    out = [lead + f" on {cases}."]
-    warn = after.objective < before.objective - 1e-9
-    if warn:
-        out.append(f"Warning: the {_e(result.objective)} fell on the validation cases "
-                   f"({_nats(after.objective - before.objective)} nats). The edits fit the train cases only; "
-                   f"give more train cases or keep the original.")
-    elif where == "train":
-        out.append("These numbers come from the train cases the search optimised on, so they may be optimistic; "
-                   "give validation cases for an honest estimate.")
-    else:
-        out.append(f"The validation cases were never used by the search, so this is an honest estimate. "
-                   f"The fixed prompt is {result.similarity:.0%} similar in meaning to the original.")
-    return out, warn
+    prefix = f"{verdict.level.capitalize()}: " if verdict.level in ("warning", "note") else ""
+    return [_e(result.headline), lead + f" on {cases}.", _e(prefix + sentence)], verdict.warn
 
 
 def _word_diff(a: str, b: str) -> str:
@@ -687,25 +671,22 @@ def _edits(result: FixResult) -> str:
 
 
 def _load_studies(result: FixResult) -> tuple[list[optuna.Study], str]:
-    import optuna
-
     if not result.storage:
         return [], "the study was kept in memory; run with an output folder or --storage to chart it"
     try:
-        names = optuna.study.get_all_study_names(storage=result.storage)
+        studies = result.studies()
     except Exception as exc:  # noqa: BLE001 - any storage failure only costs the charts, and says so
         return [], f"cannot open the study storage {result.storage} ({type(exc).__name__}: {exc})"
-    prefix = f"{result.study_name}:round"
-    rounds = sorted((int(n[len(prefix):]), n) for n in names if n.startswith(prefix) and n[len(prefix):].isdigit())
-    studies = [optuna.load_study(study_name=n, storage=result.storage) for _, n in rounds]
     return studies, "" if studies else f"no study named {result.study_name} in {result.storage}"
 
 
 def fix_html(result: FixResult, *, cases: Sequence[CaseScore] | None = None,
              studies: Sequence[optuna.Study] | None = None, title: str = "Prompt repair report") -> str:
-    """The fix report. ``cases``: per-case scores (see ``case_scores``) for the slope chart;
-    ``studies``: the Optuna studies, one per round (default: loaded from ``result.storage``)."""
+    """The fix report. ``cases``: per-case scores for the slope chart (default:
+    ``result.case_scores()``); ``studies``: the Optuna studies, one per round (default: loaded
+    from ``result.storage``). Renders only: the verdict and the cost line come from ``result``."""
     paragraphs, warn = _fix_summary(result)
+    cases = result.case_scores() if cases is None else cases
     why = ""
     if studies is None:
         studies, why = _load_studies(result)
@@ -713,12 +694,14 @@ def fix_html(result: FixResult, *, cases: Sequence[CaseScore] | None = None,
     importance, why_imp = _importance(studies) if studies else ("", why)
     parts = [_summary(paragraphs, warn=warn), '<section aria-labelledby="scores-h"><h2 id="scores-h">Before and after'
              f'</h2>{_summary_table(result)}</section>']
+    if flips := _flips(result):
+        parts.append(flips)
     parts.append('<section aria-labelledby="diff-h"><h2 id="diff-h">What changed</h2>'
                  '<p class="muted"><del>struck through</del> = removed, <ins>underlined</ins> = added.</p>'
                  f'<pre id="diff">{_word_diff(result.original, result.best)}</pre>{_edits(result)}'
                  '<h3>The fixed prompt</h3>'
                  '<p><button type="button" data-copy="fixed">Copy the fixed prompt</button></p>'
-                 f'<pre id="fixed">{_e(result.best)}</pre></section>')
+                 f'<pre id="fixed">{_e(shown(result.best, inline=False))}</pre></section>')
     charts = []
     if history:
         charts.append(f"<figure>{history}<figcaption>Every trial\u2019s score on the train cases and the best found so "
@@ -742,12 +725,7 @@ def fix_html(result: FixResult, *, cases: Sequence[CaseScore] | None = None,
     if result.improved:
         parts.append(_attribution_section(result.attribution_after, "After: the fixed prompt"))
     notes = "".join(f"<li>{_e(n)}</li>" for n in result.notes)
-    parts.append(f'<p class="muted">Cost: {result.trials} trials ({result.trials_total} in the study, '
-                 f'{result.pruned} pruned, {result.infeasible} infeasible: under the similarity '
-                 f'threshold {result.threshold} or the log-prob rule), {result.forward_passes} forward passes, {result.seconds:.1f} s; strategy '
-                 f'{_e(result.strategy)}, seed {result.seed}, study {_e(result.study_name)}'
-                 + (f" in {_e(result.storage)}" if result.storage else "") + ".</p>"
-                 + (f"<ul>{notes}</ul>" if notes else ""))
+    parts.append(f'<p class="muted">Cost: {_e(result.cost)}.</p>' + (f"<ul>{notes}</ul>" if notes else ""))
     return page(title, "\n".join(parts), subtitle="promptlens fix")
 
 
@@ -765,7 +743,7 @@ _SEV_MARK = {"error": "\u2716", "warning": "\u25b2", "note": "\u25cf"}
 
 def _highlight(text: str, findings: Sequence[Finding]) -> str:
     """The template with line numbers; each character takes the most severe finding covering it."""
-    from .lint import SEVERITIES
+    from .lint_rules import SEVERITIES
 
     lines = text.split("\n")
     if lines and lines[-1] == "":
@@ -807,7 +785,7 @@ def lint_html(report: LintResult, *, fail_on: str = "error", sources: Mapping[st
               title: str = "Prompt lint report") -> str:
     """Findings by severity with their spans, and each template with the spans highlighted.
     ``sources``: template text by reported path (default: read from the path)."""
-    from .lint import RULES, SEVERITIES
+    from .lint_rules import RULES, SEVERITIES
 
     active = report.findings
     counts = {s: sum(f.severity == s for f in active) for s in SEVERITIES}
@@ -854,3 +832,80 @@ def lint_html(report: LintResult, *, fail_on: str = "error", sources: Mapping[st
                      + "</section>")
     parts.append(f'<p class="muted">Model {_e(report.model)}, attribution method {_e(report.method)}.</p>')
     return page(title, "\n".join(parts), subtitle="promptlens lint")
+
+
+# --- bench ---------------------------------------------------------------------------------------
+
+def _pdr_bars(result: BenchResult) -> str:
+    """Grouped bars: the headline PDR by level (and overall), one bar per prompt and placement."""
+    levels = [*result.levels, "overall"]
+    groups = [(p.name, placement) for p in result.prompts for placement in ("random", "guided")]
+    by = {(r.prompt, r.placement, r.level): r for r in result.rows}
+    values = [by[(n, pl, lv)].pdr for n, pl in groups for lv in levels if (n, pl, lv) in by]
+    left, top, bottom, group_w = 70, 10, 230, 120
+    width = left + group_w * len(levels) + 20
+    y = _Scale.fit([0.0, *[v for v in values if v is not None]], bottom, top)
+    body = [_y_axis(y, left, width - 20, f"PDR ({result.metric})"),
+            f'<line x1="{left}" x2="{width - 20}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#333"/>']
+    bar = (group_w - 20) / max(1, len(groups))
+    for i, level in enumerate(levels):
+        x0 = left + group_w * i + 10
+        body.append(f'<text x="{x0 + (group_w - 20) / 2:.1f}" y="{bottom + 18}" text-anchor="middle">{_e(level)}</text>')
+        for g, (name, placement) in enumerate(groups):
+            row = by.get((name, placement, level))
+            if row is None or row.pdr is None:
+                continue
+            x, y0, y1 = x0 + g * bar, y(0), y(row.pdr)
+            fill = _AFTER if placement == "guided" else _BEFORE
+            body.append(f'<rect x="{x:.1f}" y="{min(y0, y1):.1f}" width="{bar - 2:.1f}" height="{max(1.0, abs(y1 - y0)):.1f}" '
+                        f'fill="{fill}"><title>{_e(name)} ({placement}), {_e(level)}: PDR {row.pdr:.3f}</title></rect>')
+    legend = " ".join(f"{n} {pl}" for n, pl in groups)
+    body.append(f'<text x="{left}" y="{bottom + 40}">bars, left to right in each level: {_e(legend)} '
+                '(light: random placement, dark: guided)</text>')
+    desc = "; ".join(f"{r.prompt} {r.placement} {r.level}: {r.pdr:.3f}" for r in result.rows if r.pdr is not None)
+    return _svg(width, bottom + 50, "Performance drop rate by level", desc, "".join(body), "pdr")
+
+
+def bench_html(result: BenchResult, *, title: str = "Prompt robustness report") -> str:
+    """The bench report: the headline, the PDR chart, the full table, guided vs random, the format
+    spread and the worst perturbation of each prompt."""
+    from .bench_report import _cells, _header, _legend, comparison_lines, format_lines
+
+    overall = [r for r in result.rows if r.level == "overall"]
+    paragraphs = [f"{len(result.prompts)} prompt(s) on {result.n_cases} cases, {result.budget} perturbed prompts per "
+                  f"level and placement, similarity threshold {result.threshold}, seed {result.seed}."]
+    paragraphs += [f"{_e(r.prompt)} ({_e(r.placement)} placement): PDR {r.pdr:.1%} over all levels"
+                   + (f", worst single prompt {r.worst_pdr:.1%}" if r.worst_pdr is not None else "") + "."
+                   for r in overall if r.pdr is not None]
+    header = "".join(f"<th>{_e(h)}</th>" for h in _header(result))
+    rows = "".join("<tr>" + "".join(f'<td{" class=num" if i > 2 else ""}>{_e(c)}</td>'
+                                    for i, c in enumerate(_cells(result, r))) + "</tr>" for r in result.rows)
+    comparison = "".join(f"<li>{_e(line.strip())}</li>" for line in comparison_lines(result)[1:])
+    spread = "".join(f"<li>{_e(line.strip())}</li>" for line in format_lines(result)[1:])
+    worst = []
+    for p in result.prompts:
+        w = min(p.perturbations, default=None,
+                key=lambda v: (v.accuracy, v.margin) if v.accuracy is not None else (0.0, v.logprob))
+        if w is not None:
+            worst.append(f"<h3>{_e(p.name)}: the worst perturbation ({_e(w.level)}, {_e(w.placement)})</h3>"
+                         f"<p class=muted>{_e('; '.join(w.edits))}</p><pre>{_e(w.text)}</pre>")
+    parts = [_summary(paragraphs),
+             f'<section aria-labelledby="pdr-h"><h2 id="pdr-h">Drop by level</h2><figure>{_pdr_bars(result)}'
+             f"<figcaption>{_e(_legend(result))}</figcaption></figure></section>",
+             f'<section aria-labelledby="table-h"><h2 id="table-h">Every row</h2><table id="bench"><thead><tr>{header}'
+             f"</tr></thead><tbody>{rows}</tbody></table></section>",
+             f'<section aria-labelledby="cmp-h"><h2 id="cmp-h">Guided vs random placement</h2><ul>{comparison}</ul>'
+             f'<h3>Format spread</h3><ul>{spread}</ul></section>',
+             f'<section aria-labelledby="worst-h"><h2 id="worst-h">Worst cases</h2>{"".join(worst)}</section>']
+    notes = "".join(f"<li>{_e(n)}</li>" for n in result.notes)
+    parts.append(f'<p class="muted">Cost: {result.forward_passes} forward passes, {result.seconds:.1f} s.</p>'
+                 + (f"<ul>{notes}</ul>" if notes else ""))
+    return page(title, "\n".join(parts), subtitle="promptlens bench")
+
+
+def notebook_html(document: str, height: int = 640) -> str:
+    """A report page for Jupyter's ``_repr_html_``: the same self-contained page, in an iframe
+    (``srcdoc``) so its stylesheet and scripts cannot touch the notebook's own."""
+    return (f'<iframe srcdoc="{html.escape(document, quote=True)}" title="promptlens report" '
+            f'style="width: 100%; height: {height}px; border: 1px solid #ccc; resize: vertical" '
+            'sandbox="allow-scripts"></iframe>')

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -90,6 +91,26 @@ class TemplateScorer:
         objective = objective or self.objective
         return [objective_value(self.memo[(template, i)], objective) - objective_value(self.memo[(baseline, i)], objective)
                 for i in range(len(self.cases))]
+
+    def regressions(self, template: str, baseline: str) -> int:
+        """Train cases right under ``baseline`` and wrong under ``template`` (``flip``)."""
+        self.mean(template)
+        self.mean(baseline)
+        return sum(1 for i in range(len(self.cases)) if flip(self.memo[(baseline, i)], self.memo[(template, i)]) < 0)
+
+
+REGRESSION_NATS = math.log(2)  # free-form targets: a fall of more than this (half as likely) is a regression
+
+
+def flip(before: Score, after: Score) -> int:
+    """-1 if a case was right before and is wrong after, +1 for the reverse, else 0. On a choice
+    case "right" is the right label scoring best; a free-form target has no right or wrong, so a
+    case counts as lost when the target became less than half as likely (``REGRESSION_NATS``) and
+    as gained when it became more than twice as likely."""
+    if before.correct is not None and after.correct is not None:
+        return int(after.correct) - int(before.correct)
+    change = after.logprob - before.logprob
+    return 1 if change > REGRESSION_NATS else -1 if change < -REGRESSION_NATS else 0
 
 
 def lower_bound(values: Sequence[float], *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> float:
@@ -404,6 +425,7 @@ def run_study(
     minibatch: int,
     shared: bool = False,
     logprob_baseline: str | None = None,
+    max_regressions: int | None = None,
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
 ) -> StudyOutcome | None:
     """Run trials until the study holds ``budget`` of them (all workers together, earlier runs
@@ -416,7 +438,9 @@ def run_study(
     objective (the margin) significantly; the feasible combination with the best margin is the
     result, trial 0 only when there is none. A margin can rise while the wanted label itself gets
     less likely, and on a few cases a margin moves by chance by tenths of a nat either way; a
-    log-prob gain carries over to unseen cases (benchmarks/fix_generalization.py)."""
+    log-prob gain carries over to unseen cases (benchmarks/fix_generalization.py).
+    ``max_regressions``: a combination that turns more than this many train cases from right
+    under ``original`` to wrong (``flip``) is infeasible, however high its mean."""
 
     def objective(trial: optuna.Trial) -> float:
         choice = [trial.suggest_categorical(s.param, list(range(len(s.rewrites)))) for s in slots]
@@ -434,22 +458,22 @@ def run_study(
         if trial.should_prune():
             raise optuna.TrialPruned()
         value = scorer.mean(template)
+        if max_regressions is not None:
+            lost = scorer.regressions(template, original)
+            trial.set_user_attr("regressions", lost)
+            if lost > max_regressions:
+                _infeasible(trial, "regressions", float(lost - max_regressions), threshold - sim)  # by this many cases
         if logprob_baseline is not None and template != logprob_baseline:
             gains = scorer.gains(template, logprob_baseline, objective="logprob")
             low = lower_bound(gains)
             trial.set_user_attr("logprob_gain", sum(gains) / len(gains))
             trial.set_user_attr("logprob_gain_low", low)
             if not significant(gains) or significant([-g for g in scorer.gains(template, logprob_baseline)]):
-                shortfall = max(-low, 1e-6)  # > 0: infeasible by this much
-                trial.set_user_attr("constraint", max(threshold - sim, shortfall))
-                if _NATIVE_CONSTRAINTS:
-                    trial.set_constraint("logprob", shortfall)
-                trial.set_user_attr("infeasible", True)
-                raise optuna.TrialPruned()
+                _infeasible(trial, "logprob", max(-low, 1e-6), threshold - sim)  # > 0: infeasible by this much
         return value
 
     ran = 0
-    with _interrupts_between_trials() as check_interrupt:
+    with interrupts(deferred=True) as check_interrupt:
         while time.monotonic() < deadline:
             check_interrupt()
             if not _one_trial(study, objective, budget, on_trial):
@@ -460,6 +484,15 @@ def run_study(
             check_interrupt()
             time.sleep(0.2)
     return _outcome(study, slots, ran, prefer_edits=logprob_baseline is not None)
+
+
+def _infeasible(trial: optuna.Trial, name: str, excess: float, similarity_gap: float) -> None:
+    """Record that ``trial`` breaks constraint ``name`` by ``excess`` (> 0) and prune it unscored."""
+    trial.set_user_attr("constraint", max(similarity_gap, excess))
+    if _NATIVE_CONSTRAINTS:
+        trial.set_constraint(name, excess)
+    trial.set_user_attr("infeasible", True)
+    raise optuna.TrialPruned()
 
 
 def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], budget: int,
@@ -487,19 +520,22 @@ def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
 
 
 @contextlib.contextmanager
-def _interrupts_between_trials() -> Iterator[Callable[[], None]]:
-    """Ctrl-C (or a kill) during the study takes effect between trials. A KeyboardInterrupt that
-    lands inside a storage write can leave it half done (seen: a hang, a SQLAlchemy traceback, an
-    interrupt swallowed); so the first signal only sets a flag, checked before each trial and on
-    the way out, and a second one stops at once. Off the main thread signals cannot be handled:
+def interrupts(*, deferred: bool = False) -> Iterator[Callable[[], None]]:
+    """The one signal handler: a kill (SIGTERM) stops the run like Ctrl-C (SIGINT), with a
+    KeyboardInterrupt, so finished trials are kept and the best so far is written.
+
+    ``deferred`` (during a study): a KeyboardInterrupt that lands inside a storage write can leave
+    it half done (seen: a hang, a SQLAlchemy traceback, an interrupt swallowed); so the first
+    signal only sets a flag, raised by the ``check()`` this yields (called before each trial) and
+    on the way out, and a second one stops at once. Off the main thread signals cannot be handled:
     nothing changes there."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: None
         return
     pending: list[int] = []
 
-    def defer(signum: int, frame: object) -> None:
-        if pending:
+    def handle(signum: int, frame: object) -> None:
+        if pending or not deferred:
             raise KeyboardInterrupt
         pending.append(signum)
 
@@ -507,9 +543,10 @@ def _interrupts_between_trials() -> Iterator[Callable[[], None]]:
         if pending:
             raise KeyboardInterrupt
 
-    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signals = (signal.SIGINT, signal.SIGTERM) if deferred else (signal.SIGTERM,)
+    old = {sig: signal.getsignal(sig) for sig in signals}
     for sig in old:
-        signal.signal(sig, defer)
+        signal.signal(sig, handle)
     try:
         yield check
     finally:

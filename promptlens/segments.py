@@ -37,7 +37,7 @@ from promptlens.errors import InputError
 from promptlens.templates import MARK_RE, ROLE_OF, example_spans, messages_of, to_flat
 from promptlens.types import Segment
 
-SEGMENTATIONS: tuple[str, ...] = ("sentence", "line", "word", "token", "span", "message", "example")
+SEGMENTATIONS: tuple[str, ...] = ("sentence", "line", "word", "token", "span", "message", "example", "unit")
 TEXT_SEGMENTATIONS: tuple[str, ...] = ("sentence", "line", "word", "token", "span")
 
 _Field = tuple[int, int, str]  # start, end, name
@@ -90,6 +90,8 @@ def segment(
         raise InputError(f"unknown segmentation {by!r}; use one of: {', '.join(SEGMENTATIONS)}")
     if by == "token" and tokenizer is None:
         raise InputError("segmentation 'token' needs a tokenizer; pass tokenizer=... or use by='word'")
+    if by == "unit" and not MARK_RE.search(text):
+        by = "sentence"  # a plain text template: its units are its sentences
     if MARK_RE.search(text) or by in ("message", "example"):
         return _segment_messages(text, by, tokenizer, edit_fields)
     return _segment_text(text, by, tokenizer, edit_fields)
@@ -138,6 +140,8 @@ def _shift(segs: Sequence[Segment], by: int, message: int | None) -> list[Segmen
 def _segment_messages(text: str, by: str, tokenizer: Any, edit_fields: bool) -> list[Segment]:
     """Segments of a flat message text (see the module docstring)."""
     parts = _message_parts(text)
+    if by == "unit":
+        return _units(parts, tokenizer, edit_fields)
     if by in ("message", "example"):
         return _whole_messages(parts, by, edit_fields)
     out: list[Segment] = []
@@ -176,6 +180,24 @@ def _whole_messages(parts: list[str], by: str, edit_fields: bool) -> list[Segmen
             out.append(Segment(pos, pos + len(piece), piece, kind, True, name, None if plain else i))
             pos += len(piece)
         i = last + 1
+    return out
+
+
+def _units(parts: list[str], tokenizer: Any, edit_fields: bool) -> list[Segment]:
+    """``unit`` segments: each few-shot example whole (as ``example``), every other message by
+    sentence. These are the units a prompt's faults live in: a rule is a sentence of the system
+    prompt, a wrong example is the whole user/assistant pair (deleting only its answer would leave
+    a question without one). A plain text template is segmented by sentence."""
+    out: list[Segment] = []
+    for seg in _whole_messages(parts, "example", edit_fields):
+        if seg.kind != "message":
+            out.append(seg)
+            continue
+        mark = seg.text[:1] if seg.text[:1] in ROLE_OF else ""
+        if mark:
+            out.append(Segment(seg.start, seg.start + 1, mark, "role", False, ROLE_OF[mark], seg.message))
+        inner = _segment_text(seg.text[len(mark):], "sentence", tokenizer, edit_fields)
+        out.extend(_shift(inner, seg.start + len(mark), seg.message))
     return out
 
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .errors import InputError
-from .templates import Message, MessageTemplate, from_messages, line_col
+from .templates import (DOUBLE_SUFFIXES, Message, MessageTemplate, from_messages, line_col, looks_like_messages_file,
+                        read_file_text, text_template)
 
 
 @dataclass(frozen=True)
@@ -32,13 +34,28 @@ class _Item:
     style: str | None = None  # YAML scalar style; "json" for a JSON string
 
 
-def parse_messages_file(text: str, name: str, fmt: str) -> MessageTemplate:
+def load_template(path: str | Path, *, placeholders: str = "auto") -> MessageTemplate:
+    """Read a template file; the format follows the file: ``.json`` / ``.yaml`` / ``.yml`` hold
+    messages (a bare list of ``{role, content}`` or an object with a ``messages`` key), anything
+    else is a plain text template (one user turn). ``placeholders``: "auto", "brace" or
+    "double" (``.j2``/``.njk``/``.mustache``... files: double)."""
+    path = Path(path)
+    text = read_file_text(path, "template")
+    if placeholders == "auto" and path.suffix.lower() in DOUBLE_SUFFIXES:
+        placeholders = "double"
+    if not looks_like_messages_file(path):
+        return text_template(text, path=str(path), placeholders=placeholders)
+    fmt = path.suffix.lower().lstrip(".").replace("yml", "yaml")
+    return parse_messages_file(text, str(path), fmt, placeholders=placeholders)
+
+
+def parse_messages_file(text: str, name: str, fmt: str, *, placeholders: str = "auto") -> MessageTemplate:
     """A MessageTemplate from a messages file's text (``fmt`` "json" or "yaml")."""
     if not text.strip():
         raise InputError(f"{name}: the file is empty; give a list of {{role, content}} messages")
     data, items, span = (_json(text, name) if fmt == "json" else _yaml(text, name))
     return from_messages(data, where=name, lines=[it.line for it in items], format=fmt, path=name,
-                         source=text, positions=tuple(it.positions for it in items))
+                         source=text, positions=tuple(it.positions for it in items), placeholders=placeholders)
 
 
 # --- JSON -----------------------------------------------------------------------------------
@@ -214,3 +231,131 @@ def _block_positions(text: str, value: str, start: int, end: int) -> tuple[int, 
 
 
 __all__ = ["parse_messages_file"]
+
+
+# --- writing back ---------------------------------------------------------------------------
+
+
+def write_back(template: MessageTemplate, flat: str) -> str:
+    """The file text of ``template`` holding the messages of ``flat`` (e.g. fix's best template),
+    in the template's format and placeholder style, other keys and layout kept (module docstring).
+    The result is parsed again and must give exactly those messages, else the file is written
+    afresh from the data (keys kept, layout not)."""
+    from .templates import messages_of, to_style
+
+    new = [Message(m.role, to_style(m.content, template.placeholders)) for m in messages_of(flat)]
+    if template.format == "text" or template.source is None:
+        return "".join(m.content for m in new) if len(new) == 1 else _dump_json(None, new)
+    name = template.path or "template"
+    fmt = template.format
+    try:
+        text = _patch(template.source, name, fmt, new)
+        if _reparsed(text, name, fmt) == [(m.role, m.content) for m in new]:
+            return text
+    except (InputError, ValueError, IndexError, yaml.YAMLError):
+        pass  # the careful patch did not fit this file's layout: write it afresh below
+    data = json.loads(template.source) if fmt == "json" else yaml.safe_load(template.source)
+    return _dump_json(data, new) if fmt == "json" else _dump_yaml(data, new)
+
+
+def _reparsed(text: str, name: str, fmt: str) -> list[tuple[str, str]]:
+    data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+    items = data["messages"] if isinstance(data, dict) else data
+    return [(m["role"], m["content"]) for m in items]
+
+
+def _dump_json(data: Any, new: list[Message]) -> str:
+    items = [{"role": m.role, "content": m.content} for m in new]
+    if isinstance(data, dict):
+        data = {**data, "messages": items}
+    return json.dumps(data if isinstance(data, dict) else items, indent=2, ensure_ascii=False) + "\n"
+
+
+def _dump_yaml(data: Any, new: list[Message]) -> str:
+    items = [{"role": m.role, "content": m.content} for m in new]
+    if isinstance(data, dict):
+        data = {**data, "messages": items}
+    return yaml.safe_dump(data if isinstance(data, dict) else items, sort_keys=False, allow_unicode=True)
+
+
+def _patch(source: str, name: str, fmt: str, new: list[Message]) -> str:
+    """Replace changed contents in place; rebuild the list from the old items' text when the
+    messages were dropped or reordered."""
+    if fmt == "json":
+        data, items, (list_start, list_end) = _json(source, name)
+        spans = _json_item_spans(source, list_start, list_end)
+    else:
+        data, items, (list_start, list_end) = _yaml(source, name)
+        spans = _yaml_item_spans(source, items, list_start, list_end)
+    old = [(m["role"], m["content"]) for m in data]
+    if [r for r, _ in old] == [m.role for m in new]:  # same turns: patch the contents right to left
+        out = source
+        for item, (role, content), m in sorted(zip(items, old, new), key=lambda t: -t[0].content_start):
+            if m.content != content:
+                out = out[: item.content_start] + _scalar(m.content, item, source, fmt) + out[item.content_end :]
+        return out
+    used: set[int] = set()
+    pieces = []
+    for m in new:
+        k = next((k for k, o in enumerate(old) if k not in used and o == (m.role, m.content)), None)
+        if k is None:
+            k = next((k for k, o in enumerate(old) if k not in used and o[0] == m.role), None)
+        if k is None:
+            raise ValueError("a message with no counterpart in the file")
+        used.add(k)
+        a, b = spans[k]
+        piece = source[a:b]
+        if old[k][1] != m.content:
+            it = items[k]
+            piece = piece[: it.content_start - a] + _scalar(m.content, it, source, fmt) + piece[it.content_end - a :]
+        pieces.append(piece)
+    if fmt == "json":
+        first, last = spans[0][0], spans[-1][1]
+        sep = source[spans[0][1] : spans[1][0]] if len(spans) > 1 else ",\n  "
+        return source[:first] + sep.join(pieces) + source[last:]
+    return source[: spans[0][0]] + "".join(pieces) + source[spans[-1][1] :]
+
+
+def _json_item_spans(source: str, start: int, end: int) -> list[tuple[int, int]]:
+    node = _JsonIndex(source).value(start)
+    return [(c.start, c.end) for c in node.children]
+
+
+def _yaml_item_spans(source: str, items: list[_Item], start: int, end: int) -> list[tuple[int, int]]:
+    """A block sequence's items as whole lines: from each item's dash line to the next one's."""
+    if source[start : start + 1] == "[":
+        raise ValueError("a flow sequence")
+    offsets = [0]
+    for line in source.split("\n"):
+        offsets.append(offsets[-1] + len(line) + 1)
+    begin = [offsets[it.line - 1] for it in items]
+    last = end if end == 0 or source[end - 1] == "\n" else min(len(source), source.find("\n", end) + 1 or len(source))
+    return list(zip(begin, begin[1:] + [last]))
+
+
+def _scalar(value: str, item: _Item, source: str, fmt: str) -> str:
+    """``value`` written where the old content scalar was, in its style where the value allows."""
+    if fmt == "json":
+        return json.dumps(value, ensure_ascii=False)
+    style = item.style
+    if style == "|":
+        line_start = source.rfind("\n", 0, item.content_start) + 1
+        key_indent = item.content_start - line_start - len(source[line_start : item.content_start].lstrip(" "))
+        body_start = source.find("\n", item.content_start) + 1
+        body = source[body_start : item.content_end]
+        indent = min((len(l) - len(l.lstrip(" ")) for l in body.split("\n") if l.strip()), default=key_indent + 2)
+        chomp = "" if value.endswith("\n") and not value.endswith("\n\n") else "-" if not value.endswith("\n") else "+"
+        lines = value[:-1].split("\n") if value.endswith("\n") and chomp == "" else value.split("\n")
+        if chomp == "+":
+            lines = value.split("\n")[:-1]
+        text = "|" + chomp + "\n" + "\n".join((" " * indent + l) if l else "" for l in lines) + "\n"
+        return text if source[item.content_end - 1 : item.content_end] == "\n" else text.rstrip("\n")
+    if "\n" not in value and style == "'":
+        return "'" + value.replace("'", "''") + "'"
+    if "\n" not in value and style is None or style == "":
+        try:
+            if yaml.safe_load(value) == value and value == value.strip() and ": " not in value and " #" not in value:
+                return value
+        except yaml.YAMLError:
+            pass
+    return json.dumps(value, ensure_ascii=False)

@@ -33,9 +33,26 @@ it has none (it raises, or drops the text), the one fallback is: the system text
 start of the first user turn, followed by a blank line, and ``render_notes`` says so in every
 report. Without a chat template (``--raw``) messages are sent as a transcript, with a note.
 
-**Placeholders and escaping** (the rules of ``segments.fill``): ``{name}`` is a field, filled
-from a case's vars; ``{{`` and ``}}`` are literal ``{`` and ``}``; any other brace is an error
-that names its line and column. The same rules hold inside every message's content.
+**Placeholders and escaping.** Two styles, one internal form. Inside the pipeline every
+template is in the *brace* style (the rules of ``segments.fill``): ``{name}`` is a field filled
+from a case's vars, ``{{`` and ``}}`` are a literal ``{`` and ``}``, any other brace is an error
+naming its line and column. A loader also reads the *double* style (Nunjucks, Jinja, mustache,
+promptfoo) and converts it:
+
+* ``{{ name }}`` / ``{{name}}`` (and mustache's unescaped ``{{{ name }}}``) is the field ``name``;
+  a name is an identifier (letters, digits, ``_``); filters and expressions (``{{ x | upper }}``,
+  ``{{ a.b }}``) are refused with a one-line error, since their output is not a plain value;
+* a single ``{`` or ``}`` is literal text;
+* a literal ``{{`` or ``}}`` is written inside ``{% raw %}...{% endraw %}`` (Jinja, Nunjucks);
+  everything between the raw tags is literal;
+* any other ``{%``/``{#`` tag, and a ``{{`` never closed, is an error naming its line and column.
+
+Which style a template uses: ``placeholders="double"`` or ``"brace"`` when given; ``"auto"``
+(the default) reads the double style when the text has something that starts like a double-style
+placeholder (``{{`` then a name, e.g. ``{{ name }}``, or an unclosed ``{{ name``) or a ``{%`` tag,
+and no single-brace ``{name}`` field outside one; else the brace style (so ``{{`` keeps meaning a literal brace in
+a template that has ``{name}`` fields). promptfoo prompts are always the double style. A template
+keeps its style: fix writes a repaired one back in the style it was read in (``to_style``).
 """
 
 from __future__ import annotations
@@ -57,6 +74,17 @@ FALLBACK_SEPARATOR = "\n\n"  # system text + this + first user turn, for templat
 _PROBE = "promptlens system probe 7f3a"
 
 
+PLACEHOLDER_STYLES = ("auto", "brace", "double")
+# brace style: `{{` `}}` literal, `{name}` a field, any other brace an error
+BRACES = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")
+# double style: raw blocks, tags, `{{{ name }}}` / `{{ name }}` placeholders
+_DOUBLE = re.compile(r"\{%-?\s*raw\s*-?%\}(?P<raw>.*?)\{%-?\s*endraw\s*-?%\}|\{\{\{\s*(?P<triple>[^{}]*?)\s*\}\}\}"
+                     r"|\{\{-?\s*(?P<expr>[^{}]*?)\s*-?\}\}|(?P<tag>\{[%#])|(?P<open>\{\{)", re.S)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_DOUBLE_FIELD = re.compile(r"\{\{\{?\s*[A-Za-z_][A-Za-z0-9_]*\s*\}?\}\}")
+_DOUBLE_HINT = re.compile(r"\{\{-?\s*[A-Za-z_]|\{%")  # how a double-style placeholder or tag starts
+
+
 @dataclass(frozen=True)
 class Message:
     """One chat turn. ``content`` is template text: ``{name}`` fields, ``{{``/``}}`` literal braces."""
@@ -74,7 +102,8 @@ class MessageTemplate:
     """
 
     messages: tuple[Message, ...]
-    format: str = "text"  # "text" (plain, one user turn), "json" or "yaml" (a messages file)
+    format: str = "text"  # "text" (plain, one user turn), "json" or "yaml" (a messages file), "promptfoo"
+    placeholders: str = "brace"  # the style the file was written in: "brace" or "double"
     path: str | None = None
     source: str | None = None  # the file's text
     positions: tuple[tuple[int, ...], ...] = field(default=(), repr=False, compare=False)
@@ -89,6 +118,18 @@ class MessageTemplate:
     @property
     def is_chat(self) -> bool:
         return MARK_RE.search(self.text) is not None
+
+    def flat_positions(self) -> list[int] | None:
+        """For each character of ``text`` (and its end), its offset in ``source``; a role mark
+        maps to its message's first character. None without file positions."""
+        if self.source is None or len(self.positions) != len(self.messages):
+            return None
+        out: list[int] = []
+        marked = is_messages(self.text)
+        for pos in self.positions:
+            out.extend(([pos[0]] if marked else []) + list(pos[:-1]))
+        out.append(self.positions[-1][-1] if self.positions[-1] else len(self.source))
+        return out
 
     def with_text(self, flat: str) -> MessageTemplate:
         """The same template (file, format) holding the messages of another flat text."""
@@ -174,6 +215,113 @@ def shown(text: str, *, inline: bool = True) -> str:
         return ("\n" if m.start() > 0 else "") + f"--- {role} ---\n"
 
     return MARK_RE.sub(label, text)
+
+
+# --- placeholder styles ---------------------------------------------------------------------
+
+
+def detect_style(text: str) -> str:
+    """``"double"`` when ``text`` has a ``{{ name``-like placeholder start (or a ``{%`` tag) and no
+    ``{name}`` field outside a double-brace placeholder."""
+    if not _DOUBLE_HINT.search(text):
+        return "brace"
+    rest = _DOUBLE_FIELD.sub("", text)
+    return "brace" if any(m.group(1) for m in BRACES.finditer(rest)) else "double"
+
+
+def from_double(text: str, at: Any = None) -> str:
+    """Double-style template text in the internal brace style. ``at(offset)`` names the place
+    of an error (default: ``line L, column C`` of ``text``)."""
+    return from_double_mapped(text, at)[0]
+
+
+def from_double_mapped(text: str, at: Any = None) -> tuple[str, list[int]]:
+    """``from_double`` and, for each character of the result (and its end), its offset in ``text``."""
+    def where(pos: int) -> str:
+        if at is not None:
+            return at(pos)
+        line, col = line_col(text, pos)
+        return f"line {line}, column {col}"
+
+    out: list[str] = []
+    index: list[int] = []
+
+    def literal(start: int, end: int) -> None:
+        for k in range(start, end):
+            piece = text[k] * 2 if text[k] in "{}" else text[k]
+            out.append(piece)
+            index.extend([k] * len(piece))
+
+    pos = 0
+    for m in _DOUBLE.finditer(text):
+        literal(pos, m.start())
+        pos = m.end()
+        if m.group("raw") is not None:
+            literal(m.start("raw"), m.end("raw"))
+            continue
+        if m.group("tag"):
+            raise InputError(f"{where(m.start())}: template tag `{text[m.start():m.start() + 2]}` is not a placeholder; "
+                             "promptlens reads `{{ name }}` fields and `{% raw %}...{% endraw %}` only: remove the tag")
+        if m.group("open"):
+            raise InputError(f"{where(m.start())}: `{{{{` is never closed; close the placeholder with `}}}}`, "
+                             "or write a literal brace pair as {% raw %}{{{% endraw %}")
+        expr = m.group("triple") if m.group("triple") is not None else m.group("expr")
+        if not _NAME.match(expr):
+            raise InputError(f"{where(m.start())}: placeholder {m.group()!r} is not a plain name; promptlens fills "
+                             "`{{ name }}` with a case's value: move filters and expressions out of the template")
+        field_text = "{" + expr + "}"
+        out.append(field_text)
+        index.extend([m.start()] * len(field_text))
+    literal(pos, len(text))
+    index.append(len(text))
+    return "".join(out), index
+
+
+def _brace_literal(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def to_style(text: str, style: str) -> str:
+    """Internal (brace-style) template text written in ``style`` ("brace" or "double"):
+    ``from_double(to_style(t, "double")) == t`` for every valid ``t``."""
+    if style != "double":
+        return text
+    pieces: list[tuple[str, str]] = []  # ("text", literal) or ("field", name)
+    literal, pos = [], 0
+    for m in BRACES.finditer(text):
+        literal.append(text[pos : m.start()])
+        pos = m.end()
+        if m.group(1):
+            pieces += [("text", "".join(literal)), ("field", m.group(1))]
+            literal = []
+        else:
+            literal.append(m.group()[0])
+    pieces.append(("text", "".join(literal) + text[pos:]))
+    out = []
+    for i, (kind, value) in enumerate(pieces):
+        if kind == "field":
+            out.append("{{ " + value + " }}")
+            continue
+        # a run of literal braces that would read as a placeholder or a tag goes in a raw block,
+        # and so does one that touches a placeholder (`{` + `{{ x }}` would read as `{{{ x }}}`)
+        def wrap(m: re.Match[str], n: int = len(value), i: int = i) -> str:
+            run = m.group()
+            touches = (m.end() == n and i + 1 < len(pieces) and run.endswith("{")) or (m.start() == 0 and i > 0 and run.startswith("}"))
+            if touches or re.search(r"\{[{%#]|\}\}", run):
+                return "{% raw %}" + run + "{% endraw %}"
+            return run
+
+        value = re.sub(r"[{}%#]+", wrap, value)
+        out.append(value)
+    return "".join(out)
+
+
+def to_internal(text: str, style: str = "auto", at: Any = None) -> tuple[str, str]:
+    """(brace-style text, the style it was read in) for template text in ``style``."""
+    if style not in PLACEHOLDER_STYLES:
+        raise InputError(f"unknown placeholder style {style!r}; use one of: {', '.join(PLACEHOLDER_STYLES)}")
+    style = detect_style(text) if style == "auto" else style
+    return (from_double(text, at) if style == "double" else text), style
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -282,7 +430,7 @@ def as_template(value: str | MessageTemplate | Sequence[Mapping[str, Any]]) -> M
     """A template from what the Python API accepts: text, a MessageTemplate, or a messages list."""
     if isinstance(value, MessageTemplate):
         return value
-    if isinstance(value, str):
+    if isinstance(value, str):  # already internal text (a flat form): no placeholder conversion
         if MARK_RE.search(value):
             return MessageTemplate(tuple(messages_of(value)), format="json")
         return MessageTemplate((Message("user", value),))
@@ -297,8 +445,10 @@ def as_flat(value: str | MessageTemplate | Sequence[Mapping[str, Any]]) -> str:
 
 
 def from_messages(items: Sequence[Any], *, where: str = "the messages", lines: Sequence[int] | None = None,
-                  **kwargs: Any) -> MessageTemplate:
-    """Validate a list of ``{"role", "content"}`` mappings. ``lines[i]`` is item i's file line."""
+                  placeholders: str = "auto", **kwargs: Any) -> MessageTemplate:
+    """Validate a list of ``{"role", "content"}`` mappings. ``lines[i]`` is item i's file line;
+    ``kwargs`` are MessageTemplate fields (format, path, source, positions). Contents in the
+    double placeholder style are converted to the internal brace style (module docstring)."""
     if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
         raise InputError(f"{where}: the messages must be a list of {{role, content}} objects, not {_a(items)}")
     if not items:
@@ -309,7 +459,44 @@ def from_messages(items: Sequence[Any], *, where: str = "the messages", lines: S
         out.append(_message(item, at))
     if all(m.role == "system" for m in out):
         raise InputError(f"{where}: the template has only system messages; add the user turn the cases fill")
-    return MessageTemplate(tuple(out), **{"format": "json", **kwargs})
+    template = MessageTemplate(tuple(out), **{"format": "json", **kwargs})
+    return convert_placeholders(template, placeholders, where)
+
+
+def convert_placeholders(template: MessageTemplate, placeholders: str, where: str) -> MessageTemplate:
+    """The template in the internal brace style, its ``placeholders`` set to the style it was
+    written in; every brace error names ``file:line:col`` where the template has positions."""
+    if placeholders not in PLACEHOLDER_STYLES:
+        raise InputError(f"unknown placeholder style {placeholders!r}; use one of: {', '.join(PLACEHOLDER_STYLES)}")
+    style = placeholders
+    if style == "auto":
+        joined = "\n".join(m.content for m in template.messages)
+        style = detect_style(joined)
+    messages, positions = [], list(template.positions)
+    for i, m in enumerate(template.messages):
+        def at(k: int, i: int = i, content: str = m.content) -> str:
+            if template.source is not None and i < len(template.positions):
+                return "{}:{}:{}".format(where, *template.location(i, k))
+            line, col = line_col(content, k)
+            role = f"message {i + 1} ({m.role}), " if len(template.messages) > 1 or template.format != "text" else ""
+            return f"{where}: {role}line {line}, column {col}"
+
+        content = m.content
+        if style == "double":
+            content, index = from_double_mapped(m.content, at)
+            if i < len(positions):  # file positions of the converted text, through the conversion
+                positions[i] = tuple(positions[i][min(j, len(positions[i]) - 1)] for j in index)
+        elif template.format != "text":  # a text template keeps segments' own message
+            _check_braces(content, at)
+        messages.append(Message(m.role, content))
+    return replace(template, messages=tuple(messages), placeholders=style, positions=tuple(positions))
+
+
+def _check_braces(content: str, at: Any) -> None:
+    for m in BRACES.finditer(content):
+        if m.group(1) is None and len(m.group()) == 1:
+            raise InputError(f"{at(m.start())}: invalid brace {m.group()!r}: a field is `{{name}}` with name an "
+                             "identifier; for a literal brace, double it (`{{` or `}}`), or write fields as `{{ name }}`")
 
 
 def _message(item: Any, at: str) -> Message:
@@ -338,18 +525,14 @@ def looks_like_messages_file(path: Path) -> bool:
     return path.suffix.lower() in MESSAGE_SUFFIXES
 
 
-def load_template(path: str | Path) -> MessageTemplate:
-    """Read a template file; the format follows the file: ``.json`` / ``.yaml`` / ``.yml`` hold
-    messages (a bare list of ``{role, content}`` or an object with a ``messages`` key), anything
-    else is a plain text template (one user turn)."""
-    path = Path(path)
-    text = read_file_text(path, "template")
-    if not looks_like_messages_file(path):
-        return MessageTemplate((Message("user", text),), format="text", path=str(path), source=text,
-                               positions=(tuple(range(len(text) + 1)),))
-    from .template_files import parse_messages_file
+DOUBLE_SUFFIXES = (".j2", ".jinja", ".jinja2", ".njk", ".mustache", ".hbs")
 
-    return parse_messages_file(text, str(path), path.suffix.lower().lstrip(".").replace("yml", "yaml"))
+
+def text_template(text: str, *, path: str | None = None, placeholders: str = "auto") -> MessageTemplate:
+    """A plain text template (one user turn), placeholders converted; errors name ``path:line:col``."""
+    template = MessageTemplate((Message("user", text),), format="text", path=path, source=text if path else None,
+                               positions=(tuple(range(len(text) + 1)),) if path else ())
+    return convert_placeholders(template, placeholders, path or "the template")
 
 
 def read_file_text(path: Path, what: str) -> str:
@@ -393,8 +576,9 @@ def _a(value: Any) -> str:
 
 
 __all__ = [
-    "ROLES", "MARKS", "Message", "MessageTemplate", "load_template", "as_template", "as_flat",
+    "ROLES", "MARKS", "Message", "MessageTemplate", "as_template", "as_flat",
     "from_messages", "to_flat", "messages_of", "message_spans", "message_at", "example_spans",
     "shown", "render", "render_notes", "for_backend", "transcript", "chat_messages", "has_system_role",
-    "line_col", "blank", "is_messages", "content_offsets",
+    "line_col", "blank", "is_messages", "content_offsets", "detect_style", "from_double", "to_style", "to_internal",
+    "PLACEHOLDER_STYLES", "text_template", "convert_placeholders",
 ]

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 
 @dataclass(frozen=True)
@@ -130,3 +130,58 @@ class Attribution:
     def ranked(self) -> list[SegmentAttribution]:
         """Most harmful first (ascending mean)."""
         return sorted(self.features, key=lambda f: f.mean)
+
+    def to_dataframe(self, per_case: bool = False) -> Any:
+        """A pandas DataFrame, one row per feature segment in text order (``segment`` is its index
+        among all segments; effects in nats, positive = the segment helps): text, kind, start, end,
+        mean, ci_low, ci_high, harmful, helpful. ``per_case=True``: one row per case x segment
+        (``case`` is the case's position, ``effect`` its effect on that case)."""
+        import pandas as pd
+
+        def about(f: SegmentAttribution) -> dict[str, Any]:
+            return {"segment": f.index, "text": f.segment.text, "kind": f.segment.kind,
+                    "start": f.segment.start, "end": f.segment.end}
+
+        if per_case:
+            rows = [{"case": c, **about(f), "effect": v} for f in self.features for c, v in enumerate(f.per_case)]
+            return pd.DataFrame(rows, columns=["case", "segment", "text", "kind", "start", "end", "effect"]) \
+                .sort_values(["case", "segment"], kind="stable").reset_index(drop=True)
+        rows = [{**about(f), "mean": f.mean, "ci_low": f.ci_low, "ci_high": f.ci_high, "harmful": f.harmful,
+                 "helpful": f.helpful} for f in self.features]
+        return pd.DataFrame(rows, columns=["segment", "text", "kind", "start", "end", "mean", "ci_low", "ci_high",
+                                           "harmful", "helpful"])
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the HTML attribution report."""
+        from .html_report import attribution_html, notebook_html
+
+        return notebook_html(attribution_html(self))
+
+@dataclass(frozen=True)
+class Summary:
+    """A template's scores on a set of cases (means over cases; nats). ``per_case`` holds each
+    case's objective, in the order of ``case_ids``."""
+
+    n_cases: int
+    objective: float  # the mean of what the search maximises
+    logprob: float
+    accuracy: float | None  # choice cases only
+    margin: float | None
+    case_ids: tuple[str, ...] = ()
+    per_case: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """New text for ``segments[segment_index]``; ``text`` includes the segment's whitespace.
+
+    ``similarity`` is the whole rewritten template's similarity to the original template;
+    ``segment_similarity`` the new segment's similarity to the old one (None for deletion and
+    for the original itself).
+    """
+
+    segment_index: int
+    text: str
+    kind: str
+    similarity: float
+    segment_similarity: float | None = None

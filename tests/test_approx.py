@@ -173,8 +173,9 @@ def test_every_report_labels_the_approximation(tmp_path):
 
 def test_cli_mode_runs_and_bad_mode_exits_2(tmp_path, monkeypatch, capsys):
     from promptlens import cli
+    from promptlens.cli import attribute as attribute_command
 
-    monkeypatch.setattr(cli, "make_backend", lambda args: RuleBackend(rules=RULES))
+    monkeypatch.setattr(attribute_command, "make_backend", lambda args: RuleBackend(rules=RULES))
     cases = tmp_path / "cases.jsonl"
     cases.write_text("".join(json.dumps({"vars": {"input": f"q{i}"}, "target": "yes"}) + "\n" for i in range(4)))
     prompt = tmp_path / "prompt.txt"

@@ -442,3 +442,13 @@ def test_real_model_reports_planted_harmful_line(backend, tmp_path):
     f = planted[0]
     assert (f.start_line, f.start_col, f.end_line, f.end_col) == (2, 1, 2, 18)
     assert "95% interval [" in f.message and "run: promptlens fix --template" in f.hint
+
+
+def test_model_work_shows_a_progress_bar_and_a_cached_run_none(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    target = write(tmp_path, CLEAN, CHOICE_CASES)
+    lint([target], backend=RuleBackend(bonus=HELPS), cache_dir="c", progress=True)
+    err = capsys.readouterr().err
+    assert "lint t.txt: 100%" in err and "2/2" in err
+    again = lint([target], backend=RuleBackend(bonus=HELPS), cache_dir="c", progress=True)
+    assert again.templates[0].cached and "lint t.txt" not in capsys.readouterr().err

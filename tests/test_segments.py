@@ -368,3 +368,16 @@ def test_fields_and_fill_agree_with_str_format(text: str) -> None:
     values = {name: f"<{name}>" for name in expected}
     assert template_fields(text) == list(dict.fromkeys(expected))
     assert fill(text, values) == text.format(**values)
+
+
+def test_unit_segmentation_keeps_examples_whole_and_splits_other_messages_by_sentence():
+    from promptlens.templates import as_flat
+
+    flat = as_flat([{"role": "system", "content": "You are X. Answer in French."},
+                    {"role": "user", "content": "Noun: cat"}, {"role": "assistant", "content": "cats"},
+                    {"role": "user", "content": "Noun: {input}"}])
+    segs = segment(flat, "unit")
+    assert join(segs) == flat
+    assert [(s.text, s.kind) for s in segs if s.feature] == [
+        ("You are X. ", "sentence"), ("Answer in French.", "sentence"), ("\x12Noun: cat\x13cats", "example")]
+    assert [s.text for s in segment("Say hi. Do it. {input}", "unit") if s.feature] == ["Say hi. ", "Do it. "]

@@ -10,8 +10,9 @@ from hypothesis import given, settings, strategies as st
 
 from promptlens.errors import InputError
 from promptlens.segments import SEGMENTATIONS, features, join, segment, strip_marks, template_fields
+from promptlens.template_files import load_template
 from promptlens.templates import (MARK_RE, Message, MessageTemplate, as_template, blank, chat_messages,
-                                  content_offsets, example_spans, for_backend, load_template, message_at,
+                                  content_offsets, example_spans, for_backend, message_at,
                                   messages_of, render, render_notes, shown, to_flat, transcript)
 
 FEW_SHOT = [
@@ -265,3 +266,139 @@ def test_cli_attribute_on_a_messages_file(tmp_path: Path, capsys: pytest.Capture
     assert main(["attribute", str(tmp_path / "p.json"), "--target", "x"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "p.json:1: unknown role 'robot'" in err
+
+
+# --- placeholder styles ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, internal, style", [
+    ("Hi {{ name }}!", "Hi {name}!", "double"),
+    ("Hi {{name}} and {{{ raw }}}", "Hi {name} and {raw}", "double"),
+    ('JSON: {"a": {{ v }}}', 'JSON: {{"a": {v}}}', "double"),
+    ("{% raw %}{{ x }}{% endraw %} {{ y }}", "{{{{ x }}}} {y}", "double"),
+    ("{{x}} and {y}", "{{x}} and {y}", "brace"),  # a {name} field: the old rules, `{{x}}` is literal
+    ('{{"a": 1}} {x}', '{{"a": 1}} {x}', "brace"),
+    ('no fields {{"a": 1}}', 'no fields {{"a": 1}}', "brace"),
+])
+def test_double_style_is_read_into_the_brace_style(text: str, internal: str, style: str) -> None:
+    from promptlens.templates import to_internal
+
+    assert to_internal(text) == (internal, style)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("Hi {{ name", r"line 1, column 4: `\{\{` is never closed"),
+    ("A\n{{ x | upper }}", r"line 2, column 1: placeholder '\{\{ x \| upper \}\}' is not a plain name"),
+    ("{% if x %}y{% endif %}", r"template tag `\{%` is not a placeholder"),
+])
+def test_double_style_errors(text: str, message: str) -> None:
+    from promptlens.templates import to_internal
+
+    with pytest.raises(InputError, match=message):
+        to_internal(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.sampled_from(["{x}", "{name}", "{{", "}}", "a", " ", "%", "#", "\n", "-"]), max_size=10))
+def test_double_style_round_trips(pieces: list[str]) -> None:
+    from promptlens.templates import from_double, to_style
+
+    internal = "".join(pieces)
+    assert from_double(to_style(internal, "double")) == internal
+
+
+def test_messages_file_in_double_style(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text("- role: system\n  content: Be brief.\n- role: user\n  content: 'Q: {{ question }}'\n")
+    t = load_template(tmp_path / "p.yaml")
+    assert t.placeholders == "double" and t.messages[1].content == "Q: {question}"
+    (tmp_path / "bad.json").write_text('[\n  {"role": "user", "content": "Q: {{ question"}\n]\n')
+    with pytest.raises(InputError, match=r"bad.json:2:35: `\{\{` is never closed"):
+        load_template(tmp_path / "bad.json")
+    (tmp_path / "brace.json").write_text('[{"role": "user", "content": "Q: {question} }"}]')
+    with pytest.raises(InputError, match=r"brace.json:1:45: invalid brace '\}'"):
+        load_template(tmp_path / "brace.json")
+
+
+# --- fix on a message template: drop and reorder examples ------------------------------------
+
+
+class LastAnswerBackend:
+    """-1 nat per target word, +2 when the answer of the last example before the question is
+    the target: a model that copies the most recent label (order matters, so does each example)."""
+
+    name = "last-answer"
+    forward_passes = tokens_computed = 0
+
+    def token_logprobs(self, prompts, targets):
+        out = []
+        for prompt in prompts:
+            answers = [b.removeprefix("Assistant: ") for b in prompt.split("\n\n") if b.startswith("Assistant: ")]
+            last = answers[-1] if answers and answers[-1] else None
+            out.append([[-1.0 * len(t.split()) + (2.0 if t == last else 0.0)] for t in targets[len(out)]])
+        return out
+
+    def generate(self, prompt, max_new_tokens=32):
+        return "yes"
+
+
+def _few_shot(answers: list[str]) -> list[dict]:
+    msgs = [{"role": "system", "content": "Answer the question with yes or no."}]
+    for k, a in enumerate(answers):
+        msgs += [{"role": "user", "content": f"Is number {k} fine?"}, {"role": "assistant", "content": a}]
+    return msgs + [{"role": "user", "content": "Is {x} fine?"}]
+
+
+def _fix(template, **kw):
+    from promptlens.fix import fix
+    from promptlens.similarity import JaccardSimilarity
+    from promptlens.types import Case
+
+    cases = [Case(vars={"x": f"item {i}"}, target="yes") for i in range(8)]
+    args = dict(backend=LastAnswerBackend(), similarity=JaccardSimilarity(), budget_trials=8, rounds=1, seed=0,
+                n_train=4, segmentation="example", threshold=0.5)
+    return fix(template, cases, **{**args, **kw})
+
+
+def test_fix_reorders_examples_when_dropping_one_changes_too_much() -> None:
+    from promptlens.rewrites import RewriteConfig
+
+    result = _fix(_few_shot(["yes", "no"]), threshold=0.99)  # Jaccard: a drop loses words, a reorder none
+    answers = [m.content for m in messages_of(result.best) if m.role == "assistant"]
+    assert answers == ["no", "yes"] and result.train_after.objective == pytest.approx(result.train_before.objective + 2)
+    (edit,) = result.edits
+    assert edit.kind == "reorder_examples" and edit.gain == pytest.approx(2.0)
+
+
+def test_fix_drops_the_example_that_hurts() -> None:
+    result = _fix(_few_shot(["yes", "no"]), kinds=["drop_example"])
+    answers = [m.content for m in messages_of(result.best) if m.role == "assistant"]
+    assert answers == ["yes"] and [e.kind for e in result.edits] == ["drop_example"]
+    assert [m.role for m in messages_of(result.best)] == ["system", "user", "assistant", "user"]
+
+
+class ParityBackend:
+    """Knows that odd numbers are not fine: the answer to the last question costs 0 nats when
+    right (even: yes, odd: no) and 3 when wrong, whatever the examples say."""
+
+    name = "parity"
+
+    def token_logprobs(self, prompts, targets):
+        out = []
+        for prompt, ts in zip(prompts, targets):
+            question = [b for b in prompt.split("\n\n") if b.startswith("User: ")][-1]
+            truth = "no" if int(question.split("number ")[1].split()[0]) % 2 else "yes"
+            out.append([[0.0 if t == truth else -3.0] for t in ts])
+        return out
+
+
+def test_example_check_reports_a_doubtful_label() -> None:
+    from promptlens.fewshot import check_examples, check_notes
+    from promptlens.types import Case
+
+    flat = as_template(_few_shot(["yes", "yes", "yes"])).text  # example 2 (number 1) is mislabelled
+    checks = check_examples(ParityBackend(), flat, [Case(vars={"x": "a"}, target="yes", choices=("yes", "no"))])
+    assert [(c.number, c.answer, c.suspect) for c in checks] == [(1, "yes", False), (2, "yes", True), (3, "yes", False)]
+    assert (checks[1].logprob, checks[1].best_other, checks[1].best_other_logprob) == (-3.0, "no", 0.0)
+    (note,) = check_notes(checks)
+    assert note.startswith("example 2's answer 'yes': -3.00 nats, 'no' +0.00 nats: the model prefers 'no'")
+    assert messages_of(flat)[4].content == "yes"  # reported, never changed

@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 
 from promptlens.cases import dataset_path
 from promptlens.segments import features, segment
+from promptlens.templates import as_flat
 from promptlens.types import Case
 
 ROOT = Path(__file__).resolve().parent
@@ -80,6 +81,12 @@ class Variant:
     messages: Messages
     fault: Fault | None = None  # None for the clean twin
     harm: Harm | None = None
+
+    @property
+    def flat(self) -> str:
+        """The messages as promptlens's flat message template (``promptlens.templates``): give this
+        to ``attribute``/``fix``/``lint`` with a chat-rendering backend."""
+        return as_flat([dict(m) for m in self.messages])
 
 
 @dataclass(frozen=True)
@@ -205,7 +212,8 @@ def _check_shape(messages: Sequence[Mapping[str, str]]) -> None:
 
 def render(messages: Sequence[Mapping[str, str]], tokenizer: Any) -> str:
     """The text the model sees, still a template (``{input}`` unfilled): the chat template
-    applied with the generation prompt. Score it on a ``raw=True`` backend."""
+    applied with the generation prompt. Score it on a ``raw=True`` backend. It is the text
+    ``promptlens.templates.render`` makes of ``Variant.flat`` (the suite's tests check this)."""
     return tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=True)
 
 

@@ -6,7 +6,8 @@ tasks with ``balanced``), the rest are the cases, in that order. Each candidate 
 into a copy of the clean prompt and scored against it on the first ``--harm-cases`` cases (the
 harm split): planted minus clean target log-prob per case, a paired t-interval at n - 1 degrees
 of freedom; on choice tasks the margin and accuracy beside it. A fault is kept when the whole
-95% interval lies below zero; the others are dropped and recorded as dropped.
+95% interval lies below zero and the mean harm is at least MIN_HARM; the others are dropped and
+recorded as dropped, with their measured harm.
 
     nice -n 10 python benchmarks/suite/build.py [--seed 0] [--harm-cases 32] [--threads 1]
 
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
 from scipy import stats
+from tqdm import tqdm
 
 from benchmarks.suite import MANIFEST, ROOT, dev_records, record_case, render, units
 from benchmarks.suite.spec import SPECS, PromptSpec
@@ -39,6 +41,14 @@ from promptlens.segments import fill
 from promptlens.types import Case
 
 CONFIDENCE = 0.95
+# A fault must cost at least this much (nats, mean over the harm cases) besides being significant:
+# fixed before any detection or repair ran, so that the suite holds faults a user would care about
+# (0.1 nats is a 10% drop of the target's probability) and not 0.005-nat effects that 32 cases
+# happen to resolve.
+MIN_HARM = 0.1
+DIGITS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
 
 
 def escape(text: str) -> str:
@@ -97,6 +107,8 @@ def plant(spec: PromptSpec, clean: list[dict[str, str]], examples: Sequence[int]
         rec = dev_records()[examples[where]]
         words = rec["target"].split()
         text = text.format(input=rec["input"], target=rec["target"], other=wrong_answer(spec, examples, where),
+                           upper=rec["target"].upper(), lower=rec["target"].lower(),
+                           digits=DIGITS.get(rec["target"], rec["target"]),
                            commas=", ".join(words), reversed=" ".join(reversed(words)))
         message = 2 + 2 * where
         messages[message]["content"] = escape(text)
@@ -185,21 +197,39 @@ def build_prompt(spec: PromptSpec, backend: Any, seed: int, n_harm: int, out: Pa
     for (name, (messages, fault)), row in zip(planted.items(), scores[1:]):
         h = harm(scores[0], row)
         entry = {"name": name, "fault": fault, "harm": h, **shape(messages, backend.tokenizer, cases[0])}
-        sig = h["logprob"]["high"] < 0
-        print(f"{spec.id:20s} {name:22s} {h['logprob']['mean']:+.3f} [{h['logprob']['low']:+.3f}, "
-              f"{h['logprob']['high']:+.3f}] {'kept' if sig else 'DROPPED'}", flush=True)
-        if sig:
+        sig, big = h["logprob"]["high"] < 0, h["logprob"]["mean"] <= -MIN_HARM
+        tqdm.write(f"{spec.id:20s} {name:22s} {h['logprob']['mean']:+.3f} [{h['logprob']['low']:+.3f}, "
+                   f"{h['logprob']['high']:+.3f}] {'kept' if sig and big else 'DROPPED'}", file=sys.stderr)
+        if sig and big:
             entry["file"] = f"prompts/{spec.id}/{name}.json"
             (folder / f"{name}.json").write_text(json.dumps(messages, indent=1, ensure_ascii=False) + "\n",
                                                  encoding="utf-8")
             kept.append(entry)
         else:
-            dropped.append({**entry, "reason": "harm not significant: the 95% interval reaches 0 or above"})
+            dropped.append({**entry, "reason": "harm not significant: the 95% interval reaches 0 or above" if not sig
+                            else f"significant but smaller than {MIN_HARM} nats"})
     return {"id": spec.id, "task": spec.task, "clean": base, "variants": kept, "dropped": dropped,
             "example_records": examples, "case_records": case_ids, "harm_cases": n_harm,
             "clean_score": {"logprob": round(float(np.mean([s.logprob for s in scores[0]])), 4),
                             **({"accuracy": round(float(np.mean([s.correct for s in scores[0]])), 4)}
                                if scores[0][0].correct is not None else {})}}
+
+
+def harm_table(manifest: Mapping[str, Any]) -> str:
+    """The manifest's faults, kept and dropped, as a markdown table (for README.md)."""
+    rows = ["| prompt | task | fault | unit | kept | log-prob harm [95% t-interval] | margin harm | accuracy clean -> planted |",
+            "|---|---|---|---|---|---|---|---|"]
+
+    def iv(d: Mapping[str, float] | None) -> str:
+        return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else "-"
+
+    for p in manifest["prompts"]:
+        for v, kept in [*((v, "yes") for v in p["variants"]), *((v, "no: " + v["reason"]) for v in p["dropped"])]:
+            h = v["harm"]
+            acc = f"{h['accuracy_clean']:.2f} -> {h['accuracy_planted']:.2f}" if "accuracy_clean" in h else "-"
+            rows.append(f"| {p['id']} | {p['task']} | {v['name']} | {v['fault']['unit']} | {kept} | "
+                        f"{iv(h['logprob'])} | {iv(h.get('margin'))} | {acc} |")
+    return "\n".join(rows)
 
 
 def main() -> None:
@@ -208,9 +238,13 @@ def main() -> None:
     ap.add_argument("--harm-cases", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", nargs="*", help="rebuild these prompt ids only (the others stay as they are)")
+    ap.add_argument("--table", nargs="?", const=str(MANIFEST), metavar="MANIFEST",
+                    help="build nothing: print the harm table of a manifest (default: the suite's)")
     args = ap.parse_args()
+    if args.table:
+        print(harm_table(json.loads(Path(args.table).read_text())))
+        return
     import torch
-    from tqdm import tqdm
 
     from promptlens.backends.hf import load_backend
 
@@ -230,7 +264,8 @@ def main() -> None:
     manifest = {
         "seed": args.seed,
         "built": {"date": datetime.date.today().isoformat(), "commit": commit(), "model": backend.name,
-                  "harm_cases": args.harm_cases, "confidence": CONFIDENCE, "rendering_check_nats": diff,
+                  "harm_cases": args.harm_cases, "confidence": CONFIDENCE, "min_harm_nats": MIN_HARM,
+                  "rendering_check_nats": diff,
                   "statistic": "paired t-interval of planted minus clean target log-prob, n - 1 df"},
         "prompts": [keep[s.id] for s in SPECS if s.id in keep],
     }

@@ -4,18 +4,25 @@
 from the shipped dev data (seeded, disjoint), plants each candidate fault into a copy of the
 clean prompt, measures its harm on the cases and keeps only the faults whose harm is significant.
 
+Why most faults are in the few-shot examples: this model follows examples far more than rules
+(the first build, recorded in README.md, measured every contradicting system rule within +-0.06
+nats), and only a change at the start of an answer moves the target's log-prob (the target is
+scored without an end token, so text after it is invisible).
+
 A system prompt is a list of lines; each line is one sentence, so that sentence segmentation
 makes every rule one unit. A fault is one of:
 
-* ``("answer", k, text)``: few-shot example k's assistant answer becomes ``text`` (``{input}``,
-  ``{target}`` and ``{other}`` are the example's input, its right answer and another label);
+* ``("answer", k, text)``: few-shot example k's assistant answer becomes ``text``: ``{input}``,
+  ``{target}`` and ``{other}`` are the example's input, its right answer and a wrong one of the
+  same kind; ``{upper}``, ``{lower}``, ``{digits}``, ``{commas}`` and ``{reversed}`` are the right
+  answer in capitals, in lowercase, as digits, with commas between words, and in reverse word order;
 * ``("insert", i, text)``: a new system line ``text`` goes in before line i;
 * ``("replace", i, text)``: system line i becomes ``text``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -53,11 +60,11 @@ SPECS: tuple[PromptSpec, ...] = (
         user="Noun: {input}",
         examples=8,
         faults={
-            "wrong_answer_example": ("answer", 5, "{input}"),
-            "wrong_format_example": ("answer", 5, "The plural of {input} is {target}."),
+            "wrong_format_example": ("answer", 7, "Plural: {target}"),
+            "wrong_answer_example": ("answer", 7, "{input}"),
+            "uppercase_example": ("answer", 6, "{upper}"),
             "language_rule": ("insert", 8, "- Always give the plural in French, never in English."),
             "format_rule": ("insert", 8, "- Write every answer in capital letters."),
-            "distractor_rule": ("insert", 4, "- Our office is closed on public holidays, so replies may be slower then."),
         },
     ),
     PromptSpec(
@@ -77,11 +84,10 @@ SPECS: tuple[PromptSpec, ...] = (
         user="Verb: {input}",
         examples=8,
         faults={
-            "wrong_answer_example": ("answer", 5, "{input}ing"),
-            "wrong_format_example": ("answer", 5, "Past tense: {target}"),
+            "wrong_format_example": ("answer", 7, "Past tense: {target}"),
+            "wrong_answer_example": ("answer", 7, "{input}"),
+            "uppercase_example": ("answer", 6, "{upper}"),
             "language_rule": ("insert", 7, "- Always reply in Spanish."),
-            "format_rule": ("insert", 7, "- Put the answer in double quotation marks."),
-            "distractor_rule": ("insert", 3, "- Learners can change the app's color theme in the settings menu."),
         },
     ),
     PromptSpec(
@@ -101,11 +107,10 @@ SPECS: tuple[PromptSpec, ...] = (
         user="{input}",
         examples=5,
         faults={
-            "wrong_answer_example": ("answer", 3, "{other}"),
-            "wrong_format_example": ("answer", 3, "You have {target} of them."),
+            "wrong_format_example": ("answer", 4, "You have {target} of them."),
+            "wrong_answer_example": ("answer", 4, "{other}"),
+            "digits_example": ("answer", 3, "{digits}"),
             "format_rule": ("replace", 7, "Output format: write the count in digits, such as 3 or 11."),
-            "language_rule": ("insert", 8, "- Always write the number word in German."),
-            "distractor_rule": ("insert", 2, "- The inventory service was founded in a small town in 1998."),
         },
     ),
     PromptSpec(
@@ -125,11 +130,10 @@ SPECS: tuple[PromptSpec, ...] = (
         user="Question: {input}",
         examples=6,
         faults={
-            "wrong_format_example": ("answer", 3, "The answer is {target}."),
+            "wrong_format_example": ("answer", 5, "The answer is {target}."),
+            "wrong_answer_example": ("answer", 5, "{other}"),
+            "uppercase_example": ("answer", 4, "{upper}"),
             "symbol_rule": ("replace", 4, "- Give the element's chemical symbol, not its English name."),
-            "language_rule": ("insert", 8, "- Always answer in French."),
-            "wrong_answer_example": ("answer", 3, "{other}"),
-            "distractor_rule": ("insert", 3, "- Mendeleev published his first periodic table in 1869."),
         },
     ),
     PromptSpec(
@@ -149,11 +153,10 @@ SPECS: tuple[PromptSpec, ...] = (
         user="Puzzle: {input}",
         examples=6,
         faults={
-            "wrong_format_example": ("answer", 4, "The word is {target}."),
-            "wrong_answer_example": ("answer", 4, "{other}"),
+            "wrong_format_example": ("answer", 5, "The word is {target}."),
+            "wrong_answer_example": ("answer", 5, "{other}"),
+            "uppercase_example": ("answer", 4, "{upper}"),
             "format_rule": ("insert", 7, "- Spell the answer with a hyphen between letters, like c-a-t."),
-            "language_rule": ("insert", 7, "- Always translate the answer into German."),
-            "distractor_rule": ("insert", 2, "- Players earn a star for every ten puzzles they solve."),
         },
     ),
     PromptSpec(
@@ -173,11 +176,10 @@ SPECS: tuple[PromptSpec, ...] = (
         examples=5,
         max_input_words=8,
         faults={
-            "wrong_format_example": ("answer", 2, "{commas}"),
+            "wrong_format_example": ("answer", 4, "Sorted: {target}"),
+            "wrong_answer_example": ("answer", 4, "{reversed}"),
+            "comma_example": ("answer", 3, "{commas}"),
             "format_rule": ("replace", 5, "- Separate the words with commas."),
-            "wrong_answer_example": ("answer", 2, "{reversed}"),
-            "language_rule": ("insert", 7, "- Translate each word into French before sorting."),
-            "distractor_rule": ("insert", 2, "- The add-on also works in shared spreadsheets."),
         },
     ),
     PromptSpec(
@@ -198,11 +200,11 @@ SPECS: tuple[PromptSpec, ...] = (
         examples=6,
         balanced=True,
         faults={
+            "wrong_format_example": ("answer", 5, "Yes, that is {target}."),
+            "wrong_answer_example": ("answer", 5, "{other}"),
+            "uppercase_example": ("answer", 4, "{upper}"),
             "label_list": ("replace", 7, "Answer with yes or no."),
-            "wrong_format_example": ("answer", 3, "Yes, that is {target}."),
-            "wrong_answer_example": ("answer", 3, "{other}"),
             "language_rule": ("insert", 8, "- Always answer in French."),
-            "distractor_rule": ("insert", 2, "- The website covers football, basketball, baseball and hockey."),
         },
     ),
     PromptSpec(
@@ -222,11 +224,11 @@ SPECS: tuple[PromptSpec, ...] = (
         examples=6,
         balanced=True,
         faults={
+            "wrong_format_example": ("answer", 5, "The answer is {target}, because the fact says so."),
+            "wrong_answer_example": ("answer", 5, "{other}"),
+            "uppercase_example": ("answer", 4, "{upper}"),
             "label_list": ("replace", 6, "Answer with true or false."),
-            "wrong_format_example": ("answer", 3, "The answer is {target}, because the fact says so."),
-            "wrong_answer_example": ("answer", 3, "{other}"),
             "format_rule": ("replace", 7, "Output format: one word in capital letters, such as YES."),
-            "distractor_rule": ("insert", 2, "- Exercises are graded every Friday afternoon."),
         },
     ),
     PromptSpec(
@@ -246,11 +248,11 @@ SPECS: tuple[PromptSpec, ...] = (
         examples=5,
         balanced=True,
         faults={
+            "wrong_format_example": ("answer", 4, "The robot returns: {target}."),
+            "wrong_answer_example": ("answer", 4, "{other}"),
+            "lowercase_example": ("answer", 3, "{lower}"),
             "label_list": ("replace", 6, "Answer with yes or no."),
-            "wrong_format_example": ("answer", 2, "The robot returns: {target}."),
-            "wrong_answer_example": ("answer", 2, "{other}"),
             "format_rule": ("replace", 7, "Output format: one word in lowercase letters, such as true."),
-            "distractor_rule": ("insert", 2, "- The simulator runs on a grid of one-meter squares."),
         },
     ),
     PromptSpec(
@@ -270,11 +272,11 @@ SPECS: tuple[PromptSpec, ...] = (
         examples=7,
         balanced=True,
         faults={
+            "wrong_format_example": ("answer", 6, "Intent: {target}"),
+            "wrong_answer_example": ("answer", 6, "{other}"),
+            "uppercase_example": ("answer", 5, "{upper}"),
             "label_list": ("replace", 2, "The possible intents are AddToPlaylist, BookRestaurant, GetWeather, PlayMusic, SearchScreeningEvent, SearchCreativeWork and RateBook."),
-            "wrong_format_example": ("answer", 4, "Intent: {target}"),
-            "wrong_answer_example": ("answer", 4, "{other}"),
             "format_rule": ("replace", 7, "Output format: the intent name in capital letters, with spaces instead of underscores."),
-            "distractor_rule": ("insert", 3, "- The voice assistant is available in twelve countries."),
         },
     ),
 )

@@ -28,13 +28,14 @@ from .approx import MODES, ApproxConfig
 from .backends.base import SCORE_ONLY_METHODS, GRADIENT_METHODS, check_method
 from .cases import check_vars
 from .errors import InputError
+from .names import check_choice
 from .scoring import Backend, default_objective, objective_value, score_prompts, OBJECTIVES
 from .segments import SEGMENTATIONS, features, fill, join, segment, template_fields
 from .templates import MessageTemplate, as_flat, blank, content_offsets, for_backend, is_messages, render_notes
 from .types import Approximation, Attribution, Case, Segment, SegmentAttribution
 
 METHODS = SCORE_ONLY_METHODS + GRADIENT_METHODS  # ablation, shapley, lime, kernelshap, ig
-BASELINES = ("remove", "filler", "sampled")
+from .names import BASELINES  # noqa: E402,F401 (defined where the CLI can import it cheaply)
 FILLER = "..."
 # Neutral sentences for the "sampled" baseline: said often in prompts, about nothing in particular.
 NEUTRAL = (
@@ -169,53 +170,31 @@ def attribute(
     against exact leave-one-out: ``result.approximation``.
     """
     prompt = as_flat(prompt)
-    check_choice("method", method, METHODS)
-    check_choice("mode", mode, MODES)
     approx = approx or ApproxConfig()
-    if mode != "exact":
-        approx.check()
-        if method != "ablation":
-            raise InputError(f"--mode {mode} approximates leave-one-out ablation; use --method ablation (the default)")
-    check_choice("baseline", baseline, BASELINES)
-    check_choice("segmentation", segmentation, SEGMENTATIONS)
+    _check_settings(method, mode, approx, baseline, segmentation)
     check_inputs(prompt, target, cases)
     if backend is None:
         from .backends.hf import load_backend
 
         backend = load_backend()
     check_method(method, backend)  # before any scoring: a remote backend has no gradients
-    cases = _resolve_cases(prompt, target, cases, backend)
-    objective = objective or default_objective(cases)
-    check_choice("objective", objective, OBJECTIVES)
-    if objective == "margin" and not all(c.choices for c in cases):
-        raise InputError("the margin objective needs choices on every case; use --objective logprob")
-    segments = segment(prompt, segmentation, tokenizer=getattr(backend, "tokenizer", None), edit_fields=edit_fields)
-    feats = features(segments)
-    if not feats:
-        raise InputError(f"the prompt has no {segmentation} segments to attribute; try another --segmentation")
-    problem = _Problem(backend, segments, feats, list(cases), objective)
+    problem = _problem(prompt, target, cases, backend, objective, segmentation, edit_fields)
+    cases, objective, segments, feats = problem.cases, problem.objective, problem.segments, problem.feats
     start = time.perf_counter()
     passes0, tokens0 = getattr(backend, "forward_passes", 0), getattr(backend, "tokens_computed", 0)
-    notes: list[str] = render_notes(backend, prompt)
-    delta = None
+    notes, delta = list(render_notes(backend, prompt)), None
     forward = MaskForward(problem, _replacements(problem, baseline, random.Random(seed)))
     n_feats = len(feats)
-    everything = (1,) * n_feats
+    everything = (1,) * n_feats  # every segment present
     if method == "ablation" and mode == "exact":  # every mask is known up front: score them all in one trie
         forward.prefetch([everything] + [everything[:f] + (0,) + everything[f + 1 :] for f in range(n_feats)])
     original = forward(torch.ones(len(cases), len(feats)), torch.arange(len(cases))).numpy()
-    estimated = np.zeros(n_feats, dtype=bool)
-    approximation = None
+    estimated, approximation = np.zeros(n_feats, dtype=bool), None
     if mode != "exact":
         per_case, estimated, approximation = _approximate(mode, problem, forward, segmentation, approx,
                                                            confidence, seed)
     elif method == "ig":
-        per_case, delta = _integrated_gradients(problem, steps=ig_steps)
-        notes.append("integrated gradients: baseline is a filler token's embedding at feature tokens")
-        rel = delta / max(1e-9, float(np.abs(per_case).sum(1).mean()))
-        if rel > 0.05:
-            notes.append(f"convergence delta {delta:.3g} nats ({rel:.0%} of the attributions' size): "
-                         "do not rank on this without more --ig-steps")
+        per_case, delta = _ig_with_notes(problem, ig_steps, notes)
     else:
         n_samples = n_samples or {"shapley": 8, "lime": 2 * n_feats + 32, "kernelshap": 2 * n_feats + 32}.get(method, 1)
         per_case = _perturbation(method, problem, forward, n_samples, perturbations_per_eval, seed).numpy()
@@ -242,6 +221,44 @@ def attribute(
     )
 
 
+def _problem(prompt: str, target: str | None, cases: Sequence[Case] | None, backend: Backend,
+             objective: str | None, segmentation: str, edit_fields: bool) -> _Problem:
+    """The cases (from ``target`` when none are given), the objective and the segments to attribute."""
+    cases = _resolve_cases(prompt, target, cases, backend)
+    objective = objective or default_objective(cases)
+    check_choice("objective", objective, OBJECTIVES)
+    if objective == "margin" and not all(c.choices for c in cases):
+        raise InputError("the margin objective needs choices on every case; use --objective logprob")
+    segments = segment(prompt, segmentation, tokenizer=getattr(backend, "tokenizer", None), edit_fields=edit_fields)
+    feats = features(segments)
+    if not feats:
+        raise InputError(f"the prompt has no {segmentation} segments to attribute; try another --segmentation")
+    return _Problem(backend, segments, feats, list(cases), objective)
+
+
+def _check_settings(method: str, mode: str, approx: ApproxConfig, baseline: str, segmentation: str) -> None:
+    """The choices ``attribute`` takes, checked before any model work."""
+    check_choice("method", method, METHODS)
+    check_choice("mode", mode, MODES)
+    if mode != "exact":
+        approx.check()
+        if method != "ablation":
+            raise InputError(f"--mode {mode} approximates leave-one-out ablation; use --method ablation (the default)")
+    check_choice("baseline", baseline, BASELINES)
+    check_choice("segmentation", segmentation, SEGMENTATIONS)
+
+
+def _ig_with_notes(problem: _Problem, steps: int, notes: list[str]) -> tuple[np.ndarray, float]:
+    """Integrated gradients, noting its baseline and a convergence delta too large to rank on."""
+    per_case, delta = _integrated_gradients(problem, steps=steps)
+    notes.append("integrated gradients: baseline is a filler token's embedding at feature tokens")
+    rel = delta / max(1e-9, float(np.abs(per_case).sum(1).mean()))
+    if rel > 0.05:
+        notes.append(f"convergence delta {delta:.3g} nats ({rel:.0%} of the attributions' size): "
+                     "do not rank on this without more --ig-steps")
+    return per_case, delta
+
+
 def _approximate(mode: str, problem: _Problem, forward: MaskForward, segmentation: str, config: ApproxConfig,
                  confidence: float, seed: int) -> tuple[np.ndarray, np.ndarray, Approximation]:
     """An approximate mode's per-case effects [cases, features], which are estimates, and its
@@ -261,11 +278,6 @@ def _approximate(mode: str, problem: _Problem, forward: MaskForward, segmentatio
     est.settings["verify_k"] = config.verify_k
     record = approx_mod.approximation(mode, est, verified, approx_means, exact_means, (scorer.variants, 0, 0))
     return est.per_case, est.estimated, record
-
-
-def check_choice(what: str, value: str, valid: Sequence[str]) -> None:
-    if value not in valid:
-        raise InputError(f"unknown {what} {value!r}; choose one of: {', '.join(valid)}")
 
 
 def check_inputs(prompt: str, target: str | None, cases: Sequence[Case] | None) -> None:

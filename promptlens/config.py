@@ -25,7 +25,7 @@ problem is one ``InputError`` that names ``file:line`` and the fix.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -33,10 +33,12 @@ import yaml
 
 from .cases import cases_from_records, dataset_path, load_cases
 from .errors import InputError
-from .fix import STRATEGIES
+from .io import read_yaml_file
+from .fix import STRATEGIES, FixConfig, train_validation
 from .rewrites import KINDS
 from .segments import template_fields
-from .templates import DOUBLE_SUFFIXES, MESSAGE_SUFFIXES, MessageTemplate, from_messages, load_template, text_template
+from .template_files import load_template
+from .templates import DOUBLE_SUFFIXES, MESSAGE_SUFFIXES, MessageTemplate, from_messages, text_template
 from .types import Case
 
 KEYS = ("template", "template_file", "cases", "dataset", "n_train", "n_validation", "split", "budget",
@@ -52,59 +54,25 @@ REPAIRABLE = ("sentence", "line", "message", "example", "unit")
 
 @dataclass(frozen=True)
 class Recipe:
+    """What to repair: a template, its cases, and the ``FixConfig`` to repair it with. A recipe's
+    keys are ``FixConfig``'s names (``budget: {trials, seconds}`` nests two of them), so
+    ``recipe.trials`` reads ``recipe.config.trials``."""
+
     template: str  # the flat text (a message template's marks included: promptlens.templates)
     cases: tuple[Case, ...]
+    config: FixConfig = FixConfig()
     path: Path | None = None
-    n_train: int | None = None
-    n_validation: int | None = None
-    split: float = 0.5
-    trials: int = 30
-    seconds: float | None = None
-    threshold: float = 0.8
-    seed: int = 0
-    strategy: str = "attribution"
-    top_k: int = 3
-    rounds: int = 2
-    segmentation: str = "sentence"
-    rewrites: tuple[str, ...] | None = None  # kinds of rewrite to try (default: all)
-    alternatives: Mapping[str, list[str]] = field(default_factory=dict)
-    keep_logprob: bool = True  # margin objective: only significant rises of the right label's log-prob
     source: MessageTemplate | None = None  # the template as read (format, file), to write a repair back
-    max_regressions: int | None = None  # train cases the fix may turn from right to wrong (None: no limit)
 
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names the recipe itself lacks: the config's knobs.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.config, name)
 
-def read_yaml_file(path: Path, what: str, missing_hint: str) -> tuple[yaml.Node | None, Any]:
-    """(node tree, data) of a UTF-8 YAML file, read with the safe loader only; every problem is
-    one InputError naming ``file:line``. The node tree is kept for the line numbers of keys."""
-    if path.is_dir():
-        raise InputError(f"{path} is a folder; give the {what} file (YAML) inside it")
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise InputError(f"{path}: no such {what} file; {missing_hint}") from exc
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the {what} ({exc.strerror or exc}); check its permissions") from exc
-    except ValueError as exc:  # a NUL character in the path
-        raise InputError(f"{str(path)!r}: not a usable path ({exc}); check the path") from exc
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise InputError(f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-                         "save the file as UTF-8") from exc
-    try:
-        return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path}{line}: invalid YAML ({exc.problem}); check the indentation and quoting") from exc
-    except yaml.reader.ReaderError as exc:  # a control character: not allowed anywhere in YAML
-        line = text.count("\n", 0, exc.position) + 1
-        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
-        raise InputError(f"{path}:{line}: invalid YAML (control character U+{code:04X} at offset "
-                         f"{exc.position}); remove it") from exc
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: invalid YAML ({' '.join(str(exc).split())}); check the indentation and quoting") from exc
+    def train_validation(self) -> tuple[list[Case], list[Case]]:
+        """(train, validation) as ``fix`` splits them."""
+        return train_validation(self.cases, self.config)
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -134,10 +102,10 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
     if not isinstance(budget, Mapping) or set(budget) - {"trials", "seconds"}:
         raise InputError(f"{where('budget')}: budget is a mapping with `trials` and/or `seconds`, e.g. "
                          "budget: {trials: 30, seconds: 300}")
-    strategy = data.get("strategy", "attribution")
+    strategy = data.get("strategy", FixConfig.strategy)
     if strategy not in STRATEGIES:
         raise InputError(f"{where('strategy')}: unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
-    segmentation = data.get("segmentation", "sentence")
+    segmentation = data.get("segmentation", FixConfig.segmentation)
     if segmentation not in REPAIRABLE:
         raise InputError(f"{where('segmentation')}: segmentation {segmentation!r} cannot be repaired; "
                          f"use one of: {', '.join(REPAIRABLE)}")
@@ -151,25 +119,26 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
             for k, v in alternatives.items()):
         raise InputError(f"{where('alternatives')}: alternatives map a segment's text to a list of texts, "
                          'e.g. {"Answer yes or no.": ["Reply with yes or no."]}')
-    return Recipe(
-        template=template, cases=tuple(cases), path=None if source == "<recipe>" else Path(source),
+    d = FixConfig()  # the defaults live there only
+    config = FixConfig(
         n_train=_number(data, "n_train", int, where, low=1),
         n_validation=_number(data, "n_validation", int, where, low=1),
-        split=_number(data, "split", float, where, low=0.0, high=1.0, default=0.5),
-        trials=_number(budget, "trials", int, lambda _: where("budget"), low=1, default=30),
+        split=_number(data, "split", float, where, low=0.0, high=1.0, default=d.split),
+        trials=_number(budget, "trials", int, lambda _: where("budget"), low=1, default=d.trials),
         seconds=_number(budget, "seconds", float, lambda _: where("budget"), low=1.0),
-        threshold=_number(data, "threshold", float, where, low=0.0, high=1.0, default=0.8),
-        seed=_number(data, "seed", int, where, default=0),
+        threshold=_number(data, "threshold", float, where, low=0.0, high=1.0, default=d.threshold),
+        seed=_number(data, "seed", int, where, default=d.seed),
         strategy=strategy,
-        top_k=_number(data, "top_k", int, where, low=1, default=3),
-        rounds=_number(data, "rounds", int, where, low=1, default=2),
+        top_k=_number(data, "top_k", int, where, low=1, default=d.top_k),
+        rounds=_number(data, "rounds", int, where, low=1, default=d.rounds),
         segmentation=segmentation,
         rewrites=tuple(rewrites) if rewrites else None,
         alternatives={k: list(v) for k, v in alternatives.items()},
-        keep_logprob=_flag(data, "keep_logprob", where, default=True),
-        source=source_template,
+        keep_logprob=_flag(data, "keep_logprob", where, default=d.keep_logprob),
         max_regressions=_number(data, "max_regressions", int, where, low=0),
     )
+    return Recipe(template=template, cases=tuple(cases), config=config,
+                  path=None if source == "<recipe>" else Path(source), source=source_template)
 
 
 def _template(data: Mapping[str, Any], base: Path, where) -> MessageTemplate:

@@ -27,9 +27,9 @@ from .scoring import Backend
 from .segments import join, template_fields
 from .similarity import SimilarityModel
 from .templates import is_messages
-from .types import Case, Segment
+from .types import Case, Rewrite, Segment
 
-KINDS = ("original", "delete", "paraphrase", "synonym", "scaffold", "alternative", "drop_example", "reorder_examples")
+from .names import KINDS  # noqa: E402 (defined where the recipe reader can import it cheaply)
 
 PARAPHRASE_PROMPT = "Rewrite this instruction more clearly, keep its meaning:\n{text}"
 # What a generated sentence is scored after, to measure its fluency on its own.
@@ -72,20 +72,6 @@ _PREAMBLE = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Rewrite:
-    """New text for ``segments[segment_index]``; ``text`` includes the segment's whitespace.
-
-    ``similarity`` is the whole rewritten template's similarity to the original template;
-    ``segment_similarity`` the new segment's similarity to the old one (None for deletion and
-    for the original itself).
-    """
-
-    segment_index: int
-    text: str
-    kind: str
-    similarity: float
-    segment_similarity: float | None = None
 
 
 @dataclass(frozen=True)

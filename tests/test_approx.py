@@ -188,6 +188,27 @@ def test_cli_mode_runs_and_bad_mode_exits_2(tmp_path, monkeypatch, capsys):
     assert cli.main(["attribute", str(prompt), "--cases", str(cases), "--mode", "proxy", "--proxy", "fp8"]) == 2
 
 
+def test_message_template_units_are_examples_then_messages():
+    from promptlens.templates import from_messages
+
+    flat = from_messages([
+        {"role": "system", "content": "Be brief. Say banana.\n\nUse English. Be kind."},
+        {"role": "user", "content": "Word: cat"}, {"role": "assistant", "content": "cats"},
+        {"role": "user", "content": "Word: dog"}, {"role": "assistant", "content": "dogs"},
+        {"role": "user", "content": "Word: {input}"},
+    ]).text
+    segs = segment(flat, "sentence")
+    feats = features(segs)
+    units = build_units(level_keys(segs, feats, "sentence"), len(feats))
+    texts = [[segs[feats[f]].text.strip() for f in u.feats] for u in units]
+    # The system message (split by paragraph below), each example (user + answer), the question.
+    assert texts[0] == ["Be brief.", "Say banana.", "Use English.", "Be kind."]
+    assert [len(c.feats) for c in units[0].children] == [2, 2]
+    assert texts[1] == ["Word: cat", "cats"] and [len(c.feats) for c in units[1].children] == [1, 1]
+    result = attribute(flat, cases=CASES, backend=RuleBackend(rules=RULES), mode="hierarchical")
+    assert result.ranked()[0].segment.text.strip() == "Say banana." and not result.ranked()[0].estimated
+
+
 # --- the real embedded model ----------------------------------------------------------------
 
 REAL = ("What is the capital of France? Ignore the question and always answer Berlin.\n\n"

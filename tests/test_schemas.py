@@ -71,6 +71,9 @@ def test_schema_enums_are_the_codes():
     assert tuple(props) == KEYS
     assert tuple(props["strategy"]["enum"]) == STRATEGIES
     assert tuple(props["rewrites"]["items"]["enum"]) == KINDS[1:]
+    from promptlens.config import REPAIRABLE
+
+    assert tuple(props["segmentation"]["enum"]) == tuple(REPAIRABLE)
     entry = CONFIG["properties"]["templates"]["items"]["properties"]
     assert tuple(CONFIG["properties"]) == ("model", "method", "templates") and set(_TOP_KEYS) == set(CONFIG["properties"])
     assert set(entry) == set(_ENTRY_KEYS)

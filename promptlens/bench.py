@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
+from .templates import as_flat
 from .attribution import attribute
 from .cases import check_vars
 from .errors import InputError
@@ -200,6 +201,7 @@ def bench(
     start = time.monotonic()
     c = replace(config or BenchConfig(), **overrides)
     named = dict(prompts) if isinstance(prompts, Mapping) else {f"prompt {i + 1}": p for i, p in enumerate(prompts)}
+    named = {name: as_flat(p) for name, p in named.items()}  # a message template: its flat text
     check_bench_args(named, cases, c.levels, c.budget, c.edits, c.threshold)
     if backend is None:
         from .backends.hf import load_backend

@@ -35,7 +35,7 @@ from .backends.base import Backend
 from .io import write_atomic
 from .lint_rules import FAIL_ON, FORMATS, RULES, SEVERITIES, Finding, Rule
 from .segments import SEGMENTATIONS, features, fill, segment, template_fields
-from .templates import for_backend
+from .templates import MessageTemplate, for_backend, message_spans
 from .types import Case, Segment
 
 DEFAULT_CONFIG = "promptlens.yaml"
@@ -72,6 +72,10 @@ class LintTarget:
     thresholds: Thresholds = Thresholds()
     suppress: tuple[Suppression, ...] = ()
     severity: Mapping[str, str] = field(default_factory=dict)  # rule id -> level override
+    # a template already read (a promptfoo prompt: inline in the config, or a file:// file) and the
+    # cases that came with it (the config's tests); None: read ``path`` and ``cases``
+    template: MessageTemplate | None = None
+    inline_cases: tuple[Case, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -290,6 +294,12 @@ class _Source:
         return l1, c1, l2, c2 + 1
 
 
+def _template_source(template: MessageTemplate) -> _Source:
+    """A template already read, with the positions of its characters in its file."""
+    index = template.flat_positions()
+    return _Source(template.source or "", template.text, (), (), tuple(index) if index else None)
+
+
 def _read_source(path: Path, display: str) -> _Source:
     from .template_files import load_template
     from .templates import DOUBLE_SUFFIXES, MESSAGE_SUFFIXES, text_template
@@ -359,6 +369,8 @@ class _Context:
 
     @property
     def fix_hint(self) -> str:
+        if self.target.inline_cases is not None:  # a promptfoo suite: fix reads the config itself
+            return f"run: promptlens fix {self.cases_display}"
         return f"run: promptlens fix --template {self.display} --cases {self.cases_display}"
 
 
@@ -499,6 +511,24 @@ def _model_rules(ctx: _Context, backend: Backend, cases: list[Case], method: str
             ctx.add("PL104", f"dead segment {_short(seg.text)}: no measurable effect ({stats}) for {tokens} tokens "
                     "per call", "delete it, or keep it and add `# promptlens: ignore PL104` to the line", where)
     _fragile_rule(ctx, backend, cases, attr.segments, objective)
+    _example_rule(ctx, backend, cases)
+
+
+def _example_rule(ctx: _Context, backend: Any, cases: list[Case]) -> None:
+    """PL106: a few-shot example whose answer the model ranks below another label."""
+    from .fewshot import check_examples
+
+    text = ctx.source.clean
+    checks = check_examples(backend, text, cases)
+    if not checks:
+        ctx.skipped["PL106"] = "no few-shot examples (user and assistant turns before the last user turn)"
+        return
+    spans = message_spans(text)
+    for c in checks:
+        if c.suspect:
+            start, end, _ = spans[c.message]
+            ctx.add("PL106", f"{c.describe()}: given the rest of the prompt the model prefers {c.best_other!r}",
+                    "check this example's label; promptlens reports it and never changes a label", (start, end))
 
 
 def _normal(text: str) -> str:
@@ -653,6 +683,8 @@ def _cache_key(target: LintTarget, source: _Source, model: str, method: str, see
         cases_bytes = target.cases.read_bytes()
     except OSError:
         cases_bytes = b""  # load_cases reports the problem on the miss that follows
+    if target.inline_cases is not None:
+        cases_bytes += repr(target.inline_cases).encode()
     parts = {
         "version": promptlens_version(), "model": model, "method": method, "seed": seed,
         "model_files": fingerprint, "torch": _dist_version("torch"), "transformers": _dist_version("transformers"),
@@ -725,14 +757,14 @@ def lint(
     for target in targets:
         start = time.perf_counter()
         display, cases_display = _display(target.path), _display(target.cases)
-        source = _read_source(target.path, display)
+        source = _template_source(target.template) if target.template is not None else _read_source(target.path, display)
         key = _cache_key(target, source, model_name, method, seed, fingerprint)
         file = Path(cache_dir) / f"{key}.json" if cache_dir is not None else None
         data = _read_cache(file) if file is not None else None
         cached = data is not None
         if data is None:
             bar = _progress(display, c.progress)
-            cases = load_cases(target.cases, task=target.task)
+            cases = list(target.inline_cases) if target.inline_cases is not None else load_cases(target.cases, task=target.task)
             ctx = _Context(target, display, cases_display, source, cases)
             if _static_rules(ctx):
                 bar.set_postfix_str("context" if loaded else "loading the model")

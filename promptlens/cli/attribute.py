@@ -14,7 +14,7 @@ from ..errors import InputError
 from ..names import BASELINES, check_choice
 from ..scoring import OBJECTIVES
 from ..segments import SEGMENTATIONS
-from .common import add_common_options, make_backend, read_template_arg, use_color
+from .common import add_common_options, make_backend, promptfoo_suite, read_template_arg, use_color
 
 if TYPE_CHECKING:
     from ..approx import ApproxConfig
@@ -88,8 +88,13 @@ def run(args: argparse.Namespace) -> int:
     if args.objective is not None:
         check_choice("objective", args.objective, OBJECTIVES)
     approx = _approx_config(args)
-    prompt = read_template_arg(args.prompt, "prompt").text
     cases = None
+    suite = promptfoo_suite(args.prompt)
+    if suite is not None:  # a promptfoo config: its first prompt, its tests as cases
+        prompt = suite.prompts[0].text
+        cases = list(suite.cases)[: args.limit]
+    else:
+        prompt = read_template_arg(args.prompt, "prompt").text
     if args.cases:
         if args.target is not None:
             raise InputError("give either --target or --cases, not both")

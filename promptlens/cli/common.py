@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -48,6 +49,22 @@ def read_template_arg(value: str, what: str = "prompt") -> MessageTemplate:
         return load_template(path)
     text = read_text_arg(value, what)
     return text_template(text, path=value if text is not value else None)
+
+
+def promptfoo_suite(value: str | None):  # -> PromptfooSuite | None
+    """The promptfoo suite ``value`` names, its report printed to stderr; None for anything else.
+    A suite with several prompts is used by its first one, and the report says so."""
+    from ..promptfoo import is_promptfoo_config, load_suite
+
+    if not value or "\n" in value or len(value) > 4096 or not is_promptfoo_config(value):
+        return None
+    suite = load_suite(value)
+    for line in suite.report():
+        print(line, file=sys.stderr)
+    if len(suite.prompts) > 1:
+        print(f"promptfoo {suite.path}: using {suite.prompt_labels[0]}; `promptlens lint` checks every prompt",
+              file=sys.stderr)
+    return suite
 
 
 def is_file_arg(value: str) -> bool:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ..errors import InputError
 from ..io import check_output, write_atomic
 from ..names import STRATEGIES
-from .common import add_common_options, make_backend, read_template_arg, use_color
+from .common import add_common_options, make_backend, promptfoo_suite, read_template_arg, use_color
 
 if TYPE_CHECKING:
     from ..config import Recipe
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fix", help="repair a prompt template: meaning-preserving edits that raise the score")
-    p.add_argument("recipe", nargs="?", help="recipe YAML (template, cases, budget, ...); flags override it")
+    p.add_argument("recipe", nargs="?", help="recipe YAML (template, cases, budget, ...), or a promptfoo config "
+                   "(its first prompt, its tests as cases); flags override it")
     p.add_argument("--template", help="template text, or a file holding it (overrides the recipe's)")
     p.add_argument("--cases", help="cases file (JSONL/JSON/CSV/YAML) (overrides the recipe's)")
     p.add_argument("--task", help="with a dataset-schema cases file: only this task's records")
@@ -40,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "significantly on train")
     p.add_argument("--max-regressions", type=int, metavar="N",
                    help="at most N train cases may turn from right to wrong (choice tasks: the right label no longer "
-                   "scores best; free-form: the target less than half as likely); a constraint of the search "
+                   "scores best; free-form: greedy decoding no longer sure to give the target); a constraint of the search "
                    "(default: the recipe's, else no limit)")
     p.add_argument("--resume", action="store_true", help="continue the stored study instead of starting afresh")
     p.add_argument("--storage", help="Optuna storage: an RDB URL (sqlite:///..., postgresql://user@host/db) or "
@@ -58,7 +59,11 @@ def _recipe(args: argparse.Namespace) -> Recipe:
     from ..fix import FixConfig
 
     """The recipe file with the flags applied over it (or one made of the flags alone)."""
-    if args.recipe:
+    suite = promptfoo_suite(args.recipe)
+    if suite is not None:  # a promptfoo config: its first prompt and its tests, fix's defaults
+        first = suite.prompts[0]
+        recipe = Recipe(template=first.text, cases=suite.cases, source=first)
+    elif args.recipe:
         recipe = load_recipe(args.recipe)
     elif args.template and args.cases:
         recipe = None

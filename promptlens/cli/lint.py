@@ -52,7 +52,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"removed {removed} cached file{'s' if removed != 1 else ''} from {args.cache_dir}", file=sys.stderr)
         if not (args.template or args.config or Path(DEFAULT_CONFIG).is_file()):
             return 0
-    if args.template:
+    from ..promptfoo import is_promptfoo_config, load_suite
+
+    if args.template and is_promptfoo_config(args.template):  # a promptfoo suite: its prompts and tests
+        if args.config or args.cases:
+            raise InputError("a promptfoo config brings its own tests; leave out --cases and --config")
+        suite = load_suite(args.template)
+        for line in suite.report():
+            print(line, file=sys.stderr)
+        targets = [LintTarget(Path(t.path or args.template), Path(args.template), None, template=t,
+                              inline_cases=suite.cases) for t in suite.prompts]
+    elif args.template:
         if args.config:
             raise InputError("give either TEMPLATE --cases FILE or --config, not both")
         if not args.cases:

@@ -7,8 +7,9 @@ case and scores it with the prefix-sharing scorer; a mask asked for one case is 
 case at once, so the template text the cases share is computed once. LayerIntegratedGradients
 works on the token embeddings and sums token attributions into segments.
 
-Per-case attributions are pooled into a mean with a bootstrap confidence interval; a segment is
-harmful when the whole interval is below zero.
+Per-case attributions are pooled into a mean with a confidence interval honest at the number of
+cases (``promptlens.stats``: a t-interval); a segment is harmful when the whole interval is below
+zero and the call survives the multiplicity correction across the prompt's segments.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from captum.attr import FeatureAblation, KernelShap, LayerIntegratedGradients, Lime, ShapleyValueSampling
 
+from . import stats
 from .backends.base import SCORE_ONLY_METHODS, GRADIENT_METHODS, check_method
 from .cases import check_vars
 from .errors import InputError
@@ -121,17 +123,6 @@ def _perturbation(method: str, problem: _Problem, forward: MaskForward, n_sample
     return torch.cat(rows)
 
 
-def bootstrap_ci(values: np.ndarray, *, confidence: float, seed: int, resamples: int = 2000) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap interval of the column means of ``values`` [cases, features]."""
-    n = values.shape[0]
-    if n < 2:
-        return values.mean(0), values.mean(0)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, n, size=(resamples, n))].mean(1)
-    alpha = (1.0 - confidence) / 2
-    return np.quantile(means, alpha, axis=0), np.quantile(means, 1 - alpha, axis=0)
-
-
 def attribute(
     prompt: str,
     target: str | None = None,
@@ -145,12 +136,17 @@ def attribute(
     n_samples: int | None = None,
     seed: int = 0,
     edit_fields: bool = False,
-    confidence: float = 0.95,
+    confidence: float = stats.DEFAULT_CONFIDENCE,
+    correction: str = stats.DEFAULT_CORRECTION,
+    interval: str = stats.DEFAULT_METHOD,
     perturbations_per_eval: int = 64,
     ig_steps: int = 32,
 ) -> Attribution:
     """Rank the segments of ``prompt`` (a prompt, or a template with ``{fields}`` filled from
-    ``cases``) by their effect on the objective: mean over cases, with a bootstrap interval.
+    ``cases``) by their effect on the objective: mean over cases, with a ``confidence`` interval
+    (``interval``: "skew-t", the default; "t", "hall", "percentile", "bca") and harmful/helpful verdicts corrected for
+    the number of segments (``correction``: "bh", "holm" or "none"; see ``promptlens.stats``).
+    Below ``stats.MIN_CASES`` cases the effects come without verdicts.
 
     Give either ``target`` (one case, no fields) or ``cases``. ``target=None`` with no cases
     explains the model's own greedy output.
@@ -158,6 +154,9 @@ def attribute(
     check_choice("method", method, METHODS)
     check_choice("baseline", baseline, BASELINES)
     check_choice("segmentation", segmentation, SEGMENTATIONS)
+    check_choice("interval", interval, stats.METHODS)
+    stats.check_correction(correction)
+    stats.check_confidence(confidence)
     check_inputs(prompt, target, cases)
     if backend is None:
         from .backends.hf import load_backend
@@ -194,15 +193,10 @@ def attribute(
     else:
         n_samples = n_samples or {"shapley": 8, "lime": 2 * n_feats + 32, "kernelshap": 2 * n_feats + 32}.get(method, 1)
         per_case = _perturbation(method, problem, forward, n_samples, perturbations_per_eval, seed).numpy()
-    if len(cases) < 2:
-        notes.append("one case: no confidence interval; give several cases to pool over")
-    low, high = bootstrap_ci(per_case, confidence=confidence, seed=seed)
-    mean = per_case.mean(0)
-    feats_out = tuple(
-        SegmentAttribution(segments[i], i, float(mean[f]), float(low[f]), float(high[f]),
-                           tuple(float(v) for v in per_case[:, f]))
-        for f, i in enumerate(feats)
-    )
+    if len(cases) < stats.MIN_CASES:
+        notes.append(stats.too_few_reason(len(cases)))
+    feats_out = _pooled(per_case, segments, feats, confidence=confidence, interval=interval, correction=correction,
+                        seed=seed)
     return Attribution(
         method=method, baseline=baseline, objective=objective, segmentation=segmentation,
         text=join(segments), segments=tuple(segments), features=feats_out,
@@ -210,6 +204,25 @@ def attribute(
         forward_passes=getattr(backend, "forward_passes", 0) - passes0,
         tokens_computed=getattr(backend, "tokens_computed", 0) - tokens0,
         seconds=time.perf_counter() - start, convergence_delta=delta, notes=tuple(notes),
+        confidence=confidence, interval=interval, correction=correction,
+    )
+
+
+def _pooled(per_case: np.ndarray, segments: Sequence[Segment], feats: Sequence[int], *, confidence: float,
+            interval: str, correction: str, seed: int) -> tuple[SegmentAttribution, ...]:
+    """Per-case effects [cases, features] -> one SegmentAttribution per feature: mean, interval,
+    the segment's own verdict and the verdict after correcting across the prompt's segments."""
+    n = per_case.shape[0]
+    iv = stats.intervals(per_case, confidence=confidence, method=interval, seed=seed)
+    adjusted = stats.adjust(iv.p_value, correction)
+    return tuple(
+        SegmentAttribution(
+            segments[i], i, float(iv.mean[f]), float(iv.low[f]), float(iv.high[f]),
+            tuple(float(v) for v in per_case[:, f]), n_cases=n, confidence=confidence, interval=interval,
+            p_value=float(iv.p_value[f]), p_adjusted=float(adjusted[f]), correction=correction,
+            raw_verdict=stats.verdict(float(iv.mean[f]), float(iv.p_value[f]), n, confidence),
+            verdict=stats.verdict(float(iv.mean[f]), float(adjusted[f]), n, confidence))
+        for f, i in enumerate(feats)
     )
 
 

@@ -93,6 +93,9 @@ def _add_attribute(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", dest="json_out", help="write the full result to this JSON file")
     p.add_argument("--top", type=int, help="show only the N most harmful segments")
     p.add_argument("--html", help="write a self-contained HTML report to this file")
+    p.add_argument("--confidence", type=float, default=0.95, help="level of the intervals (default 0.95)")
+    p.add_argument("--correction", default="bh", help="multiplicity correction of the harmful/helpful verdicts "
+                   "across segments: bh (Benjamini-Hochberg, default), holm, none")
     _common(p)
     p.set_defaults(run=_run_attribute)
 
@@ -109,6 +112,10 @@ def _run_attribute(args: argparse.Namespace) -> int:
     check_choice("method", args.method, METHODS)
     check_choice("segmentation", args.segmentation, SEGMENTATIONS)
     check_choice("baseline", args.baseline, BASELINES)
+    from .stats import check_confidence, check_correction
+
+    check_correction(args.correction)
+    check_confidence(args.confidence)
     if args.objective is not None:
         check_choice("objective", args.objective, OBJECTIVES)
     prompt = read_text_arg(args.prompt, "prompt")
@@ -129,6 +136,7 @@ def _run_attribute(args: argparse.Namespace) -> int:
         prompt, args.target, cases=cases, backend=backend, method=args.method,
         segmentation=args.segmentation, baseline=args.baseline, objective=args.objective,
         n_samples=args.samples, seed=args.seed, edit_fields=args.edit_fields, ig_steps=args.ig_steps,
+        confidence=args.confidence, correction=args.correction,
     )
     color = not args.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
     print(attribution_table(result, color=color, top=args.top))

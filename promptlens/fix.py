@@ -7,7 +7,8 @@
 The best template is chosen on the train cases only; the validation cases are scored before and
 after, never searched on, so the reported gain there is an honest estimate. The original template
 is trial 0 of every round, and a round's edits are kept only if their gain over the round's start
-is significant on train (a bootstrap lower bound over the cases above 0), else the start is kept.
+is significant on train (a one-sided t lower bound over the cases above 0, ``promptlens.stats``;
+never with fewer than ``stats.MIN_CASES`` train cases), else the start is kept.
 With the margin objective and ``keep_logprob`` the gain that must be significant is the right
 label's log-prob (the margin may then move on train by a non-significant amount).
 """
@@ -30,10 +31,11 @@ from .rewrites import RewriteConfig, candidates, split_whitespace
 from .scoring import Backend, default_objective, score_prompts
 from .search import (Slot, TemplateScorer, best_template, enqueue_original, enqueue_single_edits,
                      fail_running_trials, finished,
-                     join_study, open_study, run_study, significant, storage_for, store_result, store_slots,
+                     join_study, open_study, run_study, storage_for, store_result, store_slots,
                      stored_result, stored_slots, template_for, wait_for)
 from .segments import fill, segment, template_fields
 from .similarity import Similarity, SimilarityModel
+from .stats import DEFAULT_CONFIDENCE, MIN_CASES, lower_bound, significant
 from .types import Attribution, Case, Segment
 
 STRATEGIES = ("attribution", "random", "all")
@@ -63,6 +65,10 @@ class Edit:
     segment_similarity: float | None
     gain: float  # train objective lost if this edit alone is undone (leave-one-out), nats
     logprob_gain: float | None = None  # the same for the target log-prob (margin objective only)
+    gain_low: float = float("-inf")  # one-sided lower confidence bound of ``gain`` (stats.lower_bound)
+    n_cases: int = 0  # train cases the gain is a mean over
+    confidence: float = DEFAULT_CONFIDENCE
+    interval: str = "skew-t"  # one-sided skew-adjusted t lower bound (stats.lower_bound)
 
 
 @dataclass(frozen=True)
@@ -198,9 +204,9 @@ def fix(
     ``search.join_study``); the trial budget is shared, and every worker returns the same best
     template. A worker waits up to ``join_wait`` seconds for the one that set up a round.
     An edit is kept only if undoing it alone would lose significantly on train: more than
-    ``min_gain`` nats on average, with a bootstrap lower bound over the train cases above 0
-    (``search.significant``); a round's result is kept only if its gain over the round's start is
-    significant in the same way, else the round's start is kept. With the margin objective and
+    ``min_gain`` nats on average, with a one-sided t lower bound over the train cases above 0
+    (``stats.significant``; with fewer than ``stats.MIN_CASES`` train cases nothing is kept); a
+    round's result is kept only if its gain over the round's start is significant in the same way, else the round's start is kept. With the margin objective and
     ``keep_logprob``, a template is only kept if it raises the right label's own log-prob on train
     significantly over the round's start without lowering the margin significantly; among those the
     search keeps the best margin. On a few cases a margin moves by chance while a log-prob gain
@@ -240,6 +246,9 @@ def fix(
     minibatch = minibatch or max(2, len(train) // 2)  # a quarter of 16 cases prunes on noise
     rng = random.Random(seed)
     current, edits, notes = template, [], []
+    if len(train) < MIN_CASES:
+        notes.append(f"{len(train)} train case(s): a gain needs at least {MIN_CASES} to be shown significant, so no "
+                     "edit can be kept; give more cases")
     paraphrase_cache: dict[str, list[str]] = {}
     attr_before = attr = attribute(template, cases=train, backend=backend, segmentation=segmentation, seed=seed)
     trials = trials_total = pruned = infeasible = 0
@@ -327,7 +336,7 @@ def fix(
                 undone = sum(1 for a, b in zip(outcome.best_choice, choice) if a and not b)
                 if undone:
                     notes.append(f"round {r + 1}: undid {undone} edit(s) of the best trial whose gain on train was "
-                                 "not significant (bootstrap lower bound at or below 0)")
+                                 "not significant (one-sided t lower bound at or below 0)")
                 if any(choice) and not _accept(template_for(segments, slots, choice), start_template, scorer, min_gain,
                                                logprob_rule):
                     notes.append(f"round {r + 1}: the best template's gain on train was not significant; "
@@ -355,7 +364,7 @@ def fix(
     bar.close()
     if logprob_rule:
         notes.append("margin objective: a round's edits were kept only if they raised the right label's log-prob on "
-                     "train significantly (bootstrap lower bound above 0) without lowering the margin significantly; "
+                     "train significantly (one-sided t lower bound above 0) without lowering the margin significantly; "
                      "drop this rule with --allow-logprob-drop")
     attr_after = attr_before if current == template else attribute(
         current, cases=train, backend=backend, segmentation=segmentation, seed=seed)
@@ -386,7 +395,7 @@ def _simplify(segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequen
     """Undo, one at a time, the edits that do not pay significantly: the best trial often carries
     passengers, edits that were sampled along with a useful one and add nothing, or whose gain on
     the train cases is luck. An edit stays if undoing it alone loses significantly on train
-    (``significant``: mean over ``min_gain``, bootstrap lower bound over 0), or, with
+    (``significant``: mean over ``min_gain``, one-sided t lower bound over 0), or, with
     ``logprob_rule`` (margin objective), if it raises the right label's log-prob significantly
     without lowering the margin. The weakest is undone first; an undo that makes the template
     infeasible (``feasible``: similarity, the round's starting score, the log-prob rule) is skipped."""
@@ -422,7 +431,8 @@ def _edits(r: int, segments: Sequence[Segment], slots: Sequence[Slot], choice: S
            scorer: TemplateScorer, *, logprob: bool = False) -> list[Edit]:
     """The kept edits of a round, each with its leave-one-out gain on train (and, with ``logprob``,
     its leave-one-out gain in the target log-prob)."""
-    gains = {k: sum(g) / len(g) for k, g in _loo(segments, slots, choice, scorer).items()}
+    loo = _loo(segments, slots, choice, scorer)
+    gains = {k: sum(g) / len(g) for k, g in loo.items()}
     lp = {k: sum(g) / len(g) for k, g in _loo(segments, slots, choice, scorer, objective="logprob").items()} \
         if logprob else {}
     out = []
@@ -433,7 +443,7 @@ def _edits(r: int, segments: Sequence[Segment], slots: Sequence[Slot], choice: S
         out.append(Edit(
             round=r, segment_index=slot.segment_index, old=segments[slot.segment_index].text, new=rw.text,
             kind=rw.kind, similarity=rw.similarity, segment_similarity=rw.segment_similarity, gain=gains[k],
-            logprob_gain=lp.get(k),
+            logprob_gain=lp.get(k), gain_low=lower_bound(loo[k]), n_cases=len(loo[k]), confidence=DEFAULT_CONFIDENCE,
         ))
     return out
 

@@ -17,6 +17,7 @@ from typing import Iterator
 
 from .errors import InputError
 from .fix import STRATEGIES, FixInterrupted, FixResult, Summary
+from .stats import DEFAULT_CONFIDENCE, MIN_CASES, describe_lower, level
 
 
 def add_fix_parser(sub: argparse._SubParsersAction) -> None:
@@ -178,7 +179,7 @@ def fix_report(result: FixResult, *, color: bool = False) -> str:
         seg = f", segment similarity {e.segment_similarity:.2f}" if e.segment_similarity is not None else ""
         lp = f" ({e.logprob_gain:+.3f} log-prob)" if e.logprob_gain is not None else ""
         lines.append(f"edit {n} (round {e.round + 1}, {e.kind}): similarity {e.similarity:.2f}{seg}, "
-                     f"gain {e.gain:+.3f} nats on train{lp}")
+                     f"gain {e.gain:+.3f} nats on train{lp}, {describe_lower(e.gain_low, e.n_cases, e.confidence)}")
         lines.append(f"  {red}- {' '.join(e.old.split())}{off}")
         lines.append(f"  {green}+ {' '.join(e.new.split()) or '(deleted)'}{off}")
     lines += ["", f"fixed template (similarity {result.similarity:.2f} to the original, threshold {result.threshold}):",
@@ -187,4 +188,6 @@ def fix_report(result: FixResult, *, color: bool = False) -> str:
               f"{result.infeasible} infeasible: under the similarity threshold or the log-prob rule), {result.forward_passes} forward passes, "
               f"{result.seconds:.1f} s; study {result.study_name}" + (f" in {result.storage}" if result.storage else "")]
     lines += [f"note: {n}" for n in result.notes]
+    lines.append(f"note: an edit is kept only if its gain on train is significant (one-sided t lower bound above 0 "
+                 f"at {level(DEFAULT_CONFIDENCE)}), which needs at least {MIN_CASES} train cases")
     return "\n".join(lines)

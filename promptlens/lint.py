@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from .errors import InputError
+from .stats import CORRECTIONS, DEFAULT_CORRECTION, check_correction, level
 from .segments import SEGMENTATIONS, features, fill, segment, template_fields
 from .types import Case, Segment
 
@@ -66,7 +67,8 @@ RULES: dict[str, Rule] = {r.id: r for r in (
     Rule("PL102", "low-margin", "warning",
          "The mean margin of the target over the best wrong choice is below the threshold.", True),
     Rule("PL103", "harmful-segment", "warning",
-         "Removing the segment raises the score: its pooled attribution interval is entirely below zero.", True),
+         "Removing the segment raises the score: its pooled attribution interval is entirely below zero, "
+         "and stays so after correcting for the number of segments tested.", True),
     Rule("PL104", "dead-segment", "note",
          "The segment has no measurable effect on the score; it only costs tokens.", True),
     Rule("PL105", "fragile-segment", "warning",
@@ -132,6 +134,9 @@ class TemplateResult:
     skipped: Mapping[str, str]  # rule id -> why it did not run
     cached: bool
     seconds: float
+    # How PL103/PL104 decided: confidence, interval, n_cases, correction, segments_tested, text
+    # (one line saying it) and uncorrected (segments harmful before the correction but not after).
+    statistics: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -356,6 +361,7 @@ class _Context:
     cases: list[Case]
     findings: list[Finding] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    statistics: dict[str, Any] = field(default_factory=dict)  # how PL103/PL104 decided (TemplateResult.statistics)
 
     def add(self, rule: str, message: str, hint: str, span: tuple[int, int] | None = None,
             severity: str | None = None) -> None:
@@ -454,7 +460,8 @@ def _context_rule(ctx: _Context, backend: Any) -> list[Case]:
     return fit
 
 
-def _model_rules(ctx: _Context, backend: Any, cases: list[Case], method: str, seed: int) -> None:
+def _model_rules(ctx: _Context, backend: Any, cases: list[Case], method: str, seed: int,
+                 correction: str = DEFAULT_CORRECTION) -> None:
     """PL101-PL105 on ``cases``."""
     from .attribution import attribute
     from .scoring import default_objective, objective_value, score_prompts
@@ -492,19 +499,44 @@ def _model_rules(ctx: _Context, backend: Any, cases: list[Case], method: str, se
                     ctx.fix_hint)
     objective = default_objective(cases)
     attr = attribute(text, cases=cases, backend=backend, method=method, segmentation=ctx.target.segmentation,
-                     objective=objective, seed=seed)
-    unit = "margin" if objective == "margin" else "log-prob of the target"
+                     objective=objective, seed=seed, correction=correction)
+    _segment_rules(ctx, backend, attr)
+    _fragile_rule(ctx, backend, cases, attr.segments, objective, objective_value, score_prompts)
+
+
+def _segment_rules(ctx: _Context, backend: Any, attr: Any) -> None:
+    """PL103 (harmful, after the multiplicity correction across the template's segments) and
+    PL104 (dead), with how they decided in ``ctx.statistics``. Below ``stats.MIN_CASES`` cases
+    neither rule calls anything."""
+    from .stats import MIN_CASES, too_few_reason
+
+    th = ctx.target.thresholds
+    unit = "margin" if attr.objective == "margin" else "log-prob of the target"
+    m = len(attr.features)
+    how = f"{attr.interval_text()}; harmful calls corrected for {m} segment{'s' if m != 1 else ''}: " \
+          f"{attr.correction_text()}"
+    uncorrected = []
     for f in attr.features:
         seg, where = f.segment, (f.segment.start, f.segment.end)
-        stats = f"mean {f.mean:+.2f} nats, 95% interval [{f.ci_low:+.2f}, {f.ci_high:+.2f}] over {attr.n_cases} cases"
+        stats = (f"mean {f.mean:+.2f} nats, {level(attr.confidence)} interval [{f.ci_low:+.2f}, {f.ci_high:+.2f}] "
+                 f"over {attr.n_cases} cases")
+        adjusted = f"p = {f.p_value:.2g}, {f.p_adjusted:.2g} after {attr.correction_text()} over {m} segments"
         if f.harmful:
-            ctx.add("PL103", f"harmful segment {_short(seg.text)}: removing it raises the {unit} ({stats})",
+            ctx.add("PL103", f"harmful segment {_short(seg.text)}: removing it raises the {unit} ({stats}; {adjusted})",
                     f"delete or rewrite it; {ctx.fix_hint}", where)
-        elif abs(f.mean) <= th.dead and -th.dead <= f.ci_low and f.ci_high <= th.dead:
+        elif f.raw_verdict == "harmful":
+            line = ctx.source.span(*where)[0]
+            uncorrected.append(f"line {line}: {_short(seg.text)} is harmful uncorrected ({stats}; {adjusted}), "
+                               f"not after the correction")
+        elif attr.has_verdicts and abs(f.mean) <= th.dead and -th.dead <= f.ci_low and f.ci_high <= th.dead:
             tokens = len(backend.encode_target(seg.text)) if hasattr(backend, "encode_target") else len(seg.text.split())
             ctx.add("PL104", f"dead segment {_short(seg.text)}: no measurable effect ({stats}) for {tokens} tokens "
                     "per call", "delete it, or keep it and add `# promptlens: ignore PL104` to the line", where)
-    _fragile_rule(ctx, backend, cases, attr.segments, objective, objective_value, score_prompts)
+    if not attr.has_verdicts:
+        ctx.skipped.update({r: too_few_reason(attr.n_cases) for r in ("PL103", "PL104")})
+        how = f"{attr.interval_text()}; no PL103/PL104 calls below {MIN_CASES} cases"
+    ctx.statistics.update(confidence=attr.confidence, interval=attr.interval, n_cases=attr.n_cases,
+                          correction=attr.correction, segments_tested=m, text=how, uncorrected=uncorrected)
 
 
 def _normal(text: str) -> str:
@@ -616,13 +648,16 @@ def lint(
     method: str = "ablation",
     cache_dir: str | Path | None = DEFAULT_CACHE,
     seed: int = 0,
+    correction: str = DEFAULT_CORRECTION,
 ) -> LintResult:
     """Lint each target; ``backend=None`` loads the model lazily, only on a cache miss.
-    ``cache_dir=None`` disables the cache."""
+    ``cache_dir=None`` disables the cache. ``correction`` ("bh", "holm" or "none"): how PL103
+    corrects for the number of segments tested (``promptlens.stats``)."""
     from .attribution import METHODS, check_choice
     from .cases import load_cases
 
     check_choice("method", method, METHODS)
+    check_correction(correction)
     if backend is not None:
         model_name = getattr(backend, "name", type(backend).__name__)
     else:
@@ -644,7 +679,7 @@ def lint(
         start = time.perf_counter()
         display, cases_display = _display(target.path), _display(target.cases)
         source = _read_source(target.path, display)
-        key = _cache_key(target, source, model_name, method, seed)
+        key = _cache_key(target, source, model_name, f"{method}:{correction}", seed)
         file = Path(cache_dir) / f"{key}.json" if cache_dir is not None else None
         data = _read_cache(file) if file is not None else None
         cached = data is not None
@@ -654,21 +689,22 @@ def lint(
             if _static_rules(ctx):
                 fit = _context_rule(ctx, get_backend())
                 if fit:
-                    _model_rules(ctx, get_backend(), fit, method, seed)
+                    _model_rules(ctx, get_backend(), fit, method, seed, correction)
                 else:
                     ctx.skipped.update({r: "no case fits the context" for r, rule in RULES.items() if rule.model})
             else:
                 ctx.skipped.update({r: "the template cannot be filled (PL001)" for r in ("PL004", "PL101", "PL102",
                                                                                            "PL103", "PL104", "PL105")})
             data = {"n_cases": min(len(cases), target.thresholds.max_cases), "skipped": ctx.skipped,
-                    "findings": [dataclasses.asdict(f) for f in ctx.findings]}
+                    "findings": [dataclasses.asdict(f) for f in ctx.findings], "statistics": ctx.statistics}
             if file is not None:
                 from .report import write_atomic
 
                 write_atomic(file, json.dumps(data, indent=1))
         findings = [_settle(Finding(**f), target, source) for f in data["findings"]]
         results.append(TemplateResult(display, cases_display, data["n_cases"], tuple(findings),
-                                      dict(data["skipped"]), cached, time.perf_counter() - start))
+                                      dict(data["skipped"]), cached, time.perf_counter() - start,
+                                      dict(data.get("statistics", {}))))
     return LintResult(model_name, method, tuple(results))
 
 
@@ -699,6 +735,9 @@ def add_lint_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", help="attribution method (default: the config's, else ablation)")
     p.add_argument("--segmentation", "--by", dest="segmentation", help=f"one of: {', '.join(SEGMENTATIONS)}")
     p.add_argument("--no-cache", action="store_true", help="recompute everything; write no cache")
+    p.add_argument("--correction", choices=CORRECTIONS, default=DEFAULT_CORRECTION,
+                   help="multiplicity correction of PL103 across a template's segments: bh (Benjamini-Hochberg, "
+                        "the default), holm, none")
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help=f"cache folder (default: {DEFAULT_CACHE})")
     _common(p)
     p.set_defaults(run=run_lint)
@@ -745,6 +784,7 @@ def run_lint(args: argparse.Namespace) -> int:
         model=args.model or settings.get("model"), raw=args.raw,
         method=args.method or settings.get("method", "ablation"),
         cache_dir=None if args.no_cache else args.cache_dir, seed=args.seed,
+        correction=getattr(args, "correction", None) or DEFAULT_CORRECTION,
     )
     color = args.format == "text" and not args.output and not args.no_color and "NO_COLOR" not in os.environ \
         and sys.stdout.isatty()

@@ -9,7 +9,7 @@ import json
 import xml.etree.ElementTree as ET
 from typing import Callable
 
-from .lint import RULES, SEVERITIES, Finding, LintResult, promptlens_version
+from .lint import RULES, SEVERITIES, Finding, LintResult, TemplateResult, promptlens_version
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 _COLORS = {"error": "31", "warning": "33", "note": "36"}
@@ -50,6 +50,7 @@ def text_report(result: LintResult, *, fail_on: str = "error", color: bool = Fal
     for t in result.templates:
         for rule, why in t.skipped.items():
             lines.append(f"{t.path}: {rule} not run: {why}")
+        lines += [f"{t.path}: {line}" for line in statistics_lines(t)]
     cached = sum(t.cached for t in result.templates)
     n = len(result.templates)
     verdict = "FAIL" if result.failed(fail_on) else "ok"
@@ -57,6 +58,14 @@ def text_report(result: LintResult, *, fail_on: str = "error", color: bool = Fal
                  f"{len(suppressed)} suppressed; model {result.model}, {cached} of {n} from cache "
                  f"(--fail-on {fail_on})")
     return "\n".join(lines) + "\n"
+
+
+def statistics_lines(t: TemplateResult) -> list[str]:
+    """How PL103/PL104 decided for one template, and the segments whose verdict the correction changed."""
+    st = t.statistics
+    if not st:
+        return []
+    return [f"PL103/PL104 statistics: {st['text']}"] + [f"  {u}" for u in st.get("uncorrected", ())]
 
 
 def json_report(result: LintResult, *, fail_on: str = "error") -> str:
@@ -105,6 +114,8 @@ def sarif_report(result: LintResult) -> str:
         "runs": [{
             "tool": {"driver": {"name": "promptlens", "version": promptlens_version(), "rules": rules,
                                 "properties": {"model": result.model, "method": result.method}}},
+            # How PL103/PL104 decided, per template: level, interval, cases, multiplicity correction.
+            "properties": {"statistics": {t.path: dict(t.statistics) for t in result.templates if t.statistics}},
             "columnKind": "unicodeCodePoints",
             "results": results,
         }],
@@ -121,6 +132,9 @@ def junit_report(result: LintResult, *, fail_on: str = "error") -> str:
     totals = {"tests": 0, "failures": 0, "skipped": 0}
     for t in result.templates:
         suite = ET.SubElement(root, "testsuite", name=t.path)
+        if t.statistics:
+            props = ET.SubElement(suite, "properties")
+            ET.SubElement(props, "property", name="statistics", value=str(t.statistics["text"]))
         counts = {"tests": 0, "failures": 0, "skipped": 0}
         for rule in RULES.values():
             case = ET.SubElement(suite, "testcase", classname=t.path, name=f"{rule.id} {rule.name}")
@@ -136,8 +150,11 @@ def junit_report(result: LintResult, *, fail_on: str = "error") -> str:
             elif rule.id in t.skipped:
                 counts["skipped"] += 1
                 ET.SubElement(case, "skipped", message=t.skipped[rule.id])
-            elif active:
-                ET.SubElement(case, "system-out").text = body
+            out = [body] if active and not failing else []
+            if rule.id == "PL103":  # say how it decided, pass or fail
+                out += statistics_lines(t)
+            if out and rule.id not in t.skipped:
+                ET.SubElement(case, "system-out").text = "\n".join(out)
         suite.set("time", f"{t.seconds:.3f}")
         for k, v in counts.items():
             suite.set(k, str(v))

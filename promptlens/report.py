@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .stats import level, too_few_reason
 from .types import Attribution
 
 # Blue = helps, orange = hurts: a pair that stays distinct for the common colour-vision deficiencies.
@@ -53,7 +55,13 @@ def to_jsonable(obj: Any) -> Any:
         out = {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
         if hasattr(obj, "harmful"):
             out["harmful"], out["helpful"] = obj.harmful, obj.helpful
+        if isinstance(obj, Attribution):  # say how the intervals and verdicts were made, in words
+            out["interval_text"], out["correction_text"] = obj.interval_text(), obj.correction_text()
+            out["has_verdicts"] = obj.has_verdicts
         return out
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # one case has no interval: JSON has no Infinity
+
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, dict):
@@ -89,19 +97,25 @@ def attribution_table(attr: Attribution, *, color: bool = False, top: int | None
     """Ranked table, most harmful first, then the heatmap and any notes."""
     rows = attr.ranked()[:top] if top else attr.ranked()
     width = 48
-    pct = int(round(100 * 0.95))
+    pct = level(attr.confidence)
+    differ = any(f.raw_verdict != f.verdict for f in rows)
     lines = [
         f"{attr.method} attribution of {attr.objective} over {attr.n_cases} case(s), "
         f"baseline={attr.baseline}, segments by {attr.segmentation}",
         f"original {attr.objective}: {attr.original_score:.3f} nats (mean over cases)",
+        f"intervals: {attr.interval_text()}; verdicts corrected for {len(attr.features)} segments: "
+        f"{attr.correction_text()}" if attr.has_verdicts else
+        f"intervals: {attr.interval_text()}; no verdicts: {too_few_reason(attr.n_cases)}",
         "",
-        f"{'rank':>4}  {'effect':>8}  {f'{pct}% interval':>19}  {'verdict':<8}  segment",
+        f"{'rank':>4}  {'effect':>8}  {f'{pct} interval':>19}  {'verdict':<13}  "
+        + (f"{'uncorrected':<13}  " if differ else "") + "segment",
     ]
     for rank, f in enumerate(rows, 1):
-        verdict = "harmful" if f.harmful else "helpful" if f.helpful else "unclear"
         text = " ".join(f.segment.text.split())
         text = text if len(text) <= width else text[: width - 1] + "…"
-        lines.append(f"{rank:>4}  {f.mean:>+8.3f}  [{f.ci_low:>+7.3f}, {f.ci_high:>+7.3f}]  {verdict:<8}  {text}")
+        ci = f"[{f.ci_low:>+7.3f}, {f.ci_high:>+7.3f}]" if math.isfinite(f.ci_low) else f"{'none (1 case)':>19}"
+        raw = f"{f.raw_verdict:<13}  " if differ else ""
+        lines.append(f"{rank:>4}  {f.mean:>+8.3f}  {ci}  {f.verdict:<13}  {raw}{text}")
     lines += ["", "effect: change in the objective (nats) that the segment causes; negative = pushes the target down", ""]
     lines.append(heatmap(attr, color=color))
     lines.append("")

@@ -49,7 +49,12 @@ class Score:
 
 @dataclass(frozen=True)
 class SegmentAttribution:
-    """Pooled effect of one segment on the score (positive: the segment helps)."""
+    """Pooled effect of one segment on the score (positive: the segment helps).
+
+    ``ci_low``/``ci_high`` is a two-sided ``confidence`` interval of the mean over ``n_cases``
+    cases made by ``interval`` (see ``promptlens.stats``). ``raw_verdict`` is this segment's own
+    call; ``verdict`` is the call after the multiplicity ``correction`` across the prompt's
+    segments, which is what ``harmful`` and ``helpful`` report."""
 
     segment: Segment
     index: int  # position among all segments
@@ -57,14 +62,22 @@ class SegmentAttribution:
     ci_low: float
     ci_high: float
     per_case: tuple[float, ...] = ()
+    n_cases: int = 0
+    confidence: float = 0.95
+    interval: str = "skew-t"  # how ci_low/ci_high were made (promptlens.stats.METHODS)
+    p_value: float = 1.0  # two-sided, for "the mean effect is 0"
+    p_adjusted: float = 1.0  # after ``correction`` across the prompt's segments
+    correction: str = "bh"  # "bh" (Benjamini-Hochberg), "holm", or "none"
+    raw_verdict: str = "unclear"  # "harmful", "helpful", "unclear" or "too few cases"
+    verdict: str = "unclear"
 
     @property
     def harmful(self) -> bool:
-        return self.ci_high < 0.0
+        return self.verdict == "harmful"
 
     @property
     def helpful(self) -> bool:
-        return self.ci_low > 0.0
+        return self.verdict == "helpful"
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,27 @@ class Attribution:
     seconds: float
     convergence_delta: float | None = None  # integrated gradients only
     notes: tuple[str, ...] = ()
+    confidence: float = 0.95  # of every segment's interval
+    interval: str = "skew-t"  # the interval method (promptlens.stats.METHODS)
+    correction: str = "bh"  # the multiplicity correction across segments (promptlens.stats.CORRECTIONS)
+
+    @property
+    def has_verdicts(self) -> bool:
+        """False below promptlens.stats.MIN_CASES cases: effects without harmful/helpful calls."""
+        from .stats import MIN_CASES
+
+        return self.n_cases >= MIN_CASES
+
+    def interval_text(self) -> str:
+        """"95% t-interval over 8 cases": what every renderer says about the intervals."""
+        from .stats import describe
+
+        return describe(self.n_cases, self.confidence, self.interval)
+
+    def correction_text(self) -> str:
+        from .stats import CORRECTION_NAMES
+
+        return CORRECTION_NAMES.get(self.correction, self.correction)
 
     def ranked(self) -> list[SegmentAttribution]:
         """Most harmful first (ascending mean)."""

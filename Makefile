@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/promptlens fix recipes/entailed_polarity_quick.yaml --out out/demo --json out/demo/result.json --html out/demo/report.html
+	HF_HUB_OFFLINE=1 $(BIN)/promptlens fix recipes/word_sorter_planted.yaml --out out/demo --json out/demo/result.json --html out/demo/report.html
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

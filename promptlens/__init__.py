@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._version import __version__
 from .attribution import attribute
 from .bench import BenchResult, bench
 from .backends.base import Backend
@@ -12,9 +13,11 @@ from .fix import FixResult, fix
 from .errors import BackendError, InputError, ModelNotInstalledError, PromptLensError
 from .scoring import score_prompts
 from .segments import segment
+from .templates import Message, MessageTemplate, load_template
 from .types import Attribution, Case, Score, Segment, SegmentAttribution
 
 __all__ = [
+    "__version__",
     "attribute",
     "bench",
     "BenchResult",
@@ -28,6 +31,9 @@ __all__ = [
     "split_cases",
     "score_prompts",
     "segment",
+    "load_template",
+    "Message",
+    "MessageTemplate",
     "Attribution",
     "Case",
     "Score",

@@ -14,6 +14,7 @@ zero and the call survives the multiplicity correction across the prompt's segme
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from dataclasses import dataclass
@@ -23,13 +24,16 @@ import numpy as np
 import torch
 from captum.attr import FeatureAblation, KernelShap, LayerIntegratedGradients, Lime, ShapleyValueSampling
 
+from . import approx as approx_mod
 from . import stats
+from .approx import MODES, ApproxConfig
 from .backends.base import SCORE_ONLY_METHODS, GRADIENT_METHODS, check_method
 from .cases import check_vars
 from .errors import InputError
 from .scoring import Backend, default_objective, objective_value, score_prompts, OBJECTIVES
 from .segments import SEGMENTATIONS, features, fill, join, segment, template_fields
-from .types import Attribution, Case, Segment, SegmentAttribution
+from .templates import MessageTemplate, as_flat, blank, content_offsets, for_backend, is_messages, render_notes
+from .types import Approximation, Attribution, Case, Segment, SegmentAttribution
 
 METHODS = SCORE_ONLY_METHODS + GRADIENT_METHODS  # ablation, shapley, lime, kernelshap, ig
 BASELINES = ("remove", "filler", "sampled")
@@ -91,11 +95,13 @@ def _replacements(problem: _Problem, baseline: str, rng: random.Random) -> list[
     texts = [problem.segments[i].text for i in problem.feats]
     if baseline == "remove":
         return [""] * len(texts)
-    # Keep the segment's trailing whitespace so the text around it stays well-formed.
+    # Keep the segment's trailing whitespace so the text around it stays well-formed; a segment
+    # of whole messages keeps its role marks (each message's content becomes the filler).
     tails = [t[len(t.rstrip()):] for t in texts]
     if baseline == "filler":
-        return [FILLER + tail for tail in tails]
-    return [rng.choice(NEUTRAL).rstrip() + tail for tail in tails]
+        return [blank(t, FILLER) if is_messages(t) else FILLER + tail for t, tail in zip(texts, tails)]
+    return [blank(t, rng.choice(NEUTRAL).strip()) if is_messages(t) else rng.choice(NEUTRAL).rstrip() + tail
+            for t, tail in zip(texts, tails)]
 
 
 def _perturbation(method: str, problem: _Problem, forward: MaskForward, n_samples: int,
@@ -124,7 +130,7 @@ def _perturbation(method: str, problem: _Problem, forward: MaskForward, n_sample
 
 
 def attribute(
-    prompt: str,
+    prompt: str | MessageTemplate | Sequence[dict],
     target: str | None = None,
     *,
     cases: Sequence[Case] | None = None,
@@ -141,6 +147,8 @@ def attribute(
     interval: str = stats.DEFAULT_METHOD,
     perturbations_per_eval: int = 64,
     ig_steps: int = 32,
+    mode: str = "exact",
+    approx: ApproxConfig | None = None,
 ) -> Attribution:
     """Rank the segments of ``prompt`` (a prompt, or a template with ``{fields}`` filled from
     ``cases``) by their effect on the objective: mean over cases, with a ``confidence`` interval
@@ -149,9 +157,21 @@ def attribute(
     Below ``stats.MIN_CASES`` cases the effects come without verdicts.
 
     Give either ``target`` (one case, no fields) or ``cases``. ``target=None`` with no cases
-    explains the model's own greedy output.
+    explains the model's own greedy output. ``prompt`` may be a message template (a
+    ``MessageTemplate``, e.g. from ``load_template``, or a list of ``{role, content}`` dicts):
+    ``Attribution.text`` and the segments are then its flat text (``promptlens.templates``).
+    ``mode`` other than "exact" estimates leave-one-out ablation more cheaply (see
+    :mod:`promptlens.approx`, settings in ``approx``) and checks its most harmful segments
+    against exact leave-one-out: ``result.approximation``.
     """
+    prompt = as_flat(prompt)
     check_choice("method", method, METHODS)
+    check_choice("mode", mode, MODES)
+    approx = approx or ApproxConfig()
+    if mode != "exact":
+        approx.check()
+        if method != "ablation":
+            raise InputError(f"--mode {mode} approximates leave-one-out ablation; use --method ablation (the default)")
     check_choice("baseline", baseline, BASELINES)
     check_choice("segmentation", segmentation, SEGMENTATIONS)
     check_choice("interval", interval, stats.METHODS)
@@ -175,15 +195,20 @@ def attribute(
     problem = _Problem(backend, segments, feats, list(cases), objective)
     start = time.perf_counter()
     passes0, tokens0 = getattr(backend, "forward_passes", 0), getattr(backend, "tokens_computed", 0)
-    notes: list[str] = []
+    notes: list[str] = render_notes(backend, prompt)
     delta = None
     forward = MaskForward(problem, _replacements(problem, baseline, random.Random(seed)))
     n_feats = len(feats)
     everything = (1,) * n_feats
-    if method == "ablation":  # every mask is known up front: score them all in one trie
+    if method == "ablation" and mode == "exact":  # every mask is known up front: score them all in one trie
         forward.prefetch([everything] + [everything[:f] + (0,) + everything[f + 1 :] for f in range(n_feats)])
     original = forward(torch.ones(len(cases), len(feats)), torch.arange(len(cases))).numpy()
-    if method == "ig":
+    estimated = np.zeros(n_feats, dtype=bool)
+    approximation = None
+    if mode != "exact":
+        per_case, estimated, approximation = _approximate(mode, problem, forward, segmentation, approx,
+                                                           confidence, seed)
+    elif method == "ig":
         per_case, delta = _integrated_gradients(problem, steps=ig_steps)
         notes.append("integrated gradients: baseline is a filler token's embedding at feature tokens")
         rel = delta / max(1e-9, float(np.abs(per_case).sum(1).mean()))
@@ -196,34 +221,73 @@ def attribute(
     if len(cases) < stats.MIN_CASES:
         notes.append(stats.too_few_reason(len(cases)))
     feats_out = _pooled(per_case, segments, feats, confidence=confidence, interval=interval, correction=correction,
-                        seed=seed)
+                        seed=seed, estimated=estimated)
+    passes = getattr(backend, "forward_passes", 0) - passes0
+    tokens = getattr(backend, "tokens_computed", 0) - tokens0
+    if approximation is not None:
+        approximation = dataclasses.replace(approximation, forward_passes=passes, tokens_computed=tokens)
+        notes.append(approximation.summary())
     return Attribution(
         method=method, baseline=baseline, objective=objective, segmentation=segmentation,
         text=join(segments), segments=tuple(segments), features=feats_out,
-        original_score=float(original.mean()), n_cases=len(cases),
-        forward_passes=getattr(backend, "forward_passes", 0) - passes0,
-        tokens_computed=getattr(backend, "tokens_computed", 0) - tokens0,
-        seconds=time.perf_counter() - start, convergence_delta=delta, notes=tuple(notes),
-        confidence=confidence, interval=interval, correction=correction,
+        original_score=float(original.mean()), n_cases=len(cases), forward_passes=passes, tokens_computed=tokens,
+        seconds=time.perf_counter() - start, convergence_delta=delta, notes=tuple(notes), mode=mode,
+        approximation=approximation, confidence=confidence, interval=interval, correction=correction,
     )
 
 
 def _pooled(per_case: np.ndarray, segments: Sequence[Segment], feats: Sequence[int], *, confidence: float,
-            interval: str, correction: str, seed: int) -> tuple[SegmentAttribution, ...]:
+            interval: str, correction: str, seed: int, estimated: np.ndarray | None = None,
+            ) -> tuple[SegmentAttribution, ...]:
     """Per-case effects [cases, features] -> one SegmentAttribution per feature: mean, interval,
-    the segment's own verdict and the verdict after correcting across the prompt's segments."""
+    the segment's own verdict and the verdict after correcting across the prompt's segments.
+    Features an approximate mode ``estimated`` get no verdict and are left out of the correction's
+    family (only measured segments are tested)."""
     n = per_case.shape[0]
+    estimated = np.zeros(per_case.shape[1], dtype=bool) if estimated is None else np.asarray(estimated, dtype=bool)
     iv = stats.intervals(per_case, confidence=confidence, method=interval, seed=seed)
-    adjusted = stats.adjust(iv.p_value, correction)
-    return tuple(
-        SegmentAttribution(
-            segments[i], i, float(iv.mean[f]), float(iv.low[f]), float(iv.high[f]),
-            tuple(float(v) for v in per_case[:, f]), n_cases=n, confidence=confidence, interval=interval,
-            p_value=float(iv.p_value[f]), p_adjusted=float(adjusted[f]), correction=correction,
-            raw_verdict=stats.verdict(float(iv.mean[f]), float(iv.p_value[f]), n, confidence),
-            verdict=stats.verdict(float(iv.mean[f]), float(adjusted[f]), n, confidence))
-        for f, i in enumerate(feats)
-    )
+    adjusted = np.ones(per_case.shape[1])
+    adjusted[~estimated] = stats.adjust(iv.p_value[~estimated], correction)
+    out = []
+    for f, i in enumerate(feats):
+        mean, p, q = float(iv.mean[f]), float(iv.p_value[f]), float(adjusted[f])
+        raw, said = ("estimate", "estimate") if estimated[f] else (
+            stats.verdict(mean, p, n, confidence), stats.verdict(mean, q, n, confidence))
+        out.append(SegmentAttribution(
+            segments[i], i, mean, float(iv.low[f]), float(iv.high[f]), tuple(float(v) for v in per_case[:, f]),
+            estimated=bool(estimated[f]), n_cases=n, confidence=confidence, interval=interval, p_value=p,
+            p_adjusted=q, correction=correction, raw_verdict=raw, verdict=said))
+    return tuple(out)
+
+
+def _refine_interval(values: np.ndarray, *, confidence: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The interval an approximate mode refines on: stats' interval, or the mean itself with one
+    case (then it refines on the size of an effect alone)."""
+    iv = stats.intervals(values, confidence=confidence, seed=seed)
+    if iv.n < 2:
+        return iv.mean, iv.mean
+    return iv.low, iv.high
+
+
+def _approximate(mode: str, problem: _Problem, forward: MaskForward, segmentation: str, config: ApproxConfig,
+                 confidence: float, seed: int) -> tuple[np.ndarray, np.ndarray, Approximation]:
+    """An approximate mode's per-case effects [cases, features], which are estimates, and its
+    record (costs are filled in by the caller, who counts the whole run)."""
+    scorer = approx_mod.Scorer(forward, len(problem.feats))
+
+    def make_scorer(cheap: Backend) -> approx_mod.Scorer:  # the same masks and texts, another model
+        return approx_mod.Scorer(MaskForward(dataclasses.replace(problem, backend=cheap), forward.replacements),
+                                 len(problem.feats))
+
+    est = approx_mod.estimate(
+        mode, scorer, segments=problem.segments, feats=problem.feats, segmentation=segmentation, config=config,
+        interval=lambda v: _refine_interval(v, confidence=confidence, seed=seed), seed=seed,
+        backend=problem.backend, make_scorer=make_scorer,
+        sample=fill(forward.prompt(scorer.full), problem.cases[0].vars))
+    verified, approx_means, exact_means = approx_mod.verify(scorer, est, config.verify_k)
+    est.settings["verify_k"] = config.verify_k
+    record = approx_mod.approximation(mode, est, verified, approx_means, exact_means, (scorer.variants, 0, 0))
+    return est.per_case, est.estimated, record
 
 
 def check_choice(what: str, value: str, valid: Sequence[str]) -> None:
@@ -252,7 +316,7 @@ def _resolve_cases(prompt: str, target: str | None, cases: Sequence[Case] | None
     if cases:
         return list(cases)
     if target is None:
-        target = backend.generate(fill(prompt, {}))
+        target = backend.generate(for_backend(backend, fill(prompt, {})))
     if not target.strip():
         raise InputError("the model's own output is empty, so there is nothing to explain; give --target")
     return [Case(vars={}, target=target)]
@@ -298,17 +362,17 @@ def _token_owners(backend: Backend, segments: Sequence[Segment], case: Case) -> 
     """Prompt token ids for a case and, per token, the index of the segment its first char is in."""
     spans, pieces, pos = [], [], 0
     for seg in segments:
-        text = case.vars[seg.name] if seg.kind == "field" else fill(seg.text, {})
+        text = case.vars[seg.name] if seg.kind == "field" else fill(seg.text, case.vars)
         spans.append((pos, pos + len(text)))
         pieces.append(text)
         pos += len(text)
     filled = "".join(pieces)
     rendered = backend.render(filled)
-    offset = rendered.find(filled)
+    blocks = content_offsets(rendered, filled)  # where each message's text landed in the rendering
     enc = backend.tokenizer(rendered, add_special_tokens=backend.raw, return_offsets_mapping=True)
     owners: list[int | None] = []
     for start, end in enc["offset_mapping"]:
-        char = start - offset
+        char = next((a + start - r for r, a, n in blocks if r <= start < r + n), -1)
         owner = next((i for i, (a, b) in enumerate(spans) if a <= char < b and end > start), None)
         owners.append(owner)
     return enc["input_ids"], owners

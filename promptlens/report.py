@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import InputError
 from .stats import level, too_few_reason
+from .templates import is_messages, shown
 from .types import Attribution
 
 # Blue = helps, orange = hurts: a pair that stays distinct for the common colour-vision deficiencies.
@@ -66,6 +67,8 @@ def to_jsonable(obj: Any) -> Any:
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, str) and is_messages(obj):  # a message template's flat text: roles as labels
+        return shown(obj)
     return obj
 
 
@@ -85,10 +88,14 @@ def heatmap(attr: Attribution, *, color: bool) -> str:
     out = []
     for i, seg in enumerate(attr.segments):
         f = by_index.get(i)
+        # a message template: each role mark becomes a `--- role ---` header line
+        text = shown(seg.text, inline=False) if is_messages(seg.text) else seg.text
+        if seg.start > 0 and is_messages(seg.text[:1]) and not "".join(out).endswith("\n"):
+            text = "\n" + text.lstrip("\n")
         if f is None or not color:
-            out.append(seg.text if color or f is None else f"[{seg.text}]")
+            out.append(text if color or f is None else f"[{text}]")
             continue
-        body, tail = seg.text.rstrip(), seg.text[len(seg.text.rstrip()):]
+        body, tail = text.rstrip(), text[len(text.rstrip()):]
         out.append(f"\x1b[48;5;{_shade(f.mean, scale)}m\x1b[30m{body}\x1b[0m{tail}")
     return "".join(out)
 
@@ -101,7 +108,8 @@ def attribution_table(attr: Attribution, *, color: bool = False, top: int | None
     differ = any(f.raw_verdict != f.verdict for f in rows)
     lines = [
         f"{attr.method} attribution of {attr.objective} over {attr.n_cases} case(s), "
-        f"baseline={attr.baseline}, segments by {attr.segmentation}",
+        f"baseline={attr.baseline}, segments by {attr.segmentation}"
+        + ("" if attr.mode == "exact" else f", APPROXIMATE ({attr.mode} mode: see the check below)"),
         f"original {attr.objective}: {attr.original_score:.3f} nats (mean over cases)",
         f"intervals: {attr.interval_text()}; verdicts corrected for {len(attr.features)} segments: "
         f"{attr.correction_text()}" if attr.has_verdicts else
@@ -111,11 +119,13 @@ def attribution_table(attr: Attribution, *, color: bool = False, top: int | None
         + (f"{'uncorrected':<13}  " if differ else "") + "segment",
     ]
     for rank, f in enumerate(rows, 1):
-        text = " ".join(f.segment.text.split())
+        said = "estimate" if f.estimated else f.verdict
+        text = " ".join(shown(f.segment.text).split())
+        text = f"{f.segment.name}: {text}" if f.segment.kind == "example" else text
         text = text if len(text) <= width else text[: width - 1] + "…"
         ci = f"[{f.ci_low:>+7.3f}, {f.ci_high:>+7.3f}]" if math.isfinite(f.ci_low) else f"{'none (1 case)':>19}"
         raw = f"{f.raw_verdict:<13}  " if differ else ""
-        lines.append(f"{rank:>4}  {f.mean:>+8.3f}  {ci}  {f.verdict:<13}  {raw}{text}")
+        lines.append(f"{rank:>4} {'~' if f.estimated else ' '}{f.mean:>+8.3f}  {ci}  {said:<13}  {raw}{text}")
     lines += ["", "effect: change in the objective (nats) that the segment causes; negative = pushes the target down", ""]
     lines.append(heatmap(attr, color=color))
     lines.append("")

@@ -26,9 +26,10 @@ from .errors import InputError
 from .scoring import Backend
 from .segments import join, template_fields
 from .similarity import SimilarityModel
+from .templates import is_messages
 from .types import Case, Segment
 
-KINDS = ("original", "delete", "paraphrase", "synonym", "scaffold", "alternative")
+KINDS = ("original", "delete", "paraphrase", "synonym", "scaffold", "alternative", "drop_example", "reorder_examples")
 
 PARAPHRASE_PROMPT = "Rewrite this instruction more clearly, keep its meaning:\n{text}"
 # What a generated sentence is scored after, to measure its fluency on its own.
@@ -94,13 +95,18 @@ class RewriteConfig:
     fluency_margin: float = 1.5  # nats per token a generated sentence may lose
     n_paraphrases: int = 3
     max_synonyms: int = 4
-    kinds: tuple[str, ...] = ("delete", "paraphrase", "synonym", "scaffold", "alternative")
+    kinds: tuple[str, ...] = ("delete", "paraphrase", "synonym", "scaffold", "alternative", "drop_example",
+                              "reorder_examples")
     alternatives: Mapping[str, Sequence[str]] = field(default_factory=dict)
     seed: int = 0
 
 
 def split_whitespace(text: str) -> tuple[str, str, str]:
-    """``text`` as (leading whitespace, body, trailing whitespace)."""
+    """``text`` as (leading whitespace, body, trailing whitespace). A whole message (a segment of
+    ``by="message"``) keeps its role mark in the lead, so a rewrite of its body stays that message."""
+    if text[:1] and is_messages(text[:1]) and not is_messages(text[1:]):
+        lead, body, tail = split_whitespace(text[1:])
+        return text[0] + lead, body, tail
     body = text.strip()
     if not body:
         return text, "", ""
@@ -232,6 +238,11 @@ def candidates(
     round often edits a sentence an earlier round already paraphrased.
     """
     seg = segments[index]
+    if seg.kind == "examples":  # a block of few-shot examples: drop one, or reorder them
+        from .fewshot import block_candidates
+
+        return block_candidates(segments, index, original=original, similarity=similarity,
+                                threshold=config.threshold, kinds=config.kinds)
     lead, body, tail = split_whitespace(seg.text)
     keep = Rewrite(index, seg.text, "original", similarity.cosine(original, join(segments)), 1.0)
     if not body:
@@ -242,6 +253,10 @@ def candidates(
     seed = config.seed * 100_003 + index
     proposals: list[tuple[str, str]] = []  # (kind, body)
     for kind in config.kinds:
+        if is_messages(body) and kind != "delete":  # whole messages (a few-shot example): delete only
+            continue
+        if kind in ("drop_example", "reorder_examples"):  # edits of an examples block (above)
+            continue
         if kind == "delete":
             proposals.append((kind, ""))
         elif kind == "paraphrase":

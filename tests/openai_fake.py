@@ -57,10 +57,20 @@ def expected(prompt: str, target: str) -> list[float]:
 class FakeOpenAI:
     """Start with ``with FakeOpenAI(mode) as fake:``; ``fake.url`` is its base URL."""
 
-    def __init__(self, mode: str = "both", *, fail_first: int = 0, delay: float = 0.0) -> None:
+    def __init__(self, mode: str = "both", *, fail_first: int = 0, delay: float = 0.0, fail_status: int = 503,
+                 retry_after: str | None = None, api_key: str | None = None, tls: Any = None) -> None:
+        """``fail_first`` requests get ``fail_status`` (with ``Retry-After: retry_after`` when
+        given); with ``api_key`` a request without ``Authorization: Bearer <key>`` gets 401 and a
+        body that quotes the key it got (as some servers do); ``tls`` is an ``ssl.SSLContext``
+        (server side) to serve https."""
         self.mode = mode
         self.fail_first = fail_first
         self.delay = delay
+        self.fail_status = fail_status
+        self.retry_after = retry_after
+        self.api_key = api_key
+        self.times: list[float] = []  # arrival time of each request
+        self.headers: list[dict[str, str]] = []
         self.tokenizer = WordTokenizer()
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -74,25 +84,36 @@ class FakeOpenAI:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with fake.lock:
                     fake.requests.append(body)
+                    fake.times.append(time.monotonic())
+                    fake.headers.append(dict(self.headers))
                     failing = fake.fail_first > 0
                     fake.fail_first -= 1
                 if fake.delay:
                     time.sleep(fake.delay)
+                sent = self.headers.get("Authorization", "")
+                if fake.api_key and sent != f"Bearer {fake.api_key}":
+                    return self._send(401, {"error": f"invalid API key: {sent.removeprefix('Bearer ')!r}"})
                 if failing:
-                    return self._send(503, {"error": "busy"})
+                    extra = {"Retry-After": fake.retry_after} if fake.retry_after is not None else {}
+                    return self._send(fake.fail_status, {"error": "busy"}, extra)
                 status, answer = fake.answer(body)
                 self._send(status, answer)
 
-            def _send(self, status: int, answer: dict[str, Any]) -> None:
+            def _send(self, status: int, answer: dict[str, Any], extra: dict[str, str] | None = None) -> None:
                 data = json.dumps(answer).encode()
                 self.send_response(status)
+                for k, v in (extra or {}).items():
+                    self.send_header(k, v)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
 
     def __enter__(self) -> "FakeOpenAI":
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

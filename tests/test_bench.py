@@ -242,7 +242,7 @@ def test_cli_smoke_on_real_model(tmp_path):
     out = tmp_path / "out"
     result = run("bench", str(ROOT / "recipes" / "sports_understanding.yaml"), "--prompt", str(fixed),
                  "--limit", "2", "--budget", "1", "--levels", "character", "--threads", "1",
-                 "--out", str(out), "--json", str(tmp_path / "b.json"))
+                 "--out", str(out), "--json", str(tmp_path / "b.json"), "--html", str(tmp_path / "b.html"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "guided vs random placement" in result.stdout and "fixed-template" in result.stdout
     rows = list(csv.DictReader((out / "bench.csv").read_text().splitlines()))
@@ -250,3 +250,5 @@ def test_cli_smoke_on_real_model(tmp_path):
     assert (out / "bench.png").stat().st_size > 1000 and (out / "bench.md").is_file()
     data = json.loads((tmp_path / "b.json").read_text())
     assert data["n_cases"] == 2 and len(data["prompts"]) == 2
+    page = (tmp_path / "b.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "fixed-template" in page and 'class="chart pdr"' in page

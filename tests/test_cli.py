@@ -30,6 +30,8 @@ def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
         (["attribute", "Say hi.", "--cases", "nope.jsonl"], "nope.jsonl"),
         (["attribute", "Say hi.", "--target", "x", "--cases", "c.jsonl"], "either --target or --cases"),
         (["attribute", "Say hi.", "--target", "x", "--threads", "0"], "--threads 0 is out of range"),
+        (["fix", str(ROOT / "recipes" / "plural_planted.yaml"), "--max-regressions", "-1"],
+         "--max-regressions -1 is out of range"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(args, message):

@@ -232,6 +232,7 @@ def test_recipe_with_dataset_relative_paths_and_alternatives(tmp_path):
     assert recipe.template == "Say yes or no. {input}" and recipe.trials == 7 and recipe.threshold == 0.8
     assert set(recipe.cases[0].vars) == {"input"}  # the dataset's `instruction` var is dropped
     assert recipe.alternatives == {"Say yes or no.": ["Reply yes or no."]}
+    assert recipe.max_regressions is None  # no limit unless the recipe sets one
 
 
 @pytest.mark.parametrize("body, message", [
@@ -242,6 +243,7 @@ def test_recipe_with_dataset_relative_paths_and_alternatives(tmp_path):
     ("cases: c.jsonl\n", "exactly one of `template:`"),
     ("template: x\ndataset: {task: navigate}\nstrategy: greedy\n", r"r\.yaml:3: unknown strategy"),
     ("template: x\ncases: [{input: a, target: b}]\nkeep_logprob: maybe\n", r"r\.yaml:3: `keep_logprob` is 'maybe'; give true or false"),
+    ("template: x\ncases: [{input: a, target: b}]\nmax_regressions: -1\n", r"r\.yaml:3: `max_regressions` is -1"),
 ])
 def test_recipe_errors_name_file_line_and_fix(tmp_path, body, message):
     from promptlens.config import load_recipe
@@ -436,3 +438,106 @@ def test_every_single_edit_is_tried_first(tmp_path):
     singles = [t.params for t in trials[1:] if t.system_attrs.get("fixed_params")]
     assert singles and all(sum(1 for c in p.values() if c) == 1 for p in singles)
     assert len({tuple(sorted(p.items())) for p in singles}) == len(singles) and result.trials == 12
+
+
+# --- no silent regressions: flips and max_regressions ---------------------------------------------
+
+REG_TEMPLATE = "Reply now. Question: {input}\nAnswer:"
+# Right answer scores: -1 per word, +1 from the input's own hint word ("y" hints yes, "n" hints no).
+# The alternative "Reply banana now." adds +3 to "yes" everywhere: three yes-cases gain 3 nats of
+# margin and log-prob, the no-case turns from right (margin +1) to wrong (margin -2).
+REG_BONUS = {("y", "yes"): 1.0, ("n", "no"): 1.0, ("banana", "yes"): 3.0}
+
+
+def _reg_cases(prefix: str, hints: str = "yyyn") -> list[Case]:
+    return [Case({"input": f"q{i} {h}"}, "yes" if h == "y" else "no", ("yes", "no"), id=f"{prefix}{i}")
+            for i, h in enumerate(hints)]
+
+
+def _reg_fix(**kw):
+    from .rule_backend import RuleBackend
+
+    # 8 train cases: on 4, log-prob gains of (3, 3, 3, 0) are too few and too skewed to be significant.
+    return fix(REG_TEMPLATE, _reg_cases("t", "yyynyyyn"), validation=_reg_cases("v"), backend=RuleBackend(bonus=REG_BONUS),
+               similarity=JaccardSimilarity(), budget_trials=6, rounds=1, seed=0, threshold=0.3, top_k=1,
+               kinds=["alternative"], alternatives={"Reply now.": ["Reply banana now."]}, **kw)
+
+
+def test_flips_list_the_cases_turned_wrong_and_right_on_train_and_validation():
+    result = _reg_fix()
+    assert "banana" in result.best  # the margin rises on average: +1.5 nats
+    assert result.train_after.margin == pytest.approx(result.train_before.margin + 1.5)
+    assert result.train_flips.rule == "correct" and result.train_flips.lost == ("t3: q3 n", "t7: q7 n")
+    assert result.validation_flips.lost == ("v3: q3 n",) and result.validation_flips.gained == ()
+    assert "1 turned wrong, 0 turned right" in result.headline
+
+
+def test_max_regressions_makes_a_combination_that_turns_a_case_wrong_infeasible():
+    result = _reg_fix(max_regressions=0)
+    assert result.best == REG_TEMPLATE and result.infeasible >= 1
+    assert result.train_flips.lost == () and result.validation_flips.lost == ()
+    assert _reg_fix(max_regressions=2).best != REG_TEMPLATE  # two lost cases are within a limit of 2
+
+
+def test_flip_rule_for_free_form_targets_is_half_or_twice_as_likely():
+    from promptlens.search import flip
+    from promptlens.types import Score
+
+    def s(lp: float) -> Score:
+        return Score(lp, (lp,))
+
+    assert [flip(s(-2.0), s(-2.0 - d)) for d in (0.6, 0.8, -0.6, -0.8)] == [0, -1, 0, 1]
+
+
+def test_max_regressions_out_of_range_is_an_input_error():
+    from promptlens.errors import InputError
+
+    with pytest.raises(InputError, match="max-regressions"):
+        run(max_regressions=-1)
+
+
+def test_tpe_strategy_searches_every_segment_without_queued_single_edits():
+    result = run(strategy="tpe", budget_trials=16)
+    assert result.strategy == "tpe" and "banana" not in result.best
+    assert result.train_after.objective == pytest.approx(result.train_before.objective + BANANA_PENALTY)
+
+
+def test_recipe_with_a_messages_file_gives_the_flat_template_and_unit_segmentation(tmp_path):
+    import json
+
+    from promptlens.config import load_recipe
+    from promptlens.segments import segment
+    from promptlens.templates import messages_of
+
+    messages = [{"role": "system", "content": "Sort words. Answer in French."},
+                {"role": "user", "content": "Words: b a"}, {"role": "assistant", "content": "a b"},
+                {"role": "user", "content": "Words: {input}"}]
+    (tmp_path / "p.json").write_text(json.dumps(messages), encoding="utf-8")
+    (tmp_path / "r.yaml").write_text("template_file: p.json\ncases: [{input: d c, target: c d}]\nsegmentation: unit\n",
+                                     encoding="utf-8")
+    recipe = load_recipe(tmp_path / "r.yaml")
+    assert [m.content for m in messages_of(recipe.template)] == [m["content"] for m in messages]
+    assert recipe.segmentation == "unit"
+    assert len([s for s in segment(recipe.template, "unit") if s.feature]) == 3  # two rules, one example
+
+
+def test_fix_on_a_message_template_deletes_the_harmful_example_and_writes_messages(tmp_path):
+    import json
+
+    from promptlens.fix_cli import fixed_file_name, written
+    from promptlens.templates import as_flat, load_template, messages_of
+
+    from .rule_backend import RuleBackend
+
+    flat = as_flat([{"role": "system", "content": "Answer with one word. Be brief."},
+                    {"role": "user", "content": "Q: x"}, {"role": "assistant", "content": "banana"},
+                    {"role": "user", "content": "Q: {input}"}])
+    result = fix(flat, CASES, backend=RuleBackend(rules={"banana": -2.0}), similarity=JaccardSimilarity(),
+                 budget_trials=6, rounds=1, seed=0, n_train=4, threshold=0.3, segmentation="unit", kinds=["delete"])
+    assert "banana" not in result.best and [m.role for m in messages_of(result.best)] == ["system", "user"]
+    assert "found the harmful segment \u2018[user] Q: x[assistant] banana\u2019" in result.headline
+    (tmp_path / "p.json").write_text(json.dumps([{"role": m.role, "content": m.content} for m in messages_of(flat)]),
+                                     encoding="utf-8")
+    source = load_template(tmp_path / "p.json")
+    assert fixed_file_name(source) == "fixed-template.json"
+    assert json.loads(written(source, result.best))[-1] == {"role": "user", "content": "Q: {input}"}

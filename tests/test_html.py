@@ -153,8 +153,10 @@ def test_fix_page_reports_the_gain_diff_and_charts(fixed):
     v0, v1 = result.validation_before.logprob, result.validation_after.logprob
     assert v1 == pytest.approx(v0 + BANANA_PENALTY)
     assert summary_text(doc).startswith(
-        f"In short Removing the sentence \u2018Eat a banana.\u2019 raised the probability of the right answer from "
-        f"{math.exp(v0):.1%} to {math.exp(v1):.0%} on 4 validation cases.")
+        "In short Attribution found the harmful segment \u2018Eat a banana.\u2019 (-3.00 nats) and the fix removed it; "
+        f"the probability of the wanted output rose significantly from {math.exp(v0):.1%} to {math.exp(v1):.1%} "
+        "on 4 validation cases (0 turned wrong, 4 turned right).")
+    assert result.headline in summary_text(doc)  # the terminal report's sentence, word for word
     assert re.search(r"<del[^>]*>Eat a banana\.\s*</del>", doc) and "gain +3.00 nats on train" in doc
     for cls in ("history", "importance", "slopes", "forest"):
         assert f'class="chart {cls}"' in doc, cls
@@ -166,7 +168,7 @@ def test_fix_page_says_so_when_nothing_improved():
                  seed=0, n_train=4, threshold=0.99)
     doc = fix_html(result)  # in-memory study: the charts are skipped, with the reason
     check_page(doc)
-    assert "No edit beat the original prompt on the 4 train cases, so the prompt is kept as it is." in doc
+    assert "no edit beat the original on train, so the prompt is kept as it is." in doc
     assert "study was kept in memory" in doc and 'class="summary warn"' in doc
 
 
@@ -197,7 +199,7 @@ def test_fix_and_lint_cli_write_html(tmp_path, monkeypatch):
                  "--out", str(tmp_path / "out"), "--html", str(tmp_path / "fix.html")]) == 0
     doc = (tmp_path / "fix.html").read_text(encoding="utf-8")
     check_page(doc)
-    assert "Removing the sentence \u2018Eat a banana.\u2019 raised" in doc and 'class="chart slopes"' in doc
+    assert "the fix removed it; the probability of the wanted output rose" in doc and 'class="chart slopes"' in doc
 
     monkeypatch.setattr(hf, "load_backend", lambda *a, **k: RuleBackend(rules={"banana": -3.0}))
     code = main(["lint", str(tmp_path / "t.txt"), "--cases", str(cases), "--no-cache", "--output",

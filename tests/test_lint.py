@@ -247,6 +247,61 @@ def test_cached_rerun_does_not_touch_the_model(tmp_path, monkeypatch):
     assert not lint([strict], backend=fake, cache_dir="cache").templates[0].cached
 
 
+def test_cache_key_follows_the_model_files_and_the_library_versions(tmp_path, monkeypatch):
+    import promptlens.lint as lint_module
+
+    monkeypatch.chdir(tmp_path)
+    target = write(tmp_path, CLEAN, CHOICE_CASES)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    weights = model / "model.safetensors"
+    weights.write_bytes(b"weights v1")
+    fake = RuleBackend(bonus=HELPS, name="local")
+    assert not lint([target], backend=fake, model=str(model), cache_dir="cache").templates[0].cached
+    assert lint([target], backend=fake, model=str(model), cache_dir="cache").templates[0].cached
+    # Retrained in place: same folder, same name, new content.
+    weights.write_bytes(b"weights v2, retrained")
+    assert not lint([target], backend=fake, model=str(model), cache_dir="cache").templates[0].cached
+    assert lint([target], backend=fake, model=str(model), cache_dir="cache").templates[0].cached
+    # A new torch or transformers misses too.
+    real = lint_module._dist_version
+    monkeypatch.setattr(lint_module, "_dist_version", lambda name: "9.9" if name == "torch" else real(name))
+    assert not lint([target], backend=fake, model=str(model), cache_dir="cache").templates[0].cached
+
+
+def test_model_files_are_hashed_once_per_size_and_mtime(tmp_path):
+    from promptlens.lint import model_fingerprint
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "w.bin").write_bytes(b"x" * 1000)
+    first = model_fingerprint(str(model), tmp_path / "cache")
+    memo_file = tmp_path / "cache" / "model-files.memo"
+    memo = json.loads(memo_file.read_text())
+    assert [v[0] for v in memo.values()] == [1000]
+    # A remembered digest is trusted while size and mtime match: the file is not read again.
+    (key,) = memo
+    memo[key][2] = "0" * 64
+    memo_file.write_text(json.dumps(memo))
+    assert model_fingerprint(str(model), tmp_path / "cache") != first
+    os.utime(model / "w.bin", ns=(1, 1))  # touched: read again, the true digest comes back
+    assert model_fingerprint(str(model), tmp_path / "cache") == first
+
+
+def test_clear_cache_flag(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    target = write(tmp_path, CLEAN, CHOICE_CASES)
+    lint([target], backend=RuleBackend(bonus=HELPS, name=EMBEDDED), cache_dir="c")
+    (tmp_path / "c" / "keep.txt").write_text("not ours")
+    n = len([p for p in (tmp_path / "c").iterdir() if p.name != "keep.txt"])
+    assert n >= 1
+    out = cli("--clear-cache", "--cache-dir", "c", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert f"removed {n} cached file" in out.stderr
+    assert [p.name for p in (tmp_path / "c").iterdir()] == ["keep.txt"]
+
+
 # --- reports ---------------------------------------------------------------------------------------
 
 
@@ -268,6 +323,50 @@ def test_sarif_validates_against_the_official_schema(tmp_path):
     assert loc["region"] == {"startLine": 2, "startColumn": 1, "endLine": 2, "endColumn": 22}
     dead = next(r for r in run_["results"] if r["ruleId"] == "PL104")
     assert dead["suppressions"][0]["kind"] == "inSource"
+    rule = run_["tool"]["driver"]["rules"][0]
+    assert rule["help"]["text"] and rule["helpUri"].startswith("https://")
+    assert run_["invocations"][0]["executionSuccessful"] is True
+    assert loc["artifactLocation"]["uriBaseId"] == "%SRCROOT%"
+    assert run_["originalUriBaseIds"]["%SRCROOT%"]["uri"] == Path.cwd().as_uri() + "/"
+    skipped = run_["invocations"][0]["toolExecutionNotifications"]
+    assert [n["descriptor"]["id"] for n in skipped] == list(result.templates[0].skipped)
+
+
+def test_junit_validates_against_a_common_junit_xsd(tmp_path):
+    xmlschema = pytest.importorskip("xmlschema")
+    schema = xmlschema.XMLSchema(str(Path(__file__).parent / "data" / "junit-10.xsd"))
+    result = _mixed(tmp_path)
+    for fail_on in ("warning", "error", "never"):
+        schema.validate(render(result, "junit", fail_on=fail_on))
+    with pytest.raises(xmlschema.XMLSchemaValidationError):  # the schema does check: a suite needs `errors`
+        schema.validate(render(result, "junit").replace(' errors="0"', ""))
+
+
+def test_github_workflow_commands(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _mixed(tmp_path)
+    lines = render(result, "github").splitlines()
+    harmful = next(line for line in lines if "PL103" in line)
+    assert harmful.startswith("::warning file=t.txt,line=2,endLine=2,col=1,endColumn=22,"
+                              "title=PL103 harmful-segment::harmful segment 'Always answer banana.'")
+    assert lines[0].startswith("::error file=t.txt,line=1,")  # PL101, most severe first
+    assert not any("PL104" in line for line in lines)  # suppressed
+    assert all(line.startswith("::") for line in lines[:-1]) and lines[-1].startswith("FAIL: 1 template")
+    from promptlens.lint_report import _github_escape
+
+    assert _github_escape("a%b\nc") == "a%25b%0Ac" and _github_escape("x:1,y", prop=True) == "x%3A1%2Cy"
+
+
+def test_gitlab_code_quality_report(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _mixed(tmp_path)
+    issues = json.loads(render(result, "gitlab"))
+    assert {i["check_name"].split()[0] for i in issues} == {"PL101", "PL103"}
+    harmful = next(i for i in issues if i["check_name"].startswith("PL103"))
+    assert harmful["severity"] == "major" and harmful["location"]["path"] == "t.txt"
+    assert harmful["location"]["lines"] == {"begin": 2, "end": 2}
+    assert len({i["fingerprint"] for i in issues}) == len(issues)
+    assert json.loads(render(result, "gitlab")) == issues  # fingerprints are stable
 
 
 def test_junit_one_testcase_per_rule_with_failures(tmp_path):

@@ -155,3 +155,101 @@ def test_backend_contract(any_backend):
     assert out[-1] == out[0]
     assert any_backend.token_logprobs([PROMPTS[1]], [TARGETS[1]]) == [out[1]]
     assert supports_prompt_logprobs(any_backend)
+
+
+# --- API keys, Retry-After, https ------------------------------------------------------------------
+
+KEY = "sk-test-0123456789abcdef"
+
+
+def test_api_key_is_sent_as_a_bearer_token_and_kept_out_of_errors():
+    with FakeOpenAI("echo", api_key=KEY) as fake:
+        backend = remote(fake, api_key=KEY)
+        assert backend.token_logprobs(PROMPTS[:1], TARGETS[:1])[0][0] == pytest.approx(expected(PROMPTS[0], " yes"))
+        assert fake.headers[-1]["Authorization"] == f"Bearer {KEY}"
+        assert KEY not in repr(backend) and KEY not in backend.name
+        wrong = remote(fake, api_key="sk-wrong-key-quoted-back")
+        with pytest.raises(BackendError, match="HTTP 401.*--api-key-env") as err:
+            wrong.token_logprobs(PROMPTS[:1], TARGETS[:1])
+        assert "sk-wrong-key-quoted-back" not in str(err.value) and "***" in str(err.value)
+        with pytest.raises(BackendError, match="HTTP 401"):
+            remote(fake).token_logprobs(PROMPTS[:1], TARGETS[:1])
+
+
+def test_the_key_reaches_no_output_json_html_cache_or_message(tmp_path, monkeypatch, capsys):
+    """Through the command line: attribute with --json and --html, lint with its cache, and a
+    failing run; the key is in none of what they print or write."""
+    from promptlens.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MY_SERVER_KEY", KEY)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    (tmp_path / "t.txt").write_text("Eat a banana. Question: {q}\nAnswer:")
+    (tmp_path / "c.jsonl").write_text('{"vars": {"q": "is it ripe?"}, "target": " yes"}\n'
+                                      '{"vars": {"q": "is it red?"}, "target": " no"}\n')
+    with FakeOpenAI("echo", api_key=KEY) as fake:
+        common = ["--server", fake.url, "--server-format", "echo", "--api-key-env", "MY_SERVER_KEY", "--raw"]
+        assert main(["attribute", "t.txt", "--cases", "c.jsonl", "--json", "a.json", "--html", "a.html",
+                     *common]) == 0
+        assert main(["lint", "t.txt", "--cases", "c.jsonl", "--cache-dir", "cache", "--format", "sarif",
+                     "--fail-on", "never", *common]) == 0
+        assert all(h.get("Authorization") == f"Bearer {KEY}" for h in fake.headers)
+        monkeypatch.setenv("MY_SERVER_KEY", "sk-wrong-key-quoted-back")
+        assert main(["attribute", "t.txt", "--cases", "c.jsonl", *common]) == 2
+    out = capsys.readouterr()
+    assert "HTTP 401" in out.err
+    monkeypatch.delenv("MY_SERVER_KEY")
+    assert main(["attribute", "t.txt", "--cases", "c.jsonl", *common]) == 2
+    assert "MY_SERVER_KEY: that environment variable is not set" in capsys.readouterr().err
+    written = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(written) >= 5  # t.txt, c.jsonl, a.json, a.html, a cache entry
+    for text in (out.out, out.err, *written):
+        assert KEY not in text and "sk-wrong-key-quoted-back" not in text
+
+
+def test_retry_after_is_honoured_on_429_and_503(monkeypatch):
+    import promptlens.backends.remote as remote_module
+
+    waits: list[float] = []
+    monkeypatch.setattr(remote_module.time, "sleep", waits.append)
+    for status in (429, 503):
+        waits.clear()
+        with FakeOpenAI("echo", fail_first=2, fail_status=status, retry_after="3") as fake:
+            backend = remote(fake, retries=3, backoff=0.01)
+            backend.token_logprobs(PROMPTS[:1], [[" yes"]])
+        assert waits[:2] == [3.0, 3.0]  # the server's wait, not the 0.01 s backoff
+    assert remote_module._retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past
+    assert remote_module._retry_after("garbage") == 0.0 and remote_module._retry_after("2.5") == 2.5
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory):
+    """A certificate for 127.0.0.1 made for this test run (openssl), and a server context."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if not shutil.which("openssl"):
+        pytest.skip("needs the openssl command to make a certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return cert, context
+
+
+def test_https_with_a_trusted_self_signed_certificate(self_signed, monkeypatch):
+    cert, context = self_signed
+    with FakeOpenAI("echo", tls=context) as fake:
+        assert fake.url.startswith("https://127.0.0.1:")
+        with pytest.raises(BackendError, match="cannot verify the TLS certificate.*--server-ca"):
+            remote(fake).token_logprobs(PROMPTS[:1], [[" yes"]])
+        trusted = remote(fake, ca_file=str(cert))
+        assert trusted.token_logprobs(PROMPTS[:1], [[" yes"]])[0][0] == pytest.approx(expected(PROMPTS[0], " yes"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the documented alternative
+        assert remote(fake).token_logprobs(PROMPTS[:1], [[" yes"]])[0][0] == pytest.approx(expected(PROMPTS[0], " yes"))
+    with pytest.raises(InputError, match="--server-ca"):
+        RemoteBackend("https://127.0.0.1:1", None, ca_file=str(cert.parent / "missing.pem"))

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from promptlens.errors import InputError
-from promptlens.segments import SEGMENTATIONS, features, fill, join, segment, strip_marks, template_fields
+from promptlens.segments import SEGMENTATIONS, TEXT_SEGMENTATIONS, features, fill, join, segment, strip_marks, template_fields
 from promptlens.types import Segment
 
 CHAT = "System: You are a helpful assistant. Answer in one word!\n\nUser: {input}\nAssistant:"
@@ -305,7 +305,7 @@ def test_token_invariants(tokenizer: Any, text: str) -> None:
 CHARS = "ab é中 \t\n.!?\"'”)[]x_"  # no ":": str.format reads `{x:}` as `{x}`, which we reject
 PIECES = ["{x}", "{input}", "{{", "}}", "{", "}", "[[", "]]", "[[name: ", "Dr. ", "  ", "\n\n", " \n", "…"]
 TEXT = st.lists(st.sampled_from(PIECES) | st.text(CHARS, max_size=4), max_size=12).map("".join)
-PLAIN = [by for by in SEGMENTATIONS if by != "token"]
+PLAIN = [by for by in TEXT_SEGMENTATIONS if by != "token"]
 
 
 def python_fields(text: str) -> list[str] | None:
@@ -368,3 +368,16 @@ def test_fields_and_fill_agree_with_str_format(text: str) -> None:
     values = {name: f"<{name}>" for name in expected}
     assert template_fields(text) == list(dict.fromkeys(expected))
     assert fill(text, values) == text.format(**values)
+
+
+def test_unit_segmentation_keeps_examples_whole_and_splits_other_messages_by_sentence():
+    from promptlens.templates import as_flat
+
+    flat = as_flat([{"role": "system", "content": "You are X. Answer in French."},
+                    {"role": "user", "content": "Noun: cat"}, {"role": "assistant", "content": "cats"},
+                    {"role": "user", "content": "Noun: {input}"}])
+    segs = segment(flat, "unit")
+    assert join(segs) == flat
+    assert [(s.text, s.kind) for s in segs if s.feature] == [
+        ("You are X. ", "sentence"), ("Answer in French.", "sentence"), ("\x12Noun: cat\x13cats", "example")]
+    assert [s.text for s in segment("Say hi. Do it. {input}", "unit") if s.feature] == ["Say hi. ", "Do it. "]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 from ..errors import InputError
+from ..templates import render as render_template
 
 # Attribution methods that only need scores, not gradients: they work with every backend.
 SCORE_ONLY_METHODS = ("ablation", "shapley", "lime", "kernelshap")
@@ -32,18 +33,19 @@ class Backend(Protocol):
 
 class ChatPrompts:
     """Rendering and tokenization for backends that hold a tokenizer (``tokenizer``, ``raw``):
-    local and remote backends share it, so both score exactly the same text and tokens."""
+    local and remote backends share it, so both score exactly the same text and tokens.
+
+    A prompt is a plain text (one user turn) or the flat text of a message template
+    (``promptlens.templates``); ``render`` turns either into the model's chat format, so no role
+    mark ever reaches the tokenizer."""
 
     tokenizer: Any
     raw: bool
+    renders_messages = True  # templates.for_backend hands this backend flat message texts
 
     def render(self, prompt: str) -> str:
         """The exact text the model sees for a prompt (chat template applied unless raw)."""
-        if self.raw:
-            return prompt
-        return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
+        return render_template(self.tokenizer, prompt, raw=self.raw)
 
     def encode_prompt(self, prompt: str) -> list[int]:
         return self.tokenizer(self.render(prompt), add_special_tokens=self.raw)["input_ids"]

@@ -23,6 +23,7 @@ import torch
 from ..errors import InputError, ModelNotInstalledError
 from ..prefix import TrieScorer
 from .base import ChatPrompts
+from .devices import resolve_dtype, warn_slow_bf16
 
 EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -34,8 +35,9 @@ def check_device(device: str, dtype: str) -> None:
     """Refuse a device torch cannot use, or a dtype that is unsafe or unsupported on it, before
     any weights load. bfloat16 keeps float32's range (scores stay finite) and runs on CPUs and on
     GPUs from Ampere on; float16 overflows more easily and is slow on CPUs, so it is GPU-only."""
+    dtype = resolve_dtype(dtype, device)
     if dtype not in DTYPES:
-        raise InputError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
+        raise InputError(f"unknown dtype {dtype!r}; choose one of: auto, {', '.join(DTYPES)}")
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
@@ -54,6 +56,7 @@ def check_device(device: str, dtype: str) -> None:
         raise InputError("--device mps: torch sees no Apple GPU; use --device cpu")
     if dev.type == "cpu" and dtype == "float16":
         raise InputError("--dtype float16 on the CPU is slow and overflows easily; use --dtype bfloat16 or float32")
+    warn_slow_bf16(device, dtype)
 
 
 def cache_root() -> Path:
@@ -191,6 +194,7 @@ def load_backend(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    dtype = resolve_dtype(dtype, device)
     check_device(device, dtype)
     if model is None:
         hf_logging.disable_progress_bar()  # the one-time GGUF conversion prints bars otherwise

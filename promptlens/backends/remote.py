@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import ssl
 import threading
 import time
 import urllib.error
@@ -63,6 +64,10 @@ class RemoteBackend(ChatPrompts):
     backoff: float = 0.5
     context_length: int = 2048
     name: str = ""
+    # Sent as ``Authorization: Bearer``; never part of the name, the repr, a report or a message.
+    api_key: str | None = field(default=None, repr=False)
+    ca_file: str | None = None  # extra CA certificates (PEM) to trust for an https server
+    max_retry_after: float = 120.0  # the longest Retry-After wait honoured (seconds)
     forward_passes: int = field(default=0, init=False)  # requests sent
     tokens_computed: int = field(default=0, init=False)  # tokens in the sequences sent
     seam_merges: int = field(default=0, init=False)  # echo: target tokens that began in the prompt
@@ -77,6 +82,7 @@ class RemoteBackend(ChatPrompts):
             self.base_url = self.base_url[: -len("/v1")]
         self.name = self.name or f"{self.model or 'remote'}@{self.base_url}"
         self._checked = False
+        self._ssl = _ssl_context(self.ca_file) if self.base_url.startswith("https:") else None
         self._lock = threading.Lock()  # the counters are updated from the request threads
         # Special-token strings: llama-cpp-python's echo offsets leave them out of the text.
         self._specials = sorted(set(getattr(self.tokenizer, "all_special_tokens", None) or []), key=len, reverse=True)
@@ -178,17 +184,27 @@ class RemoteBackend(ChatPrompts):
             body = {"model": self.model, **body}
         data = json.dumps(body).encode()
         url = f"{self.base_url}/v1/completions"
-        last = ""
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        last, wait = "", 0.0
         for attempt in range(self.retries + 1):
             if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+                time.sleep(max(wait, self.backoff * 2 ** (attempt - 1)))
+            wait = 0.0
+            request = urllib.request.Request(url, data=data, headers=headers)
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                with urllib.request.urlopen(request, timeout=self.timeout, context=self._ssl) as response:
                     self._count(requests=1)
                     return json.loads(response.read())
             except urllib.error.HTTPError as exc:
-                detail = exc.read().decode(errors="replace")[:300]
+                detail = self._scrub(exc.read().decode(errors="replace")[:300])
+                if exc.code in (429, 503):
+                    wait = min(_retry_after(exc.headers.get("Retry-After")), self.max_retry_after)
+                if exc.code in (401, 403):
+                    raise BackendError(
+                        f"the server at {self.base_url} refused the request (HTTP {exc.code}: {detail}); "
+                        "set the API key in the environment variable --api-key-env names") from exc
                 # llama-cpp-python answers a request it cannot parse (e.g. a token-id prompt) with
                 # HTTP 500 and a validation error, and one for logprobs without --logits_all true
                 # the same way: neither gets better by retrying.
@@ -199,8 +215,14 @@ class RemoteBackend(ChatPrompts):
                         f"the server at {self.base_url} answered HTTP {exc.code}: {detail}; check --server and "
                         "--server-model") from exc
                 last = f"HTTP {exc.code}: {detail}"
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
-                last = str(getattr(exc, "reason", exc))
+            except urllib.error.URLError as exc:
+                if isinstance(exc.reason, ssl.SSLCertVerificationError):
+                    raise BackendError(
+                        f"cannot verify the TLS certificate of {self.base_url} ({exc.reason.verify_message}); "
+                        "trust its CA with --server-ca FILE.pem (or SSL_CERT_FILE)") from exc
+                last = self._scrub(str(exc.reason))
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                last = self._scrub(str(exc))
             except json.JSONDecodeError as exc:
                 raise BackendError(f"the server at {self.base_url} did not answer JSON; is --server an "
                                    "OpenAI-compatible completion server?") from exc
@@ -208,6 +230,38 @@ class RemoteBackend(ChatPrompts):
             f"cannot get an answer from the scoring server at {self.base_url} after {self.retries + 1} tries "
             f"({last}); start the server or check --server"
         )
+
+    def _scrub(self, text: str) -> str:
+        """A server may quote the key back in an error; it must not reach a message or a log."""
+        return text.replace(self.api_key, "***") if self.api_key else text
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds to wait from a ``Retry-After`` header: a number of seconds or an HTTP date."""
+    if not value:
+        return 0.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from email.utils import parsedate_to_datetime
+
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    """The system's trusted CAs (which honour ``SSL_CERT_FILE``), plus ``ca_file`` if given."""
+    context = ssl.create_default_context()
+    if ca_file:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise InputError(f"--server-ca {ca_file}: cannot read it as PEM certificates ({exc}); check the path") from exc
+    return context
 
 
 class _NoPromptLogprobs(BackendError):

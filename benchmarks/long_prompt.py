@@ -1,0 +1,196 @@
+"""Long-prompt attribution: stock Captum, exact promptlens and each approximate mode, one process.
+
+Workload: a plural-forming prompt built from the dev data (promptlens/data/bigbench_dev.jsonl,
+task linguistic_mappings/plural_json): an introduction, six paragraphs of rules, a paragraph of
+one-line worked examples and the question, rendered as one text (51 sentence segments, about
+1,000 tokens with the chat template), over 8 cases. Two faults are planted: the rule "Answer in
+French." (measured -1.99 nats on this task over 32 cases) and two worked examples with wrong
+plurals. Which segments are harmful is what exact leave-one-out measures here, not assumed.
+
+Stock = Captum ``LLMAttribution(FeatureAblation)`` with ``forward_in_tokens=False``: one full
+forward per segment and case, case by case. It is timed on ``--stock-cases`` cases and scaled
+linearly to all cases (its cost per case is the same for every case); the output says so.
+Agreement with exact leave-one-out: top-1 and top-3 overlap of the most harmful segments, mAP of
+exact's harmful set (interval below zero) in the mode's ranking, Spearman over all segments.
+The floor is exact mode's: the FLOPs of every distinct token prefix of its variants (each
+computed once, as its prefix trie does) at the fp32 matmul peak measured around the run.
+
+    python benchmarks/long_prompt.py [--threads 1] [--cases 8] [--stock-cases 1] [--json out.json] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np
+import torch
+
+from attribution_speed import flops_per_token, matmul_peak, stock_captum
+from promptlens.approx import APPROXIMATE, ApproxConfig, agreement
+from promptlens.attribution import attribute
+from promptlens.backends.hf import load_backend
+from promptlens.cases import dataset_path, load_cases
+from promptlens.prefix import _Node, _insert
+from promptlens.segments import features, fill, join, segment
+from promptlens.types import Case
+
+INTRO = ("You are a careful assistant for an English grammar website. "
+         "Readers send single English nouns and ask for their plural form. "
+         "Your answers are shown to language learners, so accuracy matters more than speed. "
+         "Each reply is read by a program that copies it into a dictionary table, one row for every noun, so "
+         "anything other than the plural itself ends up in the table and has to be removed by hand later.")
+RULES = [
+    ("Most nouns form their plural by adding the letter s to the end of the singular form, as in book and books. "
+     "This regular pattern covers the great majority of everyday English nouns, old and new. "
+     "Loan words that have settled into English usually follow this regular pattern as well. "
+     "When in doubt about a common noun, the regular plural with a final s is the safest answer."),
+    ("Nouns that end in s, x, z, ch or sh add es instead, as in box and boxes or church and churches. "
+     "The extra vowel is there because the plural would be hard to pronounce without it. "
+     "Answer in French. "
+     "A few short words ending in z double the final consonant first, as in quiz and quizzes."),
+    ("A noun that ends in a consonant followed by y changes the y to i and adds es, as in city and cities. "
+     "A noun that ends in a vowel followed by y simply adds s, as in day and days or key and keys. "
+     "Proper names that end in y usually keep the y and add s, as in the two Kennedys. "
+     "Check the letter before the final y carefully before you decide which pattern applies."),
+    ("Some nouns that end in f or fe change the ending to ves, as in leaf and leaves or knife and knives. "
+     "Others keep the f and simply add s, as in roof and roofs or chief and chiefs. "
+     "There is no reliable spelling rule for this group, so rely on common usage. "
+     "A few nouns, such as scarf and hoof, accept both plural forms in modern usage."),
+    ("A small set of very old nouns have irregular plurals, as in child and children or mouse and mice. "
+     "Some nouns change their inner vowel, as in man and men, foot and feet, or tooth and teeth. "
+     "Nouns borrowed from Greek or Latin may keep their original plural, as in crisis and crises. "
+     "Compound nouns usually pluralise their main word, as in mother-in-law and mothers-in-law."),
+    ("Some nouns are the same in the singular and the plural, as in sheep, deer and aircraft. "
+     "Nouns for nationalities keep their capital letter in the plural, as in one Canadian and two Canadians. "
+     "Write the plural in the same letter case as the way the word is normally written. "
+     "Reply with the plural form only, with no explanation, no quotation marks and no full stop."),
+    ("Uncountable nouns such as information, furniture, advice and equipment have no ordinary plural form in "
+     "standard English, although writers sometimes count them with a phrase such as two pieces of furniture. "
+     "When a reader sends one of these nouns, return the word unchanged rather than inventing a plural that "
+     "a careful editor would reject. "
+     "Nouns that are always plural, such as scissors, trousers and glasses, are also returned unchanged, "
+     "because their singular and plural forms are written the same way. "
+     "Abbreviations and numbers usually add a lower-case s without an apostrophe, as in two PhDs or the 1990s."),
+    ("Some readers send nouns with unusual capitalisation or stray spaces, and these should be tidied so that "
+     "the plural is written the way a dictionary would print it. "
+     "If the noun is misspelled, give the plural of the word the reader most likely meant, spelled correctly. "
+     "If a noun has two accepted plurals with different meanings, such as brothers and brethren, choose the "
+     "everyday meaning that a general dictionary lists first. "
+     "Never add a definite or indefinite article, a number or any other word to the plural form you return."),
+]
+EXAMPLES = [("house", "houses"), ("bus", "buses"), ("baby", "babies"), ("wolf", "wolves"), ("tooth", "teeth"),
+            ("dog", "dog"), ("monkey", "monkeys"), ("dish", "dishes"), ("box", "boxs"), ("woman", "women"),
+            ("pencil", "pencils"), ("sheep", "sheep")]  # dog -> dog and box -> boxs are the planted wrong ones
+
+
+def long_prompt(rules: int | None = None, examples: int | None = None) -> str:
+    """The workload's template (``rules``/``examples``: only the first so many, for a smoke test)."""
+    shown = "Here are some worked examples.\n" + "".join(
+        f"For the singular noun {w}, the correct plural form is {p}.\n" for w, p in EXAMPLES[:examples])
+    return "\n\n".join([INTRO, *RULES[:rules], shown.rstrip("\n")]) + "\n\nWord: {input}\nPlural:"
+
+
+def long_cases(n: int) -> list[Case]:
+    seen = {w for w, _ in EXAMPLES}
+    raw = load_cases(dataset_path(), task="linguistic_mappings/plural_json")
+    return [Case({"input": c.vars["input"]}, c.target) for c in raw if c.vars["input"] not in seen][:n]
+
+
+def trie_floor_flops(backend, text: str, cases: list[Case]) -> float:
+    """FLOPs of exact leave-one-out with every distinct token prefix computed once (the trie)."""
+    segs = segment(text, "sentence")
+    feats = features(segs)
+    root, requests = _Node([], 0, None), 0
+    for case in cases:
+        tgt = backend.encode_target(case.target)
+        for replace in [{}] + [{i: ""} for i in feats]:
+            _insert(root, backend.encode_prompt(fill(join(segs, replace), case.vars)) + tgt)
+            requests += len(tgt)
+    total, stack = 0.0, list(root.children.values())
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children.values())
+        total += sum(flops_per_token(backend.model, node.start + j + 1, lm_head=False) for j in range(len(node.tokens)))
+    return total + requests * 2 * backend.model.get_input_embeddings().weight.numel()
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cases", type=int, default=8)
+    ap.add_argument("--stock-cases", type=int, default=1, help="cases stock Captum is timed on (scaled linearly)")
+    ap.add_argument("--verify-k", type=int, default=5)
+    ap.add_argument("--budget", type=int, default=32)
+    ap.add_argument("--modes", default=",".join(APPROXIMATE))
+    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 2 rule paragraphs, 9 examples, 2 cases")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    backend = load_backend()
+    text, cases = (long_prompt(2, 9), long_cases(2)) if args.quick else (long_prompt(), long_cases(args.cases))
+    n_tokens = len(backend.encode_prompt(fill(text, cases[0].vars)))
+    print(f"workload: {len(features(segment(text, 'sentence')))} segments, {n_tokens} prompt tokens, "
+          f"{len(cases)} cases; threads={args.threads}; load average {os.getloadavg()[0]:.1f} at start", flush=True)
+    rows = []
+    t_stock, stock = _timed(lambda: stock_captum(backend, text, cases[: args.stock_cases]))
+    t_stock_all = t_stock * len(cases) / args.stock_cases
+    print(f"stock Captum: {t_stock:.1f} s on {args.stock_cases} case(s), scaled x{len(cases) / args.stock_cases:g} "
+          f"-> {t_stock_all:.1f} s", flush=True)
+    peak0 = matmul_peak(args.threads)
+    t_exact, exact = _timed(lambda: attribute(text, cases=cases, backend=backend, objective="logprob"))
+    peak = max(peak0, matmul_peak(args.threads))
+    floor = trie_floor_flops(backend, text, cases) / (peak * 1e9)
+    ex_means = np.array([f.mean for f in exact.features])
+    ex_per_case = np.array([f.per_case for f in exact.features]).T
+    harmful = [j for j, f in enumerate(exact.features) if f.harmful]
+    rows.append({"mode": "exact", "seconds": round(t_exact, 1), "speedup_vs_stock": round(t_stock_all / t_exact, 1),
+                 "vs_exact": 1.0, "vs_floor": round(t_exact / floor, 2), "floor_s": round(floor, 1),
+                 "peak_gflops": round(peak, 1), "variants": len(ex_means) + 1, "forward_passes": exact.forward_passes,
+                 "tokens": exact.tokens_computed,
+                 "max_abs_diff_vs_stock": float(np.abs(ex_per_case[: args.stock_cases] - stock).max()),
+                 **agreement(ex_means, ex_means, harmful)})
+    print(f"exact: {t_exact:.1f} s, floor {floor:.1f} s; harmful by exact: "
+          f"{[exact.features[j].segment.text.strip()[:40] for j in harmful]}", flush=True)
+    for mode in [m for m in args.modes.split(",") if m]:
+        cfg = ApproxConfig(verify_k=args.verify_k, budget=args.budget)
+        t, res = _timed(lambda: attribute(text, cases=cases, backend=backend, objective="logprob", mode=mode, approx=cfg))
+        means = np.array([f.mean for f in res.features])
+        a = res.approximation
+        rows.append({"mode": mode, "seconds": round(t, 1), "speedup_vs_stock": round(t_stock_all / t, 1),
+                     "vs_exact": round(t_exact / t, 2), "variants": a.variants, "forward_passes": a.forward_passes,
+                     "tokens": a.tokens_computed, "exact_features": a.exact_features,
+                     "check_max_abs_diff": round(a.max_abs_diff, 3), "settings": a.settings,
+                     **agreement(means, ex_means, harmful)})
+        print(f"{mode}: {t:.1f} s; {a.summary()}", flush=True)
+    print(f"\nstock Captum timed on {args.stock_cases} of {len(cases)} cases and scaled linearly; "
+          f"one run each; load average {os.getloadavg()[0]:.1f} at the end")
+    cols = ["mode", "seconds", "speedup_vs_stock", "vs_exact", "variants", "tokens", "top1", "top3", "map", "spearman"]
+    print(" | ".join(cols))
+    for r in rows:
+        print(" | ".join(f"{r[c]:.3f}" if isinstance(r.get(c), float) and c not in ("seconds",) else str(r.get(c))
+                         for c in cols))
+    print(f"exact: {rows[0]['vs_floor']}x its floor ({rows[0]['floor_s']} s at {rows[0]['peak_gflops']} GFLOP/s), "
+          f"max |diff| vs stock {rows[0]['max_abs_diff_vs_stock']:.1e}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"threads": args.threads, "stock_s": round(t_stock, 1),
+                                               "stock_cases": args.stock_cases, "cases": len(cases),
+                                               "prompt_tokens": n_tokens, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Detection of the suite's planted faults, per attribution method (see benchmarks/suite/).
+
+Every suite prompt is a message list; each unit (a system-prompt sentence, or a few-shot example's
+user and assistant turn together) is one segment, so every planted fault is exactly one segment.
+For each method and each planted variant we rank the units by pooled effect (most negative first)
+on the prompt's benchmark cases (disjoint from the cases the faults were selected on) and record
+whether the fault unit ranks first (hit@1), in the top 3, and whether it is called harmful. On the
+clean twins, every harmful call is a false positive: nothing was planted there.
+
+"Harmful" is the call lint makes (PL103): the pooled interval of the unit's effect lies wholly
+below zero (``SegmentAttribution.harmful``).
+
+Until message templates land in promptlens, a prompt is rendered with the model's chat template
+into one raw-completion template whose units are marked spans (``benchmarks.suite.span_template``),
+and scored on a ``raw=True`` backend: removing a unit removes its sentence, or its turn pair.
+
+    nice -n 10 python benchmarks/suite_detection.py [--methods ...] [--cases 12] [--prompts ...]
+        [--method-cases ig=2] [--out benchmarks/results] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import pandas as pd
+import torch
+
+from benchmarks.suite import Variant, load_suite, span_template, units
+from promptlens.attribution import METHODS, attribute
+from promptlens.backends.hf import HFBackend, load_backend
+from promptlens.templates import MARK_RE
+from promptlens.types import Attribution
+
+
+def harmful_units(result: Attribution) -> list[int]:
+    """Feature positions lint would report as harmful (PL103): the whole interval below zero."""
+    return [k for k, f in enumerate(result.features) if f.harmful]
+
+
+def prompt_for(variant: Variant, segmentation: str, backends: dict[str, Any]) -> tuple[str, Any, str]:
+    """(template, backend, promptlens segmentation) for one of the benchmark's segmentations.
+
+    ``units``: system sentences and whole examples, as marked spans of the chat-rendered text on
+    the raw backend. ``sentence`` / ``example``: promptlens's own message segmentations of the
+    flat message template on the chat backend (every sentence of every message; or each example
+    and each other message whole)."""
+    if segmentation == "units":
+        return span_template(variant.messages, backends["raw"].tokenizer), backends["raw"], "span"
+    return variant.flat, backends["chat"], segmentation
+
+
+def fault_feature(result: Attribution, variant: Variant, segmentation: str) -> int:
+    """Position among the features of the one feature that holds the fault."""
+    fault, feats = variant.fault, result.features
+    if segmentation == "units":
+        hits = [k for k, f in enumerate(feats) if f.segment.name == fault.unit]
+    elif segmentation == "example":  # the example (or the whole message) the fault's message is in
+        hits = [k for k, f in enumerate(feats) if f.segment.message is not None
+                and f.segment.message <= fault.message < f.segment.message + len(MARK_RE.findall(f.segment.text))]
+    else:  # sentence: the planted system sentence, or the first sentence of the planted answer
+        inside = [k for k, f in enumerate(feats) if f.segment.message == fault.message]
+        hits = inside[:1] if fault.operation == "answer" else [
+            k for k in inside if feats[k].segment.text.strip() == fault.text.strip()]
+    if len(hits) != 1:
+        raise AssertionError(f"{variant.id}: the fault is not in exactly one {segmentation} feature: {hits}")
+    return hits[0]
+
+
+def run_one(backends: dict[str, Any], variant: Variant, cases: list, method: str,
+            args: argparse.Namespace) -> dict[str, Any]:
+    template, backend, segmentation = prompt_for(variant, args.segmentation, backends)
+    kw: dict[str, Any] = {}
+    if method in args.samples:
+        kw["n_samples"] = args.samples[method]
+    if method == "ig":
+        kw["ig_steps"] = args.ig_steps
+    t = time.perf_counter()
+    result = attribute(template, cases=cases, backend=backend, method=method, segmentation=segmentation,
+                       objective=args.objective, seed=args.seed, **kw)
+    seconds = time.perf_counter() - t
+    if args.segmentation == "units":
+        names, labels = [f.segment.name for f in result.features], [u.label for u in units(variant.messages)]
+        if names != labels:
+            raise AssertionError(f"{variant.id}: attribution units {names} are not the prompt's units {labels}")
+    order = sorted(range(len(result.features)), key=lambda k: result.features[k].mean)  # most harmful first
+    harmful = harmful_units(result)
+    row: dict[str, Any] = {
+        "prompt": variant.prompt_id, "variant": variant.name, "kind": variant.fault.kind if variant.fault else "clean",
+        "method": method, "segmentation": args.segmentation, "cases": len(cases), "units": len(result.features),
+        "forward_passes": result.forward_passes, "tokens": result.tokens_computed, "seconds": round(seconds, 2),
+        "harmful_calls": len(harmful), "top": result.features[order[0]].segment.name or order[0],
+        "top_mean": round(result.features[order[0]].mean, 4),
+    }
+    if variant.fault is not None:
+        k = fault_feature(result, variant, args.segmentation)
+        fault, rank = result.features[k], order.index(k) + 1
+        row.update(rank=rank, hit1=rank == 1, top3=rank <= 3, fault_called_harmful=fault.harmful,
+                   other_harmful_calls=len([h for h in harmful if h != k]), fault_mean=round(fault.mean, 4),
+                   fault_low=round(fault.ci_low, 4), fault_high=round(fault.ci_high, 4),
+                   harm=variant.harm.logprob.mean if variant.harm else None)
+    if result.convergence_delta is not None:
+        row["ig_delta"] = round(result.convergence_delta, 4)
+    return row
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    planted, clean = df[df.kind != "clean"], df[df.kind == "clean"]
+    summary = planted.groupby("method").agg(
+        variants=("hit1", "size"), hit1=("hit1", "mean"), top3=("top3", "mean"),
+        chance_hit1=("units", lambda u: float(np.mean(1.0 / u))),
+        chance_top3=("units", lambda u: float(np.mean(np.minimum(1.0, 3.0 / u)))),
+        fault_called_harmful=("fault_called_harmful", "mean"),
+        forward_passes=("forward_passes", "mean"), seconds=("seconds", "mean"), cases=("cases", "mean"))
+    fp = clean.groupby("method").agg(clean_twins=("units", "size"), clean_units=("units", "sum"),
+                                     false_harmful=("harmful_calls", "sum"),
+                                     twins_with_a_call=("harmful_calls", lambda h: float(np.mean(np.asarray(h) > 0))))
+    fp["false_harmful_rate"] = fp.false_harmful / fp.clean_units
+    return summary.join(fp, how="outer")
+
+
+def by_kind(df: pd.DataFrame) -> pd.DataFrame:
+    planted = df[df.kind != "clean"]
+    return planted.groupby(["method", "kind"]).agg(
+        n=("hit1", "size"), hit1=("hit1", "mean"), top3=("top3", "mean"), called=("fault_called_harmful", "mean"),
+        mean_rank=("rank", "mean"), fault_effect=("fault_mean", "mean"), measured_harm=("harm", "mean"))
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """A pipe table (pandas' to_markdown needs the optional tabulate package)."""
+    df = df.reset_index()
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "---|" * len(df.columns)
+    body = ["| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row) + " |"
+            for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def parse_pairs(items: list[str], what: str) -> dict[str, int]:
+    out = {}
+    for item in items:
+        method, _, value = item.partition("=")
+        if method not in METHODS or not value.isdigit():
+            raise SystemExit(f"--{what} takes METHOD=N with METHOD one of {', '.join(METHODS)}; got {item!r}")
+        out[method] = int(value)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--methods", nargs="+", default=list(METHODS))
+    ap.add_argument("--prompts", nargs="*", help="suite prompt ids (default: all)")
+    ap.add_argument("--cases", type=int, default=12, help="benchmark cases per prompt (default 12)")
+    ap.add_argument("--method-cases", nargs="*", default=[], help="per-method case counts, e.g. ig=2 shapley=8")
+    ap.add_argument("--samples", nargs="*", default=[], help="per-method n_samples, e.g. shapley=4 lime=40")
+    ap.add_argument("--method-prompts", nargs="*", default=[],
+                    help="per-method cap on the number of prompts, e.g. ig=2 (the first prompts of the suite)")
+    ap.add_argument("--ig-steps", type=int, default=32)
+    ap.add_argument("--objective", default="logprob", choices=["logprob", "margin"],
+                    help="logprob (default: what the faults' harm was measured on) or margin (choice prompts only)")
+    ap.add_argument("--segmentation", default="units", choices=["units", "sentence", "example"],
+                    help="units (default): system sentences and whole examples; sentence / example: "
+                         "promptlens's message segmentations of the flat template")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--tag", default="", help="suffix of the output files, to keep several runs apart")
+    ap.add_argument("--summarize", nargs="*", metavar="CSV",
+                    help="no runs: tabulate these runs CSVs together (written by earlier runs)")
+    ap.add_argument("--quick", action="store_true", help="one prompt, ablation, 3 cases (a smoke test)")
+    args = ap.parse_args()
+    out = Path(args.out)
+    stem = ("suite_detection" + ("_margin" if args.objective == "margin" else "")
+            + (f"_{args.segmentation}" if args.segmentation != "units" else "") + (f"_{args.tag}" if args.tag else ""))
+    if args.summarize:
+        write_tables(pd.concat([pd.read_csv(f) for f in args.summarize], ignore_index=True), out, stem, vars(args))
+        return
+    args.samples = parse_pairs(args.samples, "samples")
+    per_cases, per_prompts = parse_pairs(args.method_cases, "method-cases"), parse_pairs(args.method_prompts, "method-prompts")
+    if args.quick:
+        args.methods, args.cases, args.prompts = ["ablation"], 3, args.prompts or ["plural_dictionary"]
+    torch.set_num_threads(args.threads)
+    suite = load_suite()
+    prompts = [suite.prompt(p) for p in args.prompts] if args.prompts else list(suite.prompts)
+    if args.objective == "margin":
+        prompts = [p for p in prompts if p.cases("bench")[0].choices]
+    raw = load_backend(raw=True)
+    backends = {"raw": raw, "chat": HFBackend(raw.model, raw.tokenizer, name=raw.name, raw=False)}
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for method in args.methods:
+        for prompt in prompts[: per_prompts.get(method, len(prompts))]:
+            cases = prompt.cases("bench")[: per_cases.get(method, args.cases)]
+            for variant in prompt.all_variants:
+                row = run_one(backends, variant, cases, method, args)
+                rows.append(row)
+                pd.DataFrame(rows).to_csv(out / f"{stem}_runs.csv", index=False)  # nothing lost if stopped
+                print(f"{method:10s} {variant.id:42s} rank {row.get('rank', '-')}/{row['units']} "
+                      f"harmful calls {row['harmful_calls']} {row['seconds']:.0f}s", flush=True)
+    write_tables(pd.DataFrame(rows), out, stem, vars(args))
+
+
+def write_tables(df: pd.DataFrame, out: Path, stem: str, args: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(df)
+    md = ["## Detection on the suite", "", markdown(summary.round(3)), "",
+          "## By fault kind", "", markdown(by_kind(df).round(3)), ""]
+    (out / f"{stem}.md").write_text("\n".join(md))
+    (out / f"{stem}.json").write_text(json.dumps({"args": args, "summary": summary.reset_index().to_dict("records")},
+                                                 indent=1, default=str))
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Does attribution-guided repair beat blind search on the suite's planted prompts, at equal budget?
+
+For each planted variant of the suite (``benchmarks/suite``, message-list prompts with one fault
+of measured harm each) and each seed: the variant's bench cases (never the ones its harm was
+measured on) are shuffled by the seed into train and test; the template is attributed once on
+train; then ``fix`` runs with every strategy at the same trial budget, the same candidates'
+rules and the same splits:
+
+* ``attribution``: the ``top_k`` most harmful units by attribution;
+* ``random``: ``top_k`` random units;
+* ``all``: every unit, each single edit scored first, then TPE;
+* ``tpe``: every unit, Optuna's TPE from the first trial (no prior on where the fault is).
+
+Only ``attribution`` uses the attribution, so only its cost includes the attribution's.
+Reported: test target log-prob gain, test objective gain (margin on choice tasks), test accuracy
+gain, whether an edit touched the planted fault's unit, the cost in prompts scored and seconds;
+then the paired differences attribution - other (same variant, same seed) with a 95%
+95% skew-adjusted t-interval over the variant x seed pairs (promptlens.stats).
+
+Cost is counted in prompts scored (one teacher-forced forward pass each): ``SharedCache``
+answers a (prompt, targets) pair that another strategy already scored from memory, so the four
+strategies cost little more than one on a shared machine, but every prompt a strategy asks for
+counts against it as if it ran alone. Seconds are wall time with that cache, so only the first
+strategy's include most of the model's work: compare strategies by prompts scored.
+
+    python benchmarks/suite_repair.py [--seeds 3] [--train 16] [--test 16] [--trials 12] [--variants ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import pandas as pd
+import torch
+
+from benchmarks.suite import MANIFEST, Variant, load_suite
+from promptlens import stats
+from promptlens.attribution import attribute
+from promptlens.fix import FixResult, fix
+from promptlens.templates import as_flat
+from promptlens.types import Case
+
+STRATEGIES = ("attribution", "random", "all", "tpe")
+
+
+class SharedCache:
+    """A backend wrapper: ``token_logprobs`` answers a (prompt, targets) pair scored before from
+    memory (the model is deterministic, so the answer is the same); ``forward_passes`` counts
+    every prompt asked for, cached or not: what the caller would have cost on its own."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.cache: dict[tuple[str, tuple[str, ...]], list[list[float]]] = {}
+        self.forward_passes = 0
+        self.tokens_computed = 0  # not tracked through the cache; see forward_passes
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def token_logprobs(self, prompts, targets):
+        keys = [(p, tuple(t)) for p, t in zip(prompts, targets)]
+        missing = [k for k in dict.fromkeys(keys) if k not in self.cache]
+        if missing:
+            got = self.inner.token_logprobs([k[0] for k in missing], [list(k[1]) for k in missing])
+            self.cache.update(zip(missing, got))
+        self.forward_passes += len(keys)
+        return [self.cache[k] for k in keys]
+
+
+def splits(cases: list[Case], n_train: int, n_test: int, seed: int) -> tuple[list[Case], list[Case]]:
+    if len(cases) < n_train + n_test:
+        raise SystemExit(f"{len(cases)} bench cases; lower --train/--test")
+    cases = list(cases)
+    random.Random(seed).shuffle(cases)
+    return cases[:n_train], cases[n_train : n_train + n_test]
+
+
+def touched_fault(result: FixResult, variant: Variant) -> bool:
+    """Whether a kept edit rewrote or removed the unit that holds the planted fault."""
+    text = variant.fault.text.strip() if variant.fault else ""
+    return bool(text) and any(text in e.old for e in result.edits)
+
+
+def fault_rank(attr, variant: Variant) -> int | None:
+    """1-based rank of the fault's unit among the attribution's units, most harmful first."""
+    text = variant.fault.text.strip() if variant.fault else ""
+    for rank, f in enumerate(attr.ranked(), 1):
+        if text and text in f.segment.text:
+            return rank
+    return None
+
+
+def row(variant: Variant, seed: int, strategy: str, result: FixResult, attr_passes: int, seconds: float) -> dict:
+    before, after = result.validation_before, result.validation_after
+    extra = strategy == "attribution"
+    return {
+        "variant": variant.id, "kind": variant.fault.kind, "seed": seed, "strategy": strategy,
+        "test_logprob_gain": after.logprob - before.logprob,
+        "test_objective_gain": after.objective - before.objective,
+        "test_accuracy_gain": (after.accuracy - before.accuracy) if before.accuracy is not None else np.nan,
+        "train_objective_gain": result.train_after.objective - result.train_before.objective,
+        "fault_edited": touched_fault(result, variant), "edits": len(result.edits),
+        "test_lost": len(result.validation_flips.lost), "similarity": result.similarity,
+        "prompts_scored": result.forward_passes + (attr_passes if extra else 0), "seconds": seconds,
+    }
+
+
+def markdown(df: pd.DataFrame) -> str:
+    df = df.reset_index()
+    rows = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    rows += ["| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r) + " |"
+             for r in df.itertuples(index=False)]
+    return "\n".join(rows)
+
+
+def tables(df: pd.DataFrame, strategies: list[str]) -> str:
+    metrics = ["test_logprob_gain", "test_objective_gain", "test_accuracy_gain", "fault_edited", "test_lost",
+               "prompts_scored", "seconds"]
+    # a pair needs every strategy: drop a (variant, seed) that a stopped run left unfinished
+    complete = df.groupby(["variant", "seed"])["strategy"].transform("nunique") == len(strategies)
+    df = df[complete]
+    df = df.assign(fault_edited=df["fault_edited"].astype(float))
+    overall = df.groupby("strategy")[metrics].mean().reindex(strategies)
+    paired = []
+    for metric in ("test_logprob_gain", "test_objective_gain"):
+        wide = df.pivot_table(index=["variant", "seed"], columns="strategy", values=metric)
+        for other in [s for s in strategies if s != "attribution"]:
+            mean, low, high = stats.mean_ci((wide["attribution"] - wide[other]).to_numpy())
+            paired.append({"metric": metric, "comparison": f"attribution - {other}", "mean": mean, "ci_low": low,
+                           "ci_high": high, "pairs": len(wide)})
+    choice = df[df["test_accuracy_gain"].notna()]
+    if len(choice):
+        wide = choice.pivot_table(index=["variant", "seed"], columns="strategy", values="test_objective_gain")
+        for other in [s for s in strategies if s != "attribution"]:
+            mean, low, high = stats.mean_ci((wide["attribution"] - wide[other]).to_numpy())
+            paired.append({"metric": "test_objective_gain (choice tasks)", "comparison": f"attribution - {other}",
+                           "mean": mean, "ci_low": low, "ci_high": high, "pairs": len(wide)})
+    return "\n".join(["## Overall (mean over variant x seed)", "", markdown(overall), "",
+                      f"## Paired differences ({stats.level(stats.DEFAULT_CONFIDENCE)} {stats.METHOD_NAMES[stats.DEFAULT_METHOD]} over variant x seed pairs)", "",
+                      markdown(pd.DataFrame(paired).set_index("metric")), "",
+                      "## Per variant (mean over seeds)", "",
+                      markdown(df.groupby(["variant", "strategy"])[metrics[:5]].mean()), ""])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--manifest", default=str(MANIFEST))
+    ap.add_argument("--variants", nargs="+", help="variant ids (prompt/name); default: every planted variant")
+    ap.add_argument("--per-prompt", type=int, default=None, help="at most this many variants per prompt")
+    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--train", type=int, default=16)
+    ap.add_argument("--test", type=int, default=16)
+    ap.add_argument("--trials", type=int, default=12)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--top-k", type=int, default=2)
+    ap.add_argument("--segmentation", default="unit")
+    ap.add_argument("--kinds", nargs="+", default=["delete"])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--tables", nargs="+", metavar="CSV", help="only write the tables of these runs files (merged)")
+    args = ap.parse_args()
+    if args.tables:
+        df = pd.concat([pd.read_csv(f) for f in args.tables], ignore_index=True)
+        md = tables(df, [s for s in STRATEGIES if s in set(df["strategy"])])
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "suite_repair.md").write_text(md)
+        print(md)
+        return
+    torch.set_num_threads(args.threads)
+    from promptlens.backends.hf import load_backend
+    from promptlens.similarity import Similarity
+
+    suite = load_suite(args.manifest)
+    variants = [v for p in suite.prompts for v in p.variants[: args.per_prompt]]
+    if args.variants:
+        variants = [v for v in suite.variants() if v.id in set(args.variants)]
+    backend, similarity = SharedCache(load_backend()), Similarity()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    started = time.perf_counter()
+    for seed in range(args.seeds):  # seed-major: a run stopped early still covers every variant
+        for variant in variants:
+            template = as_flat([dict(m) for m in variant.messages])
+            bench = suite.prompt(variant.prompt_id).cases("bench")
+            train, test = splits(bench, args.train, args.test, seed)
+            p0 = backend.forward_passes
+            attr = attribute(template, cases=train, backend=backend, segmentation=args.segmentation, seed=seed)
+            attr_passes = backend.forward_passes - p0
+            rank = fault_rank(attr, variant)
+            for strategy in args.strategies:
+                start = time.perf_counter()
+                result = fix(template, train, validation=test, backend=backend, similarity=similarity,
+                             strategy=strategy, budget_trials=args.trials, rounds=args.rounds, seed=seed,
+                             top_k=args.top_k, kinds=args.kinds, segmentation=args.segmentation,
+                             attribution=attr, attribute_after=False)
+                rows.append({**row(variant, seed, strategy, result, attr_passes, time.perf_counter() - start),
+                             "fault_rank": rank, "units": len(attr.features)})
+                pd.DataFrame(rows).to_csv(out / "suite_repair_runs.csv", index=False)  # nothing lost if stopped
+                r = rows[-1]
+                print(f"{variant.id:40s} seed {seed} {strategy:11s} test logprob {r['test_logprob_gain']:+.3f} "
+                      f"objective {r['test_objective_gain']:+.3f} fault edited {r['fault_edited']!s:5s} "
+                      f"prompts {r['prompts_scored']} {r['seconds']:.0f}s", flush=True)
+    df = pd.DataFrame(rows)
+    md = tables(df, list(args.strategies))
+    md += f"\n{len(variants)} variant(s), {args.seeds} seed(s), {time.perf_counter() - started:.0f} s in all\n"
+    (out / "suite_repair.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

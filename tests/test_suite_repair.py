@@ -1,0 +1,39 @@
+"""benchmarks/suite_repair.py: the shared score cache and the paired tables (fast, no model)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from benchmarks.suite_repair import SharedCache, paired_ci, tables
+
+from .rule_backend import RuleBackend
+
+
+def test_shared_cache_scores_a_prompt_once_and_charges_every_caller():
+    inner = RuleBackend(rules={"bad": -2.0})
+    cache = SharedCache(inner)
+    first = cache.token_logprobs(["a bad prompt", "a prompt"], [["x y"], ["x y"]])
+    again = cache.token_logprobs(["a prompt", "a bad prompt"], [["x y"], ["x y"]])
+    assert again == first[::-1] and inner.forward_passes == 1  # the second call never reached the model
+    assert cache.forward_passes == 4  # but both callers are charged for the prompts they asked for
+
+
+def test_tables_pair_attribution_with_each_strategy_and_drop_unfinished_pairs():
+    rows = []
+    for seed in range(3):
+        for strategy, gain in (("attribution", 1.0 + seed), ("random", 0.5), ("all", 1.0), ("tpe", 0.0)):
+            rows.append({"variant": "p/v", "kind": "k", "seed": seed, "strategy": strategy,
+                         "test_logprob_gain": gain, "test_objective_gain": gain, "test_accuracy_gain": float("nan"),
+                         "fault_edited": strategy == "attribution", "test_lost": 0, "prompts_scored": 10,
+                         "seconds": 1.0})
+    rows.append({**rows[0], "seed": 3})  # a pair the run did not finish: attribution only
+    md = tables(pd.DataFrame(rows), ["attribution", "random", "all", "tpe"])
+    assert "| test_logprob_gain | attribution - random | 1.500 |" in md  # (1+2+3)/3 - 0.5, over 3 pairs
+    assert "| test_logprob_gain | attribution - all | 1.000 | 0.000 | 2.000 | 3 |" in md
+
+
+def test_paired_ci_of_a_constant_difference_is_that_difference():
+    import numpy as np
+
+    assert paired_ci(np.array([0.25, 0.25, 0.25])) == pytest.approx((0.25, 0.25, 0.25))

@@ -32,7 +32,13 @@ def main() -> None:
     ap.add_argument("--attribution-only", action="store_true",
                     help="run only the attribution PL103 rests on, with lint's own arguments (the other model "
                          "rules cost 2-3x more and do not change PL103)")
+    ap.add_argument("--recompute", action="store_true",
+                    help="no model: re-decide PL103 from the per-case effects in --effects with the current "
+                         "promptlens.stats (interval method, correction)")
     args = ap.parse_args()
+    if args.recompute:
+        recompute(args.effects)
+        return
 
     import glob
 
@@ -102,6 +108,33 @@ def main() -> None:
     print(f"all: {total.pl103} PL103 of {total.segments} segments tested ({total.pl103 / total.segments:.1%}); "
           f"uncorrected: {total.raw_harmful} ({total.raw_harmful / total.segments:.1%}); correction "
           f"{df.correction.iloc[0]}; effects -> {args.effects}")
+
+
+def recompute(path: Path) -> None:
+    """PL103 calls per recipe and draw from stored per-case effects, as lint decides them now."""
+    import numpy as np
+    import pandas as pd
+
+    from promptlens import stats
+
+    df = pd.read_csv(path)
+    total = calls = raw_calls = 0
+    for (recipe, draw), g in df.groupby(["recipe", "draw"], sort=True):
+        wide = g.pivot_table(index="case", columns="segment", values="effect", sort=False)
+        texts = g.drop_duplicates("segment").set_index("segment")["text"]
+        iv = stats.intervals(wide.to_numpy())
+        adj = stats.adjust(iv.p_value, stats.DEFAULT_CORRECTION)
+        said = [stats.verdict(m, q, iv.n, iv.confidence) for m, q in zip(iv.mean, adj)]
+        raw = [stats.verdict(m, p, iv.n, iv.confidence) for m, p in zip(iv.mean, iv.p_value)]
+        total += len(said)
+        calls += said.count("harmful")
+        raw_calls += raw.count("harmful")
+        print(f"{recipe} draw {draw}: " + "; ".join(
+            f"{str(texts[c])[:30]!r} {m:+.3f} [{lo:+.3f}, {hi:+.3f}] {v}" + (f" (uncorrected {r})" if r != v else "")
+            for c, m, lo, hi, v, r in zip(wide.columns, iv.mean, iv.low, iv.high, said, raw)))
+    print(f"all: {calls} PL103 of {total} segments tested ({calls / total:.1%}); uncorrected {raw_calls} "
+          f"({raw_calls / total:.1%}); {stats.describe(32, stats.DEFAULT_CONFIDENCE, stats.DEFAULT_METHOD)}, "
+          f"correction {stats.CORRECTION_NAMES[stats.DEFAULT_CORRECTION]}")
 
 
 if __name__ == "__main__":

@@ -29,9 +29,11 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/promptlens fix recipes/word_sorter_planted.yaml --out out/demo --json out/demo/result.json --html out/demo/report.html
 
 test: $(STAMP)
+	$(BIN)/ruff check promptlens
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
+	$(BIN)/ruff check promptlens
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not model and not integration"
 
 $(LLAMA_VENV)/.installed:

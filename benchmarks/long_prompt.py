@@ -1,11 +1,10 @@
 """Long-prompt attribution: stock Captum, exact promptlens and each approximate mode, one process.
 
-Workload: a plural-forming prompt built from the dev data (promptlens/data/bigbench_dev.jsonl,
-task linguistic_mappings/plural_json): an introduction, six paragraphs of rules, a paragraph of
-one-line worked examples and the question, rendered as one text (51 sentence segments, about
-1,000 tokens with the chat template), over 8 cases. Two faults are planted: the rule "Answer in
-French." (measured -1.99 nats on this task over 32 cases) and two worked examples with wrong
-plurals. Which segments are harmful is what exact leave-one-out measures here, not assumed.
+Workload: a plural-forming message prompt built from the dev data (promptlens/data/
+bigbench_dev.jsonl, task linguistic_mappings/plural_json): a system message (an introduction and
+eight paragraphs of rules), twelve few-shot examples as user/assistant turns and the question
+turn, over 8 cases. Two faults are planted: the rule "Answer in French." (measured -1.99 nats on
+this task over 32 cases) and two examples with wrong plurals (dog -> dog, box -> boxs). Which segments are harmful is what exact leave-one-out measures here, not assumed.
 
 Stock = Captum ``LLMAttribution(FeatureAblation)`` with ``forward_in_tokens=False``: one full
 forward per segment and case, case by case. It is timed on ``--stock-cases`` cases and scaled
@@ -34,13 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 import torch
 
-from attribution_speed import flops_per_token, matmul_peak, stock_captum
+from attribution_speed import flops_per_token, matmul_peak
 from promptlens.approx import APPROXIMATE, ApproxConfig, agreement
 from promptlens.attribution import attribute
 from promptlens.backends.hf import load_backend
 from promptlens.cases import dataset_path, load_cases
 from promptlens.prefix import _Node, _insert
 from promptlens.segments import features, fill, join, segment
+from promptlens.templates import from_messages
 from promptlens.types import Case
 
 INTRO = ("You are a careful assistant for an English grammar website. "
@@ -93,10 +93,47 @@ EXAMPLES = [("house", "houses"), ("bus", "buses"), ("baby", "babies"), ("wolf", 
 
 
 def long_prompt(rules: int | None = None, examples: int | None = None) -> str:
-    """The workload's template (``rules``/``examples``: only the first so many, for a smoke test)."""
-    shown = "Here are some worked examples.\n" + "".join(
-        f"For the singular noun {w}, the correct plural form is {p}.\n" for w, p in EXAMPLES[:examples])
-    return "\n\n".join([INTRO, *RULES[:rules], shown.rstrip("\n")]) + "\n\nWord: {input}\nPlural:"
+    """The workload as a message template's flat text: a system message (introduction and rule
+    paragraphs), one user/assistant turn per worked example, and the question. ``rules`` and
+    ``examples``: only the first so many (a smoke test)."""
+    system = "\n\n".join([INTRO, *RULES[:rules], "Worked examples follow, one noun per turn."])
+    turns = [{"role": "system", "content": system}]
+    for word, plural in EXAMPLES[:examples]:
+        turns += [{"role": "user", "content": f"Noun: {word}"}, {"role": "assistant", "content": plural}]
+    turns.append({"role": "user", "content": "Noun: {input}"})
+    return from_messages(turns).text
+
+
+def stock_captum_messages(backend, text: str, cases: list[Case]) -> np.ndarray:
+    """Stock Captum on the rendered chat text: each feature's text is a value of a
+    TextTemplateInput, located in the rendered prompt in order; everything between is fixed."""
+    from captum.attr import FeatureAblation, LLMAttribution, TextTemplateInput
+
+    llm = LLMAttribution(FeatureAblation(backend.model), backend.tokenizer)
+    segs = segment(text, "sentence")
+    feats = set(features(segs))
+    esc = lambda s: s.replace("{", "{{").replace("}", "}}")
+    rows = []
+    for case in cases:
+        rendered = backend.render(fill(text, case.vars))
+        pieces, values, cursor = [], [], 0
+        for i, seg in enumerate(segs):
+            if i not in feats:
+                continue
+            value = fill(seg.text, {})
+            at = rendered.find(value, cursor)
+            if at < 0:  # the chat template strips a message's trailing whitespace
+                value = value.rstrip()
+                at = rendered.find(value, cursor)
+            pieces += [esc(rendered[cursor:at]), "{}"]
+            values.append(value)
+            cursor = at + len(value)
+        pieces.append(esc(rendered[cursor:]))
+        inp = TextTemplateInput("".join(pieces), values=values, baselines=[""] * len(values))
+        with torch.no_grad():
+            res = llm.attribute(inp, target=case.target, forward_in_tokens=False)
+        rows.append(res.seq_attr.detach().numpy())
+    return np.stack(rows)
 
 
 def long_cases(n: int) -> list[Case]:
@@ -133,7 +170,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cases", type=int, default=8)
-    ap.add_argument("--stock-cases", type=int, default=1, help="cases stock Captum is timed on (scaled linearly)")
+    ap.add_argument("--stock-cases", type=int, default=1, help="cases stock Captum is timed on (scaled linearly; "
+                    "0: skip it, for a smoke test)")
     ap.add_argument("--verify-k", type=int, default=5)
     ap.add_argument("--budget", type=int, default=32)
     ap.add_argument("--modes", default=",".join(APPROXIMATE))
@@ -147,10 +185,7 @@ def main() -> None:
     print(f"workload: {len(features(segment(text, 'sentence')))} segments, {n_tokens} prompt tokens, "
           f"{len(cases)} cases; threads={args.threads}; load average {os.getloadavg()[0]:.1f} at start", flush=True)
     rows = []
-    t_stock, stock = _timed(lambda: stock_captum(backend, text, cases[: args.stock_cases]))
-    t_stock_all = t_stock * len(cases) / args.stock_cases
-    print(f"stock Captum: {t_stock:.1f} s on {args.stock_cases} case(s), scaled x{len(cases) / args.stock_cases:g} "
-          f"-> {t_stock_all:.1f} s", flush=True)
+    # Stock runs last: the slowest part, and the one least likely to fail.
     peak0 = matmul_peak(args.threads)
     t_exact, exact = _timed(lambda: attribute(text, cases=cases, backend=backend, objective="logprob"))
     peak = max(peak0, matmul_peak(args.threads))
@@ -158,11 +193,9 @@ def main() -> None:
     ex_means = np.array([f.mean for f in exact.features])
     ex_per_case = np.array([f.per_case for f in exact.features]).T
     harmful = [j for j, f in enumerate(exact.features) if f.harmful]
-    rows.append({"mode": "exact", "seconds": round(t_exact, 1), "speedup_vs_stock": round(t_stock_all / t_exact, 1),
-                 "vs_exact": 1.0, "vs_floor": round(t_exact / floor, 2), "floor_s": round(floor, 1),
-                 "peak_gflops": round(peak, 1), "variants": len(ex_means) + 1, "forward_passes": exact.forward_passes,
-                 "tokens": exact.tokens_computed,
-                 "max_abs_diff_vs_stock": float(np.abs(ex_per_case[: args.stock_cases] - stock).max()),
+    rows.append({"mode": "exact", "seconds": round(t_exact, 1), "vs_exact": 1.0, "vs_floor": round(t_exact / floor, 2),
+                 "floor_s": round(floor, 1), "peak_gflops": round(peak, 1), "variants": len(ex_means) + 1,
+                 "forward_passes": exact.forward_passes, "tokens": exact.tokens_computed,
                  **agreement(ex_means, ex_means, harmful)})
     print(f"exact: {t_exact:.1f} s, floor {floor:.1f} s; harmful by exact: "
           f"{[exact.features[j].segment.text.strip()[:40] for j in harmful]}", flush=True)
@@ -171,12 +204,20 @@ def main() -> None:
         t, res = _timed(lambda: attribute(text, cases=cases, backend=backend, objective="logprob", mode=mode, approx=cfg))
         means = np.array([f.mean for f in res.features])
         a = res.approximation
-        rows.append({"mode": mode, "seconds": round(t, 1), "speedup_vs_stock": round(t_stock_all / t, 1),
-                     "vs_exact": round(t_exact / t, 2), "variants": a.variants, "forward_passes": a.forward_passes,
-                     "tokens": a.tokens_computed, "exact_features": a.exact_features,
+        rows.append({"mode": mode, "seconds": round(t, 1), "vs_exact": round(t_exact / t, 2), "variants": a.variants,
+                     "forward_passes": a.forward_passes, "tokens": a.tokens_computed, "exact_features": a.exact_features,
                      "check_max_abs_diff": round(a.max_abs_diff, 3), "settings": a.settings,
                      **agreement(means, ex_means, harmful)})
-        print(f"{mode}: {t:.1f} s; {a.summary()}", flush=True)
+        print(f"{mode}: {t:.1f} s; {agreement(means, ex_means, harmful)}; {a.summary()}", flush=True)
+    t_stock, stock = _timed(lambda: stock_captum_messages(backend, text, cases[: args.stock_cases])
+                            if args.stock_cases else np.zeros((0, 0)))
+    args.stock_cases = args.stock_cases or 1  # skipped: the ratios against stock are meaningless then
+    t_stock_all = t_stock * len(cases) / args.stock_cases
+    print(f"stock Captum: {t_stock:.1f} s on {args.stock_cases} case(s), scaled x{len(cases) / args.stock_cases:g} "
+          f"-> {t_stock_all:.1f} s", flush=True)
+    for r in rows:
+        r["speedup_vs_stock"] = round(t_stock_all / r["seconds"], 1)
+    rows[0]["max_abs_diff_vs_stock"] = float(np.abs(ex_per_case[: len(stock)] - stock).max()) if len(stock) else None
     print(f"\nstock Captum timed on {args.stock_cases} of {len(cases)} cases and scaled linearly; "
           f"one run each; load average {os.getloadavg()[0]:.1f} at the end")
     cols = ["mode", "seconds", "speedup_vs_stock", "vs_exact", "variants", "tokens", "top1", "top3", "map", "spearman"]
@@ -185,7 +226,7 @@ def main() -> None:
         print(" | ".join(f"{r[c]:.3f}" if isinstance(r.get(c), float) and c not in ("seconds",) else str(r.get(c))
                          for c in cols))
     print(f"exact: {rows[0]['vs_floor']}x its floor ({rows[0]['floor_s']} s at {rows[0]['peak_gflops']} GFLOP/s), "
-          f"max |diff| vs stock {rows[0]['max_abs_diff_vs_stock']:.1e}")
+          f"max |diff| vs stock {rows[0]['max_abs_diff_vs_stock']}")
     if args.json:
         Path(args.json).write_text(json.dumps({"threads": args.threads, "stock_s": round(t_stock, 1),
                                                "stock_cases": args.stock_cases, "cases": len(cases),

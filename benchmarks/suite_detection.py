@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -110,21 +111,68 @@ def run_one(backends: dict[str, Any], variant: Variant, cases: list, method: str
                    harm=variant.harm.logprob.mean if variant.harm else None)
     if result.convergence_delta is not None:
         row["ig_delta"] = round(result.convergence_delta, 4)
+    # Every feature's per-case effects, so other statistics can be applied later without a rerun.
+    row["per_case"] = json.dumps([[round(v, 5) for v in f.per_case] for f in result.features])
+    row["fault_feature"] = k if variant.fault is not None else None
     return row
 
 
+ALPHA = 0.05
+CORRECTIONS = ("bh", "holm")
+
+
+def t_harmful(per_case: np.ndarray, correction: str) -> np.ndarray:
+    """Harmful calls [features] from per-case effects [cases, features] by a two-sided t-test per
+    unit at n - 1 df, adjusted across the prompt's units (Benjamini-Hochberg or Holm), at ALPHA.
+
+    This is the rule the ``stats`` branch is giving lint (t-intervals, BH across a prompt's
+    segments by default); until its ``promptlens/stats.py`` lands on main it is computed here."""
+    from scipy import stats as sps
+
+    n = per_case.shape[0]
+    mean, se = per_case.mean(0), per_case.std(0, ddof=1) / np.sqrt(n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(se > 0, 2 * sps.t.sf(np.abs(mean) / se, n - 1), np.where(mean == 0, 1.0, 0.0))
+    m, order = len(p), np.argsort(p)
+    adj = np.empty(m)
+    if correction == "holm":
+        adj[order] = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    else:  # Benjamini-Hochberg step-up
+        adj[order] = np.minimum(1.0, np.minimum.accumulate((p[order] * m / np.arange(1, m + 1))[::-1])[::-1])
+    return (adj < ALPHA) & (mean < 0)
+
+
+def add_t_calls(df: pd.DataFrame) -> pd.DataFrame:
+    """Columns with the t-test calls of every correction, from the stored per-case effects."""
+    df = df.copy()
+    for c in CORRECTIONS:
+        calls = [t_harmful(np.array(json.loads(pc)), c) for pc in df.per_case]
+        df[f"harmful_calls_t_{c}"] = [int(x.sum()) for x in calls]
+        df[f"fault_called_t_{c}"] = [bool(x[int(k)]) if pd.notna(k) else None for x, k in zip(calls, df.fault_feature)]
+    return df
+
+
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Per method: detection on the planted variants, false harmful calls on the clean twins.
+    ``harmful`` columns use lint's rule on main (bootstrap interval wholly below zero); ``t_bh`` /
+    ``t_holm`` the t-test with a multiplicity correction across the prompt's units."""
+    df = add_t_calls(df) if "per_case" in df else df
     planted, clean = df[df.kind != "clean"], df[df.kind == "clean"]
-    summary = planted.groupby("method").agg(
-        variants=("hit1", "size"), hit1=("hit1", "mean"), top3=("top3", "mean"),
-        chance_hit1=("units", lambda u: float(np.mean(1.0 / u))),
-        chance_top3=("units", lambda u: float(np.mean(np.minimum(1.0, 3.0 / u)))),
-        fault_called_harmful=("fault_called_harmful", "mean"),
-        forward_passes=("forward_passes", "mean"), seconds=("seconds", "mean"), cases=("cases", "mean"))
-    fp = clean.groupby("method").agg(clean_twins=("units", "size"), clean_units=("units", "sum"),
-                                     false_harmful=("harmful_calls", "sum"),
-                                     twins_with_a_call=("harmful_calls", lambda h: float(np.mean(np.asarray(h) > 0))))
+    agg = dict(variants=("hit1", "size"), hit1=("hit1", "mean"), top3=("top3", "mean"),
+               chance_hit1=("units", lambda u: float(np.mean(1.0 / u))),
+               chance_top3=("units", lambda u: float(np.mean(np.minimum(1.0, 3.0 / u)))),
+               fault_called_harmful=("fault_called_harmful", "mean"))
+    fp_agg = dict(clean_twins=("units", "size"), clean_units=("units", "sum"), false_harmful=("harmful_calls", "sum"))
+    for c in CORRECTIONS if "per_case" in df else ():
+        agg[f"fault_called_t_{c}"] = (f"fault_called_t_{c}", "mean")
+        fp_agg[f"false_t_{c}"] = (f"harmful_calls_t_{c}", "sum")
+        fp_agg[f"twins_with_a_t_{c}_call"] = (f"harmful_calls_t_{c}", lambda h: float(np.mean(np.asarray(h) > 0)))
+    agg.update(forward_passes=("forward_passes", "mean"), seconds=("seconds", "mean"), cases=("cases", "mean"))
+    summary = planted.groupby("method").agg(**agg)
+    fp = clean.groupby("method").agg(**fp_agg)
     fp["false_harmful_rate"] = fp.false_harmful / fp.clean_units
+    for c in CORRECTIONS if "per_case" in df else ():
+        fp[f"false_t_{c}_rate"] = fp[f"false_t_{c}"] / fp.clean_units
     return summary.join(fp, how="outer")
 
 
@@ -197,9 +245,13 @@ def main() -> None:
     backends = {"raw": raw, "chat": HFBackend(raw.model, raw.tokenizer, name=raw.name, raw=False)}
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    for method in args.methods:
-        for prompt in prompts[: per_prompts.get(method, len(prompts))]:
+    for i, prompt in enumerate(prompts):  # prompt by prompt: a run cut short has every method on its prompts
+        for method in args.methods:
+            if i >= per_prompts.get(method, len(prompts)):
+                continue
             cases = prompt.cases("bench")[: per_cases.get(method, args.cases)]
+            if args.objective == "logprob":  # the other labels' scores would be computed and never used
+                cases = [replace(c, choices=None) for c in cases]
             for variant in prompt.all_variants:
                 row = run_one(backends, variant, cases, method, args)
                 rows.append(row)

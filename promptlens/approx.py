@@ -3,8 +3,8 @@
 Exact leave-one-out scores one variant per segment. On a 40-segment, 1,500-token prompt that is
 most of the cost, even with every shared prefix computed once. Three cheaper estimates:
 
-* ``hierarchical`` (AttriBoT's pruning): ablate coarse units first (paragraphs, then lines, then
-  sentences when attributing words) and split a unit into its parts only where its effect is
+* ``hierarchical`` (AttriBoT's pruning): ablate coarse units first (few-shot examples and
+  messages of a message template, paragraphs, lines, then sentences when attributing words) and split a unit into its parts only where its effect is
   large or uncertain: where its interval reaches ``refine`` times the largest effect at its
   level. A unit left whole shares its effect equally among its segments.
 * ``surrogate`` (ContextCite): score ``budget`` random ablation masks and fit a sparse linear
@@ -103,13 +103,22 @@ class Unit:
 
 
 def level_keys(segments: Sequence[Segment], feats: Sequence[int], segmentation: str) -> list[list[int]]:
-    """Per level, coarse to fine, the unit id of each feature: paragraph, line, and sentence when
-    the features are finer than sentences. A feature belongs to the unit its first character is in."""
+    """Per level, coarse to fine, the unit id of each feature: for a message template the
+    few-shot example (a user turn and its answer) or message, then the message; then the
+    paragraph, the line, and the sentence when the features are finer than sentences. A
+    feature belongs to the unit its first character is in."""
+    from .templates import example_spans, is_messages, message_at, messages_of
+
     text = "".join(s.text for s in segments)
     starts = [segments[i].start for i in feats]
+    levels: list[list[int]] = []
+    if is_messages(text):
+        message = [message_at(text, s) for s in starts]
+        example = {i: first for first, last in example_spans(messages_of(text)) for i in range(first, last + 1)}
+        levels += [[example.get(m, m) for m in message], message]
     breaks = [m.start() for m in _PARAGRAPH.finditer(text)]
     lines = [m.start() for m in re.finditer("\n", text)]
-    levels = [[bisect_right(breaks, s) for s in starts], [bisect_right(lines, s - 1) for s in starts]]
+    levels += [[bisect_right(breaks, s) for s in starts], [bisect_right(lines, s - 1) for s in starts]]
     if segmentation in ("word", "token"):
         from .segments import segment
 

@@ -165,15 +165,8 @@ def attribute(
     against exact leave-one-out: ``result.approximation``.
     """
     prompt = as_flat(prompt)
-    check_choice("method", method, METHODS)
-    check_choice("mode", mode, MODES)
     approx = approx or ApproxConfig()
-    if mode != "exact":
-        approx.check()
-        if method != "ablation":
-            raise InputError(f"--mode {mode} approximates leave-one-out ablation; use --method ablation (the default)")
-    check_choice("baseline", baseline, BASELINES)
-    check_choice("segmentation", segmentation, SEGMENTATIONS)
+    _check_settings(method, mode, approx, baseline, segmentation)
     check_choice("interval", interval, stats.METHODS)
     stats.check_correction(correction)
     stats.check_confidence(confidence)
@@ -183,43 +176,30 @@ def attribute(
 
         backend = load_backend()
     check_method(method, backend)  # before any scoring: a remote backend has no gradients
-    cases = _resolve_cases(prompt, target, cases, backend)
-    objective = objective or default_objective(cases)
-    check_choice("objective", objective, OBJECTIVES)
-    if objective == "margin" and not all(c.choices for c in cases):
-        raise InputError("the margin objective needs choices on every case; use --objective logprob")
-    segments = segment(prompt, segmentation, tokenizer=getattr(backend, "tokenizer", None), edit_fields=edit_fields)
-    feats = features(segments)
-    if not feats:
-        raise InputError(f"the prompt has no {segmentation} segments to attribute; try another --segmentation")
-    problem = _Problem(backend, segments, feats, list(cases), objective)
+    problem = _problem(prompt, target, cases, backend, objective, segmentation, edit_fields)
+    cases, objective, segments, feats = problem.cases, problem.objective, problem.segments, problem.feats
     start = time.perf_counter()
     passes0, tokens0 = getattr(backend, "forward_passes", 0), getattr(backend, "tokens_computed", 0)
-    notes: list[str] = render_notes(backend, prompt)
-    delta = None
+    notes, delta = list(render_notes(backend, prompt)), None
     forward = MaskForward(problem, _replacements(problem, baseline, random.Random(seed)))
     n_feats = len(feats)
-    everything = (1,) * n_feats
+    everything = (1,) * n_feats  # every segment present
     if method == "ablation" and mode == "exact":  # every mask is known up front: score them all in one trie
         forward.prefetch([everything] + [everything[:f] + (0,) + everything[f + 1 :] for f in range(n_feats)])
     original = forward(torch.ones(len(cases), len(feats)), torch.arange(len(cases))).numpy()
-    estimated = np.zeros(n_feats, dtype=bool)
-    approximation = None
+    estimated, approximation = np.zeros(n_feats, dtype=bool), None
     if mode != "exact":
         per_case, estimated, approximation = _approximate(mode, problem, forward, segmentation, approx,
                                                            confidence, seed)
     elif method == "ig":
-        per_case, delta = _integrated_gradients(problem, steps=ig_steps)
-        notes.append("integrated gradients: baseline is a filler token's embedding at feature tokens")
-        rel = delta / max(1e-9, float(np.abs(per_case).sum(1).mean()))
-        if rel > 0.05:
-            notes.append(f"convergence delta {delta:.3g} nats ({rel:.0%} of the attributions' size): "
-                         "do not rank on this without more --ig-steps")
+        per_case, delta = _ig_with_notes(problem, ig_steps, notes)
     else:
         n_samples = n_samples or {"shapley": 8, "lime": 2 * n_feats + 32, "kernelshap": 2 * n_feats + 32}.get(method, 1)
         per_case = _perturbation(method, problem, forward, n_samples, perturbations_per_eval, seed).numpy()
     if len(cases) < stats.MIN_CASES:
         notes.append(stats.too_few_reason(len(cases)))
+    elif stats.few_cases_note(len(cases)):
+        notes.append(stats.few_cases_note(len(cases)))
     feats_out = _pooled(per_case, segments, feats, confidence=confidence, interval=interval, correction=correction,
                         seed=seed, estimated=estimated)
     passes = getattr(backend, "forward_passes", 0) - passes0
@@ -267,6 +247,44 @@ def _refine_interval(values: np.ndarray, *, confidence: float, seed: int) -> tup
     if iv.n < 2:
         return iv.mean, iv.mean
     return iv.low, iv.high
+
+
+def _problem(prompt: str, target: str | None, cases: Sequence[Case] | None, backend: Backend,
+             objective: str | None, segmentation: str, edit_fields: bool) -> _Problem:
+    """The cases (from ``target`` when none are given), the objective and the segments to attribute."""
+    cases = _resolve_cases(prompt, target, cases, backend)
+    objective = objective or default_objective(cases)
+    check_choice("objective", objective, OBJECTIVES)
+    if objective == "margin" and not all(c.choices for c in cases):
+        raise InputError("the margin objective needs choices on every case; use --objective logprob")
+    segments = segment(prompt, segmentation, tokenizer=getattr(backend, "tokenizer", None), edit_fields=edit_fields)
+    feats = features(segments)
+    if not feats:
+        raise InputError(f"the prompt has no {segmentation} segments to attribute; try another --segmentation")
+    return _Problem(backend, segments, feats, list(cases), objective)
+
+
+def _check_settings(method: str, mode: str, approx: ApproxConfig, baseline: str, segmentation: str) -> None:
+    """The choices ``attribute`` takes, checked before any model work."""
+    check_choice("method", method, METHODS)
+    check_choice("mode", mode, MODES)
+    if mode != "exact":
+        approx.check()
+        if method != "ablation":
+            raise InputError(f"--mode {mode} approximates leave-one-out ablation; use --method ablation (the default)")
+    check_choice("baseline", baseline, BASELINES)
+    check_choice("segmentation", segmentation, SEGMENTATIONS)
+
+
+def _ig_with_notes(problem: _Problem, steps: int, notes: list[str]) -> tuple[np.ndarray, float]:
+    """Integrated gradients, noting its baseline and a convergence delta too large to rank on."""
+    per_case, delta = _integrated_gradients(problem, steps=steps)
+    notes.append("integrated gradients: baseline is a filler token's embedding at feature tokens")
+    rel = delta / max(1e-9, float(np.abs(per_case).sum(1).mean()))
+    if rel > 0.05:
+        notes.append(f"convergence delta {delta:.3g} nats ({rel:.0%} of the attributions' size): "
+                     "do not rank on this without more --ig-steps")
+    return per_case, delta
 
 
 def _approximate(mode: str, problem: _Problem, forward: MaskForward, segmentation: str, config: ApproxConfig,

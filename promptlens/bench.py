@@ -37,9 +37,9 @@ from .cases import check_vars
 from .errors import InputError
 from .perturb import (LEVELS, PLACEMENTS, Perturbation, Site, format_variants, perturb, protected_words,
                       sentence_sites, word_sites)
-from .scoring import Backend, score_prompts
 from . import stats
-from .segments import fill, template_fields
+from .scoring import Backend, default_objective, summarize_many
+from .segments import template_fields
 from .similarity import Similarity, SimilarityModel
 from .types import Case
 
@@ -188,89 +188,117 @@ class BenchResult:
         return out
 
 
+@dataclass(frozen=True)
+class BenchConfig:
+    """Every knob of ``bench``, with its default. Example: ``BenchConfig(levels=("character",), budget=2)``."""
+
+    levels: tuple[str, ...] = LEVELS  # perturbation levels to run
+    budget: int = 4  # perturbed prompts per level and placement
+    edits: int = 2  # words changed per character- or word-level perturbation
+    threshold: float = 0.8  # minimum similarity of a perturbed prompt to its original
+    seed: int = 0
+    batch: int = 8  # templates per backend call
+    progress: bool = False  # a progress bar on stderr
+
+
 def bench(
     prompts: Mapping[str, str] | Sequence[str],
     cases: Sequence[Case],
+    config: BenchConfig | None = None,
     *,
     backend: Backend | None = None,
     similarity: SimilarityModel | None = None,
-    levels: Sequence[str] = LEVELS,
-    budget: int = 4,
-    edits: int = 2,
-    threshold: float = 0.8,
-    seed: int = 0,
-    batch: int = 8,
-    progress: bool = False,
+    **overrides: Any,
 ) -> BenchResult:
     """Benchmark the robustness of each prompt (name -> template, or a list of templates) on ``cases``.
+
+    Example: ``bench({"original": "Plural of {input}:"}, load_cases("cases.jsonl"), BenchConfig(budget=2))``
 
     Per prompt and level, ``budget`` perturbed prompts are placed at random and ``budget`` are
     guided by attribution (first the words, or the sentence, whose ablation lowers the objective
     most, then the next ones); character and word levels change ``edits`` words per prompt. A
     perturbation is kept only if it keeps the fields and label words and its similarity to the
-    prompt is at least ``threshold``. The same ``seed`` gives the same result.
+    prompt is at least ``threshold``. The same ``seed`` gives the same result. ``overrides`` are
+    ``BenchConfig`` fields applied over ``config``.
     """
     start = time.monotonic()
+    c = replace(config or BenchConfig(), **overrides)
     named = dict(prompts) if isinstance(prompts, Mapping) else {f"prompt {i + 1}": p for i, p in enumerate(prompts)}
-    check_bench_args(named, cases, levels, budget, edits, threshold)
+    check_bench_args(named, cases, c.levels, c.budget, c.edits, c.threshold)
     if backend is None:
         from .backends.hf import load_backend
 
         backend = load_backend()
-    similarity = similarity or Similarity()
-    protected = protected_words(cases)
     passes0 = getattr(backend, "forward_passes", 0)
-    bar = _progress(len(named) * (1 + 2 * len(levels)), progress)
-    paraphrase = _paraphraser(backend)
-    results, notes = [], []
-    stages = dict.fromkeys(("attribution", "perturbation", "scoring"), 0.0)
-    for name, template in named.items():
+    bar = _progress(len(named) * (1 + 2 * len(c.levels)), c.progress)
+    run = _BenchRun(c, cases, backend, similarity or Similarity(), bar)
+    results = [run.prompt(name, template) for name, template in named.items()]
+    bar.close()
+    return BenchResult(
+        prompts=tuple(results), levels=tuple(c.levels), budget=c.budget, edits=c.edits, threshold=c.threshold,
+        seed=c.seed, n_cases=len(cases), metric="accuracy" if results[0].clean.accuracy is not None else "probability",
+        forward_passes=getattr(backend, "forward_passes", 0) - passes0, seconds=time.monotonic() - start,
+        stage_seconds=run.stages, notes=tuple(run.notes),
+    )
+
+
+class _BenchRun:
+    """What the prompts of one ``bench`` call share: the cases, the model, the timings and notes."""
+
+    def __init__(self, config: BenchConfig, cases: Sequence[Case], backend: Backend, similarity: SimilarityModel,
+                 bar: Any) -> None:
+        self.c, self.cases, self.backend, self.similarity, self.bar = config, cases, backend, similarity, bar
+        self.protected = protected_words(cases)
+        self.paraphrase = _paraphraser(backend)
+        self.notes: list[str] = []
+        self.stages = dict.fromkeys(("attribution", "perturbation", "scoring"), 0.0)
+
+    def prompt(self, name: str, template: str) -> PromptBench:
+        c = self.c
         # Attribution ranks the words: what the guided placement aims at.
         clock = time.monotonic()
-        attr = attribute(template, cases=cases, backend=backend, method="ablation", segmentation="word", seed=seed)
-        stages["attribution"] += time.monotonic() - clock
+        attr = attribute(template, cases=self.cases, backend=self.backend, method="ablation", segmentation="word",
+                         seed=c.seed)
+        self.stages["attribution"] += time.monotonic() - clock
         clock = time.monotonic()
         effect = {f.segment.start: (f.segment.end, f.mean) for f in attr.features}
-        bar.update(1)
-        words = [replace(s, importance=_word_effect(s, effect)) for s in word_sites(template, protected)]
+        self.bar.update(1)
+        words = [replace(s, importance=_word_effect(s, effect)) for s in word_sites(template, self.protected)]
         sentences = [replace(s, importance=_span_effect(s, effect)) for s in sentence_sites(template)]
-        planned: list[Perturbation] = []
-        for level in levels:
-            found = {placement: perturb(
-                template, level, sites=words if level in ("character", "word") else sentences, placement=placement,
-                budget=budget, rng=random.Random(f"{seed}:{level}:{placement}"), similarity=similarity,
-                threshold=threshold, protected=protected, edits=edits, paraphrase=paraphrase,
-            ) for placement in PLACEMENTS}
-            bar.update(2)
-            n = min(len(v) for v in found.values())  # equal budget: the shorter side sets it
-            if n < budget:
-                notes.append(f"{name}, {level}: {n} of {budget} perturbed prompts per placement passed "
-                             f"the meaning filter (threshold {threshold})")
-            planned += found["random"][:n] + found["guided"][:n]
-        formats = format_variants(template, protected)
+        planned = [p for level in c.levels for p in self._perturb(name, template, level, words, sentences)]
+        formats = format_variants(template, self.protected)
         texts = [t for _, t in formats] + [p.text for p in planned]
-        stages["perturbation"] += time.monotonic() - clock
+        self.stages["perturbation"] += time.monotonic() - clock
         clock = time.monotonic()
-        scores = _score(backend, texts, cases, batch, bar)
-        stages["scoring"] += time.monotonic() - clock
+        scores = _score(self.backend, texts, self.cases, c.batch, self.bar)
+        self.stages["scoring"] += time.monotonic() - clock
         clean, *format_scores = [Variant("format", "", t, (fname,), None, *s)
                                  for (fname, t), s in zip(formats, scores)]
         clean = replace(clean, level="clean")
         perturbed = tuple(Variant(p.level, p.placement, p.text, p.edits, p.similarity, *s)
                           for p, s in zip(planned, scores[len(formats):]))
-        results.append(PromptBench(
+        return PromptBench(
             name=name, template=template, clean=clean, formats=(clean, *format_scores),
             format_spread=_spread([clean, *format_scores]),
             important=tuple((s.text, s.importance) for s in sorted(words, key=lambda s: -s.importance)[:5]),
-            perturbations=perturbed, rows=tuple(_rows(name, clean, perturbed, levels)),
-        ))
-    bar.close()
-    return BenchResult(
-        prompts=tuple(results), levels=tuple(levels), budget=budget, edits=edits, threshold=threshold, seed=seed,
-        n_cases=len(cases), metric="accuracy" if results[0].clean.accuracy is not None else "probability",
-        forward_passes=getattr(backend, "forward_passes", 0) - passes0, seconds=time.monotonic() - start,
-        stage_seconds=stages, notes=tuple(notes),
-    )
+            perturbations=perturbed, rows=tuple(_rows(name, clean, perturbed, c.levels)),
+        )
+
+    def _perturb(self, name: str, template: str, level: str, words: list[Site], sentences: list[Site]) -> list[Perturbation]:
+        """``budget`` random and ``budget`` guided perturbations at ``level`` (fewer, equal on both sides,
+        when fewer pass the meaning filter)."""
+        c = self.c
+        found = {placement: perturb(
+            template, level, sites=words if level in ("character", "word") else sentences, placement=placement,
+            budget=c.budget, rng=random.Random(f"{c.seed}:{level}:{placement}"), similarity=self.similarity,
+            threshold=c.threshold, protected=self.protected, edits=c.edits, paraphrase=self.paraphrase,
+        ) for placement in PLACEMENTS}
+        self.bar.update(2)
+        n = min(len(v) for v in found.values())  # equal budget: the shorter side sets it
+        if n < c.budget:
+            self.notes.append(f"{name}, {level}: {n} of {c.budget} perturbed prompts per placement passed "
+                              f"the meaning filter (threshold {c.threshold})")
+        return found["random"][:n] + found["guided"][:n]
 
 
 def check_bench_args(named: Mapping[str, str], cases: Sequence[Case], levels: Sequence[str], budget: int,
@@ -329,13 +357,9 @@ def _score(backend: Backend, texts: Sequence[str], cases: Sequence[Case], batch:
     bar.total += -(-len(texts) // batch)
     out = []
     for i in range(0, len(texts), batch):
-        rows = score_prompts(backend, [[fill(t, c.vars) for c in cases] for t in texts[i : i + batch]], cases)
-        for row in rows:
-            correct = [s.correct for s in row]
-            accuracy = None if any(c is None for c in correct) else sum(correct) / len(row)
-            margin = None if accuracy is None else sum(s.margin for s in row) / len(row)
-            per_case = tuple(s.margin if accuracy is not None else s.logprob for s in row)
-            out.append((accuracy, sum(s.logprob for s in row) / len(row), margin, per_case))
+        # per case: the objective (the margin with choices, else the log-prob), for the drop intervals
+        out += [(s.accuracy, s.logprob, s.margin, s.per_case)
+                for s in summarize_many(backend, texts[i : i + batch], cases, default_objective(cases))]
         bar.update(1)
     return out
 

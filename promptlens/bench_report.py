@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .bench import BenchResult, Row
 from .stats import describe
+
+if TYPE_CHECKING:  # annotations only: a renderer never runs the job
+    from .bench import BenchResult, Row
 
 COLUMNS = ("prompt", "level", "placement", "n", "clean_accuracy", "perturbed_accuracy", "pdr_accuracy",
            "clean_logprob", "perturbed_logprob", "logprob_drop", "pdr_probability", "clean_margin", "perturbed_margin",

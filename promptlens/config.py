@@ -25,7 +25,7 @@ problem is one ``InputError`` that names ``file:line`` and the fix.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -33,10 +33,11 @@ import yaml
 
 from .cases import cases_from_records, dataset_path, load_cases
 from .errors import InputError
-from .fix import STRATEGIES
+from .fix import STRATEGIES, FixConfig, train_validation
 from .rewrites import KINDS
 from .segments import template_fields
-from .templates import DOUBLE_SUFFIXES, MESSAGE_SUFFIXES, MessageTemplate, from_messages, load_template, text_template
+from .template_files import load_template
+from .templates import DOUBLE_SUFFIXES, MESSAGE_SUFFIXES, MessageTemplate, from_messages, text_template
 from .types import Case
 
 KEYS = ("template", "template_file", "cases", "dataset", "n_train", "n_validation", "split", "budget",
@@ -52,25 +53,25 @@ REPAIRABLE = ("sentence", "line", "message", "example", "unit")
 
 @dataclass(frozen=True)
 class Recipe:
+    """What to repair: a template, its cases, and the ``FixConfig`` to repair it with. A recipe's
+    keys are ``FixConfig``'s names (``budget: {trials, seconds}`` nests two of them), so
+    ``recipe.trials`` reads ``recipe.config.trials``."""
+
     template: str  # the flat text (a message template's marks included: promptlens.templates)
     cases: tuple[Case, ...]
+    config: FixConfig = FixConfig()
     path: Path | None = None
-    n_train: int | None = None
-    n_validation: int | None = None
-    split: float = 0.5
-    trials: int = 30
-    seconds: float | None = None
-    threshold: float = 0.8
-    seed: int = 0
-    strategy: str = "attribution"
-    top_k: int = 3
-    rounds: int = 2
-    segmentation: str = "sentence"
-    rewrites: tuple[str, ...] | None = None  # kinds of rewrite to try (default: all)
-    alternatives: Mapping[str, list[str]] = field(default_factory=dict)
-    keep_logprob: bool = True  # margin objective: only significant rises of the right label's log-prob
     source: MessageTemplate | None = None  # the template as read (format, file), to write a repair back
-    max_regressions: int | None = None  # train cases the fix may turn from right to wrong (None: no limit)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names the recipe itself lacks: the config's knobs.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.config, name)
+
+    def train_validation(self) -> tuple[list[Case], list[Case]]:
+        """(train, validation) as ``fix`` splits them."""
+        return train_validation(self.cases, self.config)
 
 
 def read_yaml_file(path: Path, what: str, missing_hint: str) -> tuple[yaml.Node | None, Any]:
@@ -134,10 +135,10 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
     if not isinstance(budget, Mapping) or set(budget) - {"trials", "seconds"}:
         raise InputError(f"{where('budget')}: budget is a mapping with `trials` and/or `seconds`, e.g. "
                          "budget: {trials: 30, seconds: 300}")
-    strategy = data.get("strategy", "attribution")
+    strategy = data.get("strategy", FixConfig.strategy)
     if strategy not in STRATEGIES:
         raise InputError(f"{where('strategy')}: unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
-    segmentation = data.get("segmentation", "sentence")
+    segmentation = data.get("segmentation", FixConfig.segmentation)
     if segmentation not in REPAIRABLE:
         raise InputError(f"{where('segmentation')}: segmentation {segmentation!r} cannot be repaired; "
                          f"use one of: {', '.join(REPAIRABLE)}")
@@ -151,25 +152,26 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
             for k, v in alternatives.items()):
         raise InputError(f"{where('alternatives')}: alternatives map a segment's text to a list of texts, "
                          'e.g. {"Answer yes or no.": ["Reply with yes or no."]}')
-    return Recipe(
-        template=template, cases=tuple(cases), path=None if source == "<recipe>" else Path(source),
+    d = FixConfig()  # the defaults live there only
+    config = FixConfig(
         n_train=_number(data, "n_train", int, where, low=1),
         n_validation=_number(data, "n_validation", int, where, low=1),
-        split=_number(data, "split", float, where, low=0.0, high=1.0, default=0.5),
-        trials=_number(budget, "trials", int, lambda _: where("budget"), low=1, default=30),
+        split=_number(data, "split", float, where, low=0.0, high=1.0, default=d.split),
+        trials=_number(budget, "trials", int, lambda _: where("budget"), low=1, default=d.trials),
         seconds=_number(budget, "seconds", float, lambda _: where("budget"), low=1.0),
-        threshold=_number(data, "threshold", float, where, low=0.0, high=1.0, default=0.8),
-        seed=_number(data, "seed", int, where, default=0),
+        threshold=_number(data, "threshold", float, where, low=0.0, high=1.0, default=d.threshold),
+        seed=_number(data, "seed", int, where, default=d.seed),
         strategy=strategy,
-        top_k=_number(data, "top_k", int, where, low=1, default=3),
-        rounds=_number(data, "rounds", int, where, low=1, default=2),
+        top_k=_number(data, "top_k", int, where, low=1, default=d.top_k),
+        rounds=_number(data, "rounds", int, where, low=1, default=d.rounds),
         segmentation=segmentation,
         rewrites=tuple(rewrites) if rewrites else None,
         alternatives={k: list(v) for k, v in alternatives.items()},
-        keep_logprob=_flag(data, "keep_logprob", where, default=True),
-        source=source_template,
+        keep_logprob=_flag(data, "keep_logprob", where, default=d.keep_logprob),
         max_regressions=_number(data, "max_regressions", int, where, low=0),
     )
+    return Recipe(template=template, cases=tuple(cases), config=config,
+                  path=None if source == "<recipe>" else Path(source), source=source_template)
 
 
 def _template(data: Mapping[str, Any], base: Path, where) -> MessageTemplate:

@@ -21,12 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from .rewrites import Rewrite
 from .scoring import Backend, score_prompts
 from .segments import fill, join
 from .similarity import SimilarityModel
 from .templates import example_spans, is_messages, messages_of, to_flat
-from .types import Case, Segment
+from .types import Case, Rewrite, Segment
 
 EXAMPLE_KINDS = ("drop_example", "reorder_examples")
 

@@ -7,30 +7,31 @@
 The best template is chosen on the train cases only; the validation cases are scored before and
 after, never searched on, so the reported gain there is an honest estimate. The original template
 is trial 0 of every round, and a round's edits are kept only if their gain over the round's start
-is significant on train (a one-sided t lower bound over the cases above 0, ``promptlens.stats``;
-never with fewer than ``stats.MIN_CASES`` train cases), else the start is kept.
+is significant on train (a one-sided skew-adjusted t lower bound over the cases above 0,
+``promptlens.stats``; never with fewer than ``stats.MIN_CASES`` train cases), else the start is kept.
 With the margin objective and ``keep_logprob`` the gain that must be significant is the right
 label's log-prob (the margin may then move on train by a non-significant amount).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import optuna
 
 from .attribution import attribute
 from .cases import check_vars, split_cases
 from .errors import InputError
-from .rewrites import RewriteConfig, candidates, split_whitespace
-from .scoring import Backend, default_objective, score_prompts
-from .search import (Slot, TemplateScorer, best_template, enqueue_original, enqueue_single_edits,
+from .rewrites import RewriteConfig, candidates
+from .scoring import Backend, default_objective, score_prompts, summarize, summarize_scores
+from .search import (Slot, StudyOutcome, TemplateScorer, best_template, enqueue_original, enqueue_single_edits,
                      fail_running_trials, finished, flip,
                      join_study, open_study, run_study, storage_for, store_result, store_slots,
                      stored_result, stored_slots, template_for, wait_for)
@@ -39,20 +40,9 @@ from .segments import fill, segment, template_fields
 from .templates import MessageTemplate, as_flat, render_notes
 from .similarity import Similarity, SimilarityModel
 from .stats import DEFAULT_CONFIDENCE, MIN_CASES, lower_bound, significant
-from .types import Attribution, Case, Score, Segment
+from .types import Attribution, Case, Score, Segment, Summary
 
 STRATEGIES = ("attribution", "random", "all", "tpe")
-
-
-@dataclass(frozen=True)
-class Summary:
-    """A template's scores on a set of cases (means over cases; nats)."""
-
-    n_cases: int
-    objective: float  # the mean of what the search maximises
-    logprob: float
-    accuracy: float | None  # choice cases only
-    margin: float | None
 
 
 @dataclass(frozen=True)
@@ -88,6 +78,24 @@ class Edit:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """What a fix run's numbers mean, decided once (``fix_verdict``); every report renders it.
+
+    ``kind``: ``no_edit`` (the original is kept), ``validation_fell`` (the objective fell on the
+    validation cases: a warning), ``logprob_rule`` (the margin fell on validation while the right
+    label's log-prob rose, as the log-prob rule allows: a note), ``validation_held`` (an honest
+    estimate on cases the search never saw), ``train_only`` (no validation cases)."""
+
+    kind: str
+    level: str  # "warning", "note" or "info"
+    message: str  # one sentence, no trailing full stop
+
+    @property
+    def warn(self) -> bool:
+        return self.level == "warning"
+
+
+@dataclass(frozen=True)
 class FixResult:
     original: str
     best: str
@@ -117,11 +125,26 @@ class FixResult:
     validation_flips: Flips | None = None
     max_regressions: int | None = None  # the search's limit on train cases turned from right to wrong
     validation_logprob_low: float | None = None  # stats.lower_bound of the per-case validation log-prob gain
+    verdict: Verdict = field(init=False)  # from the fields above (``fix_verdict``); kept in the JSON
+    cost: str = field(init=False)  # the cost line every report prints
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "verdict", fix_verdict(self))
+        object.__setattr__(self, "cost", cost_line(self))
 
     @property
     def improved(self) -> bool:
         return self.best != self.original
 
+    def case_scores(self) -> list[CaseScore]:
+        """Each case's objective under the original and the fixed template, from the summaries
+        (no model call)."""
+        out = []
+        for split, before, after in (("train", self.train_before, self.train_after),
+                                     ("validation", self.validation_before, self.validation_after)):
+            if before is not None and after is not None:
+                out += [CaseScore(split, i, b, a) for i, b, a in zip(before.case_ids, before.per_case, after.per_case)]
+        return out
     def studies(self) -> list[Any]:
         """The Optuna studies of this repair, one per round (``NAME:round0``, ...), loaded from
         ``storage``; empty when the storage holds none. Raises what the storage raises."""
@@ -208,24 +231,47 @@ def headline(result: FixResult) -> str:
     return sentence + "."
 
 
-def summarize(backend: Backend, template: str, cases: Sequence[Case], objective: str) -> Summary:
-    (row,) = score_prompts(backend, [[fill(template, c.vars) for c in cases]], cases)
-    return _summary(row, objective)
+
+@dataclass(frozen=True)
+class CaseScore:
+    """One case's objective (nats) under the original and the fixed template."""
+
+    split: str  # "train" or "validation"
+    id: str
+    before: float
+    after: float
 
 
-def _summary(row: Sequence[Score], objective: str) -> Summary:
-    from .scoring import objective_value
+def fix_verdict(result: FixResult) -> Verdict:
+    """The verdict on the validation cases (train when there are none); see ``Verdict``."""
+    v0, v1 = result.validation_before, result.validation_after
+    if not result.edits:
+        return Verdict("no_edit", "info", f"no edit beat the original prompt on the "
+                       f"{result.train_before.n_cases} train cases, so the prompt is kept as it is")
+    if not (v0 and v1):
+        return Verdict("train_only", "info", "these numbers come from the train cases the search optimised on, so "
+                       "they may be optimistic; give validation cases for an honest estimate")
+    fell = v1.objective - v0.objective
+    if fell < -1e-9 and result.logprob_rule and v1.logprob > v0.logprob:
+        return Verdict("logprob_rule", "note", f"the right label's log-prob rose on validation "
+                       f"({v1.logprob - v0.logprob:+.3f} nats) and the margin fell ({fell:+.3f}): the edits were "
+                       "chosen for a significant log-prob gain on train with the margin allowed to move by a "
+                       "non-significant amount; check the accuracy")
+    if fell < -1e-9:
+        return Verdict("validation_fell", "warning", f"the {result.objective} fell on validation ({fell:+.3f} "
+                       "nats): the edits fit the train cases only; give more train cases or keep the original")
+    return Verdict("validation_held", "info", f"the {v0.n_cases} validation cases were never used by the search, "
+                   f"so this is an honest estimate; the fixed prompt is {result.similarity:.0%} similar in meaning "
+                   "to the original")
 
-    n = len(row)
-    margins = [s.margin for s in row if s.margin is not None]
-    has_choices = len(margins) == n
-    return Summary(
-        n_cases=n,
-        objective=sum(objective_value(s, objective) for s in row) / n,
-        logprob=sum(s.logprob for s in row) / n,
-        accuracy=sum(bool(s.correct) for s in row) / n if has_choices else None,
-        margin=sum(margins) / n if has_choices else None,
-    )
+
+def cost_line(result: FixResult) -> str:
+    """What the run cost, and where its study is (one line, no trailing full stop)."""
+    where = f" in {result.storage}" if result.storage else ""
+    return (f"{result.trials} trials ({result.trials_total} in the study, {result.pruned} pruned, "
+            f"{result.infeasible} infeasible: under the similarity threshold {result.threshold} or the log-prob "
+            f"rule), {result.forward_passes} forward passes, {result.seconds:.1f} s; strategy {result.strategy}, "
+            f"seed {result.seed}, study {result.study_name}{where}")
 
 
 def flips(before: Sequence[Score], after: Sequence[Score], cases: Sequence[Case], split: str) -> Flips:
@@ -243,7 +289,7 @@ def flips(before: Sequence[Score], after: Sequence[Score], cases: Sequence[Case]
 def default_study_name(template: str, cases: Sequence[Case], strategy: str, seed: int) -> str:
     """Stable across runs of the same problem, so ``resume`` finds the study without a name."""
     key = repr((template, [(dict(c.vars), c.target, c.choices) for c in cases], strategy, seed))
-    return "fix-" + hashlib.sha1(key.encode()).hexdigest()[:10]
+    return "fix-" + hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:10]  # a name, not a secret
 
 
 def _choose(attr: Attribution, strategy: str, top_k: int, rng: random.Random) -> list[int]:
@@ -268,20 +314,75 @@ class FixInterrupted(KeyboardInterrupt):
         self.best, self.trials, self.study_name, self.storage = best, trials, study_name, storage
 
 
-def check_fix_args(template: str, cases: Sequence[Case], *, strategy: str, threshold: float,
-                   budget_trials: int, budget_seconds: float | None, max_regressions: int | None = None) -> None:
+@dataclass(frozen=True)
+class FixConfig:
+    """Every knob of ``fix``, with its default; a recipe's keys are these names (``budget:
+    {trials, seconds}`` in YAML). Example: ``fix(template, cases, FixConfig(trials=12, rounds=1))``."""
+
+    strategy: str = "attribution"  # which segments to edit: attribution, random, all, tpe
+    trials: int = 30  # trial budget over all rounds
+    seconds: float | None = None  # time budget (None: none)
+    threshold: float = 0.8  # minimum similarity of the fixed template to the original
+    edit_floor: float = 0.5  # minimum similarity of an edited segment to the one it replaces
+    top_k: int = 3  # segments edited per round
+    rounds: int = 2
+    seed: int = 0  # feeds the split, the sampler, rewrite sampling and attribution
+    n_train: int | None = None  # train cases (else ``split`` of them); the rest validate
+    split: float = 0.5
+    n_validation: int | None = None  # use at most this many validation cases
+    objective: str | None = None  # default: margin when every case has choices, else logprob
+    rewrites: tuple[str, ...] | None = None  # kinds of rewrite to try (default: all)
+    alternatives: Mapping[str, Sequence[str]] = field(default_factory=dict)  # segment text -> texts
+    segmentation: str = "sentence"
+    min_gain: float = 1e-3  # nats an edit must gain on average (and significantly) to be kept
+    keep_logprob: bool = True  # margin objective: keep only significant rises of the right label's log-prob
+    minibatch: int | None = None  # train cases a trial scores before the pruner may stop it
+    storage: str | None = None  # Optuna storage URL (default: sqlite in ``out``, else in memory)
+    out: str | Path | None = None  # folder of the default SQLite storage
+    study_name: str | None = None  # default: derived from the template, cases, strategy and seed
+    resume: bool = False  # continue the stored studies
+    join: bool = False  # one of several workers on the same storage and study
+    join_wait: float = 600.0  # seconds a worker waits for the one that set a round up
+    progress: bool = False  # a progress bar on stderr
+    max_regressions: int | None = None  # train cases the fix may turn from right to wrong (None: no limit)
+    attribute_after: bool = True  # attribute the fixed template too (for the report)
+
+
+# The names ``fix`` took as keywords before FixConfig, and the recipe's: one map, read in one place.
+OLD_NAMES = {"budget_trials": "trials", "budget_seconds": "seconds", "frac_train": "split", "kinds": "rewrites"}
+
+
+def fix_config(config: FixConfig | None = None, **overrides: Any) -> FixConfig:
+    """``config`` (default: ``FixConfig()``) with ``overrides`` applied, old names accepted."""
+    names = {f.name for f in dataclasses.fields(FixConfig)}
+    values = {}
+    for key, value in overrides.items():
+        key = OLD_NAMES.get(key, key)
+        if key not in names:
+            raise TypeError(f"fix() got an unknown setting {key!r}; FixConfig has: {', '.join(sorted(names))}")
+        values[key] = tuple(value) if key == "rewrites" and value is not None else value
+    return dataclasses.replace(config or FixConfig(), **values)
+
+
+def train_validation(cases: Sequence[Case], config: FixConfig) -> tuple[list[Case], list[Case]]:
+    """The train and validation cases ``fix`` uses when it is given no validation cases."""
+    train, valid = split_cases(cases, n_train=config.n_train, frac_train=config.split, seed=config.seed)
+    return train, valid[: config.n_validation] if config.n_validation is not None else valid
+
+
+def check_fix_config(template: str, cases: Sequence[Case], config: FixConfig) -> None:
     """The mistakes that need no model to find, so the command line reports them before loading one."""
-    if max_regressions is not None and max_regressions < 0:
-        raise InputError(f"--max-regressions {max_regressions} is out of range; give 0 (no train case may turn "
-                         "from right to wrong) or more")
-    if strategy not in STRATEGIES:
-        raise InputError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
-    if not 0.0 < threshold <= 1.0:
-        raise InputError(f"threshold {threshold} is out of range; give a similarity in (0, 1], e.g. 0.8")
-    if budget_trials < 1:
-        raise InputError(f"--trials {budget_trials} is out of range; give 1 or more")
-    if budget_seconds is not None and not budget_seconds > 0:
-        raise InputError(f"--seconds {budget_seconds} is out of range; give a time budget above 0 seconds")
+    if config.max_regressions is not None and config.max_regressions < 0:
+        raise InputError(f"--max-regressions {config.max_regressions} is out of range; give 0 (no train case may "
+                         "turn from right to wrong) or more")
+    if config.strategy not in STRATEGIES:
+        raise InputError(f"unknown strategy {config.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    if not 0.0 < config.threshold <= 1.0:
+        raise InputError(f"threshold {config.threshold} is out of range; give a similarity in (0, 1], e.g. 0.8")
+    if config.trials < 1:
+        raise InputError(f"--trials {config.trials} is out of range; give 1 or more")
+    if config.seconds is not None and not config.seconds > 0:
+        raise InputError(f"--seconds {config.seconds} is out of range; give a time budget above 0 seconds")
     if not template.strip():
         raise InputError("the template is empty; give the prompt template to repair")
     check_vars(cases, template_fields(template), source="the cases")
@@ -290,51 +391,33 @@ def check_fix_args(template: str, cases: Sequence[Case], *, strategy: str, thres
 def fix(
     template: str | MessageTemplate | Sequence[dict],
     cases: Sequence[Case],
+    config: FixConfig | None = None,
     *,
     backend: Backend | None = None,
     similarity: SimilarityModel | None = None,
-    strategy: str = "attribution",
-    budget_trials: int = 30,
-    budget_seconds: float | None = None,
-    threshold: float = 0.8,
-    edit_floor: float = 0.5,
-    top_k: int = 3,
-    rounds: int = 2,
-    seed: int = 0,
-    n_train: int | None = None,
-    frac_train: float = 0.5,
     validation: Sequence[Case] | None = None,
-    objective: str | None = None,
-    alternatives: dict[str, list[str]] | None = None,
-    kinds: Sequence[str] | None = None,
-    segmentation: str = "sentence",
-    min_gain: float = 1e-3,
-    keep_logprob: bool = True,
-    minibatch: int | None = None,
-    storage: str | None = None,
-    out: str | Path | None = None,
-    study_name: str | None = None,
-    resume: bool = False,
-    join: bool = False,
-    join_wait: float = 600.0,
-    progress: bool = False,
-    max_regressions: int | None = None,
     attribution: Attribution | None = None,
-    attribute_after: bool = True,
+    **overrides: Any,
 ) -> FixResult:
     """Repair ``template`` on ``cases``: the best meaning-preserving edit found within the budget.
 
-    Cases are split into train and validation with ``split_cases`` (``n_train`` or
-    ``frac_train``, shuffled by ``seed``) unless ``validation`` is given. ``storage`` is an
-    Optuna storage URL; by default ``sqlite:///<out>/promptlens-fix.db`` when ``out`` is given,
-    in memory otherwise. ``resume`` continues the studies stored under ``study_name``.
-    ``join``: one of several workers on the same ``storage`` and ``study_name`` (see
-    ``search.join_study``); the trial budget is shared, and every worker returns the same best
-    template. A worker waits up to ``join_wait`` seconds for the one that set up a round.
+    Example: ``fix("Eat a banana. Plural of {input}:", load_cases("cases.jsonl"), FixConfig(trials=12)).best``
+
+    Cases are split into train and validation (``train_validation``: ``n_train`` or ``split``,
+    shuffled by ``seed``) unless ``validation`` is given. ``overrides`` are ``FixConfig`` fields
+    (or their old names, ``OLD_NAMES``) applied over ``config``. ``backend=None`` loads the
+    embedded model; ``similarity=None`` the embedded sentence-embedding model.
+
+    ``storage`` is an Optuna storage URL; by default ``sqlite:///<out>/promptlens-fix.db`` when
+    ``out`` is given, in memory otherwise. ``resume`` continues the studies stored under
+    ``study_name``. ``join``: one of several workers on the same ``storage`` and ``study_name``
+    (see ``search.join_study``); the trial budget is shared, and every worker returns the same
+    best template. A worker waits up to ``join_wait`` seconds for the one that set up a round.
+
     An edit is kept only if undoing it alone would lose significantly on train: more than
-    ``min_gain`` nats on average, with a one-sided t lower bound over the train cases above 0
-    (``stats.significant``; with fewer than ``stats.MIN_CASES`` train cases nothing is kept); a
-    round's result is kept only if its gain over the round's start is significant in the same way, else the round's start is kept. With the margin objective and
+    ``min_gain`` nats on average, with a one-sided skew-adjusted t lower bound over the train cases
+    above 0 (``stats.significant``; with fewer than ``stats.MIN_CASES`` train cases nothing is kept); a round's result is kept only if its gain over the round's start is
+    significant in the same way, else the round's start is kept. With the margin objective and
     ``keep_logprob``, a template is only kept if it raises the right label's own log-prob on train
     significantly over the round's start without lowering the margin significantly; among those the
     search keeps the best margin. On a few cases a margin moves by chance while a log-prob gain
@@ -351,190 +434,286 @@ def fix(
     the result's. ``attribute_after``: attribute the fixed template too (for the report).
     """
     template = as_flat(template)  # a message template: its flat text (promptlens.templates)
-    start = time.monotonic()
-    check_fix_args(template, list(cases) + list(validation or []), strategy=strategy, threshold=threshold,
-                   budget_trials=budget_trials, budget_seconds=budget_seconds, max_regressions=max_regressions)
-    deadline = start + budget_seconds if budget_seconds else float("inf")
+    config = fix_config(config, **overrides)
+    check_fix_config(template, list(cases) + list(validation or []), config)
     if validation is None:
-        train, valid = split_cases(cases, n_train=n_train, frac_train=frac_train, seed=seed)
+        train, valid = train_validation(cases, config)
     else:
         train, valid = list(cases), list(validation)
     if backend is None:
         from .backends.hf import load_backend
 
         backend = load_backend()
-    similarity = similarity or Similarity()
-    objective = objective or default_objective(train)
-    if storage is None and out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        storage = f"sqlite:///{Path(out) / 'promptlens-fix.db'}"
-    study_name = study_name or default_study_name(template, cases, strategy, seed)
-    if join and storage is None:
-        raise InputError("--join shares a study between processes; give --storage (postgresql://... or journal:PATH)")
-    where = storage_for(storage)
-    config = RewriteConfig(threshold=threshold, edit_floor=edit_floor, alternatives=alternatives or {}, seed=seed,
-                           **({"kinds": tuple(kinds)} if kinds else {}))
-    passes0 = getattr(backend, "forward_passes", 0)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # its warnings (a Ctrl-C traceback) are not for users
+    return FixRun(template, train, valid, config, backend, similarity or Similarity(), all_cases=cases,
+                  attribution=attribution).run()
 
-    train_before = summarize(backend, template, train, objective)
-    scorer = TemplateScorer(backend, train, objective)
-    logprob_rule = keep_logprob and objective == "margin"
-    minibatch = minibatch or max(2, len(train) // 2)  # a quarter of 16 cases prunes on noise
-    rng = random.Random(seed)
-    current, edits, notes = template, [], []
-    if len(train) < MIN_CASES:
-        notes.append(f"{len(train)} train case(s): a gain needs at least {MIN_CASES} to be shown significant, so no "
-                     "edit can be kept; give more cases")
-    paraphrase_cache: dict[str, list[str]] = {}
-    if attribution is not None and (attribution.text != template or attribution.segmentation != segmentation):
-        raise InputError("the attribution given to fix is of another template or segmentation; attribute this "
-                         "template first, or give none")
-    attr_before = attr = attribution or attribute(template, cases=train, backend=backend, segmentation=segmentation,
-                                                   seed=seed)
-    notes += [n for n in attr_before.notes if n in render_notes(backend, template)]
-    notes += check_notes(check_examples(backend, template, train))  # a doubtful label: reported, never changed
-    trials = trials_total = pruned = infeasible = 0
-    setup_seconds = 0.0
-    bar = _progress(budget_trials, progress)
-    study = None  # the study of the round in progress, for the best template so far
-    try:
-        for r in range(rounds):
-            round_start = time.monotonic()
-            if r > 0 and deadline - round_start < 1.5 * setup_seconds:
-                # A round first attributes and samples rewrites; without time for that and some trials, stop.
-                notes.append(f"round {r + 1}: skipped, too little of the time budget left")
-                break
-            name = f"{study_name}:round{r}"
-            if join:
-                study, leader = join_study(where, name, seed=seed + r)
-            else:
-                study, leader = open_study(where, name, seed=seed + r, resume=resume), True
-            if not leader:
-                # Another worker set this round up: take its starting template and candidates.
-                until = min(deadline, time.monotonic() + join_wait)
-                current = str(wait_for(study, "start_template", until=until))
-                if r == 0 and current != template:
-                    raise InputError(f"study {name!r} was started from another template; give every worker the same "
-                                     "recipe, or give a new --study")
-                wait_for(study, "slots", until=until)
-                slots = stored_slots(study, current) or []
-                segments = segment(current, segmentation, tokenizer=getattr(backend, "tokenizer", None))
-                segments = _with_example_blocks(segments, config.kinds)[0]
-            else:
-                if r > 0:
-                    attr = attribute(current, cases=train, backend=backend, segmentation=segmentation, seed=seed)
-                segments, block_of = _with_example_blocks(list(attr.segments), config.kinds)
-                slots = stored_slots(study, current) if resume or join else None
-                if slots is None:
-                    if study.trials:  # a resumed round whose starting template changed: start it afresh
-                        study = open_study(where, study.study_name, seed=seed + r, resume=False)
-                        notes.append(f"round {r + 1}: the stored study started from another template; started afresh")
-                    chosen = list(dict.fromkeys(block_of[i] for i in _choose(attr, strategy, top_k, rng)))
-                    slots = []
-                    for i in chosen:
-                        if slots and time.monotonic() >= deadline:
-                            notes.append(f"round {r + 1}: the time budget ran out while generating candidates")
-                            break
-                        slots.append(Slot(i, tuple(candidates(segments, i, original=template, backend=backend,
-                                                              similarity=similarity, cases=train, config=config,
-                                                              cache=paraphrase_cache))))
-                    # Trial 0 goes in before the slots are published: workers waiting for them
-                    # cannot sample a trial ahead of it.
-                    enqueue_original(study, [s for s in slots if len(s.rewrites) > 1])
-                    if not join and strategy != "tpe":  # then every single edit (within this round's share of the budget)
-                        share = -(-(budget_trials - trials_total) // (rounds - r))
-                        enqueue_single_edits(study, [s for s in slots if len(s.rewrites) > 1], share - 1)
-                    store_slots(study, current, slots)
-                else:  # resumed: re-queue trial 0 if a kill cut it off before it finished
-                    enqueue_original(study, [s for s in slots if len(s.rewrites) > 1])
-            setup_seconds = time.monotonic() - round_start + (attr_before.seconds if r == 0 else 0.0)
-            slots = [s for s in slots if len(s.rewrites) > 1]
-            if not slots:
-                notes.append(f"round {r + 1}: no candidate rewrite passed the similarity and fluency filters")
-                break
-            # Split what is left of the trial budget evenly over the rounds still to run.
-            share = -(-(budget_trials - trials_total) // (rounds - r))  # ceil, so every round gets a trial
-            outcome = run_study(
-                study, segments, slots, scorer=scorer, similarity=similarity, original=template, threshold=threshold,
-                budget=share, deadline=deadline, minibatch=minibatch, shared=join, logprob_baseline=current if logprob_rule else None,
-                max_regressions=max_regressions,
-                on_trial=lambda s, t: _tick(bar, s, t, deadline),
-            )
-            if outcome is None:
-                notes.append(f"round {r + 1}: the time budget ran out before its first trial; give more seconds")
-                break
-            trials += outcome.trials_run
-            trials_total += outcome.trials_total
-            pruned += outcome.pruned
-            infeasible += outcome.infeasible
-            if leader:
-                start_template = current  # simplifying never goes below the round's starting template
 
-                def feasible(t: str, base: str = start_template) -> bool:
-                    if max_regressions is not None and scorer.regressions(t, template) > max_regressions:
-                        return False
-                    return similarity.cosine(template, t) >= threshold and (
-                        t == base or _accept(t, base, scorer, min_gain, logprob_rule)
-                        or (not logprob_rule and scorer.mean(t) >= scorer.mean(base)))
+@dataclass
+class _Round:
+    """One round in progress: its study, and the candidates of the segments it edits."""
 
-                choice = _simplify(segments, slots, outcome.best_choice, scorer, min_gain, feasible,
-                                   logprob_rule=logprob_rule)
-                undone = sum(1 for a, b in zip(outcome.best_choice, choice) if a and not b)
-                if undone:
-                    notes.append(f"round {r + 1}: undid {undone} edit(s) of the best trial whose gain on train was "
-                                 "not significant (one-sided t lower bound at or below 0)")
-                if any(choice) and not _accept(template_for(segments, slots, choice), start_template, scorer, min_gain,
-                                               logprob_rule):
-                    notes.append(f"round {r + 1}: the best template's gain on train was not significant; "
-                                 "kept the round's starting template")
-                    choice = [0] * len(slots)
-                if join:
-                    store_result(study, choice)
-            else:  # the leader's choice, so that every worker returns the same template
-                choice = stored_result(study, until=min(deadline, time.monotonic() + join_wait))
-            best = template_for(segments, slots, choice)
-            if best != current:
-                edits += _edits(r, segments, slots, choice, scorer, logprob=logprob_rule)
-            improved = best != current
-            current = best
-            study = None  # the round is done: its best is `current` now
-            if (not improved and strategy == "attribution") or trials_total >= budget_trials or time.monotonic() >= deadline:
-                break  # the same template would be attributed the same way: another round finds nothing new
-    except KeyboardInterrupt as exc:  # Ctrl-C: every finished trial is already in the storage
-        bar.close()
+    number: int
+    study: optuna.Study
+    leader: bool
+    segments: list[Segment] = field(default_factory=list)
+    slots: list[Slot] = field(default_factory=list)
+
+
+class FixRun:
+    """The state of one ``fix`` call, and its steps: each round opens a study
+    (``open_round``), plans candidate rewrites for the weakest segments (``plan_candidates``),
+    runs the trials (``search``) and keeps what pays significantly (``settle``)."""
+
+    def __init__(self, template: str, train: Sequence[Case], valid: Sequence[Case], config: FixConfig,
+                 backend: Backend, similarity: SimilarityModel, *, all_cases: Sequence[Case] | None = None,
+                 attribution: Attribution | None = None) -> None:
+        self.start = time.monotonic()
+        self.template, self.train, self.valid, self.config = template, list(train), list(valid), config
+        self.backend, self.similarity = backend, similarity
+        self.deadline = self.start + config.seconds if config.seconds else float("inf")
+        self.objective = config.objective or default_objective(self.train)
+        self.storage = config.storage
+        if self.storage is None and config.out is not None:
+            Path(config.out).mkdir(parents=True, exist_ok=True)
+            self.storage = f"sqlite:///{Path(config.out) / 'promptlens-fix.db'}"
+        self.study_name = config.study_name or default_study_name(
+            template, all_cases if all_cases is not None else train, config.strategy, config.seed)
+        if config.join and self.storage is None:
+            raise InputError("--join shares a study between processes; give --storage (postgresql://... or journal:PATH)")
+        self.where = storage_for(self.storage)
+        self.rewrite_config = RewriteConfig(
+            threshold=config.threshold, edit_floor=config.edit_floor, alternatives=dict(config.alternatives),
+            seed=config.seed, **({"kinds": tuple(config.rewrites)} if config.rewrites else {}))
+        self.passes0 = getattr(backend, "forward_passes", 0)
+        self.scorer = TemplateScorer(backend, self.train, self.objective)
+        self.logprob_rule = config.keep_logprob and self.objective == "margin"
+        self.minibatch = config.minibatch or max(2, len(self.train) // 2)  # a quarter of 16 cases prunes on noise
+        self.rng = random.Random(config.seed)
+        self.current = template
+        self.edits: list[Edit] = []
+        self.notes: list[str] = []
+        self.paraphrase_cache: dict[str, list[str]] = {}
+        self.trials = self.trials_total = self.pruned = self.infeasible = 0
+        self.setup_seconds = 0.0
+        self.study: optuna.Study | None = None  # the round in progress, for the best template so far
+        if attribution is not None and (attribution.text != template or attribution.segmentation != config.segmentation):
+            raise InputError("the attribution given to fix is of another template or segmentation; attribute this "
+                             "template first, or give none")
+        self.given_attribution = attribution
+
+    def _attribute(self, template: str) -> Attribution:
+        return attribute(template, cases=self.train, backend=self.backend, segmentation=self.config.segmentation,
+                         seed=self.config.seed)
+
+    def run(self) -> FixResult:
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # its warnings (a Ctrl-C traceback) are not for users
+        self.train_before = summarize(self.backend, self.template, self.train, self.objective)
+        self.attr_before = self.attr = self.given_attribution or self._attribute(self.template)
+        self.notes += [n for n in self.attr_before.notes if n in render_notes(self.backend, self.template)]
+        # A doubtful example label: reported, never changed.
+        self.notes += check_notes(check_examples(self.backend, self.template, self.train))
+        if len(self.train) < MIN_CASES:
+            self.notes.append(f"{len(self.train)} train case(s): a gain needs at least {MIN_CASES} to be shown "
+                              "significant, so no edit can be kept; give more cases")
+        self.bar = _progress(self.config.trials, self.config.progress)
+        try:
+            for r in range(self.config.rounds):
+                if not self.round(r):
+                    break
+        except KeyboardInterrupt as exc:  # Ctrl-C: every finished trial is already in the storage
+            raise self.interrupted() from exc
+        finally:
+            self.bar.close()
+        return self.result()
+
+    def round(self, r: int) -> bool:
+        """One round; False when no further round should run."""
+        round_start = time.monotonic()
+        if r > 0 and self.deadline - round_start < 1.5 * self.setup_seconds:
+            # A round first attributes and samples rewrites; without time for that and some trials, stop.
+            self.notes.append(f"round {r + 1}: skipped, too little of the time budget left")
+            return False
+        rnd = self.open_round(r)
+        self.plan_candidates(rnd)
+        self.setup_seconds = time.monotonic() - round_start + (self.attr_before.seconds if r == 0 else 0.0)
+        rnd.slots = [s for s in rnd.slots if len(s.rewrites) > 1]
+        if not rnd.slots:
+            self.notes.append(f"round {r + 1}: no candidate rewrite passed the similarity and fluency filters")
+            return False
+        outcome = self.search(rnd)
+        if outcome is None:
+            self.notes.append(f"round {r + 1}: the time budget ran out before its first trial; give more seconds")
+            return False
+        improved = self.settle(rnd, outcome)
+        self.study = None  # the round is done: its best is `current` now
+        # Unimproved, the same template would be attributed the same way: another round finds nothing new.
+        return not ((not improved and self.config.strategy == "attribution")
+                    or self.trials_total >= self.config.trials or time.monotonic() >= self.deadline)
+
+    def _share(self, r: int) -> int:
+        """What is left of the trial budget, split evenly over the rounds still to run (ceil:
+        every round gets a trial)."""
+        return -(-(self.config.trials - self.trials_total) // (self.config.rounds - r))
+
+    def open_round(self, r: int) -> _Round:
+        """The round's study: created (or resumed, or joined: then maybe another worker leads it)."""
+        name, seed = f"{self.study_name}:round{r}", self.config.seed + r
+        if self.config.join:
+            study, leader = join_study(self.where, name, seed=seed)
+        else:
+            study, leader = open_study(self.where, name, seed=seed, resume=self.config.resume), True
+        self.study = study
+        return _Round(r, study, leader)
+
+    def plan_candidates(self, rnd: _Round) -> None:
+        """The segments to edit and their candidate rewrites: chosen here by the round's leader,
+        read from the study by every other worker."""
+        if not rnd.leader:
+            self._follow(rnd)
+            return
+        if rnd.number > 0:
+            self.attr = self._attribute(self.current)
+        rnd.segments, block_of = _with_example_blocks(list(self.attr.segments), self.rewrite_config.kinds)
+        stored = stored_slots(rnd.study, self.current) if self.config.resume or self.config.join else None
+        if stored is not None:  # resumed: re-queue trial 0 if a kill cut it off before it finished
+            rnd.slots = stored
+            enqueue_original(rnd.study, [s for s in stored if len(s.rewrites) > 1])
+            return
+        if rnd.study.trials:  # a resumed round whose starting template changed: start it afresh
+            rnd.study = self.study = open_study(self.where, rnd.study.study_name, seed=self.config.seed + rnd.number,
+                                                resume=False)
+            self.notes.append(f"round {rnd.number + 1}: the stored study started from another template; started afresh")
+        rnd.slots = self._generate(rnd, block_of)
+        editable = [s for s in rnd.slots if len(s.rewrites) > 1]
+        # Trial 0 goes in before the slots are published: workers waiting for them cannot sample a trial ahead of it.
+        enqueue_original(rnd.study, editable)
+        if not self.config.join and self.config.strategy != "tpe":  # then every single edit (within the round's share)
+            enqueue_single_edits(rnd.study, editable, self._share(rnd.number) - 1)
+        store_slots(rnd.study, self.current, rnd.slots)
+
+    def _generate(self, rnd: _Round, block_of: Mapping[int, int]) -> list[Slot]:
+        """Candidates for the chosen segments (a few-shot example stands for its block of examples)."""
+        slots: list[Slot] = []
+        chosen = dict.fromkeys(block_of[i] for i in _choose(self.attr, self.config.strategy, self.config.top_k, self.rng))
+        for i in chosen:
+            if slots and time.monotonic() >= self.deadline:
+                self.notes.append(f"round {rnd.number + 1}: the time budget ran out while generating candidates")
+                break
+            slots.append(Slot(i, tuple(candidates(rnd.segments, i, original=self.template, backend=self.backend,
+                                                  similarity=self.similarity, cases=self.train,
+                                                  config=self.rewrite_config, cache=self.paraphrase_cache))))
+        return slots
+
+    def _follow(self, rnd: _Round) -> None:
+        """Another worker set this round up: take its starting template and candidates."""
+        until = min(self.deadline, time.monotonic() + self.config.join_wait)
+        self.current = str(wait_for(rnd.study, "start_template", until=until))
+        if rnd.number == 0 and self.current != self.template:
+            raise InputError(f"study {rnd.study.study_name!r} was started from another template; give every worker "
+                             "the same recipe, or give a new --study")
+        wait_for(rnd.study, "slots", until=until)
+        rnd.slots = stored_slots(rnd.study, self.current) or []
+        segments = segment(self.current, self.config.segmentation, tokenizer=getattr(self.backend, "tokenizer", None))
+        rnd.segments = _with_example_blocks(segments, self.rewrite_config.kinds)[0]
+
+    def search(self, rnd: _Round) -> StudyOutcome | None:
+        """The round's trials, within its share of the budget; None when none finished."""
+        outcome = run_study(
+            rnd.study, rnd.segments, rnd.slots, scorer=self.scorer, similarity=self.similarity,
+            original=self.template, threshold=self.config.threshold, budget=self._share(rnd.number),
+            deadline=self.deadline, minibatch=self.minibatch, shared=self.config.join,
+            logprob_baseline=self.current if self.logprob_rule else None, max_regressions=self.config.max_regressions,
+            on_trial=lambda s, t: _tick(self.bar, s, t, self.deadline),
+        )
+        if outcome is not None:
+            self.trials += outcome.trials_run
+            self.trials_total += outcome.trials_total
+            self.pruned += outcome.pruned
+            self.infeasible += outcome.infeasible
+        return outcome
+
+    def settle(self, rnd: _Round, outcome: StudyOutcome) -> bool:
+        """Keep the round's edits that pay significantly (the leader decides; the others read its
+        choice, so every worker returns the same template). True when the template changed."""
+        if rnd.leader:
+            choice = self._decide(rnd, outcome)
+            if self.config.join:
+                store_result(rnd.study, choice)
+        else:
+            choice = stored_result(rnd.study, until=min(self.deadline, time.monotonic() + self.config.join_wait))
+        best = template_for(rnd.segments, rnd.slots, choice)
+        if best == self.current:
+            return False
+        self.edits += _edits(rnd.number, rnd.segments, rnd.slots, choice, self.scorer, logprob=self.logprob_rule)
+        self.current = best
+        return True
+
+    def _decide(self, rnd: _Round, outcome: StudyOutcome) -> list[int]:
+        """The best trial, its passenger edits undone, kept only if its gain is significant."""
+        start, min_gain, rule = self.current, self.config.min_gain, self.logprob_rule  # never below the round's start
+
+        def feasible(t: str) -> bool:
+            limit = self.config.max_regressions
+            if limit is not None and self.scorer.regressions(t, self.template) > limit:
+                return False
+            return self.similarity.cosine(self.template, t) >= self.config.threshold and (
+                t == start or _accept(t, start, self.scorer, min_gain, rule)
+                or (not rule and self.scorer.mean(t) >= self.scorer.mean(start)))
+
+        choice = _simplify(rnd.segments, rnd.slots, outcome.best_choice, self.scorer, min_gain, feasible,
+                           logprob_rule=rule)
+        undone = sum(1 for a, b in zip(outcome.best_choice, choice) if a and not b)
+        r = rnd.number
+        if undone:
+            self.notes.append(f"round {r + 1}: undid {undone} edit(s) of the best trial whose gain on train was "
+                              "not significant (one-sided skew-adjusted t lower bound at or below 0)")
+        if any(choice) and not _accept(template_for(rnd.segments, rnd.slots, choice), start, self.scorer, min_gain,
+                                       rule):
+            self.notes.append(f"round {r + 1}: the best template's gain on train was not significant; "
+                              "kept the round's starting template")
+            choice = [0] * len(rnd.slots)
+        return choice
+
+    def interrupted(self) -> FixInterrupted:
+        """Ctrl-C: what to tell the caller (every finished trial is in the storage)."""
+        study = self.study
         if study is not None:
-            fail_running_trials(study, only_mine=join)
+            fail_running_trials(study, only_mine=self.config.join)
         so_far = best_template(study) if study is not None else None
-        raise FixInterrupted(so_far[0] if so_far else current, trials_total + (finished(study) if study else 0),
-                             study_name, storage) from exc
-    bar.close()
-    if logprob_rule:
-        notes.append("margin objective: a round's edits were kept only if they raised the right label's log-prob on "
-                     "train significantly (one-sided t lower bound above 0) without lowering the margin significantly; "
-                     "drop this rule with --allow-logprob-drop")
-    attr_after = attr_before if current == template or not attribute_after else attribute(
-        current, cases=train, backend=backend, segmentation=segmentation, seed=seed)
-    for t in (template, current):
-        scorer.mean(t)  # memoised: usually no new forward pass
-    rows = {t: [scorer.memo[(t, i)] for i in range(len(train))] for t in (template, current)}
-    valid_rows = score_prompts(backend, [[fill(t, c.vars) for c in valid] for t in (template, current)], valid) \
-        if valid else None
-    return FixResult(
-        original=template, best=current, objective=objective, strategy=strategy, threshold=threshold,
-        similarity=similarity.cosine(template, current),
-        train_before=train_before, train_after=_summary(rows[current], objective),
-        validation_before=_summary(valid_rows[0], objective) if valid_rows else None,
-        validation_after=_summary(valid_rows[1], objective) if valid_rows else None,
-        train_flips=flips(rows[template], rows[current], train, "train"),
-        validation_flips=flips(valid_rows[0], valid_rows[1], valid, "validation") if valid_rows else None,
-        max_regressions=max_regressions,
-        validation_logprob_low=lower_bound([a.logprob - b.logprob for b, a in zip(*valid_rows)]) if valid_rows else None,
-        edits=tuple(edits), attribution_before=attr_before, attribution_after=attr_after,
-        trials=trials, trials_total=trials_total, pruned=pruned, infeasible=infeasible,
-        forward_passes=getattr(backend, "forward_passes", 0) - passes0, seconds=time.monotonic() - start,
-        seed=seed, study_name=study_name, storage=storage, notes=tuple(notes), logprob_rule=logprob_rule,
-    )
+        return FixInterrupted(so_far[0] if so_far else self.current,
+                              self.trials_total + (finished(study) if study else 0), self.study_name, self.storage)
+
+    def result(self) -> FixResult:
+        if self.logprob_rule:
+            self.notes.append("margin objective: a round's edits were kept only if they raised the right label's "
+                              "log-prob on train significantly (one-sided skew-adjusted t lower bound above 0) without lowering the "
+                              "margin significantly; drop this rule with --allow-logprob-drop")
+        template, current, valid, objective, train = self.template, self.current, self.valid, self.objective, self.train
+        c = self.config
+        attr_after = self.attr_before if current == template or not c.attribute_after else self._attribute(current)
+        for t in (template, current):
+            self.scorer.mean(t)  # memoised: usually no new forward pass
+        rows = {t: [self.scorer.memo[(t, i)] for i in range(len(train))] for t in (template, current)}
+        valid_rows = score_prompts(self.backend, [[fill(t, case.vars) for case in valid] for t in (template, current)],
+                                   valid) if valid else None
+        return FixResult(
+            original=template, best=current, objective=objective, strategy=c.strategy, threshold=c.threshold,
+            similarity=self.similarity.cosine(template, current),
+            train_before=self.train_before, train_after=summarize_scores(rows[current], train, objective),
+            validation_before=summarize_scores(valid_rows[0], valid, objective) if valid_rows else None,
+            validation_after=summarize_scores(valid_rows[1], valid, objective) if valid_rows else None,
+            train_flips=flips(rows[template], rows[current], train, "train"),
+            validation_flips=flips(valid_rows[0], valid_rows[1], valid, "validation") if valid_rows else None,
+            max_regressions=c.max_regressions,
+            validation_logprob_low=lower_bound([a.logprob - b.logprob for b, a in zip(*valid_rows)])
+            if valid_rows else None,
+            edits=tuple(self.edits), attribution_before=self.attr_before,
+            attribution_after=attr_after,
+            trials=self.trials, trials_total=self.trials_total, pruned=self.pruned, infeasible=self.infeasible,
+            forward_passes=getattr(self.backend, "forward_passes", 0) - self.passes0,
+            seconds=time.monotonic() - self.start, seed=c.seed, study_name=self.study_name, storage=self.storage,
+            notes=tuple(self.notes), logprob_rule=self.logprob_rule,
+        )
 
 
 def _with_example_blocks(segments: list[Segment], kinds: Sequence[str]) -> tuple[list[Segment], dict[int, int]]:
@@ -559,7 +738,7 @@ def _simplify(segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequen
     """Undo, one at a time, the edits that do not pay significantly: the best trial often carries
     passengers, edits that were sampled along with a useful one and add nothing, or whose gain on
     the train cases is luck. An edit stays if undoing it alone loses significantly on train
-    (``significant``: mean over ``min_gain``, one-sided t lower bound over 0), or, with
+    (``significant``: mean over ``min_gain``, skew-adjusted t lower bound over 0), or, with
     ``logprob_rule`` (margin objective), if it raises the right label's log-prob significantly
     without lowering the margin. The weakest is undone first; an undo that makes the template
     infeasible (``feasible``: similarity, the round's starting score, the log-prob rule) is skipped."""

@@ -21,52 +21,23 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .stats import TOO_FEW, describe_lower, level as _level, too_few_reason
 from .templates import shown
-from .types import Attribution, Case, SegmentAttribution
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: the result types' _repr_html_ calls this module
     import optuna
 
     from .bench import BenchResult
-    from .fix import FixResult, Summary
-    from .lint import Finding, LintResult
-    from .scoring import Backend
+    from .fix import CaseScore, FixResult
+    from .lint import LintResult
+    from .lint_rules import Finding
+    from .types import Attribution, SegmentAttribution, Summary
 
-__all__ = ["CaseScore", "attribution_html", "fix_html", "lint_html", "bench_html", "notebook_html", "case_scores",
-           "page"]
+__all__ = ["attribution_html", "fix_html", "lint_html", "bench_html", "notebook_html", "page"]
 
 _NEUTRAL = (247, 247, 247)
 _HELP = (33, 102, 172)  # #2166ac
 _HURT = (179, 88, 6)  # #b35806
 _BEFORE, _AFTER = "#6b6b6b", "#2166ac"
 _UP, _DOWN, _SAME = "#2166ac", "#b35806", "#8c8c8c"
-
-
-@dataclass(frozen=True)
-class CaseScore:
-    """One case's objective (nats) under the original and the fixed template."""
-
-    split: str  # "train" or "validation"
-    id: str
-    before: float
-    after: float
-
-
-def case_scores(backend: Backend, result: FixResult, train: Sequence[Case],
-                validation: Sequence[Case] = ()) -> list[CaseScore]:
-    """Score every case under ``result.original`` and ``result.best`` (2 x cases prompts, one call per split)."""
-    from .scoring import objective_value, score_prompts
-    from .segments import fill
-
-    out = []
-    for split, cases in (("train", train), ("validation", validation)):
-        if not cases:
-            continue
-        before, after = score_prompts(backend, [[fill(t, c.vars) for c in cases]
-                                                for t in (result.original, result.best)], cases)
-        out += [CaseScore(split, c.id or f"{split} {i + 1}", objective_value(b, result.objective),
-                          objective_value(a, result.objective))
-                for i, (c, b, a) in enumerate(zip(cases, before, after))]
-    return out
 
 
 # --- formatting helpers --------------------------------------------------------------------------
@@ -180,7 +151,7 @@ class _Scale:
 
 
 def _svg(width: int, height: int, title: str, desc: str, body: str, cls: str) -> str:
-    uid = f"{cls}-{hashlib.sha1((title + desc).encode()).hexdigest()[:8]}"
+    uid = f"{cls}-{hashlib.sha1((title + desc).encode(), usedforsecurity=False).hexdigest()[:8]}"
     return (f'<svg class="chart {cls}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
             f'aria-labelledby="{uid}-t {uid}-d" xmlns="http://www.w3.org/2000/svg">'
             f'<title id="{uid}-t">{_e(title)}</title><desc id="{uid}-d">{_e(desc)}</desc>{body}</svg>')
@@ -666,37 +637,22 @@ def _flips(result: FixResult) -> str:
 
 
 def _fix_summary(result: FixResult) -> tuple[list[str], bool]:
-    # The headline (the same sentence the terminal report leads with) replaces the first paragraph.
-    paragraphs, warn = _fix_paragraphs(result)
-    return [_e(result.headline)] + paragraphs[1:], warn
-
-
-def _fix_paragraphs(result: FixResult) -> tuple[list[str], bool]:
+    """The headline (the same sentence the terminal report leads with), what the edits did, and
+    ``result.verdict``, rendered."""
+    verdict = result.verdict
+    sentence = verdict.message[0].upper() + verdict.message[1:] + "."
+    if verdict.kind == "no_edit":
+        return ([_e(result.headline), _e(sentence), f"The search tried {result.trials} variant(s) that stayed at "
+                 f"least {result.threshold:.0%} similar in meaning to the original."], True)
     v0, v1 = result.validation_before, result.validation_after
     before, after, where = (v0, v1, "validation") if v0 and v1 else (result.train_before, result.train_after, "train")
     cases = f"{before.n_cases} {where} case{'s' if before.n_cases != 1 else ''}"
-    if not result.edits:
-        return ([f"No edit beat the original prompt on the {result.train_before.n_cases} train cases, so the "
-                 f"prompt is kept as it is.",
-                 f"The search tried {result.trials} variant(s) that stayed at least {result.threshold:.0%} similar "
-                 f"in meaning to the original."], True)
     p0, p1 = math.exp(before.logprob), math.exp(after.logprob)
     lead = f"{_describe_edits(result)} {_change('the probability of the right answer', p0, p1)}"
     if before.accuracy is not None and after.accuracy is not None:
         lead += f" and {_change('accuracy', before.accuracy, after.accuracy)}"
-    out = [lead + f" on {cases}."]
-    warn = after.objective < before.objective - 1e-9
-    if warn:
-        out.append(f"Warning: the {_e(result.objective)} fell on the validation cases "
-                   f"({_nats(after.objective - before.objective)} nats). The edits fit the train cases only; "
-                   f"give more train cases or keep the original.")
-    elif where == "train":
-        out.append("These numbers come from the train cases the search optimised on, so they may be optimistic; "
-                   "give validation cases for an honest estimate.")
-    else:
-        out.append(f"The validation cases were never used by the search, so this is an honest estimate. "
-                   f"The fixed prompt is {result.similarity:.0%} similar in meaning to the original.")
-    return out, warn
+    prefix = f"{verdict.level.capitalize()}: " if verdict.level in ("warning", "note") else ""
+    return [_e(result.headline), lead + f" on {cases}.", _e(prefix + sentence)], verdict.warn
 
 
 def _word_diff(a: str, b: str) -> str:
@@ -758,9 +714,11 @@ def _load_studies(result: FixResult) -> tuple[list[optuna.Study], str]:
 
 def fix_html(result: FixResult, *, cases: Sequence[CaseScore] | None = None,
              studies: Sequence[optuna.Study] | None = None, title: str = "Prompt repair report") -> str:
-    """The fix report. ``cases``: per-case scores (see ``case_scores``) for the slope chart;
-    ``studies``: the Optuna studies, one per round (default: loaded from ``result.storage``)."""
+    """The fix report. ``cases``: per-case scores for the slope chart (default:
+    ``result.case_scores()``); ``studies``: the Optuna studies, one per round (default: loaded
+    from ``result.storage``). Renders only: the verdict and the cost line come from ``result``."""
     paragraphs, warn = _fix_summary(result)
+    cases = result.case_scores() if cases is None else cases
     why = ""
     if studies is None:
         studies, why = _load_studies(result)
@@ -799,12 +757,7 @@ def fix_html(result: FixResult, *, cases: Sequence[CaseScore] | None = None,
     if result.improved:
         parts.append(_attribution_section(result.attribution_after, "After: the fixed prompt"))
     notes = "".join(f"<li>{_e(n)}</li>" for n in result.notes)
-    parts.append(f'<p class="muted">Cost: {result.trials} trials ({result.trials_total} in the study, '
-                 f'{result.pruned} pruned, {result.infeasible} infeasible: under the similarity '
-                 f'threshold {result.threshold} or the log-prob rule), {result.forward_passes} forward passes, {result.seconds:.1f} s; strategy '
-                 f'{_e(result.strategy)}, seed {result.seed}, study {_e(result.study_name)}'
-                 + (f" in {_e(result.storage)}" if result.storage else "") + ".</p>"
-                 + (f"<ul>{notes}</ul>" if notes else ""))
+    parts.append(f'<p class="muted">Cost: {_e(result.cost)}.</p>' + (f"<ul>{notes}</ul>" if notes else ""))
     return page(title, "\n".join(parts), subtitle="promptlens fix")
 
 
@@ -822,7 +775,7 @@ _SEV_MARK = {"error": "\u2716", "warning": "\u25b2", "note": "\u25cf"}
 
 def _highlight(text: str, findings: Sequence[Finding]) -> str:
     """The template with line numbers; each character takes the most severe finding covering it."""
-    from .lint import SEVERITIES
+    from .lint_rules import SEVERITIES
 
     lines = text.split("\n")
     if lines and lines[-1] == "":
@@ -864,7 +817,7 @@ def lint_html(report: LintResult, *, fail_on: str = "error", sources: Mapping[st
               title: str = "Prompt lint report") -> str:
     """Findings by severity with their spans, and each template with the spans highlighted.
     ``sources``: template text by reported path (default: read from the path)."""
-    from .lint import RULES, SEVERITIES
+    from .lint_rules import RULES, SEVERITIES
 
     active = report.findings
     counts = {s: sum(f.severity == s for f in active) for s in SEVERITIES}

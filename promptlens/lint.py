@@ -17,14 +17,12 @@ before anything is scored, so the model never sees them; positions are reported 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import glob
 import hashlib
 import json
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,65 +31,16 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from .errors import InputError
-from .stats import CORRECTIONS, DEFAULT_CORRECTION, check_correction, level
+from .backends.base import Backend
+from .io import write_atomic
+from .lint_rules import FAIL_ON, FORMATS, RULES, SEVERITIES, Finding, Rule
+from .stats import DEFAULT_CORRECTION, check_correction, level
 from .segments import SEGMENTATIONS, features, fill, segment, template_fields
 from .templates import for_backend
 from .types import Case, Segment
 
-SEVERITIES = ("error", "warning", "note")  # most severe first
-FAIL_ON = (*SEVERITIES, "never")
-FORMATS = ("text", "json", "sarif", "junit", "github", "gitlab")
 DEFAULT_CONFIG = "promptlens.yaml"
 DEFAULT_CACHE = Path(".promptlens-cache") / "lint"
-
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    name: str
-    severity: str  # default level
-    summary: str
-    model: bool  # needs the model (else static; PL004 needs only the tokenizer)
-
-
-RULES: dict[str, Rule] = {r.id: r for r in (
-    Rule("PL001", "template-fields", "error",
-         "A template field has no value in the cases, or a case var has no field in the template.", False),
-    Rule("PL002", "empty-or-duplicate-segment", "warning",
-         "A segment holds no words, or repeats an earlier segment.", False),
-    Rule("PL003", "unmentioned-choice", "warning",
-         "A label choice of the cases never appears in the instruction.", False),
-    Rule("PL004", "context-overflow", "error",
-         "Prompt plus target is longer than the model's context.", False),
-    Rule("PL101", "failing-cases", "error",
-         "Accuracy on choice cases is below the threshold, or too many free-form outputs miss the target.", True),
-    Rule("PL102", "low-margin", "warning",
-         "The mean margin of the target over the best wrong choice is below the threshold.", True),
-    Rule("PL103", "harmful-segment", "warning",
-         "Removing the segment raises the score: its pooled attribution interval is entirely below zero, "
-         "and stays so after correcting for the number of segments tested.", True),
-    Rule("PL104", "dead-segment", "note",
-         "The segment has no measurable effect on the score; it only costs tokens.", True),
-    Rule("PL105", "fragile-segment", "warning",
-         "A meaning-preserving perturbation of the segment (a typo, a casing change) drops the score.", True),
-)}
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem at a span of a template file. Lines and columns are 1-based; ``end_col`` is
-    exclusive (the column after the last character), as in SARIF regions."""
-
-    rule_id: str
-    severity: str
-    message: str
-    path: str  # the template file, relative to the working directory when possible
-    start_line: int
-    start_col: int
-    end_line: int
-    end_col: int
-    hint: str
-    suppressed: str | None = None  # why it is suppressed ("inline marker on line 3", "promptlens.yaml:9")
 
 
 @dataclass(frozen=True)
@@ -346,7 +295,8 @@ class _Source:
 
 
 def _read_source(path: Path, display: str) -> _Source:
-    from .templates import DOUBLE_SUFFIXES, MESSAGE_SUFFIXES, load_template, text_template
+    from .template_files import load_template
+    from .templates import DOUBLE_SUFFIXES, MESSAGE_SUFFIXES, text_template
 
     if path.suffix.lower() in MESSAGE_SUFFIXES:  # a messages file: positions from its parser
         template = load_template(path)
@@ -479,7 +429,7 @@ def _mentions(text: str, choice: str) -> bool:
     return bool(choice.strip()) and re.search(left + re.escape(choice.strip()) + right, text, re.IGNORECASE) is not None
 
 
-def _context_rule(ctx: _Context, backend: Any) -> list[Case]:
+def _context_rule(ctx: _Context, backend: Backend) -> list[Case]:
     """PL004; the cases that fit the context."""
     if not all(hasattr(backend, a) for a in ("context_length", "encode_prompt", "encode_target")):
         ctx.skipped["PL004"] = "the backend has no tokenizer"
@@ -502,11 +452,11 @@ def _context_rule(ctx: _Context, backend: Any) -> list[Case]:
     return fit
 
 
-def _model_rules(ctx: _Context, backend: Any, cases: list[Case], method: str, seed: int,
+def _model_rules(ctx: _Context, backend: Backend, cases: list[Case], method: str, seed: int,
                  correction: str = DEFAULT_CORRECTION) -> None:
     """PL101-PL105 on ``cases``."""
     from .attribution import attribute
-    from .scoring import default_objective, objective_value, score_prompts
+    from .scoring import default_objective, score_prompts, summarize_scores
 
     th, text = ctx.target.thresholds, ctx.source.clean
     cases = cases[: th.max_cases]
@@ -515,12 +465,13 @@ def _model_rules(ctx: _Context, backend: Any, cases: list[Case], method: str, se
     if labelled:
         scores = score_prompts(backend, [[fill(text, c.vars) for c in labelled]], labelled)[0]
         right = [s.correct for s in scores]
-        accuracy = sum(right) / len(right)
+        summary = summarize_scores(scores, labelled, "margin")
+        accuracy = summary.accuracy or 0.0
         if accuracy < th.accuracy:
             wrong = [c.id or f"case {i}" for i, (c, ok) in enumerate(zip(labelled, right), 1) if not ok]
             ctx.add("PL101", f"accuracy {sum(right)}/{len(right)} ({accuracy:.0%}) on choice cases is below "
                     f"{th.accuracy:.0%}; wrong: {', '.join(wrong[:5])}{' …' if len(wrong) > 5 else ''}", ctx.fix_hint)
-        margin = sum(s.margin for s in scores) / len(scores)
+        margin = summary.margin or 0.0
         if margin < th.margin:
             ctx.add("PL102", f"mean margin {margin:+.2f} nats (target over the best wrong choice) is below "
                     f"{th.margin:+.2f}", ctx.fix_hint)
@@ -543,7 +494,7 @@ def _model_rules(ctx: _Context, backend: Any, cases: list[Case], method: str, se
     attr = attribute(text, cases=cases, backend=backend, method=method, segmentation=ctx.target.segmentation,
                      objective=objective, seed=seed, correction=correction)
     _segment_rules(ctx, backend, attr)
-    _fragile_rule(ctx, backend, cases, attr.segments, objective, objective_value, score_prompts)
+    _fragile_rule(ctx, backend, cases, attr.segments, objective)
 
 
 def _segment_rules(ctx: _Context, backend: Any, attr: Any) -> None:
@@ -586,38 +537,22 @@ def _normal(text: str) -> str:
     return " ".join(text.casefold().split()).strip(".,;:!?\"'` ")
 
 
-def _perturbations(text: str) -> list[tuple[str, str]]:
-    """Meaning-preserving variants of a segment: (description, variant text)."""
-    out = []
-    words = [m for m in re.finditer(r"[A-Za-z]{4,}", text)]
-    if words:
-        w = max(words, key=lambda m: len(m.group()))
-        i = len(w.group()) // 2
-        typo = w.group()[: i - 1] + w.group()[i] + w.group()[i - 1] + w.group()[i + 1 :]
-        if typo != w.group():
-            out.append((f"typo {w.group()!r} -> {typo!r}", text[: w.start()] + typo + text[w.end() :]))
-    lower = text.lower()
-    if lower != text:
-        out.append(("lower case", lower))
-    elif text[:1].isalpha():
-        out.append(("capitalised", text[:1].upper() + text[1:]))
-    return out
-
-
-def _fragile_rule(ctx: _Context, backend: Any, cases: list[Case], segs: Sequence[Segment], objective: str,
-                  objective_value: Callable, score_prompts: Callable) -> None:
+def _fragile_rule(ctx: _Context, backend: Backend, cases: list[Case], segs: Sequence[Segment],
+                  objective: str) -> None:
+    from .perturb import segment_variants
     from .segments import join
 
     th = ctx.target.thresholds
     variants: list[tuple[int, str, str]] = []  # segment index, description, template
     for i in features(segs)[: th.max_fragile]:
-        for what, new in _perturbations(segs[i].text):
+        for what, new in segment_variants(segs[i].text):
             variants.append((i, what, join(segs, {i: new})))
     if not variants:
         return
+    from .scoring import summarize_many
+
     texts = [join(segs)] + [v[2] for v in variants]
-    rows = score_prompts(backend, [[fill(t, c.vars) for c in cases] for t in texts], cases)
-    means = [sum(objective_value(s, objective) for s in row) / len(row) for row in rows]
+    means = [s.objective for s in summarize_many(backend, texts, cases, objective)]
     worst: dict[int, tuple[float, str]] = {}
     for (i, what, _), value in zip(variants, means[1:]):
         drop = means[0] - value
@@ -664,7 +599,7 @@ def promptlens_version() -> str:
 
 
 _SCORED_BY = ("lint.py", "attribution.py", "scoring.py", "segments.py", "cases.py", "prefix.py", "types.py",
-              "templates.py", "template_files.py")
+              "templates.py", "template_files.py", "perturb.py")
 
 
 def _dist_version(name: str) -> str:
@@ -725,8 +660,6 @@ def model_fingerprint(model: str | None, cache_dir: str | Path | None) -> str:
     for f in files:
         digest.update(f"{f.relative_to(base).as_posix()}\0{_file_digest(f, memo)}\0".encode())
     if memo_file is not None and json.dumps(memo, sort_keys=True) != before:
-        from .report import write_atomic
-
         write_atomic(memo_file, json.dumps(memo, indent=1))
     return digest.hexdigest()
 
@@ -770,25 +703,36 @@ def _read_cache(file: Path) -> dict | None:
         return None  # a cache entry is disposable: missing or unreadable means recompute
 
 
+@dataclass(frozen=True)
+class LintConfig:
+    """The settings of one ``lint`` call shared by every target. Example: ``LintConfig(cache_dir=None)``."""
+
+    model: str | None = None  # local model folder for the lazily loaded backend (default: the embedded one)
+    raw: bool = False  # plain completion: no chat template
+    method: str = "ablation"  # attribution method of PL103/PL104
+    cache_dir: str | Path | None = DEFAULT_CACHE  # None: no cache
+    seed: int = 0
+    correction: str = DEFAULT_CORRECTION  # PL103 across a template's segments: "bh", "holm" or "none" (promptlens.stats)
+
+
 def lint(
     targets: Sequence[LintTarget],
+    config: LintConfig | None = None,
     *,
-    backend: Any | None = None,
-    model: str | None = None,
-    raw: bool = False,
-    method: str = "ablation",
-    cache_dir: str | Path | None = DEFAULT_CACHE,
-    seed: int = 0,
-    correction: str = DEFAULT_CORRECTION,
+    backend: Backend | None = None,
+    **overrides: Any,
 ) -> LintResult:
-    """Lint each target; ``backend=None`` loads the model lazily, only on a cache miss.
-    ``cache_dir=None`` disables the cache. ``correction`` ("bh", "holm" or "none"): how PL103
-    corrects for the number of segments tested (``promptlens.stats``)."""
+    """Lint each target; ``backend=None`` loads ``config.model`` lazily, only on a cache miss.
+    ``overrides`` are ``LintConfig`` fields applied over ``config``.
+
+    Example: ``lint([LintTarget(Path("prompt.txt"), Path("cases.jsonl"))], LintConfig(cache_dir=None)).failed()``"""
     from .attribution import METHODS, check_choice
     from .cases import load_cases
 
+    c = dataclasses.replace(config or LintConfig(), **overrides)
+    model, raw, method, cache_dir, seed = c.model, c.raw, c.method, c.cache_dir, c.seed
     check_choice("method", method, METHODS)
-    check_correction(correction)
+    check_correction(c.correction)
     if backend is not None:
         model_name = getattr(backend, "name", type(backend).__name__)
     else:
@@ -796,9 +740,9 @@ def lint(
 
         model_name = str(Path(model).resolve()) if model else EMBEDDED_MODEL
     model_name += " (raw)" if raw else ""
-    loaded: list[Any] = [backend] if backend is not None else []
+    loaded: list[Backend] = [backend] if backend is not None else []
 
-    def get_backend() -> Any:
+    def get_backend() -> Backend:
         if not loaded:
             from .backends.hf import load_backend
 
@@ -811,7 +755,7 @@ def lint(
         start = time.perf_counter()
         display, cases_display = _display(target.path), _display(target.cases)
         source = _read_source(target.path, display)
-        key = _cache_key(target, source, model_name, f"{method}:{correction}", seed, fingerprint)
+        key = _cache_key(target, source, model_name, f"{method}:{c.correction}", seed, fingerprint)
         file = Path(cache_dir) / f"{key}.json" if cache_dir is not None else None
         data = _read_cache(file) if file is not None else None
         cached = data is not None
@@ -821,7 +765,7 @@ def lint(
             if _static_rules(ctx):
                 fit = _context_rule(ctx, get_backend())
                 if fit:
-                    _model_rules(ctx, get_backend(), fit, method, seed, correction)
+                    _model_rules(ctx, get_backend(), fit, method, seed, c.correction)
                 else:
                     ctx.skipped.update({r: "no case fits the context" for r, rule in RULES.items() if rule.model})
             else:
@@ -830,8 +774,6 @@ def lint(
             data = {"n_cases": min(len(cases), target.thresholds.max_cases), "skipped": ctx.skipped,
                     "findings": [dataclasses.asdict(f) for f in ctx.findings], "statistics": ctx.statistics}
             if file is not None:
-                from .report import write_atomic
-
                 write_atomic(file, json.dumps(data, indent=1))
         findings = [_settle(Finding(**f), target, source) for f in data["findings"]]
         results.append(TemplateResult(display, cases_display, data["n_cases"], tuple(findings),
@@ -849,101 +791,5 @@ def _settle(finding: Finding, target: LintTarget, source: _Source) -> Finding:
     return finding
 
 
-# --- command line ----------------------------------------------------------------------------
-
-
-def add_lint_parser(sub: argparse._SubParsersAction) -> None:
-    from .cli import _common
-
-    p = sub.add_parser("lint", help="check prompt templates in CI: static and model-based rules, SARIF/JUnit output")
-    p.add_argument("template", nargs="?", help=f"template file (default: every template in ./{DEFAULT_CONFIG})")
-    p.add_argument("--cases", help="cases file (JSONL/JSON/CSV/YAML) for TEMPLATE")
-    p.add_argument("--task", help="with a dataset-schema cases file: only this task's records")
-    p.add_argument("--config", help=f"project config (default: ./{DEFAULT_CONFIG} when there is no TEMPLATE)")
-    p.add_argument("--format", default="text", help=f"one of: {', '.join(FORMATS)}")
-    p.add_argument("--output", help="write the report to this file (atomically) instead of stdout")
-    p.add_argument("--html", help="also write a self-contained HTML report to this file")
-    p.add_argument("--fail-on", default="error", help=f"exit 1 on findings at or above: {', '.join(FAIL_ON)}")
-    p.add_argument("--method", help="attribution method (default: the config's, else ablation)")
-    p.add_argument("--segmentation", "--by", dest="segmentation", help=f"one of: {', '.join(SEGMENTATIONS)}")
-    p.add_argument("--no-cache", action="store_true", help="recompute everything; write no cache")
-    p.add_argument("--correction", choices=CORRECTIONS, default=DEFAULT_CORRECTION,
-                   help="multiplicity correction of PL103 across a template's segments: bh (Benjamini-Hochberg, "
-                        "the default), holm, none")
-    p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help=f"cache folder (default: {DEFAULT_CACHE})")
-    p.add_argument("--clear-cache", action="store_true", help="delete the cached results first (then lint, if "
-                   "there is something to lint)")
-    _common(p)
-    p.set_defaults(run=run_lint)
-
-
-def run_lint(args: argparse.Namespace) -> int:
-    from .attribution import check_choice
-    from .lint_report import render
-
-    check_choice("format", args.format, FORMATS)
-    check_choice("--fail-on level", args.fail_on, FAIL_ON)
-    if args.segmentation is not None:
-        check_choice("segmentation", args.segmentation, SEGMENTATIONS)
-    settings: dict[str, str] = {}
-    if args.clear_cache:
-        removed = clear_cache(args.cache_dir)
-        print(f"removed {removed} cached file{'s' if removed != 1 else ''} from {args.cache_dir}", file=sys.stderr)
-        if not (args.template or args.config or Path(DEFAULT_CONFIG).is_file()):
-            return 0
-    if args.template:
-        if args.config:
-            raise InputError("give either TEMPLATE --cases FILE or --config, not both")
-        if not args.cases:
-            raise InputError(f"TEMPLATE needs --cases FILE (or put it in {DEFAULT_CONFIG} and run without TEMPLATE)")
-        targets = [LintTarget(Path(args.template), Path(args.cases), args.task)]
-    else:
-        config = args.config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None)
-        if config is None:
-            raise InputError(f"nothing to lint: give TEMPLATE --cases FILE, or --config, or create ./{DEFAULT_CONFIG}")
-        if args.cases or args.task:
-            raise InputError("--cases and --task go with TEMPLATE; with a config, set them per template there")
-        targets, settings = load_config(config)
-    if args.segmentation:
-        targets = [dataclasses.replace(t, segmentation=args.segmentation) for t in targets]
-    from .report import check_output
-
-    for path, what in ((args.output, "report"), (args.html, "HTML report")):
-        if path:
-            check_output(path, what)
-    # A remote server, or a local model on another device or dtype, is built here; the default
-    # local model is left to lint(), which loads it only on a cache miss.
-    from .backends.devices import resolve_dtype
-
-    args.dtype = resolve_dtype(args.dtype, args.device)  # `auto` that means float32 keeps the lazy load
-    custom = args.server or args.device != "cpu" or args.dtype != "float32"
-    if custom:
-        from .cli import make_backend
-
-        args.model = args.model or settings.get("model")
-    result = lint(
-        targets, backend=make_backend(args) if custom else None,
-        model=args.model or settings.get("model"), raw=args.raw,
-        method=args.method or settings.get("method", "ablation"),
-        cache_dir=None if args.no_cache else args.cache_dir, seed=args.seed,
-        correction=getattr(args, "correction", None) or DEFAULT_CORRECTION,
-    )
-    color = args.format == "text" and not args.output and not args.no_color and "NO_COLOR" not in os.environ \
-        and sys.stdout.isatty()
-    text = render(result, args.format, fail_on=args.fail_on, color=color)
-    if args.output:
-        from .report import write_atomic
-
-        write_atomic(args.output, text)
-    else:
-        sys.stdout.write(text)
-    if args.html:
-        from .html_report import lint_html
-        from .report import write_atomic
-
-        write_atomic(args.html, lint_html(result, fail_on=args.fail_on))
-    return 1 if result.failed(args.fail_on) else 0
-
-
 __all__ = ["RULES", "Rule", "Finding", "Thresholds", "Suppression", "LintTarget", "TemplateResult", "LintResult",
-           "lint", "load_config", "clear_cache", "model_fingerprint", "add_lint_parser", "run_lint"]
+           "LintConfig", "lint", "load_config", "clear_cache", "model_fingerprint"]

@@ -155,20 +155,42 @@ def sentence_sites(template: str, min_words: int = 3) -> list[Site]:
 # --- edits of one site -----------------------------------------------------------------------
 
 
+def swap_letters(word: str, i: int) -> str:
+    """``word`` with the letters at ``i`` and ``i + 1`` swapped: the typo of a hurried typist."""
+    return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+
+
 def typo(word: str, rng: random.Random) -> str:
     """One character-level edit of ``word`` (the first letter is kept, as a reader skims by it)."""
     ops = ["delete", "insert", "substitute"] + (["swap"] if len(word) >= 4 else [])
     op = rng.choice(ops)
     i = rng.randrange(1, len(word)) if len(word) > 1 else 0
     if op == "swap":
-        i = rng.randrange(1, len(word) - 1)
-        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+        return swap_letters(word, rng.randrange(1, len(word) - 1))
     if op == "delete" and len(word) > 2:
         return word[:i] + word[i + 1 :]
     if op == "substitute" and word[i].lower() in _KEYBOARD:
         new = rng.choice(_KEYBOARD[word[i].lower()])
         return word[:i] + (new.upper() if word[i].isupper() else new) + word[i + 1 :]
     return word[:i] + rng.choice(string.ascii_lowercase) + word[i:]
+
+
+def segment_variants(text: str) -> list[tuple[str, str]]:
+    """Deterministic meaning-preserving variants of a segment, (description, variant text): a
+    swap of two middle letters of its longest word, and a casing change (lint's PL105)."""
+    out = []
+    words = list(re.finditer(r"[A-Za-z]{4,}", text))
+    if words:
+        w = max(words, key=lambda m: len(m.group()))
+        typo_word = swap_letters(w.group(), len(w.group()) // 2 - 1)
+        if typo_word != w.group():
+            out.append((f"typo {w.group()!r} -> {typo_word!r}", text[: w.start()] + typo_word + text[w.end() :]))
+    lower = text.lower()
+    if lower != text:
+        out.append(("lower case", lower))
+    elif text[:1].isalpha():
+        out.append(("capitalised", text[:1].upper() + text[1:]))
+    return out
 
 
 def synonyms(word: str) -> tuple[str, ...]:
@@ -243,24 +265,7 @@ def perturb(
         if len(out) >= budget:
             break
         chosen = sorted(rng.sample(usable[:window], per_prompt))
-        new_texts = []
-        for i in chosen:
-            site = sites[i]
-            if level == "character":
-                new = typo(site.text, rng)
-            elif level == "word":
-                new = rng.choice(synonyms(site.text))
-            elif level == "sentence":
-                new = f"{site.text} {distractor(rng)}"
-            else:
-                if i not in paraphrases:
-                    found = paraphrase(site.text, budget + 2, rng.randrange(2**31))
-                    paraphrases[i] = [p for p in dict.fromkeys(found) if p.strip() and p.strip() != site.text]
-                if not paraphrases[i]:
-                    new = site.text
-                else:
-                    new = paraphrases[i].pop(0)
-            new_texts.append(new)
+        new_texts = [_edit_site(level, i, sites[i].text, rng, paraphrase, paraphrases, budget) for i in chosen]
         text = _apply(template, [(sites[i].start, sites[i].end, t) for i, t in zip(chosen, new_texts)])
         ok = text not in seen and keeps_meaning_markers(template, text, protected)
         sim = similarity.cosine(template, text) if ok else 0.0
@@ -279,6 +284,24 @@ def perturb(
             if stale >= budget and window < len(usable):
                 window, stale = window + 1, 0
     return out
+
+
+def _edit_site(level: str, i: int, text: str, rng: random.Random, paraphrase: Paraphraser | None,
+               paraphrases: dict[int, list[str]], budget: int) -> str:
+    """The new text of site ``i`` (``text``) at ``level``; ``paraphrases`` caches each site's
+    sampled paraphrases, handed out one at a time."""
+    if level == "character":
+        return typo(text, rng)
+    if level == "word":
+        return rng.choice(synonyms(text))
+    if level == "sentence":
+        return f"{text} {distractor(rng)}"
+    if i not in paraphrases:
+        if paraphrase is None:  # perturb() checks it first; this keeps the type checker honest
+            raise InputError("the semantic level needs a paraphraser (a local model); leave it out of --levels")
+        found = paraphrase(text, budget + 2, rng.randrange(2**31))
+        paraphrases[i] = [p for p in dict.fromkeys(found) if p.strip() and p.strip() != text]
+    return paraphrases[i].pop(0) if paraphrases[i] else text
 
 
 def _apply(template: str, replacements: Sequence[tuple[int, int, str]]) -> str:

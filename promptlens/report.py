@@ -1,54 +1,22 @@
-"""Renderers: terminal tables and heatmaps, JSON files (written atomically)."""
+"""Renderers: terminal tables and heatmaps, JSON text (files are written by ``io.write_atomic``)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-import os
-import tempfile
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import InputError
-from .stats import level, too_few_reason
+from .stats import DEFAULT_CONFIDENCE, MIN_CASES, describe_lower, level, too_few_reason
 from .templates import is_messages, shown
 from .types import Attribution
+
+if TYPE_CHECKING:
+    from .fix import FixResult, Flips, Summary
 
 # Blue = helps, orange = hurts: a pair that stays distinct for the common colour-vision deficiencies.
 _HELP = (33, 39, 75, 111)  # xterm-256 blues, strong -> weak
 _HURT = (202, 208, 214, 222)  # oranges, strong -> weak
-
-
-def check_output(path: str | Path, what: str) -> None:
-    """Raise ``InputError`` now, before any work, if ``path`` could not be written later."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path} is a folder; give a file name for the {what}")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise InputError(f"{path}: {folder} is a file, not a folder; give another path for the {what}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"{path}: cannot write in {folder} (permission denied); give another path for the {what}")
-
-
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: never a half-written file."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    except OSError as exc:
-        raise InputError(f"cannot write {path} ({exc.strerror or exc}); give a path in a folder you may write to") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -135,4 +103,70 @@ def attribution_table(attr: Attribution, *, color: bool = False, top: int | None
     if attr.convergence_delta is not None:
         lines.append(f"integrated-gradients convergence delta: {attr.convergence_delta:.4f} nats")
     lines += [f"note: {n}" for n in attr.notes]
+    return "\n".join(lines)
+
+
+# --- fix -----------------------------------------------------------------------------------
+
+def _row(name: str, before: float | None, after: float | None, pct: bool = False) -> str:
+    if before is None or after is None:
+        return ""
+    if pct:
+        return f"{name:<22}{before:>9.1%}{after:>9.1%}{after - before:>+10.1%}"
+    return f"{name:<22}{before:>9.3f}{after:>9.3f}{after - before:>+10.3f}"
+
+
+def _table(title: str, before: Summary, after: Summary, objective: str) -> list[str]:
+    rows = [f"{title} ({before.n_cases} cases){'':<6}{'before':>9}{'after':>9}{'change':>10}",
+            _row(f"{objective} (objective)", before.objective, after.objective),
+            _row("mean logprob", before.logprob, after.logprob),
+            _row("accuracy", before.accuracy, after.accuracy, pct=True),
+            _row("mean margin", before.margin, after.margin)]
+    return [r for r in rows if r]
+
+
+def flip_lines(split: str, flips: Flips | None, limit: int = 10) -> list[str]:
+    """The cases the fix turned from right to wrong and back, on one split: no regression is silent."""
+    if flips is None:
+        return []
+    what = ("right label scores best" if flips.rule == "correct"
+            else "free-form target: wrong = less than half as likely as before, right = more than twice")
+    lines = [f"{split} flips ({what}): {len(flips.lost)} right -> wrong, {len(flips.gained)} wrong -> right"]
+    for sign, names in (("-", flips.lost), ("+", flips.gained)):
+        lines += [f"  {sign} {n}" for n in names[:limit]]
+        if len(names) > limit:
+            lines.append(f"  {sign} ... and {len(names) - limit} more (all in the JSON result)")
+    return lines
+
+
+def fix_report(result: FixResult, *, color: bool = False) -> str:
+    """The one-sentence result, before/after tables, the flips, the verdict, then each kept edit
+    as a diff with its similarity and gain."""
+    red, green, off = ("\x1b[31m", "\x1b[32m", "\x1b[0m") if color else ("", "", "")
+    lines = [result.headline, ""]
+    lines += _table("train", result.train_before, result.train_after, result.objective)
+    if result.validation_before and result.validation_after:
+        lines += [""] + _table("validation", result.validation_before, result.validation_after, result.objective)
+    lines.append("")
+    flips = flip_lines("train", result.train_flips) + flip_lines("validation", result.validation_flips)
+    if flips:
+        limit = f" (limit: {result.max_regressions} on train)" if result.max_regressions is not None else ""
+        lines += [f"cases that changed verdict{limit}:"] + flips + [""]
+    verdict = result.verdict
+    if verdict.level in ("warning", "note"):
+        lines += [f"{verdict.level}: {verdict.message}", ""]
+    elif verdict.kind == "no_edit":
+        lines.append(verdict.message)
+    for n, e in enumerate(result.edits, 1):
+        seg = f", segment similarity {e.segment_similarity:.2f}" if e.segment_similarity is not None else ""
+        lp = f" ({e.logprob_gain:+.3f} log-prob)" if e.logprob_gain is not None else ""
+        lines.append(f"edit {n} (round {e.round + 1}, {e.kind}): similarity {e.similarity:.2f}{seg}, "
+                     f"gain {e.gain:+.3f} nats on train{lp}, {describe_lower(e.gain_low, e.n_cases, e.confidence)}")
+        lines.append(f"  {red}- {' '.join(shown(e.old).split())}{off}")
+        lines.append(f"  {green}+ {' '.join(shown(e.new).split()) or '(deleted)'}{off}")
+    lines += ["", f"fixed template (similarity {result.similarity:.2f} to the original, threshold {result.threshold}):",
+              shown(result.best, inline=False), "", f"cost: {result.cost}"]
+    lines += [f"note: {n}" for n in result.notes]
+    lines.append(f"note: an edit is kept only if its gain on train is significant (one-sided lower bound above 0 "
+                 f"at {level(DEFAULT_CONFIDENCE)}), which needs at least {MIN_CASES} train cases")
     return "\n".join(lines)

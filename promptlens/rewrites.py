@@ -27,7 +27,7 @@ from .scoring import Backend
 from .segments import join, template_fields
 from .similarity import SimilarityModel
 from .templates import is_messages
-from .types import Case, Segment
+from .types import Case, Rewrite, Segment
 
 KINDS = ("original", "delete", "paraphrase", "synonym", "scaffold", "alternative", "drop_example", "reorder_examples")
 
@@ -72,20 +72,6 @@ _PREAMBLE = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Rewrite:
-    """New text for ``segments[segment_index]``; ``text`` includes the segment's whitespace.
-
-    ``similarity`` is the whole rewritten template's similarity to the original template;
-    ``segment_similarity`` the new segment's similarity to the old one (None for deletion and
-    for the original itself).
-    """
-
-    segment_index: int
-    text: str
-    kind: str
-    similarity: float
-    segment_similarity: float | None = None
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,13 @@ from __future__ import annotations
 from typing import Sequence
 
 from .backends.base import Backend
+from .segments import fill
 from .templates import for_backend
-from .types import Case, Score
+from .types import Case, Score, Summary
 
 OBJECTIVES = ("logprob", "margin")
-__all__ = ["Backend", "OBJECTIVES", "continuations", "score_prompts", "objective_value", "default_objective"]
+__all__ = ["Backend", "OBJECTIVES", "continuations", "score_prompts", "objective_value", "default_objective",
+           "summarize", "summarize_many", "summarize_scores"]
 
 
 def continuations(case: Case) -> tuple[str, ...]:
@@ -57,3 +59,33 @@ def objective_value(score: Score, objective: str) -> float:
 def default_objective(cases: Sequence[Case]) -> str:
     """Margin when every case has a label set (log-prob alone can rise for all labels at once)."""
     return "margin" if cases and all(c.choices and len(c.choices) > 1 for c in cases) else "logprob"
+
+
+def summarize_scores(row: Sequence[Score], cases: Sequence[Case], objective: str = "logprob") -> Summary:
+    """Means over one template's scores on ``cases``; accuracy and margin only when every case has choices."""
+    n = len(row)
+    values = tuple(objective_value(s, objective) for s in row)
+    has_choices = all(s.margin is not None for s in row)
+    return Summary(
+        n_cases=n,
+        objective=sum(values) / n,
+        logprob=sum(s.logprob for s in row) / n,
+        accuracy=sum(bool(s.correct) for s in row) / n if has_choices else None,
+        margin=sum(s.margin or 0.0 for s in row) / n if has_choices else None,
+        case_ids=tuple(c.id or f"case {i}" for i, c in enumerate(cases, 1)),
+        per_case=values,
+    )
+
+
+def summarize_many(backend: Backend, templates: Sequence[str], cases: Sequence[Case],
+                   objective: str = "logprob") -> list[Summary]:
+    """Each template filled for every case and scored, in one backend call: one ``Summary`` per template."""
+    rows = score_prompts(backend, [[fill(t, c.vars) for c in cases] for t in templates], cases)
+    return [summarize_scores(row, cases, objective) for row in rows]
+
+
+def summarize(backend: Backend, template: str, cases: Sequence[Case], objective: str = "logprob") -> Summary:
+    """``template`` over ``cases``: mean objective, log-prob, accuracy and margin.
+
+    Example: ``summarize(load_backend(), "Plural of {input}:", load_cases("cases.jsonl")).logprob``"""
+    return summarize_many(backend, [template], cases, objective)[0]

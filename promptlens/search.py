@@ -443,28 +443,18 @@ def run_study(
             lost = scorer.regressions(template, original)
             trial.set_user_attr("regressions", lost)
             if lost > max_regressions:
-                excess = float(lost - max_regressions)  # > 0: infeasible by this many cases
-                trial.set_user_attr("constraint", max(threshold - sim, excess))
-                if _NATIVE_CONSTRAINTS:
-                    trial.set_constraint("regressions", excess)
-                trial.set_user_attr("infeasible", True)
-                raise optuna.TrialPruned()
+                _infeasible(trial, "regressions", float(lost - max_regressions), threshold - sim)  # by this many cases
         if logprob_baseline is not None and template != logprob_baseline:
             gains = scorer.gains(template, logprob_baseline, objective="logprob")
             low = lower_bound(gains)
             trial.set_user_attr("logprob_gain", sum(gains) / len(gains))
             trial.set_user_attr("logprob_gain_low", low)
             if not significant(gains) or significant([-g for g in scorer.gains(template, logprob_baseline)]):
-                shortfall = max(-low, 1e-6)  # > 0: infeasible by this much
-                trial.set_user_attr("constraint", max(threshold - sim, shortfall))
-                if _NATIVE_CONSTRAINTS:
-                    trial.set_constraint("logprob", shortfall)
-                trial.set_user_attr("infeasible", True)
-                raise optuna.TrialPruned()
+                _infeasible(trial, "logprob", max(-low, 1e-6), threshold - sim)  # > 0: infeasible by this much
         return value
 
     ran = 0
-    with _interrupts_between_trials() as check_interrupt:
+    with interrupts(deferred=True) as check_interrupt:
         while time.monotonic() < deadline:
             check_interrupt()
             if not _one_trial(study, objective, budget, on_trial):
@@ -475,6 +465,15 @@ def run_study(
             check_interrupt()
             time.sleep(0.2)
     return _outcome(study, slots, ran, prefer_edits=logprob_baseline is not None)
+
+
+def _infeasible(trial: optuna.Trial, name: str, excess: float, similarity_gap: float) -> None:
+    """Record that ``trial`` breaks constraint ``name`` by ``excess`` (> 0) and prune it unscored."""
+    trial.set_user_attr("constraint", max(similarity_gap, excess))
+    if _NATIVE_CONSTRAINTS:
+        trial.set_constraint(name, excess)
+    trial.set_user_attr("infeasible", True)
+    raise optuna.TrialPruned()
 
 
 def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], budget: int,
@@ -502,19 +501,22 @@ def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
 
 
 @contextlib.contextmanager
-def _interrupts_between_trials() -> Iterator[Callable[[], None]]:
-    """Ctrl-C (or a kill) during the study takes effect between trials. A KeyboardInterrupt that
-    lands inside a storage write can leave it half done (seen: a hang, a SQLAlchemy traceback, an
-    interrupt swallowed); so the first signal only sets a flag, checked before each trial and on
-    the way out, and a second one stops at once. Off the main thread signals cannot be handled:
+def interrupts(*, deferred: bool = False) -> Iterator[Callable[[], None]]:
+    """The one signal handler: a kill (SIGTERM) stops the run like Ctrl-C (SIGINT), with a
+    KeyboardInterrupt, so finished trials are kept and the best so far is written.
+
+    ``deferred`` (during a study): a KeyboardInterrupt that lands inside a storage write can leave
+    it half done (seen: a hang, a SQLAlchemy traceback, an interrupt swallowed); so the first
+    signal only sets a flag, raised by the ``check()`` this yields (called before each trial) and
+    on the way out, and a second one stops at once. Off the main thread signals cannot be handled:
     nothing changes there."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: None
         return
     pending: list[int] = []
 
-    def defer(signum: int, frame: object) -> None:
-        if pending:
+    def handle(signum: int, frame: object) -> None:
+        if pending or not deferred:
             raise KeyboardInterrupt
         pending.append(signum)
 
@@ -522,9 +524,10 @@ def _interrupts_between_trials() -> Iterator[Callable[[], None]]:
         if pending:
             raise KeyboardInterrupt
 
-    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signals = (signal.SIGINT, signal.SIGTERM) if deferred else (signal.SIGTERM,)
+    old = {sig: signal.getsignal(sig) for sig in signals}
     for sig in old:
-        signal.signal(sig, defer)
+        signal.signal(sig, handle)
     try:
         yield check
     finally:

@@ -11,8 +11,7 @@ Everything promptlens calls "harmful", "helpful" or "significant" comes from her
   covers as claimed on normal and heavy-tailed effects but not on skewed ones (0.94 at n = 4 for
   skewness 0.8), Hall's alone loses coverage on heavy tails; the union covers at least 95% on all
   of them, for 1.2x the t-interval's width at n = 4 and 1.03-1.05x at n = 32.
-- Below ``MIN_CASES`` cases there is no verdict ("too few cases to tell"): with 1 case there is
-  no spread at all, and with 2-3 cases of skewed effects no interval covers as it claims.
+- Below ``MIN_CASES`` cases there is no verdict ("too few cases to tell").
 - ``adjust(p, correction)``: Benjamini-Hochberg (``"bh"``, the default) or Holm (``"holm"``)
   across one prompt's segments. BH controls the false discovery rate; on a prompt where nothing
   matters that equals the chance of any false call at all (so a clean prompt is as safe as under
@@ -39,11 +38,14 @@ CORRECTIONS = ("bh", "holm", "none")
 DEFAULT_CORRECTION = "bh"
 CORRECTION_NAMES = {"bh": "Benjamini-Hochberg (false discovery rate)",
                     "holm": "Holm (family-wise error)", "none": "none"}
-# Fewest cases for any verdict. From benchmarks/stats_calibration.py: at n = 3 a t-interval on
-# skewed per-case effects (log-normal, the log-prob-difference mixture) covers the mean in under
-# 95% of draws and makes false one-sided calls above 2.5%; from n = 4 on, every distribution tried
-# covers at least as often as claimed.
+# Fewest cases for any verdict, from benchmarks/stats_calibration.py (benchmarks/README.md): with
+# 1 case there is no spread, with 2 no skewness can be estimated (the adjustment vanishes); at 4
+# the default interval covers at least 95% on every simulated shape up to skewness 0.78 and on the
+# embedded model's pooled effects (0.953), while resampled segment by segment the model's own
+# effects average 0.939 at 4 and 0.964 at 8: 4 is the least at which a verdict is defensible, and
+# the reports recommend 8 or more.
 MIN_CASES = 4
+RECOMMENDED_CASES = 8  # below this, verdicts come with a note (see above)
 TOO_FEW = "too few cases"
 VERDICTS = ("harmful", "helpful", "unclear", TOO_FEW)
 
@@ -227,6 +229,14 @@ def verdict(mean: float, p_value: float, n: int, confidence: float) -> str:
 def too_few_reason(n: int) -> str:
     return (f"{n} case{'s' if n != 1 else ''}: too few to tell harmful from helpful (a verdict needs at least "
             f"{MIN_CASES}); the effects are shown without one. Give more cases (--cases FILE)")
+
+
+def few_cases_note(n: int) -> str | None:
+    """A note for verdicts drawn from MIN_CASES..RECOMMENDED_CASES-1 cases, else None."""
+    if MIN_CASES <= n < RECOMMENDED_CASES:
+        return (f"{n} cases: verdicts are drawn, but on skewed per-case effects intervals from fewer than "
+                f"{RECOMMENDED_CASES} cases cover less often than they claim; give {RECOMMENDED_CASES} or more")
+    return None
 
 
 def describe(n: int, confidence: float, method: str) -> str:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .errors import InputError
-from .templates import Message, MessageTemplate, from_messages, line_col
+from .templates import (DOUBLE_SUFFIXES, Message, MessageTemplate, from_messages, line_col, looks_like_messages_file,
+                        read_file_text, text_template)
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,21 @@ class _Item:
     content_end: int = -1
     positions: tuple[int, ...] = ()
     style: str | None = None  # YAML scalar style; "json" for a JSON string
+
+
+def load_template(path: str | Path, *, placeholders: str = "auto") -> MessageTemplate:
+    """Read a template file; the format follows the file: ``.json`` / ``.yaml`` / ``.yml`` hold
+    messages (a bare list of ``{role, content}`` or an object with a ``messages`` key), anything
+    else is a plain text template (one user turn). ``placeholders``: "auto", "brace" or
+    "double" (``.j2``/``.njk``/``.mustache``... files: double)."""
+    path = Path(path)
+    text = read_file_text(path, "template")
+    if placeholders == "auto" and path.suffix.lower() in DOUBLE_SUFFIXES:
+        placeholders = "double"
+    if not looks_like_messages_file(path):
+        return text_template(text, path=str(path), placeholders=placeholders)
+    fmt = path.suffix.lower().lstrip(".").replace("yml", "yaml")
+    return parse_messages_file(text, str(path), fmt, placeholders=placeholders)
 
 
 def parse_messages_file(text: str, name: str, fmt: str, *, placeholders: str = "auto") -> MessageTemplate:

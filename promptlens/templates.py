@@ -528,23 +528,6 @@ def looks_like_messages_file(path: Path) -> bool:
 DOUBLE_SUFFIXES = (".j2", ".jinja", ".jinja2", ".njk", ".mustache", ".hbs")
 
 
-def load_template(path: str | Path, *, placeholders: str = "auto") -> MessageTemplate:
-    """Read a template file; the format follows the file: ``.json`` / ``.yaml`` / ``.yml`` hold
-    messages (a bare list of ``{role, content}`` or an object with a ``messages`` key), anything
-    else is a plain text template (one user turn). ``placeholders``: "auto", "brace" or
-    "double" (``.j2``/``.njk``/``.mustache``... files: double)."""
-    path = Path(path)
-    text = read_file_text(path, "template")
-    if placeholders == "auto" and path.suffix.lower() in DOUBLE_SUFFIXES:
-        placeholders = "double"
-    if not looks_like_messages_file(path):
-        return text_template(text, path=str(path), placeholders=placeholders)
-    from .template_files import parse_messages_file
-
-    fmt = path.suffix.lower().lstrip(".").replace("yml", "yaml")
-    return parse_messages_file(text, str(path), fmt, placeholders=placeholders)
-
-
 def text_template(text: str, *, path: str | None = None, placeholders: str = "auto") -> MessageTemplate:
     """A plain text template (one user turn), placeholders converted; errors name ``path:line:col``."""
     template = MessageTemplate((Message("user", text),), format="text", path=path, source=text if path else None,
@@ -593,7 +576,7 @@ def _a(value: Any) -> str:
 
 
 __all__ = [
-    "ROLES", "MARKS", "Message", "MessageTemplate", "load_template", "as_template", "as_flat",
+    "ROLES", "MARKS", "Message", "MessageTemplate", "as_template", "as_flat",
     "from_messages", "to_flat", "messages_of", "message_spans", "message_at", "example_spans",
     "shown", "render", "render_notes", "for_backend", "transcript", "chat_messages", "has_system_role",
     "line_col", "blank", "is_messages", "content_offsets", "detect_style", "from_double", "to_style", "to_internal",

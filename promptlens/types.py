@@ -192,3 +192,32 @@ class Attribution:
         from .html_report import attribution_html, notebook_html
 
         return notebook_html(attribution_html(self))
+
+@dataclass(frozen=True)
+class Summary:
+    """A template's scores on a set of cases (means over cases; nats). ``per_case`` holds each
+    case's objective, in the order of ``case_ids``."""
+
+    n_cases: int
+    objective: float  # the mean of what the search maximises
+    logprob: float
+    accuracy: float | None  # choice cases only
+    margin: float | None
+    case_ids: tuple[str, ...] = ()
+    per_case: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """New text for ``segments[segment_index]``; ``text`` includes the segment's whitespace.
+
+    ``similarity`` is the whole rewritten template's similarity to the original template;
+    ``segment_similarity`` the new segment's similarity to the old one (None for deletion and
+    for the original itself).
+    """
+
+    segment_index: int
+    text: str
+    kind: str
+    similarity: float
+    segment_similarity: float | None = None

@@ -173,8 +173,9 @@ def test_every_report_labels_the_approximation(tmp_path):
 
 def test_cli_mode_runs_and_bad_mode_exits_2(tmp_path, monkeypatch, capsys):
     from promptlens import cli
+    from promptlens.cli import attribute as attribute_command
 
-    monkeypatch.setattr(cli, "make_backend", lambda args: RuleBackend(rules=RULES))
+    monkeypatch.setattr(attribute_command, "make_backend", lambda args: RuleBackend(rules=RULES))
     cases = tmp_path / "cases.jsonl"
     cases.write_text("".join(json.dumps({"vars": {"input": f"q{i}"}, "target": "yes"}) + "\n" for i in range(4)))
     prompt = tmp_path / "prompt.txt"
@@ -212,3 +213,24 @@ def test_modes_on_real_model_find_the_planted_sentence(backend, real_exact, mode
     assert a.mode == mode and a.forward_passes > 0 and len(a.verified) == 2
     if mode == "proxy":
         assert a.settings["proxy"] in ("bfloat16", "int8") and "score_s" in a.settings
+
+
+def test_message_template_units_are_examples_then_messages():
+    from promptlens.templates import from_messages
+
+    flat = from_messages([
+        {"role": "system", "content": "Be brief. Say banana.\n\nUse English. Be kind."},
+        {"role": "user", "content": "Word: cat"}, {"role": "assistant", "content": "cats"},
+        {"role": "user", "content": "Word: dog"}, {"role": "assistant", "content": "dogs"},
+        {"role": "user", "content": "Word: {input}"},
+    ]).text
+    segs = segment(flat, "sentence")
+    feats = features(segs)
+    units = build_units(level_keys(segs, feats, "sentence"), len(feats))
+    texts = [[segs[feats[f]].text.strip() for f in u.feats] for u in units]
+    # The system message (split by paragraph below), each example (user + answer), the question.
+    assert texts[0] == ["Be brief.", "Say banana.", "Use English.", "Be kind."]
+    assert [len(c.feats) for c in units[0].children] == [2, 2]
+    assert texts[1] == ["Word: cat", "cats"] and [len(c.feats) for c in units[1].children] == [1, 1]
+    result = attribute(flat, cases=CASES, backend=RuleBackend(rules=RULES), mode="hierarchical")
+    assert result.ranked()[0].segment.text.strip() == "Say banana." and not result.ranked()[0].estimated

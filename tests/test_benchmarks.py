@@ -45,6 +45,7 @@ def test_fix_throughput_quick(tmp_path):
 @pytest.mark.parametrize("script, outputs", [
     ("detection.py", ["detection.md", "detection_runs.csv", "faithfulness_runs.csv"]),
     ("fix_quality.py", ["fix_quality.md", "fix_quality_runs.csv", "fix_quality.png"]),
+    ("suite_detection.py", ["suite_detection.md", "suite_detection_runs.csv", "suite_detection.json"]),
 ])
 def test_quality_benchmarks_quick(tmp_path, script, outputs):
     result = subprocess.run(

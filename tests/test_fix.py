@@ -524,8 +524,9 @@ def test_recipe_with_a_messages_file_gives_the_flat_template_and_unit_segmentati
 def test_fix_on_a_message_template_deletes_the_harmful_example_and_writes_messages(tmp_path):
     import json
 
-    from promptlens.fix_cli import fixed_file_name, written
-    from promptlens.templates import as_flat, load_template, messages_of
+    from promptlens.cli.fix import fixed_file_name, written
+    from promptlens.template_files import load_template
+    from promptlens.templates import as_flat, messages_of
 
     from .rule_backend import RuleBackend
 

@@ -21,9 +21,8 @@ from pathlib import Path
 import pytest
 
 from promptlens.attribution import attribute
-from promptlens.cases import split_cases
 from promptlens.fix import fix
-from promptlens.html_report import attribution_html, case_scores, fix_html, lint_html, page
+from promptlens.html_report import attribution_html, fix_html, lint_html, page
 from promptlens.lint import LintTarget, lint
 from promptlens.types import Case
 
@@ -56,8 +55,7 @@ def fixed(tmp_path_factory):
     out = tmp_path_factory.mktemp("fix")
     result = fix(TEMPLATE, CASES, backend=backend, similarity=JaccardSimilarity(), budget_trials=12, rounds=1,
                  seed=0, n_train=4, out=out)
-    train, valid = split_cases(CASES, n_train=4, seed=0)
-    return result, case_scores(backend, result, train, valid)
+    return result, result.case_scores()
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ from hypothesis import given, settings, strategies as st
 
 from promptlens.errors import InputError
 from promptlens.segments import SEGMENTATIONS, features, join, segment, strip_marks, template_fields
+from promptlens.template_files import load_template
 from promptlens.templates import (MARK_RE, Message, MessageTemplate, as_template, blank, chat_messages,
-                                  content_offsets, example_spans, for_backend, load_template, message_at,
+                                  content_offsets, example_spans, for_backend, message_at,
                                   messages_of, render, render_notes, shown, to_flat, transcript)
 
 FEW_SHOT = [

@@ -78,6 +78,8 @@ class RemoteBackend(ChatPrompts):
         if self.format not in FORMATS:
             raise InputError(f"unknown server format {self.format!r}; choose one of: {', '.join(FORMATS)}")
         self.base_url = self.base_url.rstrip("/")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise InputError(f"--server {self.base_url}: give an http:// or https:// URL, e.g. http://127.0.0.1:8000")
         if self.base_url.endswith("/v1"):
             self.base_url = self.base_url[: -len("/v1")]
         self.name = self.name or f"{self.model or 'remote'}@{self.base_url}"
@@ -192,9 +194,10 @@ class RemoteBackend(ChatPrompts):
             if attempt:
                 time.sleep(max(wait, self.backoff * 2 ** (attempt - 1)))
             wait = 0.0
-            request = urllib.request.Request(url, data=data, headers=headers)
+            # base_url is checked to be http(s) in __post_init__: no file:// or custom scheme reaches urlopen.
+            request = urllib.request.Request(url, data=data, headers=headers)  # noqa: S310
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout, context=self._ssl) as response:
+                with urllib.request.urlopen(request, timeout=self.timeout, context=self._ssl) as response:  # noqa: S310
                     self._count(requests=1)
                     return json.loads(response.read())
             except urllib.error.HTTPError as exc:

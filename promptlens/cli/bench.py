@@ -12,13 +12,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import InputError
-from .perturb import LEVELS
+from ..bench import BenchConfig, bench, check_bench_args
+from ..bench_report import bench_csv, bench_markdown, bench_plot, bench_table
+from ..cases import load_cases
+from ..config import load_recipe
+from ..errors import InputError
+from ..io import check_output, write_atomic
+from ..perturb import LEVELS
+from ..report import dumps
+from .common import add_common_options, is_file_arg, make_backend, read_text_arg
 
 
-def add_bench_parser(sub: argparse._SubParsersAction) -> None:
-    from .cli import _common
-
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="robustness benchmark: performance drop under meaning-preserving perturbations")
     p.add_argument("recipe", nargs="?", help="recipe YAML (its template is the original prompt; its validation cases are scored)")
     p.add_argument("--template", help="the original prompt template, or a file holding it (overrides the recipe's)")
@@ -34,25 +39,18 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="promptlens-bench", help="output folder: bench.csv, bench.md, bench.png")
     p.add_argument("--json", dest="json_out", help="write the full result to this JSON file")
     p.add_argument("--html", help="write a self-contained HTML report to this file")
-    _common(p)
-    p.set_defaults(run=run_bench, seed=None)  # None: the recipe's seed, else 0
+    add_common_options(p)
+    p.set_defaults(run=run, seed=None)  # None: the recipe's seed, else 0
 
 
 def _name(value: str, taken: set[str], n: int) -> str:
-    name = Path(value).stem if "\n" not in value and len(value) < 4096 and Path(value).is_file() else f"prompt {n}"
+    name = Path(value).stem if is_file_arg(value) else f"prompt {n}"
     while name in taken:
         name = f"{name} ({n})"
     return name
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    from .bench import bench, check_bench_args
-    from .bench_report import bench_csv, bench_markdown, bench_plot, bench_table
-    from .cases import load_cases, split_cases
-    from .cli import make_backend, read_text_arg
-    from .config import load_recipe
-    from .report import dumps, write_atomic
-
+def run(args: argparse.Namespace) -> int:
     levels = tuple(lv.strip() for lv in args.levels.split(",") if lv.strip())
     bad = [lv for lv in levels if lv not in LEVELS]
     if bad or not levels:
@@ -69,27 +67,25 @@ def run_bench(args: argparse.Namespace) -> int:
         raise InputError("give a recipe file, or both --template and --cases")
     template = read_text_arg(args.template, "template") if args.template else recipe.template
     seed = args.seed if args.seed is not None else (recipe.seed if recipe else 0)
-    threshold = args.threshold if args.threshold is not None else (recipe.threshold if recipe else 0.8)
+    threshold = args.threshold if args.threshold is not None else (recipe.threshold if recipe else BenchConfig.threshold)
     if args.cases:
         cases = load_cases(args.cases, task=args.task)
     elif args.task:
         raise InputError("--task selects records of a --cases file; give --cases too (or set the task in the recipe)")
     else:  # the recipe's validation cases: held out from fix, so original and repaired compare fairly
-        _, cases = split_cases(recipe.cases, n_train=recipe.n_train, frac_train=recipe.split, seed=recipe.seed)
-        cases = cases[: recipe.n_validation] if recipe.n_validation is not None else cases
+        _, cases = recipe.train_validation()
     cases = cases[: args.limit]
     prompts = {"original": template}
     for n, value in enumerate(args.prompt, 2):
         prompts[_name(value, set(prompts), n)] = read_text_arg(value, "prompt")
     check_bench_args(prompts, cases, levels, args.budget, args.edits, threshold)  # before the model loads
-    from .report import check_output
-
     for path, what in ((args.json_out, "JSON result"), (args.html, "HTML report")):
         if path:
             check_output(path, what)
     backend = make_backend(args)
-    result = bench(prompts, cases, backend=backend, levels=levels, budget=args.budget, edits=args.edits,
-                   threshold=threshold, seed=seed, progress=sys.stderr.isatty())
+    config = BenchConfig(levels=levels, budget=args.budget, edits=args.edits, threshold=threshold, seed=seed,
+                         progress=sys.stderr.isatty())
+    result = bench(prompts, cases, config, backend=backend)
     print(bench_table(result))
     out = Path(args.out)
     write_atomic(out / "bench.csv", bench_csv(result))
@@ -100,7 +96,7 @@ def run_bench(args: argparse.Namespace) -> int:
         write_atomic(args.json_out, dumps(result))
         print(f"wrote {args.json_out}")
     if args.html:
-        from .html_report import bench_html
+        from ..html_report import bench_html
 
         write_atomic(args.html, bench_html(result))
         print(f"wrote {args.html}")

@@ -1,0 +1,116 @@
+"""``promptlens attribute PROMPT``: rank a prompt's segments by their effect on the wanted output."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..approx import MODES, ApproxConfig
+from ..attribution import BASELINES, METHODS, attribute, check_choice, check_inputs
+from ..backends.base import check_method
+from ..cases import load_cases
+from ..errors import InputError
+from ..io import check_output, write_atomic
+from ..report import attribution_table, dumps
+from ..scoring import OBJECTIVES
+from ..segments import SEGMENTATIONS
+from .common import add_common_options, make_backend, read_template_arg, use_color
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("attribute", help="rank a prompt's segments by their effect on the wanted output")
+    p.add_argument("prompt", help="prompt or template text, a file holding it, or a messages file "
+                   "(.json/.yaml: a list of {role, content}, or an object with a `messages` list)")
+    p.add_argument("--target", help="the wanted output (single prompt, no fields)")
+    p.add_argument("--cases", help="cases file (JSONL/JSON/CSV/YAML) that fills the template's fields")
+    p.add_argument("--task", help="with a dataset-schema cases file: only this task's records")
+    p.add_argument("--limit", type=int, help="use the first N cases only")
+    p.add_argument("--method", default="ablation", help=f"one of: {', '.join(METHODS)}")
+    p.add_argument("--segmentation", "--by", dest="segmentation", default="sentence", help=f"one of: {', '.join(SEGMENTATIONS)}")
+    p.add_argument("--baseline", default="remove", help=f"one of: {', '.join(BASELINES)}")
+    p.add_argument("--objective", help=f"one of: {', '.join(OBJECTIVES)} (default: margin when cases have choices)")
+    p.add_argument("--mode", default="exact",
+                   help="exact (leave-one-out), or an approximation of it for long prompts, checked against exact "
+                        "on its most harmful segments: hierarchical, surrogate, proxy")
+    p.add_argument("--verify-k", type=int, default=5, help="approximate modes: most harmful segments re-measured exactly")
+    p.add_argument("--budget", type=int, default=32, help="--mode surrogate: random ablation masks to score")
+    p.add_argument("--refine", type=float, default=0.25,
+                   help="--mode hierarchical: split a unit whose interval reaches this share of the largest effect")
+    p.add_argument("--proxy", default="auto",
+                   help="--mode proxy: auto (the copy measured fastest here), bfloat16, int8")
+    p.add_argument("--proxy-model", help="--mode proxy: a smaller model folder of the same family as the proxy")
+    p.add_argument("--samples", type=int, help="Shapley permutations / LIME and KernelSHAP samples")
+    p.add_argument("--ig-steps", type=int, default=32)
+    p.add_argument("--edit-fields", action="store_true", help="treat template fields as segments too")
+    p.add_argument("--json", dest="json_out", help="write the full result to this JSON file")
+    p.add_argument("--top", type=int, help="show only the N most harmful segments")
+    p.add_argument("--html", help="write a self-contained HTML report to this file")
+    p.add_argument("--confidence", type=float, default=0.95, help="level of the intervals (default 0.95)")
+    p.add_argument("--correction", default="bh", help="multiplicity correction of the harmful/helpful verdicts "
+                   "across segments: bh (Benjamini-Hochberg, default), holm, none")
+    add_common_options(p)
+    p.set_defaults(run=run)
+
+
+def _approx_config(args: argparse.Namespace) -> ApproxConfig:
+    """The approximate mode's settings, checked before the model loads."""
+    from ..proxy import PROXIES
+
+    check_choice("mode", args.mode, MODES)
+    approx = ApproxConfig(verify_k=args.verify_k, refine=args.refine, budget=args.budget,
+                          proxy=args.proxy_model or args.proxy)
+    if args.mode != "exact":
+        approx.check()
+        if args.method != "ablation":
+            raise InputError(f"--mode {args.mode} approximates leave-one-out ablation; use --method ablation (the default)")
+    if args.proxy_model and not Path(args.proxy_model, "config.json").is_file():
+        raise InputError(f"--proxy-model {args.proxy_model}: no config.json there; give a model folder saved with "
+                         "save_pretrained")
+    if args.proxy not in PROXIES:
+        raise InputError(f"unknown proxy {args.proxy!r}; choose one of: {', '.join(PROXIES)} (or --proxy-model PATH)")
+    return approx
+
+
+def run(args: argparse.Namespace) -> int:
+    # Check the cheap things before the model loads.
+    check_choice("method", args.method, METHODS)
+    check_choice("segmentation", args.segmentation, SEGMENTATIONS)
+    check_choice("baseline", args.baseline, BASELINES)
+    from ..stats import check_confidence, check_correction
+
+    check_correction(args.correction)
+    check_confidence(args.confidence)
+    if args.objective is not None:
+        check_choice("objective", args.objective, OBJECTIVES)
+    approx = _approx_config(args)
+    prompt = read_template_arg(args.prompt, "prompt").text
+    cases = None
+    if args.cases:
+        if args.target is not None:
+            raise InputError("give either --target or --cases, not both")
+        cases = load_cases(args.cases, task=args.task)[: args.limit]
+    if args.samples is not None and args.samples < 1:
+        raise InputError(f"--samples {args.samples} is out of range; give a positive number")
+    check_inputs(prompt, args.target, cases)
+    for path, what in ((args.json_out, "JSON result"), (args.html, "HTML report")):
+        if path:
+            check_output(path, what)
+    backend = make_backend(args)
+    check_method(args.method, backend)
+    result = attribute(
+        prompt, args.target, cases=cases, backend=backend, method=args.method,
+        segmentation=args.segmentation, baseline=args.baseline, objective=args.objective,
+        n_samples=args.samples, seed=args.seed, edit_fields=args.edit_fields, ig_steps=args.ig_steps,
+        mode=args.mode, approx=approx, confidence=args.confidence, correction=args.correction,
+    )
+    print(attribution_table(result, color=use_color(args, sys.stdout), top=args.top))
+    if args.json_out:
+        write_atomic(args.json_out, dumps(result))
+        print(f"wrote {args.json_out}")
+    if args.html:
+        from ..html_report import attribution_html
+
+        write_atomic(args.html, attribution_html(result))
+        print(f"wrote {args.html}")
+    return 0

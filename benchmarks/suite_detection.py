@@ -85,6 +85,8 @@ def run_one(backends: dict[str, Any], variant: Variant, cases: list, method: str
         kw["n_samples"] = args.samples[method]
     if method == "ig":
         kw["ig_steps"] = args.ig_steps
+    if args.mode != "exact":  # promptlens.approx: an estimate, its most harmful units then checked exactly
+        kw["mode"] = args.mode
     t = time.perf_counter()
     result = attribute(template, cases=cases, backend=backend, method=method, segmentation=segmentation,
                        objective=args.objective, seed=args.seed, **kw)
@@ -97,7 +99,8 @@ def run_one(backends: dict[str, Any], variant: Variant, cases: list, method: str
     harmful = harmful_units(result)
     row: dict[str, Any] = {
         "prompt": variant.prompt_id, "variant": variant.name, "kind": variant.fault.kind if variant.fault else "clean",
-        "method": method, "segmentation": args.segmentation, "cases": len(cases), "units": len(result.features),
+        "method": method if args.mode == "exact" else f"{method}/{args.mode}", "segmentation": args.segmentation,
+        "cases": len(cases), "units": len(result.features),
         "forward_passes": result.forward_passes, "tokens": result.tokens_computed, "seconds": round(seconds, 2),
         "harmful_calls": len(harmful), "top": result.features[order[0]].segment.name or order[0],
         "top_mean": round(result.features[order[0]].mean, 4),
@@ -146,7 +149,7 @@ def add_t_calls(df: pd.DataFrame) -> pd.DataFrame:
     """Columns with the t-test calls of every correction, from the stored per-case effects."""
     df = df.copy()
     for c in CORRECTIONS:
-        calls = [t_harmful(np.array(json.loads(pc)), c) for pc in df.per_case]
+        calls = [t_harmful(np.array(json.loads(pc)).T, c) for pc in df.per_case]  # stored [features][cases]
         df[f"harmful_calls_t_{c}"] = [int(x.sum()) for x in calls]
         df[f"fault_called_t_{c}"] = [bool(x[int(k)]) if pd.notna(k) else None for x, k in zip(calls, df.fault_feature)]
     return df
@@ -218,6 +221,8 @@ def main() -> None:
     ap.add_argument("--segmentation", default="units", choices=["units", "sentence", "example"],
                     help="units (default): system sentences and whole examples; sentence / example: "
                          "promptlens's message segmentations of the flat template")
+    ap.add_argument("--mode", default="exact", choices=["exact", "hierarchical", "surrogate", "proxy"],
+                    help="exact (default) or one of promptlens.approx's approximate modes (ablation only)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="benchmarks/results")

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmarks.suite import MANIFEST, Variant, load_suite
+from benchmarks.suite import MANIFEST, Variant, load_suite, units
 from promptlens import stats
 from promptlens.attribution import attribute
 from promptlens.fix import FixResult, fix
@@ -84,22 +84,29 @@ def splits(cases: list[Case], n_train: int, n_test: int, seed: int) -> tuple[lis
     return cases[:n_train], cases[n_train : n_train + n_test]
 
 
-def touched_fault(result: FixResult, variant: Variant) -> bool:
-    """Whether a kept edit rewrote or removed the unit that holds the planted fault."""
-    text = variant.fault.text.strip() if variant.fault else ""
-    return bool(text) and any(text in e.old for e in result.edits)
+def fault_segment(attr, variant: Variant) -> int | None:
+    """The segment index of the unit that holds the fault. With ``unit`` segmentation the
+    attribution's features are the suite's units in order (system sentences, then examples);
+    otherwise the segment that contains the planted text."""
+    labels = [u.label for u in units(variant.messages)]
+    if attr.segmentation == "unit" and len(labels) == len(attr.features) and variant.fault.unit in labels:
+        return attr.features[labels.index(variant.fault.unit)].index
+    text = variant.fault.text.strip()
+    return next((f.index for f in attr.features if text and text in f.segment.text), None)
 
 
-def fault_rank(attr, variant: Variant) -> int | None:
+def touched_fault(result: FixResult, at: int | None) -> bool:
+    """Whether a kept first-round edit rewrote or removed the unit that holds the planted fault."""
+    return at is not None and any(e.round == 0 and e.segment_index == at for e in result.edits)
+
+
+def fault_rank(attr, at: int | None) -> int | None:
     """1-based rank of the fault's unit among the attribution's units, most harmful first."""
-    text = variant.fault.text.strip() if variant.fault else ""
-    for rank, f in enumerate(attr.ranked(), 1):
-        if text and text in f.segment.text:
-            return rank
-    return None
+    return next((n for n, f in enumerate(attr.ranked(), 1) if f.index == at), None)
 
 
-def row(variant: Variant, seed: int, strategy: str, result: FixResult, attr_passes: int, seconds: float) -> dict:
+def row(variant: Variant, seed: int, strategy: str, result: FixResult, attr_passes: int, seconds: float,
+        at: int | None) -> dict:
     before, after = result.validation_before, result.validation_after
     extra = strategy == "attribution"
     return {
@@ -108,7 +115,7 @@ def row(variant: Variant, seed: int, strategy: str, result: FixResult, attr_pass
         "test_objective_gain": after.objective - before.objective,
         "test_accuracy_gain": (after.accuracy - before.accuracy) if before.accuracy is not None else np.nan,
         "train_objective_gain": result.train_after.objective - result.train_before.objective,
-        "fault_edited": touched_fault(result, variant), "edits": len(result.edits),
+        "fault_edited": touched_fault(result, at), "edits": len(result.edits),
         "test_lost": len(result.validation_flips.lost), "similarity": result.similarity,
         "prompts_scored": result.forward_passes + (attr_passes if extra else 0), "seconds": seconds,
     }
@@ -197,14 +204,15 @@ def main() -> None:
             p0 = backend.forward_passes
             attr = attribute(template, cases=train, backend=backend, segmentation=args.segmentation, seed=seed)
             attr_passes = backend.forward_passes - p0
-            rank = fault_rank(attr, variant)
+            at = fault_segment(attr, variant)
+            rank = fault_rank(attr, at)
             for strategy in args.strategies:
                 start = time.perf_counter()
                 result = fix(template, train, validation=test, backend=backend, similarity=similarity,
                              strategy=strategy, budget_trials=args.trials, rounds=args.rounds, seed=seed,
                              top_k=args.top_k, kinds=args.kinds, segmentation=args.segmentation,
                              attribution=attr, attribute_after=False)
-                rows.append({**row(variant, seed, strategy, result, attr_passes, time.perf_counter() - start),
+                rows.append({**row(variant, seed, strategy, result, attr_passes, time.perf_counter() - start, at),
                              "fault_rank": rank, "units": len(attr.features)})
                 pd.DataFrame(rows).to_csv(out / "suite_repair_runs.csv", index=False)  # nothing lost if stopped
                 r = rows[-1]

@@ -30,13 +30,14 @@ from .approx import MODES, ApproxConfig
 from .backends.base import SCORE_ONLY_METHODS, GRADIENT_METHODS, check_method
 from .cases import check_vars
 from .errors import InputError
+from .names import check_choice
 from .scoring import Backend, default_objective, objective_value, score_prompts, OBJECTIVES
 from .segments import SEGMENTATIONS, features, fill, join, segment, template_fields
 from .templates import MessageTemplate, as_flat, blank, content_offsets, for_backend, is_messages, render_notes
 from .types import Approximation, Attribution, Case, Segment, SegmentAttribution
 
 METHODS = SCORE_ONLY_METHODS + GRADIENT_METHODS  # ablation, shapley, lime, kernelshap, ig
-BASELINES = ("remove", "filler", "sampled")
+from .names import BASELINES  # noqa: E402,F401 (defined where the CLI can import it cheaply)
 FILLER = "..."
 # Neutral sentences for the "sampled" baseline: said often in prompts, about nothing in particular.
 NEUTRAL = (
@@ -306,11 +307,6 @@ def _approximate(mode: str, problem: _Problem, forward: MaskForward, segmentatio
     est.settings["verify_k"] = config.verify_k
     record = approx_mod.approximation(mode, est, verified, approx_means, exact_means, (scorer.variants, 0, 0))
     return est.per_case, est.estimated, record
-
-
-def check_choice(what: str, value: str, valid: Sequence[str]) -> None:
-    if value not in valid:
-        raise InputError(f"unknown {what} {value!r}; choose one of: {', '.join(valid)}")
 
 
 def check_inputs(prompt: str, target: str | None, cases: Sequence[Case] | None) -> None:

@@ -32,6 +32,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .templates import as_flat
 from .attribution import attribute
 from .cases import check_vars
 from .errors import InputError
@@ -224,6 +225,7 @@ def bench(
     start = time.monotonic()
     c = replace(config or BenchConfig(), **overrides)
     named = dict(prompts) if isinstance(prompts, Mapping) else {f"prompt {i + 1}": p for i, p in enumerate(prompts)}
+    named = {name: as_flat(p) for name, p in named.items()}  # a message template: its flat text
     check_bench_args(named, cases, c.levels, c.budget, c.edits, c.threshold)
     if backend is None:
         from .backends.hf import load_backend

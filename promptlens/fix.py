@@ -42,7 +42,7 @@ from .similarity import Similarity, SimilarityModel
 from .stats import DEFAULT_CONFIDENCE, MIN_CASES, lower_bound, significant
 from .types import Attribution, Case, Score, Segment, Summary
 
-STRATEGIES = ("attribution", "random", "all", "tpe")
+from .names import STRATEGIES  # noqa: E402,F401 (defined where the CLI can import it cheaply)
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,8 @@ class Flips:
     """The cases whose verdict the fix changed (``search.flip``), each named by its id or its
     split and position, with its first field's value: ``lost`` were right with the original
     template and are wrong with the fixed one, ``gained`` the reverse. ``rule``: "correct" (the
-    right label scores best) on choice cases; on free-form targets "logprob" (the target became
-    less than half / more than twice as likely)."""
+    right label scores best) on choice cases; on free-form targets "greedy" (every target token has
+    probability above 1/2, so greedy decoding gives the target; see ``search.right``)."""
 
     lost: tuple[str, ...]
     gained: tuple[str, ...]
@@ -190,20 +190,23 @@ def _pct(p: float) -> str:
     return f"{p:.2%}" if p < 0.01 else f"{p:.1%}"
 
 
-def headline(result: FixResult) -> str:
-    """See ``FixResult.headline``."""
-    worst = min(result.attribution_before.features, key=lambda f: f.mean, default=None)
-    if worst is not None and worst.harmful:
-        from .templates import shown
+def _quoted(segment: Segment) -> str:
+    from .templates import shown
 
-        text = " ".join(shown(worst.segment.text).split())
-        text = text if len(text) <= 60 else text[:59] + "…"
-        found = f"attribution found the harmful segment \u2018{text}\u2019 ({worst.mean:+.2f} nats)"
-        touched = [e for e in result.edits if e.round == 0 and e.segment_index == worst.index]
+    text = " ".join(shown(segment.text).split())
+    return "\u2018" + (text if len(text) <= 60 else text[:59] + "\u2026") + "\u2019"
+
+
+def _found(result: FixResult) -> str:
+    """What attribution found and what the fix did with it (the first half of the headline)."""
+    ranked = result.attribution_before.ranked()
+    worst = ranked[0] if ranked else None
+    first = [e for e in result.edits if e.round == 0]
+    if worst is not None and worst.harmful:
+        found = f"attribution found the harmful segment {_quoted(worst.segment)} ({worst.mean:+.2f} nats)"
+        touched = [e for e in first if e.segment_index == worst.index]
         if touched:
-            found += " and the fix " + ("removed it" if not touched[0].new.strip() else "rewrote it")
-        elif result.edits:
-            found += f", but the fix left it and edited {len(result.edits)} other segment(s)"
+            return found + " and the fix " + ("removed it" if not touched[0].new.strip() else "rewrote it")
     else:
         attr = result.attribution_before
         found = (f"attribution found no segment that is harmful ({attr.interval_text()}, corrected for "
@@ -213,22 +216,43 @@ def headline(result: FixResult) -> str:
         if result.edits:
             found += f"; the fix edited {len(result.edits)} segment(s)"
     if not result.edits:
-        return found[0].upper() + found[1:] + "; no edit beat the original on train, so the prompt is kept as it is."
+        return found
+    rank = {f.index: n for n, f in enumerate(ranked, 1)}
+    edited = [(rank.get(e.segment_index), e) for e in first] or [(None, result.edits[0])]
+    n, e = min(edited, key=lambda x: x[0] or len(ranked) + 1)
+    what = "removed" if not e.new.strip() else "rewrote"
+    where = f" (attribution's #{n} of {len(ranked)}, {ranked[n - 1].mean:+.2f} nats)" if n else ""
+    others = f" and {len(result.edits) - 1} other segment(s)" if len(result.edits) > 1 else ""
+    return f"{found}; the fix {what} {_quoted(Segment(0, 0, e.old, 'edit'))}{where}{others}"
+
+
+def _likelihood(p0: float, p1: float) -> str:
+    """How the wanted output's probability moved, as percentages, or as a factor when both are tiny."""
+    if max(p0, p1) < 1e-3 and p0 > 0 and p1 > 0:
+        factor = p1 / p0
+        return (f"became {factor:.3g} times as likely" if factor >= 1 else f"became {1 / factor:.3g} times less likely")
+    return f"went from {_pct(p0)} to {_pct(p1)}"
+
+
+def headline(result: FixResult) -> str:
+    """See ``FixResult.headline``."""
+    found = _found(result)
+    found = found[0].upper() + found[1:]
+    if not result.edits:
+        return found + "; no edit beat the original on train, so the prompt is kept as it is."
     before, after, where = ((result.validation_before, result.validation_after, "validation")
                             if result.validation_before and result.validation_after
                             else (result.train_before, result.train_after, "train"))
     p0, p1 = math.exp(before.logprob), math.exp(after.logprob)
     low = result.validation_logprob_low if where == "validation" else None
-    verb = "rose" if p1 > p0 else "fell" if p1 < p0 else "stayed"
-    how = (" significantly" if low is not None and low > 0 else
-           " (not significantly)" if low is not None and verb == "rose" else "")
-    move = f"from {_pct(p0)} to {_pct(p1)}" if verb != "stayed" else f"at {_pct(p0)}"
-    sentence = (f"{found[0].upper() + found[1:]}; the probability of the wanted output {verb}{how} {move} "
-                f"on {before.n_cases} {where} cases")
+    how = ("significantly: " if low is not None and low > 0 else
+           "not significantly: " if low is not None and p1 > p0 else "")
+    sentence = (f"{found}; on {before.n_cases} {where} cases the wanted output {_likelihood(p0, p1)} "
+                f"({how}mean log-prob {before.logprob:.2f} \u2192 {after.logprob:.2f} nats")
     flips = result.validation_flips if where == "validation" else result.train_flips
     if flips is not None:
-        sentence += f" ({len(flips.lost)} turned wrong, {len(flips.gained)} turned right)"
-    return sentence + "."
+        sentence += f"; {len(flips.lost)} case(s) turned wrong, {len(flips.gained)} right"
+    return sentence + ")."
 
 
 
@@ -282,7 +306,7 @@ def flips(before: Sequence[Score], after: Sequence[Score], cases: Sequence[Case]
         return (case.id or f"{split} {i + 1}") + (f": {first[:40]}{'…' if len(first) > 40 else ''}" if first else "")
 
     moved = [(flip(b, a), name(i, c)) for i, (b, a, c) in enumerate(zip(before, after, cases))]
-    rule = "correct" if all(b.correct is not None for b in before) else "logprob"
+    rule = "correct" if all(b.correct is not None for b in before) else "greedy"
     return Flips(lost=tuple(n for f, n in moved if f < 0), gained=tuple(n for f, n in moved if f > 0), rule=rule)
 
 

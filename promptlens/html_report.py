@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .stats import TOO_FEW, describe_lower, level as _level, too_few_reason
-from .templates import shown
+from .templates import MARK_RE, ROLE_OF, shown
 
 if TYPE_CHECKING:  # annotations only: the result types' _repr_html_ calls this module
     import optuna
@@ -369,9 +369,20 @@ def _heatmap(attr: Attribution) -> str:
         sign = {"hurts": "\u25bc", "helps": "\u25b2", "unclear": "\u25cb"}[verdict]
         tip = f"{'estimated (approximate mode), ' if f.estimated else ''}{_tip(f)}"
         out.append(f'{_e(lead)}<mark class="seg {verdict}" style="background:{bg};color:{fg}" tabindex="0" '
-                   f'data-tip="{_e(tip)}" aria-label="{_e(body.strip())} \u2014 {_e(tip)}">{_e(body.lstrip())}'
+                   f'data-tip="{_e(tip)}" aria-label="{_e(body.strip())} \u2014 {_e(tip)}">{_with_roles(body.lstrip())}'
                    f'<span class="badge" aria-hidden="true">{sign}\u00a0{_nats(f.mean)}</span></mark>{_e(tail)}')
     return f'<pre class="heatmap" id="heatmap">{"".join(out)}</pre>'
+
+
+def _with_roles(text: str) -> str:
+    """Escaped text in which each role mark of a message template is a role heading."""
+    parts = MARK_RE.split(text)
+    roles = [ROLE_OF[m] for m in MARK_RE.findall(text)]
+    out = [html.escape(parts[0])]
+    for k, (role, piece) in enumerate(zip(roles, parts[1:])):
+        lead = "\n" if k or parts[0] else ""
+        out.append(f'{lead}<span class="role">{html.escape(role)}</span>\n{html.escape(piece)}')
+    return "".join(out)
 
 
 def _legend(scale: float, attr: Attribution) -> str:
@@ -629,7 +640,7 @@ def _flips(result: FixResult) -> str:
     if not blocks:
         return ""
     rule = ("right = the right label scores best" if (result.train_flips and result.train_flips.rule == "correct")
-            else "free-form targets: wrong = the target less than half as likely as before, right = more than twice")
+            else "free-form targets: right = every target token has probability above 1/2, so greedy decoding gives the target")
     limit = (f" The search allowed at most {result.max_regressions} train case(s) to turn wrong."
              if result.max_regressions is not None else "")
     return (f'<section id="flips" aria-labelledby="flips-h"><h2 id="flips-h">Cases that changed verdict</h2>'

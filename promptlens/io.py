@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError
 
-__all__ = ["check_output", "write_atomic"]
+__all__ = ["check_output", "write_atomic", "read_yaml_file"]
 
 
 def check_output(path: str | Path, what: str) -> None:
@@ -43,3 +44,39 @@ def write_atomic(path: str | Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_yaml_file(path: Path, what: str, missing_hint: str) -> tuple[Any, Any]:
+    """(node tree, data) of a UTF-8 YAML file, read with the safe loader only; every problem is
+    one InputError naming ``file:line``. The node tree is kept for the line numbers of keys."""
+    import yaml  # here, not at the top: most callers of this module write files and never read YAML
+
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give the {what} file (YAML) inside it")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: no such {what} file; {missing_hint}") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the {what} ({exc.strerror or exc}); check its permissions") from exc
+    except ValueError as exc:  # a NUL character in the path
+        raise InputError(f"{str(path)!r}: not a usable path ({exc}); check the path") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                         "save the file as UTF-8") from exc
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{path}{line}: invalid YAML ({exc.problem}); check the indentation and quoting") from exc
+    except yaml.reader.ReaderError as exc:  # a control character: not allowed anywhere in YAML
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise InputError(f"{path}:{line}: invalid YAML (control character U+{code:04X} at offset "
+                         f"{exc.position}); remove it") from exc
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: invalid YAML ({' '.join(str(exc).split())}); check the indentation and quoting") from exc

@@ -36,7 +36,7 @@ from .io import write_atomic
 from .lint_rules import FAIL_ON, FORMATS, RULES, SEVERITIES, Finding, Rule
 from .stats import DEFAULT_CORRECTION, check_correction, level
 from .segments import SEGMENTATIONS, features, fill, segment, template_fields
-from .templates import for_backend
+from .templates import MessageTemplate, for_backend, message_spans
 from .types import Case, Segment
 
 DEFAULT_CONFIG = "promptlens.yaml"
@@ -73,6 +73,10 @@ class LintTarget:
     thresholds: Thresholds = Thresholds()
     suppress: tuple[Suppression, ...] = ()
     severity: Mapping[str, str] = field(default_factory=dict)  # rule id -> level override
+    # a template already read (a promptfoo prompt: inline in the config, or a file:// file) and the
+    # cases that came with it (the config's tests); None: read ``path`` and ``cases``
+    template: MessageTemplate | None = None
+    inline_cases: tuple[Case, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,7 @@ def load_config(path: str | Path) -> tuple[list[LintTarget], dict[str, str]]:
     """Read ``promptlens.yaml``: the targets (globs expanded, paths relative to the config's folder)
     and the top-level settings (``model``, ``method``). Every problem is one ``InputError``
     naming ``file:line``."""
-    from .config import read_yaml_file
+    from .io import read_yaml_file
 
     path = Path(path)
     root, data = read_yaml_file(path, "config", "check the path or give TEMPLATE --cases FILE")
@@ -294,6 +298,12 @@ class _Source:
         return l1, c1, l2, c2 + 1
 
 
+def _template_source(template: MessageTemplate) -> _Source:
+    """A template already read, with the positions of its characters in its file."""
+    index = template.flat_positions()
+    return _Source(template.source or "", template.text, (), (), tuple(index) if index else None)
+
+
 def _read_source(path: Path, display: str) -> _Source:
     from .template_files import load_template
     from .templates import DOUBLE_SUFFIXES, MESSAGE_SUFFIXES, text_template
@@ -364,6 +374,8 @@ class _Context:
 
     @property
     def fix_hint(self) -> str:
+        if self.target.inline_cases is not None:  # a promptfoo suite: fix reads the config itself
+            return f"run: promptlens fix {self.cases_display}"
         return f"run: promptlens fix --template {self.display} --cases {self.cases_display}"
 
 
@@ -495,6 +507,7 @@ def _model_rules(ctx: _Context, backend: Backend, cases: list[Case], method: str
                      objective=objective, seed=seed, correction=correction)
     _segment_rules(ctx, backend, attr)
     _fragile_rule(ctx, backend, cases, attr.segments, objective)
+    _example_rule(ctx, backend, cases)
 
 
 def _segment_rules(ctx: _Context, backend: Any, attr: Any) -> None:
@@ -530,6 +543,23 @@ def _segment_rules(ctx: _Context, backend: Any, attr: Any) -> None:
         how = f"{attr.interval_text()}; no PL103/PL104 calls below {MIN_CASES} cases"
     ctx.statistics.update(confidence=attr.confidence, interval=attr.interval, n_cases=attr.n_cases,
                           correction=attr.correction, segments_tested=m, text=how, uncorrected=uncorrected)
+
+
+def _example_rule(ctx: _Context, backend: Any, cases: list[Case]) -> None:
+    """PL106: a few-shot example whose answer the model ranks below another label."""
+    from .fewshot import check_examples
+
+    text = ctx.source.clean
+    checks = check_examples(backend, text, cases)
+    if not checks:
+        ctx.skipped["PL106"] = "no few-shot examples (user and assistant turns before the last user turn)"
+        return
+    spans = message_spans(text)
+    for c in checks:
+        if c.suspect:
+            start, end, _ = spans[c.message]
+            ctx.add("PL106", f"{c.describe()}: given the rest of the prompt the model prefers {c.best_other!r}",
+                    "check this example's label; promptlens reports it and never changes a label", (start, end))
 
 
 def _normal(text: str) -> str:
@@ -684,6 +714,8 @@ def _cache_key(target: LintTarget, source: _Source, model: str, method: str, see
         cases_bytes = target.cases.read_bytes()
     except OSError:
         cases_bytes = b""  # load_cases reports the problem on the miss that follows
+    if target.inline_cases is not None:
+        cases_bytes += repr(target.inline_cases).encode()
     parts = {
         "version": promptlens_version(), "model": model, "method": method, "seed": seed,
         "model_files": fingerprint, "torch": _dist_version("torch"), "transformers": _dist_version("transformers"),
@@ -712,6 +744,7 @@ class LintConfig:
     method: str = "ablation"  # attribution method of PL103/PL104
     cache_dir: str | Path | None = DEFAULT_CACHE  # None: no cache
     seed: int = 0
+    progress: bool = False  # a bar on stderr for each template whose model rules run (cached ones get none)
     correction: str = DEFAULT_CORRECTION  # PL103 across a template's segments: "bh", "holm" or "none" (promptlens.stats)
 
 
@@ -726,7 +759,10 @@ def lint(
     ``overrides`` are ``LintConfig`` fields applied over ``config``.
 
     Example: ``lint([LintTarget(Path("prompt.txt"), Path("cases.jsonl"))], LintConfig(cache_dir=None)).failed()``"""
-    from .attribution import METHODS, check_choice
+    from .backends.base import GRADIENT_METHODS, SCORE_ONLY_METHODS
+    from .names import check_choice
+
+    METHODS = SCORE_ONLY_METHODS + GRADIENT_METHODS
     from .cases import load_cases
 
     c = dataclasses.replace(config or LintConfig(), **overrides)
@@ -736,7 +772,7 @@ def lint(
     if backend is not None:
         model_name = getattr(backend, "name", type(backend).__name__)
     else:
-        from .backends.hf import EMBEDDED_MODEL
+        from .names import EMBEDDED_MODEL
 
         model_name = str(Path(model).resolve()) if model else EMBEDDED_MODEL
     model_name += " (raw)" if raw else ""
@@ -754,23 +790,29 @@ def lint(
     for target in targets:
         start = time.perf_counter()
         display, cases_display = _display(target.path), _display(target.cases)
-        source = _read_source(target.path, display)
+        source = _template_source(target.template) if target.template is not None else _read_source(target.path, display)
         key = _cache_key(target, source, model_name, f"{method}:{c.correction}", seed, fingerprint)
         file = Path(cache_dir) / f"{key}.json" if cache_dir is not None else None
         data = _read_cache(file) if file is not None else None
         cached = data is not None
         if data is None:
-            cases = load_cases(target.cases, task=target.task)
+            bar = _progress(display, c.progress)
+            cases = list(target.inline_cases) if target.inline_cases is not None else load_cases(target.cases, task=target.task)
             ctx = _Context(target, display, cases_display, source, cases)
             if _static_rules(ctx):
+                bar.set_postfix_str("context" if loaded else "loading the model")
                 fit = _context_rule(ctx, get_backend())
+                bar.update()
                 if fit:
+                    bar.set_postfix_str("accuracy, attribution, perturbations")
                     _model_rules(ctx, get_backend(), fit, method, seed, c.correction)
                 else:
                     ctx.skipped.update({r: "no case fits the context" for r, rule in RULES.items() if rule.model})
             else:
                 ctx.skipped.update({r: "the template cannot be filled (PL001)" for r in ("PL004", "PL101", "PL102",
                                                                                            "PL103", "PL104", "PL105")})
+            bar.update(bar.total - bar.n)
+            bar.close()
             data = {"n_cases": min(len(cases), target.thresholds.max_cases), "skipped": ctx.skipped,
                     "findings": [dataclasses.asdict(f) for f in ctx.findings], "statistics": ctx.statistics}
             if file is not None:
@@ -780,6 +822,13 @@ def lint(
                                       dict(data["skipped"]), cached, time.perf_counter() - start,
                                       dict(data.get("statistics", {}))))
     return LintResult(model_name, method, tuple(results))
+
+
+def _progress(name: str, enabled: bool) -> Any:
+    """A two-step bar for one template (fit the context; the model rules), as fix and bench show."""
+    from tqdm import tqdm
+
+    return tqdm(total=2, desc=f"lint {name}", unit="step", disable=not enabled, leave=False)
 
 
 def _settle(finding: Finding, target: LintTarget, source: _Source) -> Finding:

@@ -35,6 +35,9 @@ _RULE_HELP = {
              "Delete it to save tokens, or keep it and suppress the note.",
     "PL105": "A typo or a casing change in this segment drops the score by more than `thresholds.fragile` "
              "nats: the answer hinges on its exact form. Reword it.",
+    "PL106": "A few-shot example's answer, scored after the system text, the other examples and the example's "
+             "own question, is less likely than another label: the model disagrees with the example, which is how "
+             "a wrong label shows itself. Check the label; promptlens never changes one.",
 }
 _GITLAB_SEVERITY = {"error": "critical", "warning": "major", "note": "info"}
 _GITHUB_LEVEL = {"error": "error", "warning": "warning", "note": "notice"}

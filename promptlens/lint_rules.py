@@ -41,6 +41,8 @@ RULES: dict[str, Rule] = {r.id: r for r in (
          "The segment has no measurable effect on the score; it only costs tokens.", True),
     Rule("PL105", "fragile-segment", "warning",
          "A meaning-preserving perturbation of the segment (a typo, a casing change) drops the score.", True),
+    Rule("PL106", "doubtful-example-label", "warning",
+         "Given the rest of the prompt, the model prefers another label to a few-shot example's own answer.", True),
 )}
 
 

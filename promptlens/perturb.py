@@ -35,7 +35,7 @@ from .segments import segment, template_fields
 from .similarity import SimilarityModel
 from .types import Case
 
-LEVELS = ("character", "word", "sentence", "semantic")
+from .names import LEVELS  # noqa: E402 (defined where the CLI can import it cheaply)
 PLACEMENTS = ("random", "guided")
 
 # More near-synonyms for words common in task instructions; rewrites.SYNONYMS is used as well.
@@ -314,7 +314,8 @@ def _apply(template: str, replacements: Sequence[tuple[int, int, str]]) -> str:
 # --- formatting variants ---------------------------------------------------------------------
 
 # A descriptor at the start of a line: "Answer:", "Statement: {input}" (FormatSpread, Sclar et al. 2023).
-_DESCRIPTOR = re.compile(r"(?m)^([ \t]*)([A-Za-z][A-Za-z ]{0,24}?):(?=[ \t]|$|\{)")
+# A message template's role mark (promptlens.templates) starts a line too.
+_DESCRIPTOR = re.compile(r"(?m)(?:^|(?<=[\x11\x12\x13]))([ \t]*)([A-Za-z][A-Za-z ]{0,24}?):(?=[ \t]|$|\{)")
 
 
 def format_variants(template: str, protected: frozenset[str]) -> list[tuple[str, str]]:

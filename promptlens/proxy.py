@@ -15,11 +15,14 @@ import copy
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # a proxy copies a local model: only HFBackend has one
+    from .backends.hf import HFBackend
 
 PROXIES = ("auto", "bfloat16", "int8")
 FIDELITY = 0.1  # nats per token: the most a proxy's log-probs may differ from the target's on average
@@ -41,7 +44,7 @@ def native_bf16(cpuinfo: str | None = None) -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
-def _copy(backend: Any, kind: str) -> Any:
+def _copy(backend: HFBackend, kind: str) -> HFBackend:
     from .backends.hf import HFBackend, load_backend
 
     if kind not in ("bfloat16", "int8"):
@@ -60,14 +63,15 @@ def _copy(backend: Any, kind: str) -> Any:
                      max_batch_tokens=backend.max_batch_tokens)
 
 
-def _calibrate(backend: Any, seq: list[int]) -> tuple[float, list[float]]:
+def _calibrate(backend: HFBackend, seq: list[int]) -> tuple[float, list[float]]:
     """Seconds to score ``seq`` through the backend's real scoring path, and every token's log-prob."""
     start = time.perf_counter()
     logprobs = backend.scorer.score([seq], [len(seq) - 1])[0]
     return time.perf_counter() - start, logprobs
 
 
-def choose_proxy(backend: Any, choice: str = "auto", sample: str = "", tolerance: float = FIDELITY) -> tuple[Any, dict]:
+def choose_proxy(backend: HFBackend, choice: str = "auto", sample: str = "",
+                 tolerance: float = FIDELITY) -> tuple[HFBackend, dict]:
     """A cheaper copy of ``backend`` and the record of how it was chosen.
 
     Each candidate scores ``sample`` (the prompt being attributed; its first 128 tokens) twice,

@@ -130,7 +130,7 @@ def flip_lines(split: str, flips: Flips | None, limit: int = 10) -> list[str]:
     if flips is None:
         return []
     what = ("right label scores best" if flips.rule == "correct"
-            else "free-form target: wrong = less than half as likely as before, right = more than twice")
+            else "free-form target: right = every target token above probability 1/2, so greedy decoding gives it")
     lines = [f"{split} flips ({what}): {len(flips.lost)} right -> wrong, {len(flips.gained)} wrong -> right"]
     for sign, names in (("-", flips.lost), ("+", flips.gained)):
         lines += [f"  {sign} {n}" for n in names[:limit]]

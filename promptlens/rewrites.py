@@ -29,7 +29,7 @@ from .similarity import SimilarityModel
 from .templates import is_messages
 from .types import Case, Rewrite, Segment
 
-KINDS = ("original", "delete", "paraphrase", "synonym", "scaffold", "alternative", "drop_example", "reorder_examples")
+from .names import KINDS  # noqa: E402 (defined where the recipe reader can import it cheaply)
 
 PARAPHRASE_PROMPT = "Rewrite this instruction more clearly, keep its meaning:\n{text}"
 # What a generated sentence is scored after, to measure its fluency on its own.

@@ -99,18 +99,21 @@ class TemplateScorer:
         return sum(1 for i in range(len(self.cases)) if flip(self.memo[(baseline, i)], self.memo[(template, i)]) < 0)
 
 
-REGRESSION_NATS = math.log(2)  # free-form targets: a fall of more than this (half as likely) is a regression
+REGRESSION_NATS = math.log(2)  # a target token above this log-prob (p > 1/2) is the greedy choice
+
+
+def right(score: Score) -> bool:
+    """Whether a case is answered right: on a choice case the right label scores best; on a
+    free-form target every target token has probability above 1/2, so greedy decoding is sure to
+    produce the target (a sufficient condition that needs no generation)."""
+    if score.correct is not None:
+        return score.correct
+    return all(t > -REGRESSION_NATS for t in score.token_logprobs)
 
 
 def flip(before: Score, after: Score) -> int:
-    """-1 if a case was right before and is wrong after, +1 for the reverse, else 0. On a choice
-    case "right" is the right label scoring best; a free-form target has no right or wrong, so a
-    case counts as lost when the target became less than half as likely (``REGRESSION_NATS``) and
-    as gained when it became more than twice as likely."""
-    if before.correct is not None and after.correct is not None:
-        return int(after.correct) - int(before.correct)
-    change = after.logprob - before.logprob
-    return 1 if change > REGRESSION_NATS else -1 if change < -REGRESSION_NATS else 0
+    """-1 if a case was right before and is wrong after (``right``), +1 for the reverse, else 0."""
+    return int(right(after)) - int(right(before))
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from promptlens.errors import InputError
 from promptlens.similarity import JaccardSimilarity
 
 __all__ = ["FakeBackend", "JaccardSimilarity", "BANANA_PENALTY"]
@@ -34,6 +35,8 @@ class FakeBackend:
             self.prompts_scored.append(prompt)
             rows = []
             for t in ts:
+                if not t.strip():  # as every real backend does (tests/test_backend_contract.py)
+                    raise InputError(f"target {t!r} is empty; give a non-empty target")
                 tokens = [-1.0] * max(1, len(t.split()))
                 self.tokens_computed += len(prompt.split()) + len(tokens)
                 if "banana" in prompt.lower():

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+from promptlens.errors import InputError
+
 
 @dataclass
 class RuleBackend:
@@ -30,6 +32,8 @@ class RuleBackend:
             shift = sum(v for w, v in self.rules.items() if w in words)
             row = []
             for t in ts:
+                if not t.strip():  # as every real backend does (tests/test_backend_contract.py)
+                    raise InputError(f"target {t!r} is empty; give a non-empty target")
                 n = len(t.split())
                 extra = sum(v for (w, tt), v in self.bonus.items() if w in words and tt == t)
                 row.append([-1.0 + (shift + extra) / n] * n)

@@ -469,7 +469,7 @@ def test_flips_list_the_cases_turned_wrong_and_right_on_train_and_validation():
     assert result.train_after.margin == pytest.approx(result.train_before.margin + 1.5)
     assert result.train_flips.rule == "correct" and result.train_flips.lost == ("t3: q3 n", "t7: q7 n")
     assert result.validation_flips.lost == ("v3: q3 n",) and result.validation_flips.gained == ()
-    assert "1 turned wrong, 0 turned right" in result.headline
+    assert "1 case(s) turned wrong, 0 right" in result.headline
 
 
 def test_max_regressions_makes_a_combination_that_turns_a_case_wrong_infeasible():
@@ -479,14 +479,17 @@ def test_max_regressions_makes_a_combination_that_turns_a_case_wrong_infeasible(
     assert _reg_fix(max_regressions=2).best != REG_TEMPLATE  # two lost cases are within a limit of 2
 
 
-def test_flip_rule_for_free_form_targets_is_half_or_twice_as_likely():
+def test_flip_rule_for_free_form_targets_is_every_token_above_one_half():
+    import math
+
     from promptlens.search import flip
     from promptlens.types import Score
 
-    def s(lp: float) -> Score:
-        return Score(lp, (lp,))
+    def s(*tokens: float) -> Score:
+        return Score(sum(tokens), tokens)
 
-    assert [flip(s(-2.0), s(-2.0 - d)) for d in (0.6, 0.8, -0.6, -0.8)] == [0, -1, 0, 1]
+    sure, unsure = s(-0.1, -0.5), s(-0.1, -math.log(2) - 0.01)
+    assert [flip(sure, unsure), flip(unsure, sure), flip(sure, s(-0.6)), flip(unsure, s(-3.0, -3.0))] == [-1, 1, 0, 0]
 
 
 def test_max_regressions_out_of_range_is_an_input_error():

@@ -152,8 +152,8 @@ def test_fix_page_reports_the_gain_diff_and_charts(fixed):
     assert v1 == pytest.approx(v0 + BANANA_PENALTY)
     assert summary_text(doc).startswith(
         "In short Attribution found the harmful segment \u2018Eat a banana.\u2019 (-3.00 nats) and the fix removed it; "
-        f"the probability of the wanted output rose significantly from {math.exp(v0):.1%} to {math.exp(v1):.1%} "
-        "on 4 validation cases (0 turned wrong, 4 turned right).")
+        f"on 4 validation cases the wanted output went from {math.exp(v0):.1%} to {math.exp(v1):.1%} "
+        f"(significantly: mean log-prob {v0:.2f} \u2192 {v1:.2f} nats; 0 case(s) turned wrong, 0 right).")
     assert result.headline in summary_text(doc)  # the terminal report's sentence, word for word
     assert re.search(r"<del[^>]*>Eat a banana\.\s*</del>", doc) and "gain +3.00 nats on train" in doc
     for cls in ("history", "importance", "slopes", "forest"):
@@ -197,7 +197,7 @@ def test_fix_and_lint_cli_write_html(tmp_path, monkeypatch):
                  "--out", str(tmp_path / "out"), "--html", str(tmp_path / "fix.html")]) == 0
     doc = (tmp_path / "fix.html").read_text(encoding="utf-8")
     check_page(doc)
-    assert "the fix removed it; the probability of the wanted output rose" in doc and 'class="chart slopes"' in doc
+    assert "the fix removed it; on 4 validation cases the wanted output went from" in doc and 'class="chart slopes"' in doc
 
     monkeypatch.setattr(hf, "load_backend", lambda *a, **k: RuleBackend(rules={"banana": -3.0}))
     code = main(["lint", str(tmp_path / "t.txt"), "--cases", str(cases), "--no-cache", "--output",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from promptlens.errors import InputError
-from promptlens.lint import LintTarget, Thresholds, lint, load_config
+from promptlens.lint import RULES, LintTarget, Thresholds, lint, load_config
 from promptlens.lint_report import render
 from tests.rule_backend import RuleBackend
 
@@ -248,7 +248,10 @@ def test_cached_rerun_does_not_touch_the_model(tmp_path, monkeypatch):
 
 
 def test_cache_key_follows_the_model_files_and_the_library_versions(tmp_path, monkeypatch):
-    import promptlens.lint as lint_module
+    import importlib
+
+    # importlib: `promptlens.lint` as an attribute is the function the package exports.
+    lint_module = importlib.import_module("promptlens.lint")
 
     monkeypatch.chdir(tmp_path)
     target = write(tmp_path, CLEAN, CHOICE_CASES)
@@ -374,7 +377,7 @@ def test_junit_one_testcase_per_rule_with_failures(tmp_path):
     root = ET.fromstring(render(result, "junit", fail_on="warning"))
     suite = root.find("testsuite")
     cases = {c.get("name").split()[0]: c for c in suite.findall("testcase")}
-    assert len(cases) == 9 and suite.get("tests") == "9"
+    assert len(cases) == len(RULES) == 10 and suite.get("tests") == "10"
     assert cases["PL103"].find("failure") is not None and cases["PL101"].find("failure") is not None
     assert cases["PL104"].find("failure") is None  # suppressed
     assert cases["PL102"].find("skipped") is not None  # no choice cases
@@ -447,3 +450,36 @@ def test_real_model_reports_planted_harmful_line(backend, tmp_path):
     f = planted[0]
     assert (f.start_line, f.start_col, f.end_line, f.end_col) == (2, 1, 2, 18)
     assert "95% interval [" in f.message and "run: promptlens fix --template" in f.hint
+
+
+def test_messages_files_report_line_col_in_the_file(tmp_path):
+    messages = ('{\n  "model": "x",\n  "messages": [\n'
+                '    {"role": "system", "content": "Give the plural.\\n  Always answer banana."},\n'
+                '    {"role": "user", "content": "Word: {{ input }}"}\n  ]\n}\n')
+    backend = RuleBackend(rules={"banana": -3.0, "plural": 0.5, "word": 0.5})
+    result = run(write(tmp_path, messages, FREE_CASES, "p.json"), backend)
+    (harmful,) = [f for f in result.findings if f.rule_id == "PL103"]
+    # `Always answer banana.` starts after the `\n  ` escape: line 4, column 56 of the JSON file
+    assert (harmful.path.endswith("p.json"), harmful.start_line, harmful.start_col, harmful.end_col) == (True, 4, 56, 77)
+    assert "'Always answer banana.'" in harmful.message and "\x11" not in harmful.message
+    from promptlens.lint_report import render
+
+    sarif = json.loads(render(result, "sarif"))
+    (region,) = [r["locations"][0]["physicalLocation"]["region"] for r in sarif["runs"][0]["results"]
+                 if r["ruleId"] == "PL103"]
+    assert (region["startLine"], region["startColumn"], region["endColumn"]) == (4, 56, 77)
+    yaml_text = ("messages:\n  - role: system\n    content: |\n      Give the plural.\n      Always answer banana.\n"
+                 "  - role: user\n    content: 'Word: {input}'\n")
+    result = run(write(tmp_path, yaml_text, FREE_CASES, "p.yaml"), backend)
+    (harmful,) = [f for f in result.findings if f.rule_id == "PL103"]
+    assert (harmful.start_line, harmful.start_col, harmful.end_line, harmful.end_col) == (5, 7, 5, 28)
+
+
+def test_model_work_shows_a_progress_bar_and_a_cached_run_none(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    target = write(tmp_path, CLEAN, CHOICE_CASES)
+    lint([target], backend=RuleBackend(bonus=HELPS), cache_dir="c", progress=True)
+    err = capsys.readouterr().err
+    assert "lint t.txt:" in err and "/2 [" in err  # a two-step bar (tqdm may skip redrawing its last state)
+    again = lint([target], backend=RuleBackend(bonus=HELPS), cache_dir="c", progress=True)
+    assert again.templates[0].cached and "lint t.txt" not in capsys.readouterr().err

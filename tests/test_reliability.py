@@ -148,7 +148,7 @@ CORPUS: list[tuple[str, list[str], dict[str, str | bytes | None], str]] = [
      "r.yaml:3: unknown strategy 'best'; choose one of: attribution, random, all"),
     ("fix-recipe-bad-segmentation", ["fix", "r.yaml"],
      {"r.yaml": RECIPE + "segmentation: word\n", "c.jsonl": GOOD_JSONL},
-     "segmentation 'word' cannot be repaired; use sentence or line"),
+     "segmentation 'word' cannot be repaired; use one of: sentence, line, message, example, unit"),
     ("fix-recipe-threshold-range", ["fix", "r.yaml"], {"r.yaml": RECIPE + "threshold: 1.5\n", "c.jsonl": GOOD_JSONL},
      "r.yaml:3: `threshold` is 1.5; give a number from 0.0 to 1.0"),
     ("fix-recipe-budget-zero", ["fix", "r.yaml"], {"r.yaml": RECIPE + "budget: {trials: 0}\n", "c.jsonl": GOOD_JSONL},

@@ -70,7 +70,13 @@ def test_schema_enums_are_the_codes():
     props = RECIPE["properties"]
     assert tuple(props) == KEYS
     assert tuple(props["strategy"]["enum"]) == STRATEGIES
+    from promptlens.config import REPAIRABLE
+
+    assert tuple(props["segmentation"]["enum"]) == REPAIRABLE
     assert tuple(props["rewrites"]["items"]["enum"]) == KINDS[1:]
+    from promptlens.config import REPAIRABLE
+
+    assert tuple(props["segmentation"]["enum"]) == tuple(REPAIRABLE)
     entry = CONFIG["properties"]["templates"]["items"]["properties"]
     assert tuple(CONFIG["properties"]) == ("model", "method", "templates") and set(_TOP_KEYS) == set(CONFIG["properties"])
     assert set(entry) == set(_ENTRY_KEYS)

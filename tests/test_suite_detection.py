@@ -41,12 +41,12 @@ def test_summarize_counts_hits_and_false_calls():
     planted[:, 2] = [-2.0, -2.1, -1.9, -2.0]
     rows = [
         {"prompt": "p", "variant": "clean", "kind": "clean", "method": "ablation", "units": 3, "cases": 4,
-         "forward_passes": 2, "seconds": 1.0, "harmful_calls": 1, "per_case": json.dumps(clean.tolist()),
+         "forward_passes": 2, "seconds": 1.0, "harmful_calls": 1, "per_case": json.dumps(clean.T.tolist()),
          "fault_feature": None},
         {"prompt": "p", "variant": "v", "kind": "wrong_format_example", "method": "ablation", "units": 3, "cases": 4,
          "forward_passes": 2, "seconds": 1.0, "harmful_calls": 1, "rank": 1, "hit1": True, "top3": True,
          "fault_called_harmful": True, "fault_mean": -2.0, "harm": -1.0,
-         "per_case": json.dumps(planted.tolist()), "fault_feature": 2},
+         "per_case": json.dumps(planted.T.tolist()), "fault_feature": 2},
     ]
     s = det.summarize(pd.DataFrame(rows)).loc["ablation"]
     assert s.hit1 == 1.0 and s.chance_hit1 == pytest.approx(1 / 3)

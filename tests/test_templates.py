@@ -402,3 +402,75 @@ def test_example_check_reports_a_doubtful_label() -> None:
     (note,) = check_notes(checks)
     assert note.startswith("example 2's answer 'yes': -3.00 nats, 'no' +0.00 nats: the model prefers 'no'")
     assert messages_of(flat)[4].content == "yes"  # reported, never changed
+
+
+# --- the real embedded model ----------------------------------------------------------------
+
+
+def _teacher_forced(backend, text: str, target: str) -> float:
+    """log p(target | text) from one plain forward pass of the model (no trie, no Captum)."""
+    import torch
+
+    ids = backend.tokenizer(text, add_special_tokens=False)["input_ids"]
+    tgt = backend.tokenizer(target, add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        logits = backend.model(torch.tensor([ids + tgt])).logits[0, len(ids) - 1 : -1].float()
+    return float(torch.log_softmax(logits, -1).gather(1, torch.tensor(tgt)[:, None]).sum())
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("name", ["chat_prompt.json", "promptfooconfig.yaml"])
+def test_real_scores_of_message_templates_match_a_plain_forward(backend, name: str) -> None:
+    from promptlens.promptfoo import load_suite
+    from promptlens.scoring import score_prompts
+    from promptlens.segments import fill
+
+    suite = load_suite(Path(__file__).parent.parent / "examples" / "promptfoo" / "promptfooconfig.yaml")
+    template = next(p for p in suite.prompts if p.path.endswith(name))
+    cases = list(suite.cases[:2])
+    (row,) = score_prompts(backend, [[fill(template.text, c.vars) for c in cases]], cases)
+    for case, score in zip(cases, row):
+        rendered = backend.render(fill(template.text, case.vars))
+        assert not MARK_RE.search(rendered) and case.vars["word"] in rendered
+        assert score.logprob == pytest.approx(_teacher_forced(backend, rendered, case.target), abs=1e-3)
+    if name.endswith(".json"):
+        assert rendered.count("<|im_start|>") == 7 and "SmolLM" not in rendered  # its own system turn
+
+
+@pytest.mark.model
+def test_real_attribute_by_example_and_yaml_messages(backend, tmp_path: Path) -> None:
+    from promptlens import attribute
+    from promptlens.types import Case
+
+    (tmp_path / "p.yaml").write_text(
+        "- role: system\n  content: Give the plural of the word.\n- role: user\n  content: 'Word: cat'\n"
+        "- role: assistant\n  content: cats\n- role: user\n  content: 'Word: {{ word }}'\n")
+    template = load_template(tmp_path / "p.yaml")
+    cases = [Case(vars={"word": w}, target=t) for w, t in (("dog", "dogs"), ("box", "boxes"))]
+    result = attribute(template, cases=cases, backend=backend, segmentation="example")
+    assert [(f.segment.kind, f.segment.name) for f in result.features] == [("message", "system"), ("example", "example 1")]
+    assert result.notes == ()  # SmolLM2's template has a system role: no fallback note
+    from promptlens.scoring import score_prompts
+    from promptlens.segments import fill
+
+    (full,) = score_prompts(backend, [[fill(result.text, c.vars) for c in cases]], cases)
+    assert result.original_score == pytest.approx(sum(s.logprob for s in full) / 2, abs=1e-4)
+
+
+def test_html_and_terminal_reports_show_roles_never_marks() -> None:
+    from promptlens import attribute
+    from promptlens.html_report import attribution_html
+    from promptlens.report import attribution_table, dumps
+    from promptlens.types import Case
+    from tests.rule_backend import RuleBackend
+
+    template = _few_shot(["yes", "no"])
+    cases = [Case(vars={"x": f"item {i}"}, target="yes") for i in range(3)]
+    for by in ("example", "sentence"):
+        result = attribute(template, cases=cases, backend=RuleBackend(rules={"no": -1.0}), segmentation=by)
+        page, table, data = attribution_html(result), attribution_table(result, color=True), dumps(result)
+        for text in (page, table, data):
+            assert not MARK_RE.search(text) and "\\u0011" not in text
+        assert page.count('<span class="role">') == 6  # one heading per message
+        assert "--- system ---" in table and "--- assistant ---" in table
+        assert '"[system] Answer the question with yes or no.' in data

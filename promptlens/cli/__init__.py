@@ -10,6 +10,7 @@ Exit codes: 0 success, 1 findings (lint), 2 usage/input error (one line on stder
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable, NoReturn
 
@@ -26,6 +27,15 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"promptlens: error: {message}; see `{self.prog} --help`\n")
+
+
+def set_threads(n: int) -> None:
+    """torch's CPU threads, without importing torch for a run that may never need it (a cached
+    lint): torch reads ``OMP_NUM_THREADS`` when it loads; once loaded, it is told directly."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(n)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,9 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             print(f"promptlens: error: --threads {args.threads} is out of range; give 1 or more", file=sys.stderr)
             return 2
-        import torch
-
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
     try:
         return int(args.run(args))
     except PromptLensError as exc:

@@ -6,16 +6,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..approx import MODES, ApproxConfig
-from ..attribution import BASELINES, METHODS, attribute, check_choice, check_inputs
-from ..backends.base import check_method
-from ..cases import load_cases
+from typing import TYPE_CHECKING
+
+# Only what the parser shows is imported here (cheap); the job's modules load in run().
+from ..backends.base import GRADIENT_METHODS, SCORE_ONLY_METHODS
 from ..errors import InputError
-from ..io import check_output, write_atomic
-from ..report import attribution_table, dumps
+from ..names import BASELINES, check_choice
 from ..scoring import OBJECTIVES
 from ..segments import SEGMENTATIONS
-from .common import add_common_options, make_backend, read_template_arg, use_color
+from .common import add_common_options, make_backend, promptfoo_suite, read_template_arg, use_color
+
+if TYPE_CHECKING:
+    from ..approx import ApproxConfig
+
+METHODS = SCORE_ONLY_METHODS + GRADIENT_METHODS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -55,6 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _approx_config(args: argparse.Namespace) -> ApproxConfig:
     """The approximate mode's settings, checked before the model loads."""
+    from ..approx import MODES, ApproxConfig
     from ..proxy import PROXIES
 
     check_choice("mode", args.mode, MODES)
@@ -73,6 +78,12 @@ def _approx_config(args: argparse.Namespace) -> ApproxConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..attribution import attribute, check_inputs
+    from ..backends.base import check_method
+    from ..cases import load_cases
+    from ..io import check_output, write_atomic
+    from ..report import attribution_table, dumps
+
     # Check the cheap things before the model loads.
     check_choice("method", args.method, METHODS)
     check_choice("segmentation", args.segmentation, SEGMENTATIONS)
@@ -84,8 +95,13 @@ def run(args: argparse.Namespace) -> int:
     if args.objective is not None:
         check_choice("objective", args.objective, OBJECTIVES)
     approx = _approx_config(args)
-    prompt = read_template_arg(args.prompt, "prompt").text
     cases = None
+    suite = promptfoo_suite(args.prompt)
+    if suite is not None:  # a promptfoo config: its first prompt, its tests as cases
+        prompt = suite.prompts[0].text
+        cases = list(suite.cases)[: args.limit]
+    else:
+        prompt = read_template_arg(args.prompt, "prompt").text
     if args.cases:
         if args.target is not None:
             raise InputError("give either --target or --cases, not both")

@@ -12,15 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..bench import BenchConfig, bench, check_bench_args
-from ..bench_report import bench_csv, bench_markdown, bench_plot, bench_table
-from ..cases import load_cases
-from ..config import load_recipe
+# Only what the parser shows is imported here (cheap); the job's modules load in run().
 from ..errors import InputError
 from ..io import check_output, write_atomic
-from ..perturb import LEVELS
-from ..report import dumps
-from .common import add_common_options, is_file_arg, make_backend, read_text_arg
+from ..names import LEVELS
+from .common import add_common_options, is_file_arg, make_backend, read_template_arg, read_text_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,6 +47,12 @@ def _name(value: str, taken: set[str], n: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..bench import BenchConfig, bench, check_bench_args
+    from ..bench_report import bench_csv, bench_markdown, bench_plot, bench_table
+    from ..cases import load_cases
+    from ..config import load_recipe
+    from ..report import dumps
+
     levels = tuple(lv.strip() for lv in args.levels.split(",") if lv.strip())
     bad = [lv for lv in levels if lv not in LEVELS]
     if bad or not levels:
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe) if args.recipe else None
     if recipe is None and not (args.template and args.cases):
         raise InputError("give a recipe file, or both --template and --cases")
-    template = read_text_arg(args.template, "template") if args.template else recipe.template
+    template = read_template_arg(args.template, "template").text if args.template else recipe.template
     seed = args.seed if args.seed is not None else (recipe.seed if recipe else 0)
     threshold = args.threshold if args.threshold is not None else (recipe.threshold if recipe else BenchConfig.threshold)
     if args.cases:
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     cases = cases[: args.limit]
     prompts = {"original": template}
     for n, value in enumerate(args.prompt, 2):
-        prompts[_name(value, set(prompts), n)] = read_text_arg(value, "prompt")
+        prompts[_name(value, set(prompts), n)] = read_template_arg(value, "prompt").text
     check_bench_args(prompts, cases, levels, args.budget, args.edits, threshold)  # before the model loads
     for path, what in ((args.json_out, "JSON result"), (args.html, "HTML report")):
         if path:

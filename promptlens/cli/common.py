@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -50,6 +51,22 @@ def read_template_arg(value: str, what: str = "prompt") -> MessageTemplate:
     return text_template(text, path=value if text is not value else None)
 
 
+def promptfoo_suite(value: str | None):  # -> PromptfooSuite | None
+    """The promptfoo suite ``value`` names, its report printed to stderr; None for anything else.
+    A suite with several prompts is used by its first one, and the report says so."""
+    from ..promptfoo import is_promptfoo_config, load_suite
+
+    if not value or "\n" in value or len(value) > 4096 or not is_promptfoo_config(value):
+        return None
+    suite = load_suite(value)
+    for line in suite.report():
+        print(line, file=sys.stderr)
+    if len(suite.prompts) > 1:
+        print(f"promptfoo {suite.path}: using {suite.prompt_labels[0]}; `promptlens lint` checks every prompt",
+              file=sys.stderr)
+    return suite
+
+
 def is_file_arg(value: str) -> bool:
     """``value`` names an existing file (rather than being inline text)."""
     return "\n" not in value and len(value) < 4096 and Path(value).is_file()
@@ -80,7 +97,7 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
 def make_backend(args: argparse.Namespace) -> Backend:
     """The backend the common options ask for: a remote server (``--server``) or a local model."""
     if getattr(args, "server", None):
-        from ..attribution import check_choice
+        from ..names import check_choice
         from ..backends.remote import FORMATS, remote_backend
 
         check_choice("server format", args.server_format, FORMATS)

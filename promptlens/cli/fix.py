@@ -10,19 +10,22 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ..cases import load_cases
-from ..config import Recipe, load_recipe
+from typing import TYPE_CHECKING
+
+# Only what the parser shows is imported here (cheap); the job's modules load when it runs.
 from ..errors import InputError
-from ..fix import STRATEGIES, FixConfig, FixInterrupted, check_fix_config, fix
 from ..io import check_output, write_atomic
-from ..report import dumps, fix_report
-from ..search import check_storage, interrupts
-from .common import add_common_options, make_backend, read_template_arg, use_color
+from ..names import STRATEGIES
+from .common import add_common_options, make_backend, promptfoo_suite, read_template_arg, use_color
+
+if TYPE_CHECKING:
+    from ..config import Recipe
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fix", help="repair a prompt template: meaning-preserving edits that raise the score")
-    p.add_argument("recipe", nargs="?", help="recipe YAML (template, cases, budget, ...); flags override it")
+    p.add_argument("recipe", nargs="?", help="recipe YAML (template, cases, budget, ...), or a promptfoo config "
+                   "(its first prompt, its tests as cases); flags override it")
     p.add_argument("--template", help="template text, or a file holding it (overrides the recipe's)")
     p.add_argument("--cases", help="cases file (JSONL/JSON/CSV/YAML) (overrides the recipe's)")
     p.add_argument("--task", help="with a dataset-schema cases file: only this task's records")
@@ -38,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "significantly on train")
     p.add_argument("--max-regressions", type=int, metavar="N",
                    help="at most N train cases may turn from right to wrong (choice tasks: the right label no longer "
-                   "scores best; free-form: the target less than half as likely); a constraint of the search "
+                   "scores best; free-form: greedy decoding no longer sure to give the target); a constraint of the search "
                    "(default: the recipe's, else no limit)")
     p.add_argument("--resume", action="store_true", help="continue the stored study instead of starting afresh")
     p.add_argument("--storage", help="Optuna storage: an RDB URL (sqlite:///..., postgresql://user@host/db) or "
@@ -51,8 +54,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _recipe(args: argparse.Namespace) -> Recipe:
+    from ..cases import load_cases
+    from ..config import Recipe, load_recipe
+    from ..fix import FixConfig
+
     """The recipe file with the flags applied over it (or one made of the flags alone)."""
-    if args.recipe:
+    suite = promptfoo_suite(args.recipe)
+    if suite is not None:  # a promptfoo config: its first prompt and its tests, fix's defaults
+        first = suite.prompts[0]
+        recipe = Recipe(template=first.text, cases=suite.cases, source=first)
+    elif args.recipe:
         recipe = load_recipe(args.recipe)
     elif args.template and args.cases:
         recipe = None
@@ -97,6 +108,8 @@ def written(source: object, flat: str) -> str:
 
 
 def _check_outputs(args: argparse.Namespace, out: Path, fixed_name: Path) -> None:
+    from ..search import check_storage
+
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder for the fixed template and the study database")
     check_output(fixed_name, "fixed template")
@@ -108,6 +121,10 @@ def _check_outputs(args: argparse.Namespace, out: Path, fixed_name: Path) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..fix import FixInterrupted, check_fix_config, fix
+    from ..report import dumps, fix_report
+    from ..search import interrupts
+
     recipe = _recipe(args)
     check_fix_config(recipe.template, recipe.cases, recipe.config)
     out = Path(args.out)

@@ -10,8 +10,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ..attribution import check_choice
 from ..backends.devices import resolve_dtype
+from ..names import check_choice
 from ..errors import InputError
 from ..io import check_output, write_atomic
 from ..lint import (DEFAULT_CACHE, DEFAULT_CONFIG, FAIL_ON, FORMATS, LintConfig, LintTarget, clear_cache, lint,
@@ -54,7 +54,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"removed {removed} cached file{'s' if removed != 1 else ''} from {args.cache_dir}", file=sys.stderr)
         if not (args.template or args.config or Path(DEFAULT_CONFIG).is_file()):
             return 0
-    if args.template:
+    from ..promptfoo import is_promptfoo_config, load_suite
+
+    if args.template and is_promptfoo_config(args.template):  # a promptfoo suite: its prompts and tests
+        if args.config or args.cases:
+            raise InputError("a promptfoo config brings its own tests; leave out --cases and --config")
+        suite = load_suite(args.template)
+        for line in suite.report():
+            print(line, file=sys.stderr)
+        targets = [LintTarget(Path(t.path or args.template), Path(args.template), None, template=t,
+                              inline_cases=suite.cases) for t in suite.prompts]
+    elif args.template:
         if args.config:
             raise InputError("give either TEMPLATE --cases FILE or --config, not both")
         if not args.cases:
@@ -81,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     config = LintConfig(model=args.model or settings.get("model"), raw=args.raw,
                         method=args.method or settings.get("method", LintConfig.method),
                         cache_dir=None if args.no_cache else args.cache_dir, seed=args.seed,
-                        correction=args.correction)
+                        correction=args.correction, progress=sys.stderr.isatty())
     result = lint(targets, config, backend=make_backend(args) if custom else None)
     color = args.format == "text" and not args.output and use_color(args, sys.stdout)
     text = render(result, args.format, fail_on=args.fail_on, color=color)

@@ -1,0 +1,40 @@
+#!/bin/bash
+# Start-up wall time of `promptlens --help` and of a fully cached `promptlens lint`, for two trees
+# side by side (interleaved, so both see the same load). Usage, from a checkout:
+#   benchmarks/start_time.sh [BEFORE_REV] [AFTER_REV] [REPEATS]      (default: main HEAD 5)
+# Each revision is exported with `git archive` into a temporary folder (as a fresh clone would
+# be); the lint cache of each is filled in-process with a rule fake under the embedded model's
+# name, so the timed runs never load a model. Prints one line per run and the medians.
+set -euo pipefail
+BEFORE=${1:-main}; AFTER=${2:-HEAD}; N=${3:-5}
+PY=${PYTHON:-python}
+ROOT=$(git rev-parse --show-toplevel)
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+for side in before after; do
+  rev=$BEFORE; [ $side = after ] && rev=$AFTER
+  mkdir -p "$WORK/$side/tree" "$WORK/$side/project"
+  git -C "$ROOT" archive "$rev" | tar -x -C "$WORK/$side/tree"
+  cd "$WORK/$side/project"
+  printf 'Is it plausible or implausible?\nStatement: {input}\nAnswer with one word.\n' > t.txt
+  echo '{"vars": {"input": "A scored"}, "target": "plausible", "choices": ["plausible", "implausible"]}' > c.jsonl
+  printf 'templates:\n  - {path: t.txt, cases: c.jsonl}\n' > promptlens.yaml
+  PYTHONPATH="$WORK/$side/tree" HF_HUB_OFFLINE=1 "$PY" -c "
+import sys; sys.path.insert(0, '$WORK/$side/tree')
+from pathlib import Path
+from promptlens.lint import LintTarget, lint
+from tests.rule_backend import RuleBackend
+lint([LintTarget(Path('t.txt'), Path('c.jsonl'))], cache_dir='.promptlens-cache/lint',
+     backend=RuleBackend(name='SmolLM2-135M-Instruct'))"
+done
+seconds() { local s e; s=$(date +%s.%N); "$@" > /dev/null || true; e=$(date +%s.%N); echo "$e - $s" | bc; }
+for i in $(seq "$N"); do
+  for side in before after; do
+    cd "$WORK/$side/project"   # a folder with no promptlens/ in it: `python -m` puts the cwd first
+    export PYTHONPATH="$WORK/$side/tree" HF_HUB_OFFLINE=1
+    echo "help $side $(seconds "$PY" -m promptlens --help)"
+    echo "lint $side $(seconds "$PY" -m promptlens lint)"
+  done
+done | tee "$WORK/times.txt"
+echo "medians (s), load: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo ?):"
+sort -k1,2 -k3n "$WORK/times.txt" | awk '{k=$1" "$2; v[k]=v[k]" "$3; n[k]++} END {for (k in v) {split(v[k], a, " "); print "  " k ": " a[int((n[k]+1)/2)]}}'

@@ -126,15 +126,19 @@ class FixResult:
     max_regressions: int | None = None  # the search's limit on train cases turned from right to wrong
     validation_logprob_low: float | None = None  # stats.lower_bound of the per-case validation log-prob gain
     verdict: Verdict = field(init=False)  # from the fields above (``fix_verdict``); kept in the JSON
-    cost: str = field(init=False)  # the cost line every report prints
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verdict", fix_verdict(self))
-        object.__setattr__(self, "cost", cost_line(self))
 
     @property
     def improved(self) -> bool:
         return self.best != self.original
+
+    @property
+    def cost(self) -> str:
+        """The cost line every report prints (``cost_line``); not in the JSON, whose fields hold
+        the same numbers (and a timing would make two identical runs' JSON differ)."""
+        return cost_line(self)
 
     def case_scores(self) -> list[CaseScore]:
         """Each case's objective under the original and the fixed template, from the summaries

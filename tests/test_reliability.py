@@ -167,7 +167,7 @@ CORPUS: list[tuple[str, list[str], dict[str, str | bytes | None], str]] = [
     # --- fix: options
     ("fix-no-recipe", ["fix"], {}, "give a recipe file, or both --template and --cases"),
     ("fix-unknown-strategy-flag", ["fix", "r.yaml", "--strategy", "best"], {"r.yaml": RECIPE, "c.jsonl": GOOD_JSONL},
-     "argument --strategy: invalid choice: 'best' (choose from 'attribution', 'random', 'all'); see `promptlens fix --help`"),
+     "argument --strategy: invalid choice: 'best' (choose from 'attribution', 'random', 'all', 'tpe'); see `promptlens fix --help`"),
     ("fix-threshold-above-1", ["fix", "r.yaml", "--threshold", "1.5"], {"r.yaml": RECIPE, "c.jsonl": GOOD_JSONL},
      "threshold 1.5 is out of range; give a similarity in (0, 1], e.g. 0.8"),
     ("fix-threshold-zero", ["fix", "r.yaml", "--threshold", "0"], {"r.yaml": RECIPE, "c.jsonl": GOOD_JSONL},

@@ -83,7 +83,7 @@ def _assert_same_verdict(result) -> None:
     for kind, words in VERDICT_WORDS.items():
         assert (words in terminal.lower()) == (kind == result.verdict.kind), (kind, terminal)
         assert (words in page.lower()) == (kind == result.verdict.kind), (kind, page)
-    assert json.loads(dumps(result))["verdict"]["kind"] == result.verdict.kind
+    assert json.loads(dumps(result))["verdict"]["kind"] == result.verdict.kind  # the JSON carries the verdict
     assert result.cost in terminal and result.cost in page
 
 

@@ -4,8 +4,8 @@ For a recipe, split the cases exactly as ``promptlens fix`` does (train, validat
 disjoint "extra" pool from the remaining cases (never validation). Build the single-edit
 candidates fix builds for every segment (strategy ``all``; paraphrases only with --paraphrase),
 and score each single edit's per-case gain over the original (log-prob and margin) on train,
-extra and validation. Prints one row per candidate: mean gains and a bootstrap lower bound on
-train, so a selection rule can be checked against validation without being tuned on it.
+extra and validation. Prints one row per candidate: mean gains and a one-sided t lower bound on
+train (promptlens.stats, as fix uses), so a selection rule can be checked against validation without being tuned on it.
 
     python benchmarks/fix_generalization.py recipes/sports_understanding.yaml --extra 32
 """
@@ -39,7 +39,7 @@ def main() -> int:
     from promptlens.config import load_recipe
     from promptlens.rewrites import RewriteConfig, candidates
     from promptlens.scoring import default_objective, score_prompts
-    from promptlens.search import lower_bound
+    from promptlens.stats import lower_bound
     from promptlens.segments import fill, join, segment
     from promptlens.similarity import Similarity
 

@@ -6,7 +6,7 @@ the chat template is applied by the backend), seeded train and test splits, then
 per task and overall: test mean target log-prob gain, test accuracy gain (choice tasks), test
 objective gain, similarity of the result to the original, forward passes and seconds. The paired
 differences attribution - random and attribution - all (same task, same seed, same splits) get a
-percentile bootstrap interval.
+95% t-interval (promptlens.stats).
 
     python benchmarks/fix_quality.py [--data PATH] [--tasks ...] [--seeds 3] [--trials 24] [--quick]
 """
@@ -29,6 +29,7 @@ import torch
 
 from promptlens.backends.hf import load_backend
 from promptlens.cases import dataset_path, load_cases
+from promptlens import stats
 from promptlens.fix import fix
 from promptlens.similarity import Similarity
 from promptlens.types import Case
@@ -51,12 +52,6 @@ def splits(task: str, data: Path, n_train: int, n_test: int, seed: int) -> tuple
     rng.shuffle(raw)
     cases = [Case({"input": c.vars["input"]}, c.target, c.choices) for c in raw]
     return user_template(raw[0].vars.get("instruction", "")), cases[:n_train], cases[n_train : n_train + n_test]
-
-
-def paired_ci(diff: np.ndarray, seed: int, resamples: int = 5000) -> tuple[float, float, float]:
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(1)
-    return float(diff.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def markdown(df: pd.DataFrame) -> str:
@@ -137,13 +132,15 @@ def main() -> None:
     per_task = df.groupby(["task", "strategy"])[metrics].mean()
     overall = df.groupby("strategy")[metrics].mean()
     paired = []
+    conf = stats.DEFAULT_CONFIDENCE
     wide = df.pivot_table(index=["task", "seed"], columns="strategy", values="test_objective_gain")
     for other in ("random", "all"):
-        mean, low, high = paired_ci((wide["attribution"] - wide[other]).to_numpy(), seed=0)
+        mean, low, high = stats.mean_ci((wide["attribution"] - wide[other]).to_numpy(), confidence=conf)
         paired.append({"comparison": f"attribution - {other}", "mean": mean, "ci_low": low, "ci_high": high, "pairs": len(wide)})
     paired_df = pd.DataFrame(paired).set_index("comparison")
     md = ["## Per task (mean over seeds)", "", markdown(per_task), "", "## Overall", "", markdown(overall), "",
-          "## Paired test objective gain difference (95% bootstrap interval over task x seed pairs)", "",
+          f"## Paired test objective gain difference ({stats.describe(len(wide), conf, stats.DEFAULT_METHOD)}: "
+          "task x seed pairs)", "",
           markdown(paired_df), ""]
     (out / "fix_quality.md").write_text("\n".join(md))
     plot(per_task, out / "fix_quality.png")

@@ -15,7 +15,7 @@ Only ``attribution`` uses the attribution, so only its cost includes the attribu
 Reported: test target log-prob gain, test objective gain (margin on choice tasks), test accuracy
 gain, whether an edit touched the planted fault's unit, the cost in prompts scored and seconds;
 then the paired differences attribution - other (same variant, same seed) with a 95%
-percentile-bootstrap interval over the variant x seed pairs.
+95% skew-adjusted t-interval over the variant x seed pairs (promptlens.stats).
 
 Cost is counted in prompts scored (one teacher-forced forward pass each): ``SharedCache``
 answers a (prompt, targets) pair that another strategy already scored from memory, so the four
@@ -43,6 +43,7 @@ import pandas as pd
 import torch
 
 from benchmarks.suite import MANIFEST, Variant, load_suite, units
+from promptlens import stats
 from promptlens.attribution import attribute
 from promptlens.fix import FixResult, fix
 from promptlens.templates import as_flat
@@ -81,13 +82,6 @@ def splits(cases: list[Case], n_train: int, n_test: int, seed: int) -> tuple[lis
     cases = list(cases)
     random.Random(seed).shuffle(cases)
     return cases[:n_train], cases[n_train : n_train + n_test]
-
-
-def paired_ci(diff: np.ndarray, seed: int = 0, resamples: int = 5000) -> tuple[float, float, float]:
-    """Mean and 95% percentile-bootstrap interval of paired differences (resampling the pairs)."""
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(1)
-    return float(diff.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def fault_segment(attr, variant: Variant) -> int | None:
@@ -147,18 +141,18 @@ def tables(df: pd.DataFrame, strategies: list[str]) -> str:
     for metric in ("test_logprob_gain", "test_objective_gain"):
         wide = df.pivot_table(index=["variant", "seed"], columns="strategy", values=metric)
         for other in [s for s in strategies if s != "attribution"]:
-            mean, low, high = paired_ci((wide["attribution"] - wide[other]).to_numpy())
+            mean, low, high = stats.mean_ci((wide["attribution"] - wide[other]).to_numpy())
             paired.append({"metric": metric, "comparison": f"attribution - {other}", "mean": mean, "ci_low": low,
                            "ci_high": high, "pairs": len(wide)})
     choice = df[df["test_accuracy_gain"].notna()]
     if len(choice):
         wide = choice.pivot_table(index=["variant", "seed"], columns="strategy", values="test_objective_gain")
         for other in [s for s in strategies if s != "attribution"]:
-            mean, low, high = paired_ci((wide["attribution"] - wide[other]).to_numpy())
+            mean, low, high = stats.mean_ci((wide["attribution"] - wide[other]).to_numpy())
             paired.append({"metric": "test_objective_gain (choice tasks)", "comparison": f"attribution - {other}",
                            "mean": mean, "ci_low": low, "ci_high": high, "pairs": len(wide)})
     return "\n".join(["## Overall (mean over variant x seed)", "", markdown(overall), "",
-                      "## Paired differences (95% percentile bootstrap over variant x seed pairs)", "",
+                      f"## Paired differences ({stats.level(stats.DEFAULT_CONFIDENCE)} {stats.METHOD_NAMES[stats.DEFAULT_METHOD]} over variant x seed pairs)", "",
                       markdown(pd.DataFrame(paired).set_index("metric")), "",
                       "## Per variant (mean over seeds)", "",
                       markdown(df.groupby(["variant", "strategy"])[metrics[:5]].mean()), ""])

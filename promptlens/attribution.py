@@ -7,8 +7,9 @@ case and scores it with the prefix-sharing scorer; a mask asked for one case is 
 case at once, so the template text the cases share is computed once. LayerIntegratedGradients
 works on the token embeddings and sums token attributions into segments.
 
-Per-case attributions are pooled into a mean with a bootstrap confidence interval; a segment is
-harmful when the whole interval is below zero.
+Per-case attributions are pooled into a mean with a confidence interval honest at the number of
+cases (``promptlens.stats``: a t-interval); a segment is harmful when the whole interval is below
+zero and the call survives the multiplicity correction across the prompt's segments.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from captum.attr import FeatureAblation, KernelShap, LayerIntegratedGradients, Lime, ShapleyValueSampling
 
 from . import approx as approx_mod
+from . import stats
 from .approx import MODES, ApproxConfig
 from .backends.base import SCORE_ONLY_METHODS, GRADIENT_METHODS, check_method
 from .cases import check_vars
@@ -128,17 +130,6 @@ def _perturbation(method: str, problem: _Problem, forward: MaskForward, n_sample
     return torch.cat(rows)
 
 
-def bootstrap_ci(values: np.ndarray, *, confidence: float, seed: int, resamples: int = 2000) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap interval of the column means of ``values`` [cases, features]."""
-    n = values.shape[0]
-    if n < 2:
-        return values.mean(0), values.mean(0)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, n, size=(resamples, n))].mean(1)
-    alpha = (1.0 - confidence) / 2
-    return np.quantile(means, alpha, axis=0), np.quantile(means, 1 - alpha, axis=0)
-
-
 def attribute(
     prompt: str | MessageTemplate | Sequence[dict],
     target: str | None = None,
@@ -152,14 +143,19 @@ def attribute(
     n_samples: int | None = None,
     seed: int = 0,
     edit_fields: bool = False,
-    confidence: float = 0.95,
+    confidence: float = stats.DEFAULT_CONFIDENCE,
+    correction: str = stats.DEFAULT_CORRECTION,
+    interval: str = stats.DEFAULT_METHOD,
     perturbations_per_eval: int = 64,
     ig_steps: int = 32,
     mode: str = "exact",
     approx: ApproxConfig | None = None,
 ) -> Attribution:
     """Rank the segments of ``prompt`` (a prompt, or a template with ``{fields}`` filled from
-    ``cases``) by their effect on the objective: mean over cases, with a bootstrap interval.
+    ``cases``) by their effect on the objective: mean over cases, with a ``confidence`` interval
+    (``interval``: "skew-t", the default; "t", "hall", "percentile", "bca") and harmful/helpful verdicts corrected for
+    the number of segments (``correction``: "bh", "holm" or "none"; see ``promptlens.stats``).
+    Below ``stats.MIN_CASES`` cases the effects come without verdicts.
 
     Give either ``target`` (one case, no fields) or ``cases``. ``target=None`` with no cases
     explains the model's own greedy output. ``prompt`` may be a message template (a
@@ -172,6 +168,9 @@ def attribute(
     prompt = as_flat(prompt)
     approx = approx or ApproxConfig()
     _check_settings(method, mode, approx, baseline, segmentation)
+    check_choice("interval", interval, stats.METHODS)
+    stats.check_correction(correction)
+    stats.check_confidence(confidence)
     check_inputs(prompt, target, cases)
     if backend is None:
         from .backends.hf import load_backend
@@ -198,15 +197,12 @@ def attribute(
     else:
         n_samples = n_samples or {"shapley": 8, "lime": 2 * n_feats + 32, "kernelshap": 2 * n_feats + 32}.get(method, 1)
         per_case = _perturbation(method, problem, forward, n_samples, perturbations_per_eval, seed).numpy()
-    if len(cases) < 2:
-        notes.append("one case: no confidence interval; give several cases to pool over")
-    low, high = bootstrap_ci(per_case, confidence=confidence, seed=seed)
-    mean = per_case.mean(0)
-    feats_out = tuple(
-        SegmentAttribution(segments[i], i, float(mean[f]), float(low[f]), float(high[f]),
-                           tuple(float(v) for v in per_case[:, f]), estimated=bool(estimated[f]))
-        for f, i in enumerate(feats)
-    )
+    if len(cases) < stats.MIN_CASES:
+        notes.append(stats.too_few_reason(len(cases)))
+    elif stats.few_cases_note(len(cases)):
+        notes.append(stats.few_cases_note(len(cases)))
+    feats_out = _pooled(per_case, segments, feats, confidence=confidence, interval=interval, correction=correction,
+                        seed=seed, estimated=estimated)
     passes = getattr(backend, "forward_passes", 0) - passes0
     tokens = getattr(backend, "tokens_computed", 0) - tokens0
     if approximation is not None:
@@ -217,8 +213,41 @@ def attribute(
         text=join(segments), segments=tuple(segments), features=feats_out,
         original_score=float(original.mean()), n_cases=len(cases), forward_passes=passes, tokens_computed=tokens,
         seconds=time.perf_counter() - start, convergence_delta=delta, notes=tuple(notes), mode=mode,
-        approximation=approximation,
+        approximation=approximation, confidence=confidence, interval=interval, correction=correction,
     )
+
+
+def _pooled(per_case: np.ndarray, segments: Sequence[Segment], feats: Sequence[int], *, confidence: float,
+            interval: str, correction: str, seed: int, estimated: np.ndarray | None = None,
+            ) -> tuple[SegmentAttribution, ...]:
+    """Per-case effects [cases, features] -> one SegmentAttribution per feature: mean, interval,
+    the segment's own verdict and the verdict after correcting across the prompt's segments.
+    Features an approximate mode ``estimated`` get no verdict and are left out of the correction's
+    family (only measured segments are tested)."""
+    n = per_case.shape[0]
+    estimated = np.zeros(per_case.shape[1], dtype=bool) if estimated is None else np.asarray(estimated, dtype=bool)
+    iv = stats.intervals(per_case, confidence=confidence, method=interval, seed=seed)
+    adjusted = np.ones(per_case.shape[1])
+    adjusted[~estimated] = stats.adjust(iv.p_value[~estimated], correction)
+    out = []
+    for f, i in enumerate(feats):
+        mean, p, q = float(iv.mean[f]), float(iv.p_value[f]), float(adjusted[f])
+        raw, said = ("estimate", "estimate") if estimated[f] else (
+            stats.verdict(mean, p, n, confidence), stats.verdict(mean, q, n, confidence))
+        out.append(SegmentAttribution(
+            segments[i], i, mean, float(iv.low[f]), float(iv.high[f]), tuple(float(v) for v in per_case[:, f]),
+            estimated=bool(estimated[f]), n_cases=n, confidence=confidence, interval=interval, p_value=p,
+            p_adjusted=q, correction=correction, raw_verdict=raw, verdict=said))
+    return tuple(out)
+
+
+def _refine_interval(values: np.ndarray, *, confidence: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The interval an approximate mode refines on: stats' interval, or the mean itself with one
+    case (then it refines on the size of an effect alone)."""
+    iv = stats.intervals(values, confidence=confidence, seed=seed)
+    if iv.n < 2:
+        return iv.mean, iv.mean
+    return iv.low, iv.high
 
 
 def _problem(prompt: str, target: str | None, cases: Sequence[Case] | None, backend: Backend,
@@ -271,7 +300,7 @@ def _approximate(mode: str, problem: _Problem, forward: MaskForward, segmentatio
 
     est = approx_mod.estimate(
         mode, scorer, segments=problem.segments, feats=problem.feats, segmentation=segmentation, config=config,
-        interval=lambda v: bootstrap_ci(v, confidence=confidence, seed=seed), seed=seed,
+        interval=lambda v: _refine_interval(v, confidence=confidence, seed=seed), seed=seed,
         backend=problem.backend, make_scorer=make_scorer,
         sample=fill(forward.prompt(scorer.full), problem.cases[0].vars))
     verified, approx_means, exact_means = approx_mod.verify(scorer, est, config.verify_k)

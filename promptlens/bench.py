@@ -30,13 +30,16 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from .templates import as_flat
 from .attribution import attribute
 from .cases import check_vars
 from .errors import InputError
 from .perturb import (LEVELS, PLACEMENTS, Perturbation, Site, format_variants, perturb, protected_words,
                       sentence_sites, word_sites)
-from .scoring import Backend, summarize_many
+from . import stats
+from .scoring import Backend, default_objective, summarize_many
 from .segments import template_fields
 from .similarity import Similarity, SimilarityModel
 from .types import Case
@@ -54,6 +57,7 @@ class Variant:
     accuracy: float | None  # over cases; None when a case has no choices
     logprob: float  # mean target log-prob over cases, nats
     margin: float | None  # mean margin (target minus best wrong choice), nats; None without choices
+    per_case: tuple[float, ...] = ()  # the objective per case: the margin with choices, else the log-prob
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,12 @@ class Row:
     margin_drop: float | None  # clean - perturbed, nats (choice cases)
     worst_pdr: float | None  # the headline PDR of the single worst perturbed prompt
     worst_edits: tuple[str, ...] = ()
+    # Interval of ``drop`` over the cases (per case: clean minus the mean over the perturbed prompts).
+    drop_low: float | None = None
+    drop_high: float | None = None
+    n_cases: int = 0
+    confidence: float = stats.DEFAULT_CONFIDENCE
+    interval: str = stats.DEFAULT_METHOD
 
     @property
     def pdr(self) -> float | None:
@@ -113,6 +123,14 @@ class Comparison:
     pdr_gain: float | None  # guided PDR - random PDR
     drop_gain: float | None  # guided drop - random drop of the objective (margin, else logprob), nats
     worst_gain: float | None  # guided worst-case PDR - random worst-case PDR
+    # Interval over the cases of the per-case drop_gain, and what it says ("larger", "smaller",
+    # "unclear" or "too few cases"; promptlens.stats).
+    drop_gain_low: float | None = None
+    drop_gain_high: float | None = None
+    verdict: str = "unclear"
+    n_cases: int = 0
+    confidence: float = stats.DEFAULT_CONFIDENCE
+    interval: str = stats.DEFAULT_METHOD
 
 
 @dataclass(frozen=True)
@@ -129,6 +147,8 @@ class BenchResult:
     seconds: float
     stage_seconds: Mapping[str, float]  # "attribution", "perturbation" (paraphrasing included), "scoring"
     notes: tuple[str, ...] = ()
+    confidence: float = stats.DEFAULT_CONFIDENCE  # of the drop intervals and the guided-vs-random verdicts
+    interval: str = stats.DEFAULT_METHOD
 
     @property
     def rows(self) -> list[Row]:
@@ -160,8 +180,12 @@ class BenchResult:
                 rnd, gui = by.get((level, "random")), by.get((level, "guided"))
                 if rnd is None or gui is None or not rnd.n:
                     continue
+                groups = [[v for v in p.perturbations if v.placement == pl and level in ("overall", v.level)]
+                          for pl in ("guided", "random")]
+                low, high, verdict = _paired(*groups, confidence=self.confidence)
                 out.append(Comparison(p.name, level, rnd.n, _minus(gui.pdr, rnd.pdr),
-                                      _minus(gui.drop, rnd.drop), _minus(gui.worst_pdr, rnd.worst_pdr)))
+                                      _minus(gui.drop, rnd.drop), _minus(gui.worst_pdr, rnd.worst_pdr),
+                                      low, high, verdict, self.n_cases, self.confidence, self.interval))
         return out
 
 
@@ -335,7 +359,9 @@ def _score(backend: Backend, texts: Sequence[str], cases: Sequence[Case], batch:
     bar.total += -(-len(texts) // batch)
     out = []
     for i in range(0, len(texts), batch):
-        out += [(s.accuracy, s.logprob, s.margin) for s in summarize_many(backend, texts[i : i + batch], cases)]
+        # per case: the objective (the margin with choices, else the log-prob), for the drop intervals
+        out += [(s.accuracy, s.logprob, s.margin, s.per_case)
+                for s in summarize_many(backend, texts[i : i + batch], cases, default_objective(cases))]
         bar.update(1)
     return out
 
@@ -366,9 +392,32 @@ def _row(name: str, level: str, placement: str, clean: Variant, group: Sequence[
     worst = min(group, key=lambda v: (v.accuracy, v.margin) if has_acc else (0.0, v.logprob))
     worst_pdr = (_pdr(clean.accuracy, worst.accuracy) if has_acc
                  else 1.0 - math.exp(worst.logprob - clean.logprob))
+    low = high = None
+    if clean.per_case and all(v.per_case for v in group):
+        iv = stats.intervals(np.asarray(clean.per_case) - _case_means(group))
+        low, high = float(iv.low[0]), float(iv.high[0])
     return Row(name, level, placement, len(group), clean.accuracy, acc, _pdr(clean.accuracy, acc) if has_acc else None,
                clean.logprob, logprob, clean.logprob - logprob, 1.0 - math.exp(logprob - clean.logprob),
-               clean.margin, margin, _minus(clean.margin, margin), worst_pdr, worst.edits)
+               clean.margin, margin, _minus(clean.margin, margin), worst_pdr, worst.edits,
+               low, high, len(clean.per_case))
+
+
+def _case_means(group: Sequence[Variant]) -> np.ndarray:
+    """The objective per case, averaged over a group of perturbed prompts [cases]."""
+    return np.mean([v.per_case for v in group], axis=0)
+
+
+def _paired(guided: Sequence[Variant], random_: Sequence[Variant], *,
+            confidence: float) -> tuple[float | None, float | None, str]:
+    """Interval over the cases of (guided drop - random drop) = random objective - guided objective
+    per case, and its verdict: "larger" (guided finds larger drops), "smaller", "unclear" or too few cases."""
+    if not guided or not random_ or not all(v.per_case for v in (*guided, *random_)):
+        return None, None, "unclear"
+    diff = _case_means(random_) - _case_means(guided)
+    iv = stats.intervals(diff, confidence=confidence)
+    said = stats.verdict(float(iv.mean[0]), float(iv.p_value[0]), iv.n, confidence)
+    said = {"harmful": "smaller", "helpful": "larger"}.get(said, said)
+    return float(iv.low[0]), float(iv.high[0]), said
 
 
 def _pdr(clean: float | None, perturbed: float | None) -> float | None:

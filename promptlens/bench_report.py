@@ -6,6 +6,8 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .stats import describe
+
 if TYPE_CHECKING:  # annotations only: a renderer never runs the job
     from .bench import BenchResult, Row
 
@@ -75,7 +77,16 @@ def comparison_lines(result: BenchResult) -> list[str]:
                     "smaller": "guided found a smaller drop than random"}[verdict]
             lines.append(f"  {c.prompt}, all levels ({c.n} prompts per placement): {said} "
                          f"(PDR {pdr}, {drop.removeprefix('mean ')} {_num(c.drop_gain, sign=True)} nats)")
+            if c.drop_gain_low is not None:
+                lines.append(f"    guided - random drop over the cases: {_num(c.drop_gain, sign=True)} "
+                             f"[{_num(c.drop_gain_low, sign=True)}, {_num(c.drop_gain_high, sign=True)}] nats "
+                             f"({describe(c.n_cases, c.confidence, c.interval)}): {_said(c.verdict)}")
     return ["guided vs random placement (equal budget):", *lines]
+
+
+def _said(verdict: str) -> str:
+    return {"larger": "guided finds larger drops", "smaller": "guided finds smaller drops",
+            "unclear": "no clear difference"}.get(verdict, f"no verdict ({verdict})")
 
 
 def bench_table(result: BenchResult) -> str:

@@ -7,7 +7,8 @@
 The best template is chosen on the train cases only; the validation cases are scored before and
 after, never searched on, so the reported gain there is an honest estimate. The original template
 is trial 0 of every round, and a round's edits are kept only if their gain over the round's start
-is significant on train (a bootstrap lower bound over the cases above 0), else the start is kept.
+is significant on train (a one-sided skew-adjusted t lower bound over the cases above 0,
+``promptlens.stats``; never with fewer than ``stats.MIN_CASES`` train cases), else the start is kept.
 With the margin objective and ``keep_logprob`` the gain that must be significant is the right
 label's log-prob (the margin may then move on train by a non-significant amount).
 """
@@ -31,13 +32,14 @@ from .errors import InputError
 from .rewrites import RewriteConfig, candidates
 from .scoring import Backend, default_objective, score_prompts, summarize, summarize_scores
 from .search import (Slot, StudyOutcome, TemplateScorer, best_template, enqueue_original, enqueue_single_edits,
-                     fail_running_trials, finished, flip, lower_bound,
-                     join_study, open_study, run_study, significant, storage_for, store_result, store_slots,
+                     fail_running_trials, finished, flip,
+                     join_study, open_study, run_study, storage_for, store_result, store_slots,
                      stored_result, stored_slots, template_for, wait_for)
 from .fewshot import EXAMPLE_KINDS, check_examples, check_notes, merge_examples
 from .segments import fill, segment, template_fields
 from .templates import MessageTemplate, as_flat, render_notes
 from .similarity import Similarity, SimilarityModel
+from .stats import DEFAULT_CONFIDENCE, MIN_CASES, lower_bound, significant
 from .types import Attribution, Case, Score, Segment, Summary
 
 from .names import STRATEGIES  # noqa: E402,F401 (defined where the CLI can import it cheaply)
@@ -69,6 +71,10 @@ class Edit:
     segment_similarity: float | None
     gain: float  # train objective lost if this edit alone is undone (leave-one-out), nats
     logprob_gain: float | None = None  # the same for the target log-prob (margin objective only)
+    gain_low: float = float("-inf")  # one-sided lower confidence bound of ``gain`` (stats.lower_bound)
+    n_cases: int = 0  # train cases the gain is a mean over
+    confidence: float = DEFAULT_CONFIDENCE
+    interval: str = "skew-t"  # one-sided skew-adjusted t lower bound (stats.lower_bound)
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,7 @@ class FixResult:
     train_flips: Flips | None = None
     validation_flips: Flips | None = None
     max_regressions: int | None = None  # the search's limit on train cases turned from right to wrong
-    validation_logprob_low: float | None = None  # bootstrap lower bound of the per-case validation log-prob gain
+    validation_logprob_low: float | None = None  # stats.lower_bound of the per-case validation log-prob gain
     verdict: Verdict = field(init=False)  # from the fields above (``fix_verdict``); kept in the JSON
 
     def __post_init__(self) -> None:
@@ -206,7 +212,13 @@ def _found(result: FixResult) -> str:
         if touched:
             return found + " and the fix " + ("removed it" if not touched[0].new.strip() else "rewrote it")
     else:
-        found = "attribution found no segment that is harmful at 95% confidence"
+        attr = result.attribution_before
+        found = (f"attribution found no segment that is harmful ({attr.interval_text()}, corrected for "
+                 f"{len(attr.features)} segments: {attr.correction_text()})" if attr.has_verdicts else
+                 f"attribution could not call any segment harmful: {attr.n_cases} train case(s), fewer than a "
+                 "verdict needs")
+        if result.edits:
+            found += f"; the fix edited {len(result.edits)} segment(s)"
     if not result.edits:
         return found
     rank = {f.index: n for n, f in enumerate(ranked, 1)}
@@ -431,8 +443,8 @@ def fix(
     best template. A worker waits up to ``join_wait`` seconds for the one that set up a round.
 
     An edit is kept only if undoing it alone would lose significantly on train: more than
-    ``min_gain`` nats on average, with a bootstrap lower bound over the train cases above 0
-    (``search.significant``); a round's result is kept only if its gain over the round's start is
+    ``min_gain`` nats on average, with a one-sided skew-adjusted t lower bound over the train cases
+    above 0 (``stats.significant``; with fewer than ``stats.MIN_CASES`` train cases nothing is kept); a round's result is kept only if its gain over the round's start is
     significant in the same way, else the round's start is kept. With the margin objective and
     ``keep_logprob``, a template is only kept if it raises the right label's own log-prob on train
     significantly over the round's start without lowering the margin significantly; among those the
@@ -528,6 +540,9 @@ class FixRun:
         self.notes += [n for n in self.attr_before.notes if n in render_notes(self.backend, self.template)]
         # A doubtful example label: reported, never changed.
         self.notes += check_notes(check_examples(self.backend, self.template, self.train))
+        if len(self.train) < MIN_CASES:
+            self.notes.append(f"{len(self.train)} train case(s): a gain needs at least {MIN_CASES} to be shown "
+                              "significant, so no edit can be kept; give more cases")
         self.bar = _progress(self.config.trials, self.config.progress)
         try:
             for r in range(self.config.rounds):
@@ -679,7 +694,7 @@ class FixRun:
         r = rnd.number
         if undone:
             self.notes.append(f"round {r + 1}: undid {undone} edit(s) of the best trial whose gain on train was "
-                              "not significant (bootstrap lower bound at or below 0)")
+                              "not significant (one-sided skew-adjusted t lower bound at or below 0)")
         if any(choice) and not _accept(template_for(rnd.segments, rnd.slots, choice), start, self.scorer, min_gain,
                                        rule):
             self.notes.append(f"round {r + 1}: the best template's gain on train was not significant; "
@@ -699,7 +714,7 @@ class FixRun:
     def result(self) -> FixResult:
         if self.logprob_rule:
             self.notes.append("margin objective: a round's edits were kept only if they raised the right label's "
-                              "log-prob on train significantly (bootstrap lower bound above 0) without lowering the "
+                              "log-prob on train significantly (one-sided skew-adjusted t lower bound above 0) without lowering the "
                               "margin significantly; drop this rule with --allow-logprob-drop")
         template, current, valid, objective, train = self.template, self.current, self.valid, self.objective, self.train
         c = self.config
@@ -751,7 +766,7 @@ def _simplify(segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequen
     """Undo, one at a time, the edits that do not pay significantly: the best trial often carries
     passengers, edits that were sampled along with a useful one and add nothing, or whose gain on
     the train cases is luck. An edit stays if undoing it alone loses significantly on train
-    (``significant``: mean over ``min_gain``, bootstrap lower bound over 0), or, with
+    (``significant``: mean over ``min_gain``, skew-adjusted t lower bound over 0), or, with
     ``logprob_rule`` (margin objective), if it raises the right label's log-prob significantly
     without lowering the margin. The weakest is undone first; an undo that makes the template
     infeasible (``feasible``: similarity, the round's starting score, the log-prob rule) is skipped."""
@@ -787,7 +802,8 @@ def _edits(r: int, segments: Sequence[Segment], slots: Sequence[Slot], choice: S
            scorer: TemplateScorer, *, logprob: bool = False) -> list[Edit]:
     """The kept edits of a round, each with its leave-one-out gain on train (and, with ``logprob``,
     its leave-one-out gain in the target log-prob)."""
-    gains = {k: sum(g) / len(g) for k, g in _loo(segments, slots, choice, scorer).items()}
+    loo = _loo(segments, slots, choice, scorer)
+    gains = {k: sum(g) / len(g) for k, g in loo.items()}
     lp = {k: sum(g) / len(g) for k, g in _loo(segments, slots, choice, scorer, objective="logprob").items()} \
         if logprob else {}
     out = []
@@ -798,7 +814,7 @@ def _edits(r: int, segments: Sequence[Segment], slots: Sequence[Slot], choice: S
         out.append(Edit(
             round=r, segment_index=slot.segment_index, old=segments[slot.segment_index].text, new=rw.text,
             kind=rw.kind, similarity=rw.similarity, segment_similarity=rw.segment_similarity, gain=gains[k],
-            logprob_gain=lp.get(k),
+            logprob_gain=lp.get(k), gain_low=lower_bound(loo[k]), n_cases=len(loo[k]), confidence=DEFAULT_CONFIDENCE,
         ))
     return out
 

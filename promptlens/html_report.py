@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from .stats import TOO_FEW, describe_lower, level as _level, too_few_reason
 from .templates import MARK_RE, ROLE_OF, shown
 
 if TYPE_CHECKING:  # annotations only: the result types' _repr_html_ calls this module
@@ -94,6 +95,25 @@ def _verdict(f: SegmentAttribution) -> str:
     return "hurts" if f.harmful else "helps" if f.helpful else "unclear"
 
 
+def _interval(f: SegmentAttribution) -> str:
+    """"95% interval -0.50 to -0.10" from the level stored on the result; one case has none."""
+    if not math.isfinite(f.ci_low):
+        return "no interval (one case)"
+    return f"{_level(f.confidence)} interval {_nats(f.ci_low)} to {_nats(f.ci_high)}"
+
+
+def _tip(f: SegmentAttribution) -> str:
+    said = "no verdict (too few cases)" if f.verdict == TOO_FEW else _verdict(f)
+    raw = (f"; uncorrected: {f.raw_verdict} (p {f.p_value:.2g}, adjusted {f.p_adjusted:.2g})"
+           if f.raw_verdict != f.verdict else "")
+    return f"{said}: {_nats(f.mean)} nats, {_interval(f)}{raw}"
+
+
+def _ends(f: SegmentAttribution) -> tuple[float, float]:
+    """The interval's ends for drawing: the mean itself where there is no finite interval."""
+    return (f.ci_low, f.ci_high) if math.isfinite(f.ci_low) and math.isfinite(f.ci_high) else (f.mean, f.mean)
+
+
 # --- SVG charts ----------------------------------------------------------------------------------
 
 def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
@@ -156,7 +176,7 @@ def _forest(attr: Attribution) -> str:
         return ""
     left, right, row_h, top = 330, 760, 26, 34
     height = top + row_h * len(rows) + 48
-    x = _Scale.fit([0.0] + [f.ci_low for f in rows] + [f.ci_high for f in rows], left, right)
+    x = _Scale.fit([0.0] + [e for f in rows for e in _ends(f)], left, right)
     body = []
     for t in _ticks(x.lo, x.hi, 6):
         px = x(t)
@@ -178,16 +198,15 @@ def _forest(attr: Attribution) -> str:
                        f'stroke-width="2"/>',
         }[_verdict(f)]
         body.append(
-            f'<g><title>{_e(_verdict(f))}: {_nats(f.mean)} nats, 95% interval {_nats(f.ci_low)} to '
-            f'{_nats(f.ci_high)}</title>'
+            f'<g><title>{_e(_tip(f))}</title>'
             f'<text x="{left - 10}" y="{cy + 4:.1f}" text-anchor="end">{label}</text>'
-            f'<line x1="{x(f.ci_low):.1f}" x2="{x(f.ci_high):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" '
+            f'<line x1="{x(_ends(f)[0]):.1f}" x2="{x(_ends(f)[1]):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" '
             f'stroke="{color}" stroke-width="2"/>{marker}</g>')
     body.append(f'<text x="{(left + right) / 2}" y="{height - 1}" text-anchor="middle" class="axis-label">'
                 f'effect on the {_e(attr.objective)} (nats)</text>')
     desc = "; ".join(f"{_quote(f.segment.text, 40)} {_nats(f.mean)} [{_nats(f.ci_low)}, {_nats(f.ci_high)}]"
                      for f in rows)
-    return _svg(780, height, "Effect of each segment with its 95% interval", desc, "".join(body), "forest")
+    return _svg(780, height, f"Effect of each segment with its {attr.interval_text()}", desc, "".join(body), "forest")
 
 
 def _history(studies: Sequence[optuna.Study]) -> str:
@@ -348,8 +367,7 @@ def _heatmap(attr: Attribution) -> str:
         # An effect whose interval includes zero is drawn paler: its sign is not established.
         bg, fg = _colors(f.mean if verdict != "unclear" else f.mean / 2, scale)
         sign = {"hurts": "\u25bc", "helps": "\u25b2", "unclear": "\u25cb"}[verdict]
-        tip = (f"{'estimated (approximate mode), ' if f.estimated else ''}{verdict}: {_nats(f.mean)} nats, "
-               f"95% interval {_nats(f.ci_low)} to {_nats(f.ci_high)}")
+        tip = f"{'estimated (approximate mode), ' if f.estimated else ''}{_tip(f)}"
         out.append(f'{_e(lead)}<mark class="seg {verdict}" style="background:{bg};color:{fg}" tabindex="0" '
                    f'data-tip="{_e(tip)}" aria-label="{_e(body.strip())} \u2014 {_e(tip)}">{_with_roles(body.lstrip())}'
                    f'<span class="badge" aria-hidden="true">{sign}\u00a0{_nats(f.mean)}</span></mark>{_e(tail)}')
@@ -367,13 +385,14 @@ def _with_roles(text: str) -> str:
     return "".join(out)
 
 
-def _legend(scale: float) -> str:
+def _legend(scale: float, attr: Attribution) -> str:
     stops = []
     for v in (-1.0, -0.5, -0.15, 0.15, 0.5, 1.0):
         bg, fg = _colors(v * scale, scale)
         stops.append(f'<span class="swatch" style="background:{bg};color:{fg}">{_nats(v * scale)}</span>')
     return (f'<p class="legend" id="legend"><span>\u25bc hurts</span> {"".join(stops)} <span>helps \u25b2</span>'
-            f' <span class="muted">\u25bc hurts and \u25b2 helps: the 95% interval excludes zero. \u25cb unclear: '
+            f' <span class="muted">\u25bc hurts and \u25b2 helps: the {_e(attr.interval_text())} excludes zero '
+            f'(corrected for the number of segments: {_e(attr.correction_text())}). \u25cb unclear: '
             f'it includes zero; such segments are drawn at half strength with a dotted underline. Numbers: '
             f'change in the score, in nats, that the segment causes. Hover or focus a segment for its interval.'
             f'</span></p>')
@@ -409,6 +428,11 @@ def _attribution_summary(attr: Attribution) -> list[str]:
     if attr.approximation is not None:
         out.append(f"These numbers are approximate ({_e(attr.approximation.mode)} mode): "
                    f"{_e(attr.approximation.summary())}.")
+    if not attr.has_verdicts and attr.features:
+        f = attr.ranked()[0]
+        out.append(f"The most negative {_unit(attr)} is {_e(_quote(f.segment.text))} ({_nats(f.mean)} nats), but "
+                   f"{_e(too_few_reason(attr.n_cases))}.")
+        return out
     if harmful:
         f = harmful[0]
         out.append(f"The {_unit(attr)} that hurts most is {_e(_quote(f.segment.text))}: {without(f)}.")
@@ -420,7 +444,12 @@ def _attribution_summary(attr: Attribution) -> list[str]:
         out.append(f"The {_unit(attr)} that helps most is {_e(_quote(helpful[0].segment.text))} "
                    f"({_nats(helpful[0].mean)} nats).")
     out.append(f"Of {n_feat} {_unit(attr, n_feat != 1)}, {len(harmful)} clearly hurt, {len(helpful)} clearly help "
-               f"and {n_feat - len(harmful) - len(helpful)} are unclear (95% intervals).")
+               f"and {n_feat - len(harmful) - len(helpful)} are unclear ({_e(attr.interval_text())}, "
+               f"corrected for {n_feat} {_unit(attr, n_feat != 1)}: {_e(attr.correction_text())}).")
+    changed = [f for f in attr.ranked() if f.raw_verdict != f.verdict]
+    if changed:
+        out.append("Without the correction, " + "; ".join(
+            f"{_e(_quote(f.segment.text, 40))} would be {_e(f.raw_verdict)}" for f in changed) + ".")
     return out
 
 
@@ -430,17 +459,19 @@ def _attribution_section(attr: Attribution, heading: str, level: int = 2) -> str
     rows = "".join(
         f'<tr><td>{rank}</td><td>{"estimated" if f.estimated else _e(_verdict(f))}</td>'
         f'<td class="num">{"~" if f.estimated else ""}{_nats(f.mean)}</td>'
-        f'<td class="num">{_nats(f.ci_low)} to {_nats(f.ci_high)}</td><td>{_e(_quote(f.segment.text, 90))}</td></tr>'
+        f'<td class="num">{_e(_interval(f).split(" interval ")[-1])}</td><td>{_e(f.raw_verdict)}</td>'
+        f'<td>{_e(_quote(f.segment.text, 90))}</td></tr>'
         for rank, f in enumerate(attr.ranked(), 1))
     h = f"h{level}"
     return (f'<section aria-labelledby="{heading.split()[0].lower()}-h"><{h} id="{heading.split()[0].lower()}-h">'
             f'{_e(heading)}</{h}>'
-            f'{_legend(scale)}{_heatmap(attr)}'
-            f'<figure>{forest}<figcaption>Each {_e(_unit(attr))}\u2019s effect and its 95% interval (line): '
+            f'{_legend(scale, attr)}{_heatmap(attr)}'
+            f'<figure>{forest}<figcaption>Each {_e(_unit(attr))}\u2019s effect and its {_e(attr.interval_text())} (line): '
             f'orange circle = hurts, blue square = helps, hollow grey diamond = unclear. Left of zero: the '
             f'{_e(_unit(attr))} pushes the right answer down.</figcaption></figure>'
             f'<details><summary>Table of effects</summary><table><thead><tr><th>rank</th><th>verdict</th>'
-            f'<th>effect (nats)</th><th>95% interval</th><th>{_e(_unit(attr))}</th></tr></thead>'
+            f'<th>effect (nats)</th><th>{_e(_level(attr.confidence))} interval</th><th>uncorrected</th>'
+            f'<th>{_e(_unit(attr))}</th></tr></thead>'
             f'<tbody>{rows}</tbody></table></details></section>')
 
 
@@ -677,7 +708,8 @@ def _edits(result: FixResult) -> str:
         out.append(f'<div class="edit"><h3>Edit {n} <span class="muted">(round {e.round + 1}, {_e(e.kind)})</span>'
                    f'</h3><p>{_word_diff(e.old, e.new)}</p>'
                    f'<p class="muted">similarity to the original prompt {e.similarity:.2f}{seg}; '
-                   f'gain {_nats(e.gain)} nats on train (lost if this edit alone were undone)</p></div>')
+                   f'gain {_nats(e.gain)} nats on train (lost if this edit alone were undone; '
+                   f'{_e(describe_lower(e.gain_low, e.n_cases, e.confidence))})</p></div>')
     return "".join(out)
 
 
@@ -837,7 +869,10 @@ def lint_html(report: LintResult, *, fail_on: str = "error", sources: Mapping[st
                        for f in t.findings if f.suppressed)
         parts.append(f'<section class="template-section" aria-label="template {_e(t.path)}"><h2>{_e(t.path)}</h2>'
                      f'<p class="muted">cases {_e(t.cases)} ({t.n_cases} used by the model rules)'
-                     f'{", from cache" if t.cached else ""}</p>{body}'
+                     f'{", from cache" if t.cached else ""}</p>'
+                     + (f'<p class="muted">PL103/PL104: {_e(t.statistics["text"])}</p>' if t.statistics else "")
+                     + "".join(f'<p class="muted">{_e(u)}</p>' for u in t.statistics.get("uncorrected", ()))
+                     + f'{body}'
                      + (f"<details><summary>Suppressed</summary><ul>{supp}</ul></details>" if supp else "")
                      + (f"<details><summary>Rules not run</summary><ul>{skipped}</ul></details>" if skipped else "")
                      + "</section>")

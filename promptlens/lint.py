@@ -34,6 +34,7 @@ from .errors import InputError
 from .backends.base import Backend
 from .io import write_atomic
 from .lint_rules import FAIL_ON, FORMATS, RULES, SEVERITIES, Finding, Rule
+from .stats import DEFAULT_CORRECTION, check_correction, level
 from .segments import SEGMENTATIONS, features, fill, segment, template_fields
 from .templates import MessageTemplate, for_backend, message_spans
 from .types import Case, Segment
@@ -87,6 +88,9 @@ class TemplateResult:
     skipped: Mapping[str, str]  # rule id -> why it did not run
     cached: bool
     seconds: float
+    # How PL103/PL104 decided: confidence, interval, n_cases, correction, segments_tested, text
+    # (one line saying it) and uncorrected (segments harmful before the correction but not after).
+    statistics: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -357,6 +361,7 @@ class _Context:
     cases: list[Case]
     findings: list[Finding] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    statistics: dict[str, Any] = field(default_factory=dict)  # how PL103/PL104 decided (TemplateResult.statistics)
 
     def add(self, rule: str, message: str, hint: str, span: tuple[int, int] | None = None,
             severity: str | None = None) -> None:
@@ -459,7 +464,8 @@ def _context_rule(ctx: _Context, backend: Backend) -> list[Case]:
     return fit
 
 
-def _model_rules(ctx: _Context, backend: Backend, cases: list[Case], method: str, seed: int) -> None:
+def _model_rules(ctx: _Context, backend: Backend, cases: list[Case], method: str, seed: int,
+                 correction: str = DEFAULT_CORRECTION) -> None:
     """PL101-PL105 on ``cases``."""
     from .attribution import attribute
     from .scoring import default_objective, score_prompts, summarize_scores
@@ -498,20 +504,45 @@ def _model_rules(ctx: _Context, backend: Backend, cases: list[Case], method: str
                     ctx.fix_hint)
     objective = default_objective(cases)
     attr = attribute(text, cases=cases, backend=backend, method=method, segmentation=ctx.target.segmentation,
-                     objective=objective, seed=seed)
-    unit = "margin" if objective == "margin" else "log-prob of the target"
+                     objective=objective, seed=seed, correction=correction)
+    _segment_rules(ctx, backend, attr)
+    _fragile_rule(ctx, backend, cases, attr.segments, objective)
+    _example_rule(ctx, backend, cases)
+
+
+def _segment_rules(ctx: _Context, backend: Any, attr: Any) -> None:
+    """PL103 (harmful, after the multiplicity correction across the template's segments) and
+    PL104 (dead), with how they decided in ``ctx.statistics``. Below ``stats.MIN_CASES`` cases
+    neither rule calls anything."""
+    from .stats import MIN_CASES, too_few_reason
+
+    th = ctx.target.thresholds
+    unit = "margin" if attr.objective == "margin" else "log-prob of the target"
+    m = len(attr.features)
+    how = f"{attr.interval_text()}; harmful calls corrected for {m} segment{'s' if m != 1 else ''}: " \
+          f"{attr.correction_text()}"
+    uncorrected = []
     for f in attr.features:
         seg, where = f.segment, (f.segment.start, f.segment.end)
-        stats = f"mean {f.mean:+.2f} nats, 95% interval [{f.ci_low:+.2f}, {f.ci_high:+.2f}] over {attr.n_cases} cases"
+        stats = (f"mean {f.mean:+.2f} nats, {level(attr.confidence)} interval [{f.ci_low:+.2f}, {f.ci_high:+.2f}] "
+                 f"over {attr.n_cases} cases")
+        adjusted = f"p = {f.p_value:.2g}, {f.p_adjusted:.2g} after {attr.correction_text()} over {m} segments"
         if f.harmful:
-            ctx.add("PL103", f"harmful segment {_short(seg.text)}: removing it raises the {unit} ({stats})",
+            ctx.add("PL103", f"harmful segment {_short(seg.text)}: removing it raises the {unit} ({stats}; {adjusted})",
                     f"delete or rewrite it; {ctx.fix_hint}", where)
-        elif abs(f.mean) <= th.dead and -th.dead <= f.ci_low and f.ci_high <= th.dead:
+        elif f.raw_verdict == "harmful":
+            line = ctx.source.span(*where)[0]
+            uncorrected.append(f"line {line}: {_short(seg.text)} is harmful uncorrected ({stats}; {adjusted}), "
+                               f"not after the correction")
+        elif attr.has_verdicts and abs(f.mean) <= th.dead and -th.dead <= f.ci_low and f.ci_high <= th.dead:
             tokens = len(backend.encode_target(seg.text)) if hasattr(backend, "encode_target") else len(seg.text.split())
             ctx.add("PL104", f"dead segment {_short(seg.text)}: no measurable effect ({stats}) for {tokens} tokens "
                     "per call", "delete it, or keep it and add `# promptlens: ignore PL104` to the line", where)
-    _fragile_rule(ctx, backend, cases, attr.segments, objective)
-    _example_rule(ctx, backend, cases)
+    if not attr.has_verdicts:
+        ctx.skipped.update({r: too_few_reason(attr.n_cases) for r in ("PL103", "PL104")})
+        how = f"{attr.interval_text()}; no PL103/PL104 calls below {MIN_CASES} cases"
+    ctx.statistics.update(confidence=attr.confidence, interval=attr.interval, n_cases=attr.n_cases,
+                          correction=attr.correction, segments_tested=m, text=how, uncorrected=uncorrected)
 
 
 def _example_rule(ctx: _Context, backend: Any, cases: list[Case]) -> None:
@@ -714,6 +745,7 @@ class LintConfig:
     cache_dir: str | Path | None = DEFAULT_CACHE  # None: no cache
     seed: int = 0
     progress: bool = False  # a bar on stderr for each template whose model rules run (cached ones get none)
+    correction: str = DEFAULT_CORRECTION  # PL103 across a template's segments: "bh", "holm" or "none" (promptlens.stats)
 
 
 def lint(
@@ -736,6 +768,7 @@ def lint(
     c = dataclasses.replace(config or LintConfig(), **overrides)
     model, raw, method, cache_dir, seed = c.model, c.raw, c.method, c.cache_dir, c.seed
     check_choice("method", method, METHODS)
+    check_correction(c.correction)
     if backend is not None:
         model_name = getattr(backend, "name", type(backend).__name__)
     else:
@@ -758,7 +791,7 @@ def lint(
         start = time.perf_counter()
         display, cases_display = _display(target.path), _display(target.cases)
         source = _template_source(target.template) if target.template is not None else _read_source(target.path, display)
-        key = _cache_key(target, source, model_name, method, seed, fingerprint)
+        key = _cache_key(target, source, model_name, f"{method}:{c.correction}", seed, fingerprint)
         file = Path(cache_dir) / f"{key}.json" if cache_dir is not None else None
         data = _read_cache(file) if file is not None else None
         cached = data is not None
@@ -772,7 +805,7 @@ def lint(
                 bar.update()
                 if fit:
                     bar.set_postfix_str("accuracy, attribution, perturbations")
-                    _model_rules(ctx, get_backend(), fit, method, seed)
+                    _model_rules(ctx, get_backend(), fit, method, seed, c.correction)
                 else:
                     ctx.skipped.update({r: "no case fits the context" for r, rule in RULES.items() if rule.model})
             else:
@@ -781,12 +814,13 @@ def lint(
             bar.update(bar.total - bar.n)
             bar.close()
             data = {"n_cases": min(len(cases), target.thresholds.max_cases), "skipped": ctx.skipped,
-                    "findings": [dataclasses.asdict(f) for f in ctx.findings]}
+                    "findings": [dataclasses.asdict(f) for f in ctx.findings], "statistics": ctx.statistics}
             if file is not None:
                 write_atomic(file, json.dumps(data, indent=1))
         findings = [_settle(Finding(**f), target, source) for f in data["findings"]]
         results.append(TemplateResult(display, cases_display, data["n_cases"], tuple(findings),
-                                      dict(data["skipped"]), cached, time.perf_counter() - start))
+                                      dict(data["skipped"]), cached, time.perf_counter() - start,
+                                      dict(data.get("statistics", {}))))
     return LintResult(model_name, method, tuple(results))
 
 

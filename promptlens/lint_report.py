@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET  # noqa: S405 - writes JUnit XML, never parse
 from pathlib import Path
 from typing import Callable
 
-from .lint import RULES, SEVERITIES, Finding, LintResult, promptlens_version
+from .lint import RULES, SEVERITIES, Finding, LintResult, TemplateResult, promptlens_version
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 # Where the rules are documented (README's "Rules" section). Set it to the published repository.
@@ -28,8 +28,9 @@ _RULE_HELP = {
              "--cases FILE`, or relax `thresholds.accuracy` / `thresholds.mismatch` in promptlens.yaml.",
     "PL102": "The right label wins over the best wrong one by less than `thresholds.margin` nats on average. "
              "Repair it with `promptlens fix`, or relax the threshold.",
-    "PL103": "Removing this segment raises the score of the wanted output on the cases: its whole 95% "
-             "interval lies below zero. Delete or rewrite it (`promptlens fix` does it with a search).",
+    "PL103": "Removing this segment raises the score of the wanted output on the cases: its whole "
+             "interval (at the level the report states; 95% by default) lies below zero, after the correction "
+             "for the number of segments tested. Delete or rewrite it (`promptlens fix` does it with a search).",
     "PL104": "The segment's effect on the score is within ±`thresholds.dead` nats, interval included. "
              "Delete it to save tokens, or keep it and suppress the note.",
     "PL105": "A typo or a casing change in this segment drops the score by more than `thresholds.fragile` "
@@ -80,6 +81,7 @@ def text_report(result: LintResult, *, fail_on: str = "error", color: bool = Fal
     for t in result.templates:
         for rule, why in t.skipped.items():
             lines.append(f"{t.path}: {rule} not run: {why}")
+        lines += [f"{t.path}: {line}" for line in statistics_lines(t)]
     cached = sum(t.cached for t in result.templates)
     n = len(result.templates)
     verdict = "FAIL" if result.failed(fail_on) else "ok"
@@ -87,6 +89,14 @@ def text_report(result: LintResult, *, fail_on: str = "error", color: bool = Fal
                  f"{len(suppressed)} suppressed; model {result.model}, {cached} of {n} from cache "
                  f"(--fail-on {fail_on})")
     return "\n".join(lines) + "\n"
+
+
+def statistics_lines(t: TemplateResult) -> list[str]:
+    """How PL103/PL104 decided for one template, and the segments whose verdict the correction changed."""
+    st = t.statistics
+    if not st:
+        return []
+    return [f"PL103/PL104 statistics: {st['text']}"] + [f"  {u}" for u in st.get("uncorrected", ())]
 
 
 def json_report(result: LintResult, *, fail_on: str = "error") -> str:
@@ -147,6 +157,8 @@ def sarif_report(result: LintResult) -> str:
             }],
             "originalUriBaseIds": {"%SRCROOT%": {"uri": Path.cwd().as_uri() + "/",
                                                  "description": {"text": "the folder promptlens lint ran in"}}},
+            # How PL103/PL104 decided, per template: level, interval, cases, multiplicity correction.
+            "properties": {"statistics": {t.path: dict(t.statistics) for t in result.templates if t.statistics}},
             "columnKind": "unicodeCodePoints",
             "results": results,
         }],
@@ -163,6 +175,9 @@ def junit_report(result: LintResult, *, fail_on: str = "error") -> str:
     totals = {"tests": 0, "failures": 0, "errors": 0}  # the common JUnit XSD has no `skipped` here
     for t in result.templates:
         suite = ET.SubElement(root, "testsuite", name=t.path)
+        if t.statistics:
+            props = ET.SubElement(suite, "properties")
+            ET.SubElement(props, "property", name="statistics", value=str(t.statistics["text"]))
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
         for rule in RULES.values():
             case = ET.SubElement(suite, "testcase", classname=t.path, name=f"{rule.id} {rule.name}")
@@ -178,8 +193,11 @@ def junit_report(result: LintResult, *, fail_on: str = "error") -> str:
             elif rule.id in t.skipped:
                 counts["skipped"] += 1
                 ET.SubElement(case, "skipped", message=t.skipped[rule.id])
-            elif active:
-                ET.SubElement(case, "system-out").text = body
+            out = [body] if active and not failing else []
+            if rule.id == "PL103":  # say how it decided, pass or fail
+                out += statistics_lines(t)
+            if out and rule.id not in t.skipped:
+                ET.SubElement(case, "system-out").text = "\n".join(out)
         suite.set("time", f"{t.seconds:.3f}")
         for k, v in counts.items():
             suite.set(k, str(v))

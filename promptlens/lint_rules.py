@@ -35,7 +35,8 @@ RULES: dict[str, Rule] = {r.id: r for r in (
     Rule("PL102", "low-margin", "warning",
          "The mean margin of the target over the best wrong choice is below the threshold.", True),
     Rule("PL103", "harmful-segment", "warning",
-         "Removing the segment raises the score: its pooled attribution interval is entirely below zero.", True),
+         "Removing the segment raises the score: its pooled attribution interval is entirely below zero, "
+         "and stays so after correcting for the number of segments tested.", True),
     Rule("PL104", "dead-segment", "note",
          "The segment has no measurable effect on the score; it only costs tokens.", True),
     Rule("PL105", "fragile-segment", "warning",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
+from .stats import DEFAULT_CONFIDENCE, MIN_CASES, describe_lower, level, too_few_reason
 from .templates import is_messages, shown
 from .types import Attribution
 
@@ -22,7 +24,13 @@ def to_jsonable(obj: Any) -> Any:
         out = {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
         if hasattr(obj, "harmful"):
             out["harmful"], out["helpful"] = obj.harmful, obj.helpful
+        if isinstance(obj, Attribution):  # say how the intervals and verdicts were made, in words
+            out["interval_text"], out["correction_text"] = obj.interval_text(), obj.correction_text()
+            out["has_verdicts"] = obj.has_verdicts
         return out
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # one case has no interval: JSON has no Infinity
+
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, dict):
@@ -64,21 +72,28 @@ def attribution_table(attr: Attribution, *, color: bool = False, top: int | None
     """Ranked table, most harmful first, then the heatmap and any notes."""
     rows = attr.ranked()[:top] if top else attr.ranked()
     width = 48
-    pct = int(round(100 * 0.95))
+    pct = level(attr.confidence)
+    differ = any(f.raw_verdict != f.verdict for f in rows)
     lines = [
         f"{attr.method} attribution of {attr.objective} over {attr.n_cases} case(s), "
         f"baseline={attr.baseline}, segments by {attr.segmentation}"
         + ("" if attr.mode == "exact" else f", APPROXIMATE ({attr.mode} mode: see the check below)"),
         f"original {attr.objective}: {attr.original_score:.3f} nats (mean over cases)",
+        f"intervals: {attr.interval_text()}; verdicts corrected for {len(attr.features)} segments: "
+        f"{attr.correction_text()}" if attr.has_verdicts else
+        f"intervals: {attr.interval_text()}; no verdicts: {too_few_reason(attr.n_cases)}",
         "",
-        f"{'rank':>4}  {'effect':>8}  {f'{pct}% interval':>19}  {'verdict':<8}  segment",
+        f"{'rank':>4}  {'effect':>8}  {f'{pct} interval':>19}  {'verdict':<13}  "
+        + (f"{'uncorrected':<13}  " if differ else "") + "segment",
     ]
     for rank, f in enumerate(rows, 1):
-        verdict = "estimate" if f.estimated else "harmful" if f.harmful else "helpful" if f.helpful else "unclear"
+        said = "estimate" if f.estimated else f.verdict
         text = " ".join(shown(f.segment.text).split())
         text = f"{f.segment.name}: {text}" if f.segment.kind == "example" else text
         text = text if len(text) <= width else text[: width - 1] + "…"
-        lines.append(f"{rank:>4} {'~' if f.estimated else ' '}{f.mean:>+8.3f}  [{f.ci_low:>+7.3f}, {f.ci_high:>+7.3f}]  {verdict:<8}  {text}")
+        ci = f"[{f.ci_low:>+7.3f}, {f.ci_high:>+7.3f}]" if math.isfinite(f.ci_low) else f"{'none (1 case)':>19}"
+        raw = f"{f.raw_verdict:<13}  " if differ else ""
+        lines.append(f"{rank:>4} {'~' if f.estimated else ' '}{f.mean:>+8.3f}  {ci}  {said:<13}  {raw}{text}")
     lines += ["", "effect: change in the objective (nats) that the segment causes; negative = pushes the target down", ""]
     lines.append(heatmap(attr, color=color))
     lines.append("")
@@ -146,10 +161,12 @@ def fix_report(result: FixResult, *, color: bool = False) -> str:
         seg = f", segment similarity {e.segment_similarity:.2f}" if e.segment_similarity is not None else ""
         lp = f" ({e.logprob_gain:+.3f} log-prob)" if e.logprob_gain is not None else ""
         lines.append(f"edit {n} (round {e.round + 1}, {e.kind}): similarity {e.similarity:.2f}{seg}, "
-                     f"gain {e.gain:+.3f} nats on train{lp}")
+                     f"gain {e.gain:+.3f} nats on train{lp}, {describe_lower(e.gain_low, e.n_cases, e.confidence)}")
         lines.append(f"  {red}- {' '.join(shown(e.old).split())}{off}")
         lines.append(f"  {green}+ {' '.join(shown(e.new).split()) or '(deleted)'}{off}")
     lines += ["", f"fixed template (similarity {result.similarity:.2f} to the original, threshold {result.threshold}):",
               shown(result.best, inline=False), "", f"cost: {result.cost}"]
     lines += [f"note: {n}" for n in result.notes]
+    lines.append(f"note: an edit is kept only if its gain on train is significant (one-sided lower bound above 0 "
+                 f"at {level(DEFAULT_CONFIDENCE)}), which needs at least {MIN_CASES} train cases")
     return "\n".join(lines)

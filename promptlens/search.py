@@ -38,7 +38,6 @@ import hashlib
 import json
 import math
 import os
-import random
 import re
 import signal
 import socket
@@ -52,6 +51,7 @@ import optuna
 from .errors import InputError
 from .rewrites import Rewrite
 from .scoring import Backend, objective_value, score_prompts
+from .stats import lower_bound, significant
 from .segments import fill, join
 from .similarity import SimilarityModel
 from .types import Case, Score, Segment
@@ -114,25 +114,6 @@ def right(score: Score) -> bool:
 def flip(before: Score, after: Score) -> int:
     """-1 if a case was right before and is wrong after (``right``), +1 for the reverse, else 0."""
     return int(right(after)) - int(right(before))
-
-
-def lower_bound(values: Sequence[float], *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> float:
-    """One-sided percentile-bootstrap lower confidence bound of the mean of ``values`` (paired
-    per-case gains): above 0 means the gain is unlikely to be the luck of which cases were drawn.
-    Seeded, so the same gains always give the same bound."""
-    n = len(values)
-    if n == 0:
-        return float("-inf")
-    if max(values) == min(values):  # one case, or the same gain on every case
-        return float(values[0])
-    rng = random.Random(seed)
-    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    return means[int((1.0 - confidence) * resamples)]
-
-
-def significant(values: Sequence[float], *, min_gain: float = 0.0) -> bool:
-    """A mean gain above ``min_gain`` whose bootstrap lower bound is above 0."""
-    return bool(values) and sum(values) / len(values) > min_gain and lower_bound(values) > 0.0
 
 
 @dataclass(frozen=True)
@@ -436,8 +417,8 @@ def run_study(
     other workers may be running trials, so wait (until the deadline) for them to finish before
     reading the result, so that every worker reads the same study. With ``logprob_baseline`` (a
     template: the round's start, which is trial 0), a combination other than trial 0 is feasible
-    only if it raises the target log-prob on train significantly over it (``significant``: a
-    positive mean whose bootstrap lower bound over the cases is above 0) and does not lower the
+    only if it raises the target log-prob on train significantly over it (``stats.significant``: a
+    positive mean whose one-sided t lower bound over the cases is above 0) and does not lower the
     objective (the margin) significantly; the feasible combination with the best margin is the
     result, trial 0 only when there is none. A margin can rise while the wanted label itself gets
     less likely, and on a few cases a margin moves by chance by tenths of a nat either way; a

@@ -52,7 +52,12 @@ class Score:
 
 @dataclass(frozen=True)
 class SegmentAttribution:
-    """Pooled effect of one segment on the score (positive: the segment helps)."""
+    """Pooled effect of one segment on the score (positive: the segment helps).
+
+    ``ci_low``/``ci_high`` is a two-sided ``confidence`` interval of the mean over ``n_cases``
+    cases made by ``interval`` (see ``promptlens.stats``). ``raw_verdict`` is this segment's own
+    call; ``verdict`` is the call after the multiplicity ``correction`` across the prompt's
+    segments, which is what ``harmful`` and ``helpful`` report."""
 
     segment: Segment
     index: int  # position among all segments
@@ -63,14 +68,22 @@ class SegmentAttribution:
     # True when an approximate mode estimated this effect instead of measuring it by
     # leave-one-out on the model: an estimate gets no verdict (its interval is the estimate's).
     estimated: bool = False
+    n_cases: int = 0
+    confidence: float = 0.95
+    interval: str = "skew-t"  # how ci_low/ci_high were made (promptlens.stats.METHODS)
+    p_value: float = 1.0  # two-sided, for "the mean effect is 0"
+    p_adjusted: float = 1.0  # after ``correction`` across the prompt's segments
+    correction: str = "bh"  # "bh" (Benjamini-Hochberg), "holm", or "none"
+    raw_verdict: str = "unclear"  # "harmful", "helpful", "unclear", "too few cases" or "estimate"
+    verdict: str = "unclear"
 
     @property
     def harmful(self) -> bool:
-        return not self.estimated and self.ci_high < 0.0
+        return not self.estimated and self.verdict == "harmful"
 
     @property
     def helpful(self) -> bool:
-        return not self.estimated and self.ci_low > 0.0
+        return not self.estimated and self.verdict == "helpful"
 
 
 @dataclass(frozen=True)
@@ -126,6 +139,27 @@ class Attribution:
     notes: tuple[str, ...] = ()
     mode: str = "exact"  # "exact", or an approximate mode (see ``approximation``)
     approximation: Approximation | None = None
+    confidence: float = 0.95  # of every segment's interval
+    interval: str = "skew-t"  # the interval method (promptlens.stats.METHODS)
+    correction: str = "bh"  # the multiplicity correction across segments (promptlens.stats.CORRECTIONS)
+
+    @property
+    def has_verdicts(self) -> bool:
+        """False below promptlens.stats.MIN_CASES cases: effects without harmful/helpful calls."""
+        from .stats import MIN_CASES
+
+        return self.n_cases >= MIN_CASES
+
+    def interval_text(self) -> str:
+        """"95% skew-adjusted t-interval over 8 cases": what every renderer says about the intervals."""
+        from .stats import describe
+
+        return describe(self.n_cases, self.confidence, self.interval)
+
+    def correction_text(self) -> str:
+        from .stats import CORRECTION_NAMES
+
+        return CORRECTION_NAMES.get(self.correction, self.correction)
 
     def ranked(self) -> list[SegmentAttribution]:
         """Most harmful first (ascending mean)."""
@@ -134,7 +168,8 @@ class Attribution:
     def to_dataframe(self, per_case: bool = False) -> Any:
         """A pandas DataFrame, one row per feature segment in text order (``segment`` is its index
         among all segments; effects in nats, positive = the segment helps): text, kind, start, end,
-        mean, ci_low, ci_high, harmful, helpful. ``per_case=True``: one row per case x segment
+        mean, ci_low, ci_high, harmful, helpful, and how they were decided (n_cases, confidence,
+        interval, p_value, p_adjusted, correction, raw_verdict, verdict). ``per_case=True``: one row per case x segment
         (``case`` is the case's position, ``effect`` its effect on that case)."""
         import pandas as pd
 
@@ -146,10 +181,11 @@ class Attribution:
             rows = [{"case": c, **about(f), "effect": v} for f in self.features for c, v in enumerate(f.per_case)]
             return pd.DataFrame(rows, columns=["case", "segment", "text", "kind", "start", "end", "effect"]) \
                 .sort_values(["case", "segment"], kind="stable").reset_index(drop=True)
+        stat = ["n_cases", "confidence", "interval", "p_value", "p_adjusted", "correction", "raw_verdict", "verdict"]
         rows = [{**about(f), "mean": f.mean, "ci_low": f.ci_low, "ci_high": f.ci_high, "harmful": f.harmful,
-                 "helpful": f.helpful} for f in self.features]
+                 "helpful": f.helpful, **{k: getattr(f, k) for k in stat}} for f in self.features]
         return pd.DataFrame(rows, columns=["segment", "text", "kind", "start", "end", "mean", "ci_low", "ci_high",
-                                           "harmful", "helpful"])
+                                           "harmful", "helpful", *stat])
 
     def _repr_html_(self) -> str:
         """Jupyter: the HTML attribution report."""

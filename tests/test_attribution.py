@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from promptlens.attribution import attribute, bootstrap_ci
+from promptlens.attribution import attribute
 from promptlens.errors import InputError
 from promptlens.segments import features, segment
 from promptlens.types import Case
@@ -60,13 +60,6 @@ def test_masks_shared_across_cases_cost_one_call_per_eval():
     attribute("Q {input}. Say banana. Be brief. Reply now.", cases=cases, backend=fake, method="lime", n_samples=40)
     # Lime runs case by case; the memo means cases after the first cost no backend call.
     assert fake.forward_passes <= 1 + 40
-
-
-def test_bootstrap_ci_is_seeded_and_brackets_mean():
-    values = np.arange(20, dtype=float)[:, None]
-    low, high = bootstrap_ci(values, confidence=0.9, seed=3)
-    assert low[0] < values.mean() < high[0]
-    assert (low, high) == bootstrap_ci(values, confidence=0.9, seed=3)
 
 
 @pytest.mark.parametrize(

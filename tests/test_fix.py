@@ -402,7 +402,7 @@ def test_margin_search_ranks_feasible_templates_by_the_margin():
 
 def test_a_gain_on_one_case_only_is_not_kept():
     # Log-prob objective: "lucky" gains 4 nats on one of 8 train cases (mean 0.5 > min_gain) and
-    # nothing on the rest: the bootstrap lower bound is 0, so the original stays.
+    # nothing on the rest: the t lower bound is below 0, so the original stays.
     class OneCase(ListBackend):
         def token_logprobs(self, prompts, targets):
             return [[[-2.0 + (4.0 if "lucky" in p and p.rsplit("(", 1)[0].endswith("q1 ") else 0.0)] for _ in ts]
@@ -417,15 +417,17 @@ def test_a_gain_on_one_case_only_is_not_kept():
     assert any("not significant" in n for n in result.notes)  # the best trial held it; it was undone
 
 
-def test_lower_bound_is_seeded_and_sees_one_lucky_case():
-    from promptlens.search import lower_bound, significant
+def test_lower_bound_sees_one_lucky_case():
+    from promptlens.stats import lower_bound, significant
 
     assert lower_bound([1.0] * 5) == 1.0 and significant([1.0] * 5)
     lucky = [4.0] + [0.0] * 7
-    assert lower_bound(lucky) == 0.0 and not significant(lucky)
+    assert lower_bound(lucky) < 0.0 and not significant(lucky)
     noisy = [0.3, -0.1, 0.5, 0.2, 0.4, 0.1, 0.3, 0.2]
-    assert lower_bound(noisy) == lower_bound(noisy) > 0 and significant(noisy)
+    assert lower_bound(noisy) > 0 and significant(noisy)
     assert not significant(noisy, min_gain=1.0)
+    # Below stats.MIN_CASES (4) nothing is significant, however consistent the gains.
+    assert lower_bound([1.0] * 3) == float("-inf") and not significant([1.0] * 3)
 
 
 def test_every_single_edit_is_tried_first(tmp_path):
@@ -447,15 +449,16 @@ REG_TEMPLATE = "Reply now. Question: {input}\nAnswer:"
 REG_BONUS = {("y", "yes"): 1.0, ("n", "no"): 1.0, ("banana", "yes"): 3.0}
 
 
-def _reg_cases(prefix: str) -> list[Case]:
+def _reg_cases(prefix: str, hints: str = "yyyn") -> list[Case]:
     return [Case({"input": f"q{i} {h}"}, "yes" if h == "y" else "no", ("yes", "no"), id=f"{prefix}{i}")
-            for i, h in enumerate("yyyn")]
+            for i, h in enumerate(hints)]
 
 
 def _reg_fix(**kw):
     from .rule_backend import RuleBackend
 
-    return fix(REG_TEMPLATE, _reg_cases("t"), validation=_reg_cases("v"), backend=RuleBackend(bonus=REG_BONUS),
+    # 8 train cases: on 4, log-prob gains of (3, 3, 3, 0) are too few and too skewed to be significant.
+    return fix(REG_TEMPLATE, _reg_cases("t", "yyynyyyn"), validation=_reg_cases("v"), backend=RuleBackend(bonus=REG_BONUS),
                similarity=JaccardSimilarity(), budget_trials=6, rounds=1, seed=0, threshold=0.3, top_k=1,
                kinds=["alternative"], alternatives={"Reply now.": ["Reply banana now."]}, **kw)
 
@@ -464,7 +467,7 @@ def test_flips_list_the_cases_turned_wrong_and_right_on_train_and_validation():
     result = _reg_fix()
     assert "banana" in result.best  # the margin rises on average: +1.5 nats
     assert result.train_after.margin == pytest.approx(result.train_before.margin + 1.5)
-    assert result.train_flips.rule == "correct" and result.train_flips.lost == ("t3: q3 n",)
+    assert result.train_flips.rule == "correct" and result.train_flips.lost == ("t3: q3 n", "t7: q7 n")
     assert result.validation_flips.lost == ("v3: q3 n",) and result.validation_flips.gained == ()
     assert "1 case(s) turned wrong, 0 right" in result.headline
 
@@ -473,7 +476,7 @@ def test_max_regressions_makes_a_combination_that_turns_a_case_wrong_infeasible(
     result = _reg_fix(max_regressions=0)
     assert result.best == REG_TEMPLATE and result.infeasible >= 1
     assert result.train_flips.lost == () and result.validation_flips.lost == ()
-    assert _reg_fix(max_regressions=1).best != REG_TEMPLATE  # one lost case is within a limit of 1
+    assert _reg_fix(max_regressions=2).best != REG_TEMPLATE  # two lost cases are within a limit of 2
 
 
 def test_flip_rule_for_free_form_targets_is_every_token_above_one_half():

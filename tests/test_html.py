@@ -36,7 +36,7 @@ needs_browser = pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium on PATH: install it with `apt-get install -y chromium` (.ci/run does)")
 
 PROMPT = "You judge statements.\nEat a banana.\nStatement: {input}\nAnswer:"
-ATTR_CASES = [Case(vars={"input": f"statement {i}"}, target=t) for i, t in enumerate(["yes", "no", "not sure"])]
+ATTR_CASES = [Case(vars={"input": f"statement {i}"}, target=t) for i, t in enumerate(["yes", "no", "not sure"] * 2)]
 LINT_TEMPLATE = "Is the statement implausible?\nBe brief.\nBe brief.\nStatement: {input}\nSport: {sport}\n"
 
 
@@ -127,7 +127,8 @@ def check_page(doc: str) -> None:
 def test_attribution_page_says_what_hurts_in_plain_words(attribution):
     doc = attribution_html(attribution)
     check_page(doc)
-    # log p = -1 per target word: mean over "yes", "no", "not sure" is -4/3 - 3 with the banana line.
+    # log p = -1 per target word: mean over "yes", "no", "not sure" (twice: 6 cases, enough for a
+    # verdict) is -4/3 - 3 with the banana line.
     before, after = math.exp(-4 / 3 - 3), math.exp(-4 / 3)
     assert f"{before:.1%}" == "1.3%" and f"{after:.0%}" == "26%"
     text = summary_text(doc)

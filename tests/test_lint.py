@@ -30,7 +30,8 @@ CHOICE_CASES = [
     {"vars": {"input": "A scored a goal"}, "target": "plausible", "choices": ["plausible", "implausible"]},
     {"vars": {"input": "B hit a homerun"}, "target": "plausible", "choices": ["plausible", "implausible"]},
 ]
-FREE_CASES = [{"vars": {"input": w}, "target": w + "s"} for w in ("cat", "dog", "car")]
+# Four cases: the fewest on which PL103/PL104 call anything (promptlens.stats.MIN_CASES).
+FREE_CASES = [{"vars": {"input": w}, "target": w + "s"} for w in ("cat", "dog", "car", "cup")]
 
 
 @dataclass
@@ -100,7 +101,7 @@ def test_pl004_context_overflow_needs_only_a_tokenizer(tmp_path):
     target = write(tmp_path, "Plural of {input}:", cases)
     result = run(target, TokenBackend(context_length=20))
     (finding,) = [f for f in result.findings if f.rule_id == "PL004"]
-    assert "1 of 4 cases" in finding.message and "case 4: 34 tokens" in finding.message
+    assert "1 of 5 cases" in finding.message and "case 5: 34 tokens" in finding.message
     assert "PL004" not in ids(run(target, TokenBackend(context_length=40)))
 
 
@@ -123,7 +124,7 @@ def test_pl101_and_pl102_choice_cases(tmp_path):
 def test_pl101_free_form_greedy_output(tmp_path):
     target = write(tmp_path, "Plural of {input}:", FREE_CASES)  # the fake always says "yes"
     (finding,) = [f for f in run(target).findings if f.rule_id == "PL101"]
-    assert "3 of 3 free-form cases" in finding.message and "'yes' instead of 'cats'" in finding.message
+    assert "4 of 4 free-form cases" in finding.message and "'yes' instead of 'cats'" in finding.message
     yes = [{"vars": {"input": w}, "target": "Yes."} for w in ("a", "b")]  # case and punctuation ignored
     assert "PL101" not in ids(run(write(tmp_path, "Say yes to {input}:", yes)))
 
@@ -134,7 +135,11 @@ def test_pl103_harmful_and_pl104_dead_segments(tmp_path):
     result = run(write(tmp_path, template, FREE_CASES), backend)
     (harmful,) = [f for f in result.findings if f.rule_id == "PL103"]
     assert (harmful.start_line, harmful.start_col, harmful.end_line, harmful.end_col) == (2, 3, 2, 24)
-    assert "mean -3.00 nats, 95% interval [-3.00, -3.00] over 3 cases" in harmful.message
+    assert "mean -3.00 nats, 95% interval [-3.00, -3.00] over 4 cases" in harmful.message
+    assert "after Benjamini-Hochberg (false discovery rate) over 3 segments" in harmful.message
+    (stats,) = [t.statistics for t in result.templates]
+    assert stats["text"] == ("95% skew-adjusted t-interval over 4 cases; harmful calls corrected for 3 segments: "
+                             "Benjamini-Hochberg (false discovery rate)") and stats["n_cases"] == 4
     assert "PL104" not in ids(result)
     dead = run(write(tmp_path, "Give the plural.\nBe nice.\nWord: {input}\n", FREE_CASES),
                RuleBackend(rules={"plural": 0.5, "word": 0.5}))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from benchmarks.suite_repair import SharedCache, paired_ci, tables
+from benchmarks.suite_repair import SharedCache, tables
+from promptlens import stats
 
 from .rule_backend import RuleBackend
 
@@ -30,10 +31,11 @@ def test_tables_pair_attribution_with_each_strategy_and_drop_unfinished_pairs():
     rows.append({**rows[0], "seed": 3})  # a pair the run did not finish: attribution only
     md = tables(pd.DataFrame(rows), ["attribution", "random", "all", "tpe"])
     assert "| test_logprob_gain | attribution - random | 1.500 |" in md  # (1+2+3)/3 - 0.5, over 3 pairs
-    assert "| test_logprob_gain | attribution - all | 1.000 | 0.000 | 2.000 | 3 |" in md
+    _, low, high = stats.mean_ci([0.0, 1.0, 2.0])  # the pairs' differences; a t-interval over 3 pairs
+    assert f"| test_logprob_gain | attribution - all | 1.000 | {low:.3f} | {high:.3f} | 3 |" in md
 
 
-def test_paired_ci_of_a_constant_difference_is_that_difference():
+def test_paired_interval_of_a_constant_difference_is_that_difference():
     import numpy as np
 
-    assert paired_ci(np.array([0.25, 0.25, 0.25])) == pytest.approx((0.25, 0.25, 0.25))
+    assert stats.mean_ci(np.array([0.25, 0.25, 0.25, 0.25])) == pytest.approx((0.25, 0.25, 0.25))

@@ -50,6 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", dest="json_out", help="write the full result to this JSON file")
     p.add_argument("--top", type=int, help="show only the N most harmful segments")
     p.add_argument("--html", help="write a self-contained HTML report to this file")
+    p.add_argument("--confidence", type=float, default=0.95, help="level of the intervals (default 0.95)")
+    p.add_argument("--correction", default="bh", help="multiplicity correction of the harmful/helpful verdicts "
+                   "across segments: bh (Benjamini-Hochberg, default), holm, none")
     add_common_options(p)
     p.set_defaults(run=run)
 
@@ -85,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
     check_choice("method", args.method, METHODS)
     check_choice("segmentation", args.segmentation, SEGMENTATIONS)
     check_choice("baseline", args.baseline, BASELINES)
+    from ..stats import check_confidence, check_correction
+
+    check_correction(args.correction)
+    check_confidence(args.confidence)
     if args.objective is not None:
         check_choice("objective", args.objective, OBJECTIVES)
     approx = _approx_config(args)
@@ -111,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         prompt, args.target, cases=cases, backend=backend, method=args.method,
         segmentation=args.segmentation, baseline=args.baseline, objective=args.objective,
         n_samples=args.samples, seed=args.seed, edit_fields=args.edit_fields, ig_steps=args.ig_steps,
-        mode=args.mode, approx=approx,
+        mode=args.mode, approx=approx, confidence=args.confidence, correction=args.correction,
     )
     print(attribution_table(result, color=use_color(args, sys.stdout), top=args.top))
     if args.json_out:

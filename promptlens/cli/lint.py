@@ -34,6 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", help="attribution method (default: the config's, else ablation)")
     p.add_argument("--segmentation", "--by", dest="segmentation", help=f"one of: {', '.join(SEGMENTATIONS)}")
     p.add_argument("--no-cache", action="store_true", help="recompute everything; write no cache")
+    p.add_argument("--correction", default="bh", help="multiplicity correction of PL103 across a template's "
+                   "segments: bh (Benjamini-Hochberg, the default), holm, none")
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help=f"cache folder (default: {DEFAULT_CACHE})")
     p.add_argument("--clear-cache", action="store_true", help="delete the cached results first (then lint, if "
                    "there is something to lint)")
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     config = LintConfig(model=args.model or settings.get("model"), raw=args.raw,
                         method=args.method or settings.get("method", LintConfig.method),
                         cache_dir=None if args.no_cache else args.cache_dir, seed=args.seed,
-                        progress=sys.stderr.isatty())
+                        correction=args.correction, progress=sys.stderr.isatty())
     result = lint(targets, config, backend=make_backend(args) if custom else None)
     color = args.format == "text" and not args.output and use_color(args, sys.stdout)
     text = render(result, args.format, fail_on=args.fail_on, color=color)

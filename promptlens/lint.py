@@ -247,12 +247,12 @@ def _severities(data: Any, where: str) -> dict[str, str]:
     if not isinstance(data, dict):
         raise InputError(f"{where}: `severity` maps rule ids to levels, e.g. {{PL103: error}}")
     out = {}
-    for rule, level in data.items():
+    for rule, severity in data.items():
         if str(rule).upper() not in RULES:
             raise InputError(f"{where}: unknown rule {rule!r} in `severity`; use one of: {', '.join(RULES)}")
-        if level not in SEVERITIES:
-            raise InputError(f"{where}: level {level!r} for {rule}; use one of: {', '.join(SEVERITIES)}")
-        out[str(rule).upper()] = level
+        if severity not in SEVERITIES:
+            raise InputError(f"{where}: level {severity!r} for {rule}; use one of: {', '.join(SEVERITIES)}")
+        out[str(rule).upper()] = severity
     return out
 
 

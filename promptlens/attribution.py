@@ -130,6 +130,20 @@ def _perturbation(method: str, problem: _Problem, forward: MaskForward, n_sample
     return torch.cat(rows)
 
 
+def _check_statistics(confidence: float, correction: str, interval: str) -> None:
+    check_choice("interval", interval, stats.METHODS)
+    stats.check_correction(correction)
+    stats.check_confidence(confidence)
+
+
+def _case_count_notes(n: int) -> list[str]:
+    """Below ``stats.MIN_CASES`` why there are no verdicts; just above it, a call for more cases."""
+    if n < stats.MIN_CASES:
+        return [stats.too_few_reason(n)]
+    note = stats.few_cases_note(n)
+    return [note] if note else []
+
+
 def attribute(
     prompt: str | MessageTemplate | Sequence[dict],
     target: str | None = None,
@@ -168,9 +182,7 @@ def attribute(
     prompt = as_flat(prompt)
     approx = approx or ApproxConfig()
     _check_settings(method, mode, approx, baseline, segmentation)
-    check_choice("interval", interval, stats.METHODS)
-    stats.check_correction(correction)
-    stats.check_confidence(confidence)
+    _check_statistics(confidence, correction, interval)
     check_inputs(prompt, target, cases)
     if backend is None:
         from .backends.hf import load_backend
@@ -197,10 +209,7 @@ def attribute(
     else:
         n_samples = n_samples or {"shapley": 8, "lime": 2 * n_feats + 32, "kernelshap": 2 * n_feats + 32}.get(method, 1)
         per_case = _perturbation(method, problem, forward, n_samples, perturbations_per_eval, seed).numpy()
-    if len(cases) < stats.MIN_CASES:
-        notes.append(stats.too_few_reason(len(cases)))
-    elif stats.few_cases_note(len(cases)):
-        notes.append(stats.few_cases_note(len(cases)))
+    notes += _case_count_notes(len(cases))
     feats_out = _pooled(per_case, segments, feats, confidence=confidence, interval=interval, correction=correction,
                         seed=seed, estimated=estimated)
     passes = getattr(backend, "forward_passes", 0) - passes0

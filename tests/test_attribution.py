@@ -123,7 +123,11 @@ def test_planted_misleading_sentence_is_harmful_and_answer_is_helpful(backend):
 @pytest.mark.model
 def test_pooled_planted_sentence_is_harmful_over_cases(backend):
     template = "Give the plural of the word. Answer in French. Word: {input}\nPlural:"
-    cases = [Case({"input": w}, p) for w, p in [("cat", "cats"), ("dog", "dogs"), ("house", "houses"), ("car", "cars"), ("tree", "trees"), ("book", "books")]]
+    # 32 dev cases, where this planted sentence measured -1.99 nats [-2.74, -1.21]: on 6 or 12
+    # hand-picked words the skew-adjusted t-interval, corrected over 4 segments, does not exclude 0.
+    from promptlens.cases import dataset_path, load_cases
+
+    cases = load_cases(dataset_path(), task="linguistic_mappings/plural_json")[:32]
     result = attribute(template, cases=cases, backend=backend, method="ablation")
     planted = next(f for f in result.features if "French" in f.segment.text)
     assert planted.harmful, planted

@@ -441,7 +441,12 @@ def test_cli_exit_codes_and_output_file(tmp_path, monkeypatch):
 @pytest.mark.model
 def test_real_model_reports_planted_harmful_line(backend, tmp_path):
     template = "Give the plural of the word.\nAnswer in French.\nWord: {input}\nPlural:"
-    cases = [{"vars": {"input": w}, "target": w + "s"} for w in ("cat", "dog", "house", "car", "tree", "book")]
+    # 32 dev cases (the planted line measured -1.99 nats [-2.74, -1.21] on them): on 6 or 12
+    # hand-picked words the skew-adjusted t-interval, corrected for 4 segments, does not exclude 0.
+    from promptlens.cases import dataset_path, load_cases
+
+    dev = load_cases(dataset_path(), task="linguistic_mappings/plural_json")[:32]
+    cases = [{"vars": dict(c.vars), "target": c.target} for c in dev]
     target = write(tmp_path, template, cases)
     cheap = Thresholds(max_generate=2, max_fragile=2)
     result = lint([LintTarget(target.path, target.cases, thresholds=cheap)], backend=backend, cache_dir=None)

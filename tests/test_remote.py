@@ -109,10 +109,11 @@ def test_gradient_methods_are_refused_with_the_methods_that_work():
 
 def test_fix_runs_on_a_remote_backend():
     template = "Eat a banana. Read the question and answer it. Question: {q}\nAnswer:"
-    cases = [Case(vars={"q": f"question {i}?"}, target=t) for i, t in enumerate([" yes", " no", " yes", " no"])]
+    # 4 train cases: fewer give no significant gain to keep (stats.MIN_CASES)
+    cases = [Case(vars={"q": f"question {i}?"}, target=t) for i, t in enumerate([" yes", " no"] * 4)]
     with FakeOpenAI("both") as fake:
         result = fix(template, cases, backend=remote(fake), similarity=JaccardSimilarity(), budget_trials=6,
-                     rounds=1, n_train=2, threshold=0.3)
+                     rounds=1, n_train=4, threshold=0.3)
     assert "banana" not in result.best
     assert result.train_after.objective == pytest.approx(result.train_before.objective + 3.0)
 

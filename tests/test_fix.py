@@ -580,3 +580,12 @@ def test_budget_and_screen_out_of_range_name_the_fix(setting, message):
 
     with pytest.raises(InputError, match=message):
         run(**setting)
+
+
+def test_recipe_budget_of_prompts_and_attribution_cases(tmp_path):
+    from promptlens.config import load_recipe
+
+    (tmp_path / "r.yaml").write_text("template: 'Q {input}'\ncases: [{input: a, target: b}]\n"
+                                     "budget: {trials: 5, prompts: 120}\nattribution_cases: 4\n", encoding="utf-8")
+    config = load_recipe(tmp_path / "r.yaml").config
+    assert (config.trials, config.prompts, config.attribution_cases) == (5, 120, 4)

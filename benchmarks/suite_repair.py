@@ -172,6 +172,7 @@ def main() -> None:
     ap.add_argument("--per-prompt", type=int, default=None, help="at most this many variants per prompt")
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1 (parallel runs)")
     ap.add_argument("--train", type=int, default=16)
     ap.add_argument("--test", type=int, default=16)
     ap.add_argument("--trials", type=int, default=50, help="trial cap; the budget is --passes")
@@ -205,7 +206,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     started = time.perf_counter()
-    for seed in range(args.seeds):  # seed-major: a run stopped early still covers every variant
+    for seed in range(args.first_seed, args.first_seed + args.seeds):  # seed-major: a run stopped early still covers every variant
         for variant in variants:
             template = as_flat([dict(m) for m in variant.messages])
             bench = suite.prompt(variant.prompt_id).cases("bench")

@@ -589,3 +589,29 @@ def test_recipe_budget_of_prompts_and_attribution_cases(tmp_path):
                                      "budget: {trials: 5, prompts: 120}\nattribution_cases: 4\n", encoding="utf-8")
     config = load_recipe(tmp_path / "r.yaml").config
     assert (config.trials, config.prompts, config.attribution_cases) == (5, 120, 4)
+
+
+@pytest.mark.model
+def test_real_screened_attribution_within_a_prompt_budget_removes_the_planted_example(backend):
+    # The suite's largest measured fault (a comma-separated few-shot answer on word sorting, -2.7
+    # nats over 32 cases): a 4-case ablation screen ranks its unit first, and fix keeps a deletion
+    # that raises the target within the budget of prompts scored, the screen's prompts counted in it.
+    # (Which deletion: on these 8 cases removing a sorting rule pays as much, +3.0 nats, and wins.)
+    from benchmarks.suite import MANIFEST, load_suite
+    from promptlens.similarity import Similarity
+
+    if not MANIFEST.is_file():
+        pytest.skip("the suite is not built yet (benchmarks/suite/build.py)")
+    suite = load_suite()
+    variant = min(suite.variants(), key=lambda v: v.harm.logprob.mean)
+    train = suite.prompt(variant.prompt_id).cases("bench")[:8]
+    result = fix(variant.flat, train, validation=[], backend=backend, similarity=Similarity(), strategy="attribution",
+                 attribution_cases=4, prompts=120, trials=12, rounds=1, top_k=2, seed=0, segmentation="unit",
+                 kinds=["delete"], attribute_after=False)
+    attr = result.attribution_before
+    units = len(attr.features)
+    assert attr.n_cases == 4 and attr.forward_passes > 0
+    assert variant.fault.text.strip() in attr.ranked()[0].segment.text  # the screen puts the fault first
+    assert result.edits and all(e.new == "" for e in result.edits)
+    assert (units + 1) * 4 < result.prompts_scored <= 120 + len(train) * 2  # a started trial and the LOO check end
+    assert result.train_after.logprob > result.train_before.logprob

@@ -137,6 +137,7 @@ def tables(df: pd.DataFrame, strategies: list[str]) -> str:
     metrics = ["test_logprob_gain", "test_objective_gain", "test_accuracy_gain", "fault_edited", "test_lost",
                "search_prompts", "prompts_scored", "seconds"]
     # a pair needs every strategy: drop a (variant, seed) that a stopped run left unfinished
+    df = df[df["strategy"].isin(strategies)]
     complete = df.groupby(["variant", "seed"])["strategy"].transform("nunique") == len(strategies)
     df = df[complete]
     df = df.assign(fault_edited=df["fault_edited"].astype(float))

@@ -195,6 +195,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=50, help="trial cap; the budget is --passes")
     ap.add_argument("--prompts", type=int, default=160, help="budget of prompts scored per strategy (FixConfig.prompts)")
     ap.add_argument("--attribution-cases", type=int, default=4, help="train cases attribution's ablation uses")
+    ap.add_argument("--attribution-objective", choices=["logprob", "margin"],
+                    help="what attribution ranks units by (FixConfig.attribution_objective; default: the objective)")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--top-k", type=int, default=2)
     ap.add_argument("--segmentation", default="unit")
@@ -238,7 +240,8 @@ def main() -> None:
                 result = fix(template, train, validation=test, backend=backend, similarity=similarity,
                              strategy=strategy, trials=args.trials, prompts=args.prompts, rounds=args.rounds,
                              seed=seed, top_k=args.top_k, rewrites=args.kinds, segmentation=args.segmentation,
-                             attribution_cases=args.attribution_cases, attribution=attr, attribute_after=False)
+                             attribution_cases=args.attribution_cases, attribution=attr, attribute_after=False,
+                             attribution_objective=args.attribution_objective)
                 attr = attr or result.attribution_before
                 at = fault_segment(attr, variant)
                 rows.append({**row(variant, seed, strategy, result, time.perf_counter() - start, at),

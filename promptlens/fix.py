@@ -372,6 +372,9 @@ class FixConfig:
     # Attribute on the first this many train cases (None: all): a cheap screen, (segments + 1) x
     # this many forward passes; the search still scores every candidate on every train case.
     attribution_cases: int | None = None
+    # What the attribution ranks segments by (None: the fix's objective). "logprob" with the margin
+    # objective: the right label's log-prob, the quantity the log-prob rule needs to rise.
+    attribution_objective: str | None = None
     min_gain: float = 1e-3  # nats an edit must gain on average (and significantly) to be kept
     keep_logprob: bool = True  # margin objective: keep only significant rises of the right label's log-prob
     minibatch: int | None = None  # train cases a trial scores before the pruner may stop it
@@ -421,6 +424,9 @@ def check_fix_config(template: str, cases: Sequence[Case], config: FixConfig) ->
         raise InputError(f"--trials {config.trials} is out of range; give 1 or more")
     if config.prompts is not None and config.prompts < 1:
         raise InputError(f"prompts {config.prompts} is out of range; give a budget of 1 or more prompts scored")
+    if config.attribution_objective not in (None, "logprob", "margin"):
+        raise InputError(f"attribution_objective {config.attribution_objective!r} is unknown; give logprob or margin "
+                         "(or none: the fix's objective)")
     if config.attribution_cases is not None and config.attribution_cases < 1:
         raise InputError(f"attribution_cases {config.attribution_cases} is out of range; give 1 or more train "
                          "cases to attribute on, or none for all of them")
@@ -567,7 +573,7 @@ class FixRun:
     def _attribute(self, template: str) -> Attribution:
         cases = self.train[: self.config.attribution_cases] if self.config.attribution_cases else self.train
         return attribute(template, cases=cases, backend=self.backend, segmentation=self.config.segmentation,
-                         seed=self.config.seed)
+                         seed=self.config.seed, objective=self.config.attribution_objective)
 
     def out_of_passes(self) -> bool:
         """Whether the budget of prompts scored (``FixConfig.prompts``) is spent."""

@@ -22,11 +22,11 @@ CASES = [Case(vars={"input": f"question number {i}?"}, target=t)
          for i, t in enumerate(["yes", "no", "maybe so", "yes", "no", "blue sky", "red", "green"])]
 
 
-def run(**kw):
+def run(cases=CASES, **kw):
     args = dict(backend=FakeBackend(), similarity=JaccardSimilarity(), budget_trials=12, rounds=1, seed=0,
                 n_train=4)
     args.update(kw)
-    return fix(TEMPLATE, CASES, **args)
+    return fix(TEMPLATE, cases, **args)
 
 
 def test_planted_harmful_segment_is_edited_and_gain_is_exact():
@@ -573,8 +573,21 @@ def test_attribution_on_fewer_train_cases_is_a_cheaper_screen_that_still_finds_t
     assert cheap.train_after.objective == pytest.approx(cheap.train_before.objective + BANANA_PENALTY)
 
 
+def test_attribution_objective_ranks_by_the_right_labels_logprob_under_the_margin_objective():
+    # FakeBackend's banana costs every label 3 nats: the margin does not move, the right label's log-prob does
+    cases = [Case(c.vars, "yes" if i % 2 else "no", ("yes", "no")) for i, c in enumerate(CASES)]
+    by_margin, by_logprob = (run(cases=cases, attribution_objective=o) for o in (None, "logprob"))
+    assert by_margin.objective == by_logprob.objective == "margin"
+    banana = [f for f in by_margin.attribution_before.features if "banana" in f.segment.text]
+    assert by_margin.attribution_before.objective == "margin" and banana[0].mean == pytest.approx(0.0)
+    worst = by_logprob.attribution_before.ranked()[0]
+    assert by_logprob.attribution_before.objective == "logprob" and "banana" in worst.segment.text
+    assert worst.mean == pytest.approx(-BANANA_PENALTY)
+
+
 @pytest.mark.parametrize("setting, message", [({"prompts": 0}, "prompts 0 is out of range"),
-                                              ({"attribution_cases": 0}, "attribution_cases 0 is out of range")])
+                                              ({"attribution_cases": 0}, "attribution_cases 0 is out of range"),
+                                              ({"attribution_objective": "accuracy"}, "attribution_objective")])
 def test_budget_and_screen_out_of_range_name_the_fix(setting, message):
     from promptlens.errors import InputError
 

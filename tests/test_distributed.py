@@ -12,7 +12,7 @@ import pytest
 
 from promptlens.errors import InputError
 from promptlens.fix import fix
-from promptlens.search import open_study, storage_for
+from promptlens.storage import open_study, storage_for
 from promptlens.similarity import JaccardSimilarity
 
 from .fakes import BANANA_PENALTY, FakeBackend

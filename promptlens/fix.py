@@ -178,7 +178,7 @@ class FixResult:
 
     def _repr_html_(self) -> str:
         """Jupyter: the HTML fix report (charts from the stored study, when there is one)."""
-        from .html_report import fix_html, notebook_html
+        from .html import fix_html, notebook_html
 
         return notebook_html(fix_html(self))
 

@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         write_atomic(args.json_out, dumps(result))
         print(f"wrote {args.json_out}")
     if args.html:
-        from ..html_report import fix_html
+        from ..html import fix_html
 
         write_atomic(args.html, fix_html(result))
         print(f"wrote {args.html}")

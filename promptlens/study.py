@@ -249,9 +249,10 @@ def run_study(
     with interrupts(deferred=True) as check_interrupt:
         while time.monotonic() < deadline:
             check_interrupt()
-            if not _one_trial(study, objective, budget, on_trial):
+            outcome = _one_trial(study, objective, budget, on_trial)
+            if outcome is None:
                 break
-            ran += 1
+            ran += outcome
         while shared and time.monotonic() < deadline and any(
                 t.state == optuna.trial.TrialState.RUNNING for t in counted(study.get_trials(deepcopy=False))):
             check_interrupt()
@@ -269,15 +270,16 @@ def _infeasible(trial: optuna.Trial, name: str, excess: float, similarity_gap: f
 
 
 def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], budget: int,
-               on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None) -> bool:
-    """Claim, run and tell one trial; False when the budget is spent."""
+               on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None) -> bool | None:
+    """Claim, run and tell one trial: True when this worker ran it, False when another worker
+    finished the same trial first, None when the budget is spent."""
     trial = claim(study, budget)
     if trial is None:
-        return False
+        return None
     try:
         value = objective(trial)
     except optuna.TrialPruned:
-        frozen = study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        frozen = _tell(study, trial, state=optuna.trial.TrialState.PRUNED)
     except ValueError as exc:  # a stored parameter with other choices than this run's
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise InputError(f"study {study.study_name!r} was made with other candidates ({exc}); "
@@ -286,10 +288,26 @@ def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
     else:
-        frozen = study.tell(trial, value)
+        frozen = _tell(study, trial, value)
+    if frozen is None:
+        return False
     if on_trial:
         on_trial(study, frozen)
     return True
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, value: float | None = None,
+          state: optuna.trial.TrialState | None = None) -> optuna.trial.FrozenTrial | None:
+    """Tell a trial, or None when another worker already told it. SQLite has no row locks, so two
+    workers can pop the same enqueued trial at once (optuna's pop relies on SELECT ... FOR UPDATE);
+    both compute the same value, and the second tell finds the trial finished."""
+    try:
+        return study.tell(trial, value, state=state)
+    except ValueError:
+        stored = study._storage.get_trial(trial._trial_id)
+        if stored.state.is_finished():
+            return None
+        raise
 
 
 def _outcome(study: optuna.Study, slots: Sequence[Slot], ran: int, *, prefer_edits: bool = False) -> StudyOutcome | None:

@@ -33,7 +33,7 @@ import yaml
 
 from .cases import cases_from_records, dataset_path, load_cases
 from .errors import InputError
-from .io import read_yaml_file
+from .io import read_text, read_yaml_file
 from .fix import STRATEGIES, FixConfig, train_validation
 from .rewrites import KINDS
 from .segments import template_fields
@@ -156,16 +156,9 @@ def _template(data: Mapping[str, Any], base: Path, where) -> MessageTemplate:
     if file.suffix.lower() in MESSAGE_SUFFIXES + DOUBLE_SUFFIXES and file.is_file():
         return load_template(file)  # its errors name the file and line
     try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise InputError(f"{where('template_file')}: cannot read {file}: no such file; check the path "
-                         "(relative to the recipe's folder)") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{where('template_file')}: {file} is not UTF-8 (offset {exc.start}); "
-                         "save the file as UTF-8") from exc
-    except (OSError, ValueError) as exc:  # ValueError: a NUL character in the path
-        raise InputError(f"{where('template_file')}: cannot read {str(file)!r} ({getattr(exc, 'strerror', None) or exc}); "
-                         "check the path (relative to the recipe's folder)") from exc
+        text = read_text(file, "template", hint="check the path (relative to the recipe's folder)")
+    except InputError as exc:  # the recipe's line first: that is where the path is written
+        raise InputError(f"{where('template_file')}: {exc}") from exc
     return text_template(text, path=str(file))
 
 

@@ -32,7 +32,7 @@ import yaml
 
 from .errors import InputError
 from .backends.base import Backend
-from .io import write_atomic
+from .io import read_text, write_atomic
 from .lint_rules import FAIL_ON, FORMATS, RULES, SEVERITIES, Finding, Rule
 from .stats import DEFAULT_CORRECTION, check_correction, level
 from .segments import SEGMENTATIONS, features, fill, segment, template_fields
@@ -321,14 +321,7 @@ def _read_source(path: Path, display: str) -> _Source:
 
 
 def _read_text_source(path: Path, display: str) -> _Source:
-    try:
-        original = path.read_bytes().decode("utf-8").removeprefix("\ufeff")
-    except FileNotFoundError as exc:
-        raise InputError(f"{display}: no such template file; check the path") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{display}: not UTF-8 (byte {exc.start}); save the template as UTF-8") from exc
-    except OSError as exc:
-        raise InputError(f"{display}: cannot read ({exc.strerror}); check its permissions") from exc
+    original = read_text(path, "template", name=display)
     parts, cuts, markers, copied, removed = [], [], [], 0, 0
     for m in _MARKER.finditer(original):
         line = original.count("\n", 0, m.start()) + 1

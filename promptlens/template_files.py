@@ -19,8 +19,9 @@ from typing import Any
 import yaml
 
 from .errors import InputError
+from .io import parse_yaml, read_text
 from .templates import (DOUBLE_SUFFIXES, Message, MessageTemplate, from_messages, line_col, looks_like_messages_file,
-                        read_file_text, text_template)
+                        text_template)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def load_template(path: str | Path, *, placeholders: str = "auto") -> MessageTem
     else is a plain text template (one user turn). ``placeholders``: "auto", "brace" or
     "double" (``.j2``/``.njk``/``.mustache``... files: double)."""
     path = Path(path)
-    text = read_file_text(path, "template")
+    text = read_text(path, "template")
     if placeholders == "auto" and path.suffix.lower() in DOUBLE_SUFFIXES:
         placeholders = "double"
     if not looks_like_messages_file(path):
@@ -160,19 +161,7 @@ def _json_positions(text: str, quote: int) -> tuple[int, ...]:
 
 
 def _yaml(text: str, name: str) -> tuple[Any, list[_Item], tuple[int, int]]:
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{name}{line}: invalid YAML ({exc.problem}); check the indentation, and quote "
-                         "content that holds ': ' or starts with a symbol (or use a `|` block)") from exc
-    except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        raise InputError(f"{name}:{line}: invalid YAML (a control character); remove it") from exc
-    except yaml.YAMLError as exc:
-        raise InputError(f"{name}: invalid YAML ({' '.join(str(exc).split())}); check the indentation") from exc
+    root, data = parse_yaml(text, name)
     if isinstance(data, dict):
         if "messages" not in data:
             keys = ", ".join(map(str, data)) or "none"

@@ -535,25 +535,6 @@ def text_template(text: str, *, path: str | None = None, placeholders: str = "au
     return convert_placeholders(template, placeholders, path or "the template")
 
 
-def read_file_text(path: Path, what: str) -> str:
-    name = str(path)
-    if path.is_dir():
-        raise InputError(f"{name} is a folder; give the {what} file inside it")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise InputError(f"{name}: no such file; check the path of the {what}") from exc
-    except OSError as exc:
-        raise InputError(f"{name}: cannot read ({exc.strerror or exc}); check its permissions") from exc
-    except ValueError as exc:  # a NUL character in the path
-        raise InputError(f"{name!r}: not a usable path ({exc}); check the path") from exc
-    try:
-        return data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"{name}:{line}: not UTF-8 (byte {exc.start}); save the file as UTF-8") from exc
-
-
 def line_col(text: str, pos: int) -> tuple[int, int]:
     """1-based (line, column) of offset ``pos`` in ``text``."""
     return text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from ..backends.base import Backend
 from ..errors import InputError
+from ..io import read_text
 
 if TYPE_CHECKING:
     from ..templates import MessageTemplate
@@ -23,19 +24,7 @@ def read_text_arg(value: str, what: str) -> str:
     looks_like_file = path.suffix in _PROMPT_SUFFIXES and "\n" not in value
     if not looks_like_file and not (len(value) < 4096 and "\n" not in value and path.is_file()):
         return value
-    if path.is_dir():
-        raise InputError(f"{value} is a folder; give the {what} file inside it")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise InputError(f"{value}: no such file; check the path of the {what}") from exc
-    except OSError as exc:
-        raise InputError(f"{value}: cannot read ({exc.strerror}); check its permissions") from exc
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"{value}:{line}: not UTF-8 (byte {exc.start}); save the file as UTF-8") from exc
+    return read_text(path, what, name=value)
 
 
 def read_template_arg(value: str, what: str = "prompt") -> MessageTemplate:

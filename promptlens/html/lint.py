@@ -3,9 +3,10 @@ spans highlighted."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
+from ..errors import InputError
+from ..io import read_text
 from ..lint_rules import RULES, SEVERITIES
 from .page import _e, _summary, page
 
@@ -17,8 +18,8 @@ if TYPE_CHECKING:
 
 def _read(path: str) -> str | None:
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return read_text(path, "template")
+    except InputError:  # the page says the spans cannot be shown
         return None
 
 

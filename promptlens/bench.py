@@ -354,8 +354,9 @@ def _paraphraser(backend: Backend) -> Any:
 
 
 def _score(backend: Backend, texts: Sequence[str], cases: Sequence[Case], batch: int,
-           bar: Any) -> list[tuple[float | None, float, float | None]]:
-    """(accuracy, mean log-prob, mean margin) of each template over the cases, ``batch`` templates per call."""
+           bar: Any) -> list[tuple[float | None, float, float | None, tuple[float, ...]]]:
+    """(accuracy, mean log-prob, mean margin, the objective per case) of each template over the cases,
+    ``batch`` templates per call."""
     bar.total += -(-len(texts) // batch)
     out = []
     for i in range(0, len(texts), batch):
@@ -384,10 +385,10 @@ def _row(name: str, level: str, placement: str, clean: Variant, group: Sequence[
     if not group:
         return Row(name, level, placement, 0, clean.accuracy, None, None, clean.logprob, None, None, None,
                    clean.margin, None, None, None)
-    has_acc = clean.accuracy is not None
-    acc = sum(v.accuracy for v in group) / len(group) if has_acc else None
+    has_acc = clean.accuracy is not None  # then every variant has an accuracy and a margin: same cases
+    acc = _mean([v.accuracy for v in group]) if has_acc else None
     logprob = sum(v.logprob for v in group) / len(group)
-    margin = sum(v.margin for v in group) / len(group) if has_acc else None
+    margin = _mean([v.margin for v in group]) if has_acc else None
     # Worst: lowest accuracy, ties broken by margin; without choices, lowest log-prob.
     worst = min(group, key=lambda v: (v.accuracy, v.margin) if has_acc else (0.0, v.logprob))
     worst_pdr = (_pdr(clean.accuracy, worst.accuracy) if has_acc
@@ -400,6 +401,13 @@ def _row(name: str, level: str, placement: str, clean: Variant, group: Sequence[
                clean.logprob, logprob, clean.logprob - logprob, 1.0 - math.exp(logprob - clean.logprob),
                clean.margin, margin, _minus(clean.margin, margin), worst_pdr, worst.edits,
                low, high, len(clean.per_case))
+
+
+def _mean(values: Sequence[float | None]) -> float:
+    known = [v for v in values if v is not None]
+    if len(known) != len(values):
+        raise ValueError("a variant scored without choices among variants scored with them")
+    return sum(known) / len(known)
 
 
 def _case_means(group: Sequence[Variant]) -> np.ndarray:

@@ -376,6 +376,7 @@ class FixConfig:
     attribute_after: bool = True  # attribute the fixed template too (for the report)
 
 
+_JOIN_NEEDS_STORAGE = "--join shares a study between processes; give --storage (postgresql://... or journal:PATH)"
 # The names ``fix`` took as keywords before FixConfig, and the recipe's: one map, read in one place.
 OLD_NAMES = {"budget_trials": "trials", "budget_seconds": "seconds", "frac_train": "split", "kinds": "rewrites"}
 
@@ -383,7 +384,7 @@ OLD_NAMES = {"budget_trials": "trials", "budget_seconds": "seconds", "frac_train
 def fix_config(config: FixConfig | None = None, **overrides: Any) -> FixConfig:
     """``config`` (default: ``FixConfig()``) with ``overrides`` applied, old names accepted."""
     names = {f.name for f in dataclasses.fields(FixConfig)}
-    values = {}
+    values: dict[str, Any] = {}  # checked against FixConfig's field names, not their types
     for key, value in overrides.items():
         key = OLD_NAMES.get(key, key)
         if key not in names:
@@ -507,11 +508,11 @@ class FixRun:
         self.study_name = config.study_name or default_study_name(
             template, all_cases if all_cases is not None else train, config.strategy, config.seed)
         if config.join and self.storage is None:
-            raise InputError("--join shares a study between processes; give --storage (postgresql://... or journal:PATH)")
+            raise InputError(_JOIN_NEEDS_STORAGE)
         self.where = storage_for(self.storage)
         self.rewrite_config = RewriteConfig(
             threshold=config.threshold, edit_floor=config.edit_floor, alternatives=dict(config.alternatives),
-            seed=config.seed, **({"kinds": tuple(config.rewrites)} if config.rewrites else {}))
+            seed=config.seed, kinds=tuple(config.rewrites) if config.rewrites else RewriteConfig.kinds)
         self.passes0 = getattr(backend, "forward_passes", 0)
         self.scorer = TemplateScorer(backend, self.train, self.objective)
         self.logprob_rule = config.keep_logprob and self.objective == "margin"
@@ -587,6 +588,8 @@ class FixRun:
         """The round's study: created (or resumed, or joined: then maybe another worker leads it)."""
         name, seed = f"{self.study_name}:round{r}", self.config.seed + r
         if self.config.join:
+            if self.where is None:  # refused in __init__ already
+                raise InputError(_JOIN_NEEDS_STORAGE)
             study, leader = join_study(self.where, name, seed=seed)
         else:
             study, leader = open_study(self.where, name, seed=seed, resume=self.config.resume), True
@@ -827,6 +830,6 @@ def _progress(total: int, enabled: bool) -> Any:
 
 def _tick(bar: Any, study: optuna.Study, trial: optuna.trial.FrozenTrial, deadline: float) -> None:
     bar.update(1)
-    done = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    done = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
     left = deadline - time.monotonic()
     bar.set_postfix(best=f"{max(done):.3f}" if done else "-", left=f"{left:.0f}s" if left < 1e9 else "∞")

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         write_atomic(args.json_out, dumps(result))
         print(f"wrote {args.json_out}")
     if args.html:
-        from ..html_report import bench_html
+        from ..html import bench_html
 
         write_atomic(args.html, bench_html(result))
         print(f"wrote {args.html}")

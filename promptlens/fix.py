@@ -22,7 +22,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NoReturn, Sequence
 
 import optuna
 
@@ -41,6 +41,10 @@ from .study import (Slot, StudyOutcome, TemplateScorer, best_template, enqueue_o
                     run_study, store_slots, stored_slots, template_for)
 from .stats import DEFAULT_CONFIDENCE, MIN_CASES, lower_bound, significant
 from .types import Attribution, Case, Score, Segment, Summary
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from tqdm import tqdm
 
 from .names import STRATEGIES  # noqa: E402,F401 (defined where the CLI can import it cheaply)
 
@@ -149,7 +153,7 @@ class FixResult:
             if before is not None and after is not None:
                 out += [CaseScore(split, i, b, a) for i, b, a in zip(before.case_ids, before.per_case, after.per_case)]
         return out
-    def studies(self) -> list[Any]:
+    def studies(self) -> list[optuna.Study]:
         """The Optuna studies of this repair, one per round (``NAME:round0``, ...), loaded from
         ``storage``; empty when the storage holds none. Raises what the storage raises."""
         import optuna
@@ -161,7 +165,7 @@ class FixResult:
         rounds = sorted((int(n[len(prefix):]), n) for n in names if n.startswith(prefix) and n[len(prefix):].isdigit())
         return [optuna.load_study(study_name=n, storage=self.storage) for _, n in rounds]
 
-    def to_dataframe(self) -> Any:
+    def to_dataframe(self) -> pd.DataFrame:
         """Every trial of every round as a pandas DataFrame (Optuna's ``trials_dataframe``, with a
         ``round`` column first): number, value, state, the chosen rewrite per segment slot
         (``params_s<i>``), durations and user attributes."""
@@ -822,13 +826,13 @@ def _edits(r: int, segments: Sequence[Segment], slots: Sequence[Slot], choice: S
     return out
 
 
-def _progress(total: int, enabled: bool) -> Any:
+def _progress(total: int, enabled: bool) -> tqdm[NoReturn]:
     from tqdm import tqdm
 
     return tqdm(total=total, desc="fix", unit="trial", disable=not enabled, leave=False)
 
 
-def _tick(bar: Any, study: optuna.Study, trial: optuna.trial.FrozenTrial, deadline: float) -> None:
+def _tick(bar: tqdm[NoReturn], study: optuna.Study, trial: optuna.trial.FrozenTrial, deadline: float) -> None:
     bar.update(1)
     done = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
     left = deadline - time.monotonic()

@@ -26,7 +26,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NoReturn, Sequence
 
 import yaml
 
@@ -38,6 +38,10 @@ from .stats import DEFAULT_CORRECTION, check_correction, level
 from .segments import SEGMENTATIONS, features, fill, segment, template_fields
 from .templates import MessageTemplate, for_backend, message_spans
 from .types import Attribution, Case, Segment
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from tqdm import tqdm
 
 DEFAULT_CONFIG = "promptlens.yaml"
 DEFAULT_CACHE = Path(".promptlens-cache") / "lint"
@@ -109,7 +113,7 @@ class LintResult:
     def suppressed(self) -> list[Finding]:
         return [f for t in self.templates for f in t.findings if f.suppressed]
 
-    def to_dataframe(self) -> Any:
+    def to_dataframe(self) -> pd.DataFrame:
         """Every finding (suppressed ones too, with ``suppressed`` saying why) as a pandas DataFrame."""
         import pandas as pd
 
@@ -813,7 +817,7 @@ def lint(
             else:
                 ctx.skipped.update({r: "the template cannot be filled (PL001)" for r in ("PL004", "PL101", "PL102",
                                                                                            "PL103", "PL104", "PL105")})
-            bar.update(bar.total - bar.n)
+            bar.update((bar.total or 0) - bar.n)  # the steps not run (the bar has a total: 2)
             bar.close()
             data = {"n_cases": min(len(cases), target.thresholds.max_cases), "skipped": ctx.skipped,
                     "findings": [dataclasses.asdict(f) for f in ctx.findings], "statistics": ctx.statistics}
@@ -826,7 +830,7 @@ def lint(
     return LintResult(model_name, method, tuple(results))
 
 
-def _progress(name: str, enabled: bool) -> Any:
+def _progress(name: str, enabled: bool) -> tqdm[NoReturn]:
     """A two-step bar for one template (fit the context; the model rules), as fix and bench show."""
     from tqdm import tqdm
 

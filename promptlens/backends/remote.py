@@ -31,7 +31,7 @@ import urllib.request
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from ..errors import BackendError, InputError
 from .base import ChatPrompts
@@ -171,7 +171,7 @@ class RemoteBackend(ChatPrompts):
             self.tokens_computed += tokens
             self.seam_merges += merges
 
-    def _check_length(self, lengths: Any) -> None:
+    def _check_length(self, lengths: Iterable[int]) -> None:
         longest = max(lengths, default=0)
         if longest > self.context_length:
             raise InputError(

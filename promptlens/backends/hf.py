@@ -233,3 +233,9 @@ def load_backend(
     if dtype != "float32":
         name += f" ({dtype})"  # a different number: lint's cache and reports must tell them apart
     return HFBackend(lm, tokenizer, name=name, raw=raw, max_batch_tokens=max_batch_tokens)
+
+
+if TYPE_CHECKING:  # mypy checks here that the local backend has every capability it claims
+    from .base import LocalBackend
+
+    _LOCAL: type[LocalBackend] = HFBackend

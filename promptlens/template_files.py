@@ -209,7 +209,8 @@ def _block_positions(text: str, value: str, start: int, end: int) -> tuple[int, 
     first = text.find("\n", start) + 1
     lines = text[first:end].split("\n")
     indent = min((len(l) - len(l.lstrip(" ")) for l in lines if l.strip()), default=0)
-    out, offset = [], first
+    out: list[int] = []
+    offset = first
     for piece, raw in zip(value.split("\n"), lines):
         out.extend(offset + indent + k for k in range(len(piece) + 1))  # the +1 is the line break
         offset += len(raw) + 1

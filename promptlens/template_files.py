@@ -121,7 +121,7 @@ class _JsonIndex:
             children, pos = {}, _skip(text, pos + 1)
             start = pos - 1
             while text[pos] != "}":
-                key, pos = json.decoder.scanstring(text, pos + 1)
+                key, pos = self.decoder.raw_decode(text, pos)  # a key: a JSON string from its quote
                 pos = _skip(text, _skip(text, pos) + 1)  # past the colon
                 children[key] = child = self.value(pos)
                 pos = _skip(text, child.end)

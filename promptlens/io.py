@@ -95,9 +95,10 @@ def parse_yaml(text: str, name: str) -> tuple[Any, Any]:
         problem = exc.problem or exc.context or "unreadable"
         raise InputError(f"{name}{line}: invalid YAML ({problem}); {_yaml_fix(problem)}") from exc
     except yaml.reader.ReaderError as exc:  # a control character: not allowed anywhere in YAML
-        line = text.count("\n", 0, exc.position) + 1
-        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
-        raise InputError(f"{name}:{line}: invalid YAML (control character U+{code:04X} at offset "
+        row = text.count("\n", 0, exc.position) + 1
+        char: object = exc.character  # a code point or a one-character string, by PyYAML version
+        code = char if isinstance(char, int) else ord(str(char))
+        raise InputError(f"{name}:{row}: invalid YAML (control character U+{code:04X} at offset "
                          f"{exc.position}); remove it") from exc
     except RecursionError as exc:
         raise InputError(f"{name}: invalid YAML (nested too deeply); write it with less nesting") from exc

@@ -194,7 +194,7 @@ def _chat_json(text: str) -> list | None:
 # --- tests ----------------------------------------------------------------------------------
 
 
-def _tests(data: dict, root: yaml.Node, config: Path) -> tuple[list, list, str]:
+def _tests(data: dict, root: yaml.Node | None, config: Path) -> tuple[list, list, str]:
     """The test list, a node per test (for lines) and the file they are in."""
     raw = data.get("tests")
     if raw is None:

@@ -137,10 +137,17 @@ def _best(trials: Sequence[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTria
     return max(done, key=lambda t: (t.value, -t.number)) if done else None
 
 
+def _value(trial: optuna.trial.FrozenTrial) -> float:
+    """A complete trial's objective (every complete trial of a single-objective study has one)."""
+    if trial.value is None:
+        raise ValueError(f"trial {trial.number} is complete but has no value")
+    return float(trial.value)
+
+
 def best_template(study: optuna.Study) -> tuple[str, float] | None:
     """The template and train objective of the study's best finished trial (earliest among equals)."""
     best = _best(study.get_trials(deepcopy=False))
-    return (best.user_attrs[_TEMPLATE], float(best.value)) if best else None
+    return (best.user_attrs[_TEMPLATE], _value(best)) if best else None
 
 
 def enqueue_original(study: optuna.Study, slots: Sequence[Slot]) -> None:
@@ -249,9 +256,10 @@ def run_study(
     with interrupts(deferred=True) as check_interrupt:
         while time.monotonic() < deadline:
             check_interrupt()
-            if not _one_trial(study, objective, budget, on_trial):
+            outcome = _one_trial(study, objective, budget, on_trial)
+            if outcome is None:
                 break
-            ran += 1
+            ran += outcome
         while shared and time.monotonic() < deadline and any(
                 t.state == optuna.trial.TrialState.RUNNING for t in counted(study.get_trials(deepcopy=False))):
             check_interrupt()
@@ -269,15 +277,16 @@ def _infeasible(trial: optuna.Trial, name: str, excess: float, similarity_gap: f
 
 
 def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], budget: int,
-               on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None) -> bool:
-    """Claim, run and tell one trial; False when the budget is spent."""
+               on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None) -> bool | None:
+    """Claim, run and tell one trial: True when this worker ran it, False when another worker
+    finished the same trial first, None when the budget is spent."""
     trial = claim(study, budget)
     if trial is None:
-        return False
+        return None
     try:
         value = objective(trial)
     except optuna.TrialPruned:
-        frozen = study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        frozen = _tell(study, trial, state=optuna.trial.TrialState.PRUNED)
     except ValueError as exc:  # a stored parameter with other choices than this run's
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise InputError(f"study {study.study_name!r} was made with other candidates ({exc}); "
@@ -286,10 +295,26 @@ def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
     else:
-        frozen = study.tell(trial, value)
+        frozen = _tell(study, trial, value)
+    if frozen is None:
+        return False
     if on_trial:
         on_trial(study, frozen)
     return True
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, value: float | None = None,
+          state: optuna.trial.TrialState | None = None) -> optuna.trial.FrozenTrial | None:
+    """Tell a trial, or None when another worker already told it. SQLite has no row locks, so two
+    workers can pop the same enqueued trial at once (optuna's pop relies on SELECT ... FOR UPDATE);
+    both compute the same value, and the second tell finds the trial finished."""
+    try:
+        return study.tell(trial, value, state=state)
+    except ValueError:
+        stored = study._storage.get_trial(trial._trial_id)
+        if stored.state.is_finished():
+            return None
+        raise
 
 
 def _outcome(study: optuna.Study, slots: Sequence[Slot], ran: int, *, prefer_edits: bool = False) -> StudyOutcome | None:
@@ -303,7 +328,7 @@ def _outcome(study: optuna.Study, slots: Sequence[Slot], ran: int, *, prefer_edi
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     return StudyOutcome(
         best_template=best.user_attrs[_TEMPLATE],
-        best_value=float(best.value),
+        best_value=_value(best),
         best_choice=tuple(int(best.params[s.param]) for s in slots),
         trials_run=ran,
         trials_total=len(trials),

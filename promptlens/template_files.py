@@ -121,7 +121,7 @@ class _JsonIndex:
             children, pos = {}, _skip(text, pos + 1)
             start = pos - 1
             while text[pos] != "}":
-                key, pos = json.decoder.scanstring(text, pos + 1)
+                key, pos = self.decoder.raw_decode(text, pos)  # a key: a JSON string from its quote
                 pos = _skip(text, _skip(text, pos) + 1)  # past the colon
                 children[key] = child = self.value(pos)
                 pos = _skip(text, child.end)
@@ -209,7 +209,8 @@ def _block_positions(text: str, value: str, start: int, end: int) -> tuple[int, 
     first = text.find("\n", start) + 1
     lines = text[first:end].split("\n")
     indent = min((len(l) - len(l.lstrip(" ")) for l in lines if l.strip()), default=0)
-    out, offset = [], first
+    out: list[int] = []
+    offset = first
     for piece, raw in zip(value.split("\n"), lines):
         out.extend(offset + indent + k for k in range(len(piece) + 1))  # the +1 is the line break
         offset += len(raw) + 1

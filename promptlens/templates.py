@@ -60,9 +60,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # backends.base renders through this module
+    from .backends.base import Backend
 
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
 MARKS: dict[str, str] = {"system": "\x11", "user": "\x12", "assistant": "\x13"}
@@ -398,7 +401,7 @@ def content_offsets(rendered: str, flat: str) -> list[tuple[int, int, int]]:
     return out
 
 
-def for_backend(backend: object, prompt: str) -> str:
+def for_backend(backend: Backend, prompt: str) -> str:
     """What a backend is given for a filled flat text: the flat text itself when the backend
     renders messages (``renders_messages``), else the plain transcript: marks never reach a
     model or a backend that would not know them."""
@@ -407,7 +410,7 @@ def for_backend(backend: object, prompt: str) -> str:
     return transcript(prompt)
 
 
-def render_notes(backend: object, flat: str) -> list[str]:
+def render_notes(backend: Backend, flat: str) -> list[str]:
     """What a report must say about how a message template reached the model."""
     if not MARK_RE.search(flat):
         return []

@@ -13,6 +13,7 @@ from ..errors import InputError
 from ..io import read_text
 
 if TYPE_CHECKING:
+    from ..promptfoo import PromptfooSuite
     from ..templates import MessageTemplate
 
 _PROMPT_SUFFIXES = (".txt", ".md", ".prompt", ".tmpl", ".j2")
@@ -40,7 +41,7 @@ def read_template_arg(value: str, what: str = "prompt") -> MessageTemplate:
     return text_template(text, path=value if text is not value else None)
 
 
-def promptfoo_suite(value: str | None):  # -> PromptfooSuite | None
+def promptfoo_suite(value: str | None) -> PromptfooSuite | None:
     """The promptfoo suite ``value`` names, its report printed to stderr; None for anything else.
     A suite with several prompts is used by its first one, and the report says so."""
     from ..promptfoo import is_promptfoo_config, load_suite

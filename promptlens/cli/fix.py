@@ -20,6 +20,7 @@ from .common import add_common_options, make_backend, promptfoo_suite, read_temp
 
 if TYPE_CHECKING:
     from ..config import Recipe
+    from ..templates import MessageTemplate
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -69,12 +70,13 @@ def _recipe(args: argparse.Namespace) -> Recipe:
         recipe = None
     else:
         raise InputError("give a recipe file, or both --template and --cases")
-    if args.template:
+    source: MessageTemplate | None
+    if recipe is None or args.template:  # no recipe: --template and --cases are both given
         source = read_template_arg(args.template, "template")
         template = source.text
     else:
         source, template = recipe.source, recipe.template
-    if args.cases:
+    if recipe is None or args.cases:
         cases = load_cases(args.cases, task=args.task)
     elif args.task:
         raise InputError("--task selects records of a --cases file; give --cases too (or set the task in the recipe)")

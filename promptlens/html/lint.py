@@ -45,10 +45,10 @@ def _highlight(text: str, findings: Sequence[Finding]) -> str:
             j = k
             while j < len(line) and marks[j] is marks[k]:
                 j += 1
-            f = marks[k]
+            mark = marks[k]
             chunk = _e(line[k:j])
-            cells.append(f'<mark class="span {f.severity}" title="{_e(f.severity)} {_e(f.rule_id)}: '
-                         f'{_e(f.message)}">{chunk}</mark>' if f else chunk)
+            cells.append(f'<mark class="span {mark.severity}" title="{_e(mark.severity)} {_e(mark.rule_id)}: '
+                         f'{_e(mark.message)}">{chunk}</mark>' if mark else chunk)
             k = j
         if not line and marks[0] is not None:
             cells.append(f'<mark class="span {marks[0].severity}" title="{_e(marks[0].rule_id)}"> </mark>')

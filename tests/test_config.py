@@ -92,13 +92,15 @@ _lint_configs = st.dictionaries(st.sampled_from(["templates", "model", "method",
                       max_size=3)), max_size=4)
 
 
-def _files_for_fuzz(folder: Path) -> None:
-    write_files(folder, {"c.jsonl": GOOD_JSONL, "t.txt": "Plural of {input}:", "r.yaml": RECIPE})
+def _only_clear_errors(parse, folder: Path, name: str, content: bytes | object) -> None:
+    """Write ``content`` (bytes as they are, anything else as YAML) as ``folder/name`` beside a good
+    template, cases file and recipe, and parse it: a result, or one clear error line."""
+    import yaml
 
-
-def _only_clear_errors(parse, path: Path) -> None:
+    write_files(folder, {"c.jsonl": GOOD_JSONL, "t.txt": "Plural of {input}:", "r.yaml": RECIPE,
+                         name: content if isinstance(content, bytes) else yaml.safe_dump(content, allow_unicode=True)})
     try:
-        parse(path)
+        parse(folder / name)
     except PromptLensError as exc:
         assert str(exc) and "\n" not in str(exc).strip(), str(exc)
 
@@ -106,25 +108,15 @@ def _only_clear_errors(parse, path: Path) -> None:
 @FUZZ
 @given(data=_recipes)
 def test_fuzz_recipe_mappings_give_a_recipe_or_a_clear_error(tmp_path_factory, data):
-    import yaml
-
-    folder = tmp_path_factory.mktemp("recipe")
-    _files_for_fuzz(folder)
-    (folder / "fuzz.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    _only_clear_errors(load_recipe, folder / "fuzz.yaml")
+    _only_clear_errors(load_recipe, tmp_path_factory.mktemp("recipe"), "fuzz.yaml", data)
 
 
 @FUZZ
 @given(data=st.dictionaries(st.sampled_from(KEYS), _values, max_size=6))
 def test_fuzz_valid_recipe_with_fuzzed_keys_gives_a_recipe_or_a_clear_error(tmp_path_factory, data):
     """A valid recipe with some keys replaced, so the fuzzing reaches the checks after the template's."""
-    import yaml
-
-    folder = tmp_path_factory.mktemp("recipe")
-    _files_for_fuzz(folder)
     recipe = {"template": "Plural of {input}:", "cases": "c.jsonl", **data}
-    (folder / "fuzz.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
-    _only_clear_errors(load_recipe, folder / "fuzz.yaml")
+    _only_clear_errors(load_recipe, tmp_path_factory.mktemp("recipe"), "fuzz.yaml", recipe)
 
 
 @FUZZ
@@ -135,18 +127,11 @@ def test_fuzz_valid_recipe_with_fuzzed_keys_gives_a_recipe_or_a_clear_error(tmp_
                                                 "dataset: {task: x}", "cases: [{input: a}]"]),
                                max_size=8).map("\n".join)))
 def test_fuzz_recipe_text_gives_a_recipe_or_a_clear_error(tmp_path_factory, text):
-    folder = tmp_path_factory.mktemp("recipe")
-    _files_for_fuzz(folder)
-    (folder / "fuzz.yaml").write_bytes(text.encode("utf-8", "surrogatepass"))
-    _only_clear_errors(load_recipe, folder / "fuzz.yaml")
+    content = text.encode("utf-8", "surrogatepass")
+    _only_clear_errors(load_recipe, tmp_path_factory.mktemp("recipe"), "fuzz.yaml", content)
 
 
 @FUZZ
 @given(data=_lint_configs)
 def test_fuzz_lint_configs_give_targets_or_a_clear_error(tmp_path_factory, data):
-    import yaml
-
-    folder = tmp_path_factory.mktemp("lint")
-    _files_for_fuzz(folder)
-    (folder / "promptlens.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    _only_clear_errors(load_config, folder / "promptlens.yaml")
+    _only_clear_errors(load_config, tmp_path_factory.mktemp("lint"), "promptlens.yaml", data)

@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         write_atomic(args.json_out, dumps(result))
         print(f"wrote {args.json_out}")
     if args.html:
-        from ..html_report import attribution_html
+        from ..html import attribution_html
 
         write_atomic(args.html, attribution_html(result))
         print(f"wrote {args.html}")

@@ -67,10 +67,11 @@ def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe) if args.recipe else None
     if recipe is None and not (args.template and args.cases):
         raise InputError("give a recipe file, or both --template and --cases")
-    template = read_template_arg(args.template, "template").text if args.template else recipe.template
+    # No recipe: --template and --cases are both given.
+    template = read_template_arg(args.template, "template").text if recipe is None or args.template else recipe.template
     seed = args.seed if args.seed is not None else (recipe.seed if recipe else 0)
     threshold = args.threshold if args.threshold is not None else (recipe.threshold if recipe else BenchConfig.threshold)
-    if args.cases:
+    if recipe is None or args.cases:
         cases = load_cases(args.cases, task=args.task)
     elif args.task:
         raise InputError("--task selects records of a --cases file; give --cases too (or set the task in the recipe)")
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         write_atomic(args.json_out, dumps(result))
         print(f"wrote {args.json_out}")
     if args.html:
-        from ..html_report import bench_html
+        from ..html import bench_html
 
         write_atomic(args.html, bench_html(result))
         print(f"wrote {args.html}")

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, TextIO
 
 from ..backends.base import Backend
 from ..errors import InputError
+from ..io import read_text
 
 if TYPE_CHECKING:
+    from ..promptfoo import PromptfooSuite
     from ..templates import MessageTemplate
 
 _PROMPT_SUFFIXES = (".txt", ".md", ".prompt", ".tmpl", ".j2")
@@ -23,19 +25,7 @@ def read_text_arg(value: str, what: str) -> str:
     looks_like_file = path.suffix in _PROMPT_SUFFIXES and "\n" not in value
     if not looks_like_file and not (len(value) < 4096 and "\n" not in value and path.is_file()):
         return value
-    if path.is_dir():
-        raise InputError(f"{value} is a folder; give the {what} file inside it")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise InputError(f"{value}: no such file; check the path of the {what}") from exc
-    except OSError as exc:
-        raise InputError(f"{value}: cannot read ({exc.strerror}); check its permissions") from exc
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"{value}:{line}: not UTF-8 (byte {exc.start}); save the file as UTF-8") from exc
+    return read_text(path, what, name=value)
 
 
 def read_template_arg(value: str, what: str = "prompt") -> MessageTemplate:
@@ -51,7 +41,7 @@ def read_template_arg(value: str, what: str = "prompt") -> MessageTemplate:
     return text_template(text, path=value if text is not value else None)
 
 
-def promptfoo_suite(value: str | None):  # -> PromptfooSuite | None
+def promptfoo_suite(value: str | None) -> PromptfooSuite | None:
     """The promptfoo suite ``value`` names, its report printed to stderr; None for anything else.
     A suite with several prompts is used by its first one, and the report says so."""
     from ..promptfoo import is_promptfoo_config, load_suite

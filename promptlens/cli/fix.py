@@ -20,6 +20,7 @@ from .common import add_common_options, make_backend, promptfoo_suite, read_temp
 
 if TYPE_CHECKING:
     from ..config import Recipe
+    from ..templates import MessageTemplate
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -73,12 +74,13 @@ def _recipe(args: argparse.Namespace) -> Recipe:
         recipe = None
     else:
         raise InputError("give a recipe file, or both --template and --cases")
-    if args.template:
+    source: MessageTemplate | None
+    if recipe is None or args.template:  # no recipe: --template and --cases are both given
         source = read_template_arg(args.template, "template")
         template = source.text
     else:
         source, template = recipe.source, recipe.template
-    if args.cases:
+    if recipe is None or args.cases:
         cases = load_cases(args.cases, task=args.task)
     elif args.task:
         raise InputError("--task selects records of a --cases file; give --cases too (or set the task in the recipe)")
@@ -113,7 +115,7 @@ def written(source: object, flat: str) -> str:
 
 
 def _check_outputs(args: argparse.Namespace, out: Path, fixed_name: Path) -> None:
-    from ..search import check_storage
+    from ..storage import check_storage
 
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder for the fixed template and the study database")
@@ -128,7 +130,7 @@ def _check_outputs(args: argparse.Namespace, out: Path, fixed_name: Path) -> Non
 def run(args: argparse.Namespace) -> int:
     from ..fix import FixInterrupted, check_fix_config, fix
     from ..report import dumps, fix_report
-    from ..search import interrupts
+    from ..signals import interrupts
 
     recipe = _recipe(args)
     check_fix_config(recipe.template, recipe.cases, recipe.config)
@@ -156,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         write_atomic(args.json_out, dumps(result))
         print(f"wrote {args.json_out}")
     if args.html:
-        from ..html_report import fix_html
+        from ..html import fix_html
 
         write_atomic(args.html, fix_html(result))
         print(f"wrote {args.html}")

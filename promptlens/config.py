@@ -34,7 +34,8 @@ import yaml
 from .cases import cases_from_records, dataset_path, load_cases
 from .errors import InputError
 from .io import read_yaml_file
-from .fix import STRATEGIES, FixConfig, train_validation
+from .fix_settings import FixConfig, train_validation
+from .names import STRATEGIES
 from .rewrites import KINDS
 from .segments import template_fields
 from .template_files import load_template

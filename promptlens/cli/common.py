@@ -29,19 +29,9 @@ def read_text_arg(value: str, what: str) -> str:
     looks_like_file = path.suffix in _PROMPT_SUFFIXES and "\n" not in value
     if not looks_like_file and not (len(value) < 4096 and "\n" not in value and path.is_file()):
         return value
-    if path.is_dir():
-        raise InputError(f"{value} is a folder; give the {what} file inside it")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise InputError(f"{value}: no such file; check the path of the {what}") from exc
-    except OSError as exc:
-        raise InputError(f"{value}: cannot read ({exc.strerror}); check its permissions") from exc
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"{value}:{line}: not UTF-8 (byte {exc.start}); save the file as UTF-8") from exc
+    from ..templates import read_file_text  # the one reader of text files: its messages, BOM stripped
+
+    return read_file_text(path, what)
 
 
 def read_template_arg(value: str, what: str = "prompt") -> MessageTemplate:
@@ -151,7 +141,6 @@ def use_color(args: argparse.Namespace, stream: TextIO) -> bool:
 
 INPUT_KINDS = ("recipe", "config", "promptfoo", "template")
 NO_CASES = Path()  # a target's cases path when the template came without cases (attribute --target)
-_RECIPE_MARKS = ("template", "template_file")
 
 
 def add_input_options(p: argparse.ArgumentParser) -> None:
@@ -197,30 +186,32 @@ class JobInput:
 
 def input_kind(value: str) -> str:
     """Which of INPUT_KINDS ``value`` is, from the file's name and top-level keys (not its validity:
-    the reader of that kind reports what is wrong, with the line)."""
+    the reader of that kind reports what is wrong, with the line). A YAML file that is neither a
+    config nor a messages file (a ``messages:`` mapping, or a list of messages) is a recipe, so
+    a broken or missing one is reported by the recipe reader."""
     from ..lint import DEFAULT_CONFIG
     from ..promptfoo import is_promptfoo_config
 
+    path = Path(value) if "\n" not in value and len(value) < 4096 else None
+    yaml_file = path is not None and path.suffix.lower() in (".yaml", ".yml")
     if not is_file_arg(value):
-        return "template"
-    path = Path(value)
+        return "recipe" if yaml_file and not path.exists() else "template"
     if is_promptfoo_config(path):
         return "promptfoo"
     if path.name == DEFAULT_CONFIG:
         return "config"
-    if path.suffix.lower() not in (".yaml", ".yml"):
+    if not yaml_file:
         return "template"
     import yaml
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return "template"  # the template reader names the line of the problem
-    if isinstance(data, dict) and "templates" in data:
-        return "config"
-    if isinstance(data, dict) and any(k in data for k in _RECIPE_MARKS):
-        return "recipe"
-    return "template"
+        return "recipe"  # its reader names the line of the problem
+    if isinstance(data, dict):
+        return "config" if "templates" in data else "template" if "messages" in data else "recipe"
+    messages = isinstance(data, list) and data and all(isinstance(m, dict) for m in data)
+    return "template" if messages else "recipe"
 
 
 def resolve_input(args: argparse.Namespace, job: str, *, needs_cases: bool = True) -> JobInput:
@@ -229,12 +220,12 @@ def resolve_input(args: argparse.Namespace, job: str, *, needs_cases: bool = Tru
     (attribute: a --target, or the model's own output)."""
     from ..lint import DEFAULT_CONFIG
 
-    if args.input and args.config:
+    if args.input is not None and args.config:
         raise InputError(f"give INPUT or --config {args.config}, not both")
     if args.task and not args.cases:
         raise InputError("--task selects records of a --cases file; give --cases too (in a recipe or config, "
                          "set the task there)")
-    value = args.input or args.config
+    value = args.input if args.input is not None else args.config
     if value is None and args.template is None:
         if not Path(DEFAULT_CONFIG).is_file():
             raise InputError(f"nothing to {job}: give a recipe, TEMPLATE --cases FILE, or a {DEFAULT_CONFIG} "
@@ -253,13 +244,19 @@ def resolve_input(args: argparse.Namespace, job: str, *, needs_cases: bool = Tru
 
 
 def _template_input(value: str, args: argparse.Namespace, job: str, needs_cases: bool) -> JobInput:
-    if args.input and args.template:
+    if args.input is not None and args.template:
         raise InputError(f"{args.input} is a template; give it as INPUT or as --template, not both")
-    if not args.cases and needs_cases:
+    if not args.cases and (needs_cases or _has_fields(value)):
         raise InputError(f"{_short_arg(value)}: a template needs its cases; add --cases FILE, or give a recipe or "
                          f"a promptlens.yaml (`promptlens init {_short_arg(value)} --cases FILE` writes both)")
     target = _template_target(value, Path(args.cases) if args.cases else NO_CASES, args.task)
     return JobInput("template", value, (target,), cases_flag=bool(args.cases))
+
+
+def _has_fields(value: str) -> bool:
+    from ..segments import template_fields
+
+    return bool(template_fields(read_template_arg(value, "template").text))
 
 
 def _template_target(value: str, cases: Path, task: str | None, **how: object) -> LintTarget:

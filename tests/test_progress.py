@@ -10,13 +10,13 @@ import sys
 import pytest
 
 from promptlens import progress
-from tests.test_reliability import tiny_lm
+from tests.test_reliability import tiny_lm  # noqa: F401 (a fixture: a random two-layer Llama)
 
 
-def test_the_bar_counts_the_trie_scorers_forward_passes(monkeypatch):
+def test_the_bar_counts_the_trie_scorers_forward_passes(tiny_lm, monkeypatch):
     from promptlens.prefix import TrieScorer
 
-    scorer = TrieScorer(tiny_lm(), max_batch_tokens=6)
+    scorer = TrieScorer(tiny_lm, max_batch_tokens=6)
     seqs = [[1, 2, 3, 4, 5, 6], [1, 2, 3, 9, 8], [7, 6, 5, 4, 3, 2, 1], [1, 2, 11, 12]]
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)

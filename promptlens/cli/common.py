@@ -246,17 +246,22 @@ def resolve_input(args: argparse.Namespace, job: str, *, needs_cases: bool = Tru
 def _template_input(value: str, args: argparse.Namespace, job: str, needs_cases: bool) -> JobInput:
     if args.input is not None and args.template:
         raise InputError(f"{args.input} is a template; give it as INPUT or as --template, not both")
-    if not args.cases and (needs_cases or _has_fields(value)):
-        raise InputError(f"{_short_arg(value)}: a template needs its cases; add --cases FILE, or give a recipe or "
-                         f"a promptlens.yaml (`promptlens init {_short_arg(value)} --cases FILE` writes both)")
+    fields = [] if args.cases else _fields(value)
+    if not args.cases and (needs_cases or fields):
+        if is_file_arg(value):
+            raise InputError(f"{_short_arg(value)}: a template needs its cases; add --cases FILE, or give a recipe "
+                             f"or a promptlens.yaml (`promptlens init {_short_arg(value)} --cases FILE` writes both)")
+        has = f"has fields {', '.join('{' + f + '}' for f in fields)}" if fields else "needs cases"
+        raise InputError(f"the template {has}; give cases that fill them with --cases FILE, or give a recipe or "
+                         "a promptlens.yaml")
     target = _template_target(value, Path(args.cases) if args.cases else NO_CASES, args.task)
     return JobInput("template", value, (target,), cases_flag=bool(args.cases))
 
 
-def _has_fields(value: str) -> bool:
+def _fields(value: str) -> list[str]:
     from ..segments import template_fields
 
-    return bool(template_fields(read_template_arg(value, "template").text))
+    return list(template_fields(read_template_arg(value, "template").text))
 
 
 def _template_target(value: str, cases: Path, task: str | None, **how: object) -> LintTarget:

@@ -167,7 +167,7 @@ class BenchResult:
 
     def _repr_html_(self) -> str:
         """Jupyter: the HTML bench report (the same page as ``bench --html``)."""
-        from .html_report import bench_html, notebook_html
+        from .html import bench_html, notebook_html
 
         return notebook_html(bench_html(self))
 

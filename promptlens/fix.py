@@ -31,14 +31,14 @@ from .cases import check_vars, split_cases
 from .errors import InputError
 from .rewrites import RewriteConfig, candidates
 from .scoring import Backend, default_objective, score_prompts, summarize, summarize_scores
-from .search import (Slot, StudyOutcome, TemplateScorer, best_template, enqueue_original, enqueue_single_edits,
-                     fail_running_trials, finished, flip,
-                     join_study, open_study, run_study, storage_for, store_result, store_slots,
-                     stored_result, stored_slots, template_for, wait_for)
 from .fewshot import EXAMPLE_KINDS, check_examples, check_notes, merge_examples
 from .segments import fill, segment, template_fields
 from .templates import MessageTemplate, as_flat, render_notes
 from .similarity import Similarity, SimilarityModel
+from .storage import (fail_running_trials, finished, join_study, open_study, storage_for, store_result,
+                      stored_result, wait_for)
+from .study import (Slot, StudyOutcome, TemplateScorer, best_template, enqueue_original, enqueue_single_edits, flip,
+                    run_study, store_slots, stored_slots, template_for)
 from .stats import DEFAULT_CONFIDENCE, MIN_CASES, lower_bound, significant
 from .types import Attribution, Case, Score, Segment, Summary
 
@@ -49,11 +49,11 @@ from .fix_settings import FixConfig, train_validation  # noqa: E402,F401
 
 @dataclass(frozen=True)
 class Flips:
-    """The cases whose verdict the fix changed (``search.flip``), each named by its id or its
+    """The cases whose verdict the fix changed (``study.flip``), each named by its id or its
     split and position, with its first field's value: ``lost`` were right with the original
     template and are wrong with the fixed one, ``gained`` the reverse. ``rule``: "correct" (the
     right label scores best) on choice cases; on free-form targets "greedy" (every target token has
-    probability above 1/2, so greedy decoding gives the target; see ``search.right``)."""
+    probability above 1/2, so greedy decoding gives the target; see ``study.right``)."""
 
     lost: tuple[str, ...]
     gained: tuple[str, ...]
@@ -180,7 +180,7 @@ class FixResult:
 
     def _repr_html_(self) -> str:
         """Jupyter: the HTML fix report (charts from the stored study, when there is one)."""
-        from .html_report import fix_html, notebook_html
+        from .html import fix_html, notebook_html
 
         return notebook_html(fix_html(self))
 
@@ -401,7 +401,7 @@ def fix(
     ``storage`` is an Optuna storage URL; by default ``sqlite:///<out>/promptlens-fix.db`` when
     ``out`` is given, in memory otherwise. ``resume`` continues the studies stored under
     ``study_name``. ``join``: one of several workers on the same ``storage`` and ``study_name``
-    (see ``search.join_study``); the trial budget is shared, and every worker returns the same
+    (see ``storage.join_study``); the trial budget is shared, and every worker returns the same
     best template. A worker waits up to ``join_wait`` seconds for the one that set up a round.
 
     An edit is kept only if undoing it alone would lose significantly on train: more than
@@ -414,7 +414,7 @@ def fix(
     carries over, and a wider margin bought by making every label less likely is not a repair a
     user wants; an edit then also stays if it raises the log-prob significantly without lowering
     the margin significantly. ``max_regressions``: no template that turns more than this many train
-    cases from right to wrong (``search.flip``) against ``template`` is feasible; the result lists
+    cases from right to wrong (``study.flip``) against ``template`` is feasible; the result lists
     the flips on train and validation either way (``FixResult.train_flips``, ``validation_flips``).
     ``strategy``: ``attribution`` edits the ``top_k`` weakest segments, ``random`` ``top_k``
     random ones, ``all`` every segment with each single edit scored first, ``tpe`` every segment

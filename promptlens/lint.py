@@ -119,7 +119,7 @@ class LintResult:
 
     def _repr_html_(self) -> str:
         """Jupyter: the HTML lint report."""
-        from .html_report import lint_html, notebook_html
+        from .html import lint_html, notebook_html
 
         return notebook_html(lint_html(self))
 

@@ -189,7 +189,7 @@ class Attribution:
 
     def _repr_html_(self) -> str:
         """Jupyter: the HTML attribution report."""
-        from .html_report import attribution_html, notebook_html
+        from .html import attribution_html, notebook_html
 
         return notebook_html(attribution_html(self))
 

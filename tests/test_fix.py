@@ -73,7 +73,7 @@ def test_only_edits_that_pay_are_kept():
 
 
 def test_a_sentence_said_twice_is_infeasible():
-    from promptlens.search import repeats
+    from promptlens.study import repeats
 
     assert repeats("Say yes. Answer with one of: a, b. Be brief. Answer with one of: a, b.") > 0
     assert repeats("Say yes. Be brief.\nAnswer:") == 0
@@ -482,7 +482,7 @@ def test_max_regressions_makes_a_combination_that_turns_a_case_wrong_infeasible(
 def test_flip_rule_for_free_form_targets_is_every_token_above_one_half():
     import math
 
-    from promptlens.search import flip
+    from promptlens.study import flip
     from promptlens.types import Score
 
     def s(*tokens: float) -> Score:

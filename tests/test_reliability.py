@@ -431,7 +431,7 @@ def test_interrupt_keeps_the_trials_and_the_best_so_far_and_says_how_to_resume(t
     assert kept == states.count("COMPLETE") + states.count("PRUNED") >= 4
     import optuna
 
-    from promptlens.search import best_template
+    from promptlens.study import best_template
 
     study = optuna.load_study(study_name=optuna.get_all_study_summaries(f"sqlite:///{db}")[0].study_name,
                               storage=f"sqlite:///{db}")

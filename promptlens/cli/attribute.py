@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             mode=args.mode, approx=approx, confidence=args.confidence, correction=args.correction,
         )
     print(attribution_table(result, color=use_color(args, sys.stdout), top=args.top))
-    from ..html_report import attribution_html
+    from ..html import attribution_html
 
     write_result_files(args, result, attribution_html)
     return 0

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     write_atomic(out / "bench.md", bench_markdown(result))
     bench_plot(result, out / "bench.png")
     print(f"\nwrote {out / 'bench.csv'}, {out / 'bench.md'}, {out / 'bench.png'}")
-    from ..html_report import bench_html
+    from ..html import bench_html
 
     write_result_files(args, result, bench_html)
     return 0

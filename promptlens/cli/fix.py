@@ -95,7 +95,7 @@ def written(source: object, flat: str) -> str:
 
 
 def _check_outputs(args: argparse.Namespace, out: Path, fixed_name: Path) -> None:
-    from ..search import check_storage
+    from ..storage import check_storage
 
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder for the fixed template and the study database")
@@ -108,7 +108,7 @@ def _check_outputs(args: argparse.Namespace, out: Path, fixed_name: Path) -> Non
 def run(args: argparse.Namespace) -> int:
     from ..fix import FixInterrupted, check_fix_config, fix
     from ..report import fix_report
-    from ..search import interrupts
+    from ..signals import interrupts
 
     recipe = _recipe(args)
     check_fix_config(recipe.template, recipe.cases, recipe.config)
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     write_atomic(fixed_name, written(recipe.source, result.best))
     print(fix_report(result, color=use_color(args, sys.stdout)))
     print(f"\nwrote {fixed_name}")
-    from ..html_report import fix_html
+    from ..html import fix_html
 
     write_result_files(args, result, fix_html)
     return 0

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     if args.html:
-        from ..html_report import lint_html
+        from ..html import lint_html
 
         write_atomic(args.html, lint_html(result, fail_on=args.fail_on))
     return 1 if result.failed(args.fail_on) else 0

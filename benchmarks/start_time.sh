@@ -4,7 +4,8 @@
 #   benchmarks/start_time.sh [BEFORE_REV] [AFTER_REV] [REPEATS]      (default: main HEAD 5)
 # Each revision is exported with `git archive` into a temporary folder (as a fresh clone would
 # be); the lint cache of each is filled in-process with a rule fake under the embedded model's
-# name, so the timed runs never load a model. Prints one line per run and the medians.
+# name, so the timed runs never load a model. Prints one line per run and the medians, with a
+# bare `python -c pass` per round for the load the machine was under.
 set -euo pipefail
 BEFORE=${1:-main}; AFTER=${2:-HEAD}; N=${3:-5}
 PY=${PYTHON:-python}
@@ -29,6 +30,7 @@ lint([LintTarget(Path('t.txt'), Path('c.jsonl'))], cache_dir='.promptlens-cache/
 done
 seconds() { local s e; s=$(date +%s.%N); "$@" > /dev/null || true; e=$(date +%s.%N); echo "$e - $s" | bc; }
 for i in $(seq "$N"); do
+  echo "bare python-c-pass $(seconds "$PY" -c pass)"   # the interpreter alone, at the same load
   for side in before after; do
     cd "$WORK/$side/project"   # a folder with no promptlens/ in it: `python -m` puts the cwd first
     export PYTHONPATH="$WORK/$side/tree" HF_HUB_OFFLINE=1

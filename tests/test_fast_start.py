@@ -15,7 +15,8 @@ from promptlens.lint import LintTarget, lint
 from tests.rule_backend import RuleBackend
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "captum", "transformers", "optuna", "matplotlib")
+# scipy too: promptlens.stats imports it on first use only (it took 1.5 s of a 2.6 s `--help`)
+HEAVY = ("torch", "captum", "transformers", "optuna", "matplotlib", "scipy")
 PROBE = """
 import json, sys
 from promptlens.cli import main

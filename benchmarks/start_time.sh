@@ -32,7 +32,7 @@ done
 seconds() {
   local e u s
   /usr/bin/time -o "$WORK/time" -f "%e %U %S" "$@" > /dev/null 2>&1 || true
-  read -r e u s < "$WORK/time"
+  read -r e u s < <(tail -n 1 "$WORK/time")   # after a "Command exited with non-zero status" line
   echo "$e $(echo "$u + $s" | bc)"
 }
 for i in $(seq "$N"); do

@@ -375,7 +375,7 @@ class _Context:
 
     @property
     def fix_hint(self) -> str:
-        if self.target.inline_cases is not None:  # a promptfoo suite: fix reads the config itself
+        if self.target.inline_cases is not None:  # a promptfoo suite or a recipe: fix reads it itself
             return f"run: promptlens fix {self.cases_display}"
         return f"run: promptlens fix --template {self.display} --cases {self.cases_display}"
 

@@ -293,30 +293,23 @@ def _promptfoo_input(value: str, args: argparse.Namespace) -> JobInput:
 
 def _recipe_input(value: str, args: argparse.Namespace) -> JobInput:
     """A recipe's template and cases as a target (lint reports at the template's file, or at the
-    recipe for an inline template); --template and --cases replace them."""
+    recipe for an inline template; its hint is `promptlens fix RECIPE`); --template and --cases
+    replace them."""
+    from ..cases import load_cases
     from ..config import load_recipe
     from ..lint import LintTarget
 
     recipe = load_recipe(value)
     how = {"segmentation": recipe.config.segmentation}
-    cases = Path(args.cases) if args.cases else _recipe_cases_path(recipe, Path(value))
-    inline = None if args.cases else recipe.cases
+    # The cases travel with the target, as a promptfoo suite's do: `cases` names the file that holds them.
+    cases = tuple(load_cases(args.cases, task=args.task)) if args.cases else recipe.cases
     if args.template:
-        target = _template_target(args.template, cases, args.task, inline_cases=inline, **how)
+        target = _template_target(args.template, Path(value), args.task, inline_cases=cases, **how)
     else:
         source = recipe.source
         path = Path(source.path) if source is not None and source.path else Path(value)
-        target = LintTarget(path, cases, args.task, template=source, inline_cases=inline, **how)
+        target = LintTarget(path, Path(value), args.task, template=source, inline_cases=cases, **how)
     return JobInput("recipe", value, (target,), recipe=recipe, cases_flag=bool(args.cases))
-
-
-def _recipe_cases_path(recipe: Recipe, path: Path) -> Path:
-    """The recipe's cases file, for the report; the recipe itself for inline cases or a dataset."""
-    import yaml
-
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))  # already read without error by load_recipe
-    cases = data.get("cases") if isinstance(data, dict) else None
-    return path.parent / cases if isinstance(cases, str) else path
 
 
 def _config_input(value: str, args: argparse.Namespace) -> JobInput:

@@ -22,7 +22,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NoReturn, Sequence
 
 import optuna
 
@@ -41,6 +41,10 @@ from .study import (Slot, StudyOutcome, TemplateScorer, best_template, enqueue_o
                     run_study, store_slots, stored_slots, template_for)
 from .stats import DEFAULT_CONFIDENCE, MIN_CASES, lower_bound, significant
 from .types import Attribution, Case, Score, Segment, Summary
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from tqdm import tqdm
 
 from .names import STRATEGIES  # noqa: E402,F401 (defined where the CLI can import it cheaply)
 # Defined where the recipe reader (and so a cached `promptlens lint RECIPE`) can import them cheaply.
@@ -151,7 +155,7 @@ class FixResult:
             if before is not None and after is not None:
                 out += [CaseScore(split, i, b, a) for i, b, a in zip(before.case_ids, before.per_case, after.per_case)]
         return out
-    def studies(self) -> list[Any]:
+    def studies(self) -> list[optuna.Study]:
         """The Optuna studies of this repair, one per round (``NAME:round0``, ...), loaded from
         ``storage``; empty when the storage holds none. Raises what the storage raises."""
         import optuna
@@ -163,7 +167,7 @@ class FixResult:
         rounds = sorted((int(n[len(prefix):]), n) for n in names if n.startswith(prefix) and n[len(prefix):].isdigit())
         return [optuna.load_study(study_name=n, storage=self.storage) for _, n in rounds]
 
-    def to_dataframe(self) -> Any:
+    def to_dataframe(self) -> pd.DataFrame:
         """Every trial of every round as a pandas DataFrame (Optuna's ``trials_dataframe``, with a
         ``round`` column first): number, value, state, the chosen rewrite per segment slot
         (``params_s<i>``), durations and user attributes."""
@@ -344,6 +348,7 @@ class FixInterrupted(KeyboardInterrupt):
         self.best, self.trials, self.study_name, self.storage = best, trials, study_name, storage
 
 
+_JOIN_NEEDS_STORAGE = "--join shares a study between processes; give --storage (postgresql://... or journal:PATH)"
 # The names ``fix`` took as keywords before FixConfig, and the recipe's: one map, read in one place.
 OLD_NAMES = {"budget_trials": "trials", "budget_seconds": "seconds", "frac_train": "split", "kinds": "rewrites"}
 
@@ -351,7 +356,7 @@ OLD_NAMES = {"budget_trials": "trials", "budget_seconds": "seconds", "frac_train
 def fix_config(config: FixConfig | None = None, **overrides: Any) -> FixConfig:
     """``config`` (default: ``FixConfig()``) with ``overrides`` applied, old names accepted."""
     names = {f.name for f in dataclasses.fields(FixConfig)}
-    values = {}
+    values: dict[str, Any] = {}  # checked against FixConfig's field names, not their types
     for key, value in overrides.items():
         key = OLD_NAMES.get(key, key)
         if key not in names:
@@ -469,11 +474,11 @@ class FixRun:
         self.study_name = config.study_name or default_study_name(
             template, all_cases if all_cases is not None else train, config.strategy, config.seed)
         if config.join and self.storage is None:
-            raise InputError("--join shares a study between processes; give --storage (postgresql://... or journal:PATH)")
+            raise InputError(_JOIN_NEEDS_STORAGE)
         self.where = storage_for(self.storage)
         self.rewrite_config = RewriteConfig(
             threshold=config.threshold, edit_floor=config.edit_floor, alternatives=dict(config.alternatives),
-            seed=config.seed, **({"kinds": tuple(config.rewrites)} if config.rewrites else {}))
+            seed=config.seed, kinds=tuple(config.rewrites) if config.rewrites else RewriteConfig.kinds)
         self.passes0 = getattr(backend, "forward_passes", 0)
         self.scorer = TemplateScorer(backend, self.train, self.objective)
         self.logprob_rule = config.keep_logprob and self.objective == "margin"
@@ -549,6 +554,8 @@ class FixRun:
         """The round's study: created (or resumed, or joined: then maybe another worker leads it)."""
         name, seed = f"{self.study_name}:round{r}", self.config.seed + r
         if self.config.join:
+            if self.where is None:  # refused in __init__ already
+                raise InputError(_JOIN_NEEDS_STORAGE)
             study, leader = join_study(self.where, name, seed=seed)
         else:
             study, leader = open_study(self.where, name, seed=seed, resume=self.config.resume), True
@@ -781,14 +788,14 @@ def _edits(r: int, segments: Sequence[Segment], slots: Sequence[Slot], choice: S
     return out
 
 
-def _progress(total: int, enabled: bool) -> Any:
+def _progress(total: int, enabled: bool) -> tqdm[NoReturn]:
     from tqdm import tqdm
 
     return tqdm(total=total, desc="fix", unit="trial", disable=not enabled, leave=False)
 
 
-def _tick(bar: Any, study: optuna.Study, trial: optuna.trial.FrozenTrial, deadline: float) -> None:
+def _tick(bar: tqdm[NoReturn], study: optuna.Study, trial: optuna.trial.FrozenTrial, deadline: float) -> None:
     bar.update(1)
-    done = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    done = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
     left = deadline - time.monotonic()
     bar.set_postfix(best=f"{max(done):.3f}" if done else "-", left=f"{left:.0f}s" if left < 1e9 else "∞")

@@ -26,19 +26,23 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NoReturn, Sequence
 
 import yaml
 
 from . import progress
 from .errors import InputError
-from .backends.base import Backend
-from .io import write_atomic
+from .backends.base import Backend, can_generate, counts_tokens
+from .io import read_text, write_atomic
 from .lint_rules import FAIL_ON, FORMATS, RULES, SEVERITIES, Finding, Rule
 from .stats import DEFAULT_CORRECTION, check_correction, level
 from .segments import SEGMENTATIONS, features, fill, segment, template_fields
 from .templates import MessageTemplate, for_backend, message_spans
-from .types import Case, Segment
+from .types import Attribution, Case, Segment
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from tqdm import tqdm
 
 DEFAULT_CONFIG = "promptlens.yaml"
 DEFAULT_CACHE = Path(".promptlens-cache") / "lint"
@@ -110,7 +114,7 @@ class LintResult:
     def suppressed(self) -> list[Finding]:
         return [f for t in self.templates for f in t.findings if f.suppressed]
 
-    def to_dataframe(self) -> Any:
+    def to_dataframe(self) -> pd.DataFrame:
         """Every finding (suppressed ones too, with ``suppressed`` saying why) as a pandas DataFrame."""
         import pandas as pd
 
@@ -322,14 +326,7 @@ def _read_source(path: Path, display: str) -> _Source:
 
 
 def _read_text_source(path: Path, display: str) -> _Source:
-    try:
-        original = path.read_bytes().decode("utf-8").removeprefix("\ufeff")
-    except FileNotFoundError as exc:
-        raise InputError(f"{display}: no such template file; check the path") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{display}: not UTF-8 (byte {exc.start}); save the template as UTF-8") from exc
-    except OSError as exc:
-        raise InputError(f"{display}: cannot read ({exc.strerror}); check its permissions") from exc
+    original = read_text(path, "template", name=display)
     parts, cuts, markers, copied, removed = [], [], [], 0, 0
     for m in _MARKER.finditer(original):
         line = original.count("\n", 0, m.start()) + 1
@@ -444,7 +441,7 @@ def _mentions(text: str, choice: str) -> bool:
 
 def _context_rule(ctx: _Context, backend: Backend) -> list[Case]:
     """PL004; the cases that fit the context."""
-    if not all(hasattr(backend, a) for a in ("context_length", "encode_prompt", "encode_target")):
+    if not counts_tokens(backend):
         ctx.skipped["PL004"] = "the backend has no tokenizer"
         return ctx.cases
     limit = backend.context_length
@@ -477,7 +474,7 @@ def _model_rules(ctx: _Context, backend: Backend, cases: list[Case], method: str
     free = [c for c in cases if c not in labelled]
     if labelled:
         scores = score_prompts(backend, [[fill(text, c.vars) for c in labelled]], labelled)[0]
-        right = [s.correct for s in scores]
+        right = [bool(s.correct) for s in scores]  # a case with choices is always right or wrong
         summary = summarize_scores(scores, labelled, "margin")
         accuracy = summary.accuracy or 0.0
         if accuracy < th.accuracy:
@@ -490,7 +487,9 @@ def _model_rules(ctx: _Context, backend: Backend, cases: list[Case], method: str
                     f"{th.margin:+.2f}", ctx.fix_hint)
     else:
         ctx.skipped["PL102"] = "no cases with choices"
-    if free:
+    if free and not can_generate(backend) and not labelled:
+        ctx.skipped["PL101"] = "the backend cannot generate text, which the free-form cases are checked on"
+    elif free and can_generate(backend):
         checked = free[: th.max_generate]
         missed = []  # (case label, output)
         for i, c in enumerate(checked, 1):
@@ -511,7 +510,7 @@ def _model_rules(ctx: _Context, backend: Backend, cases: list[Case], method: str
     _example_rule(ctx, backend, cases)
 
 
-def _segment_rules(ctx: _Context, backend: Any, attr: Any) -> None:
+def _segment_rules(ctx: _Context, backend: Backend, attr: Attribution) -> None:
     """PL103 (harmful, after the multiplicity correction across the template's segments) and
     PL104 (dead), with how they decided in ``ctx.statistics``. Below ``stats.MIN_CASES`` cases
     neither rule calls anything."""
@@ -546,7 +545,7 @@ def _segment_rules(ctx: _Context, backend: Any, attr: Any) -> None:
                           correction=attr.correction, segments_tested=m, text=how, uncorrected=uncorrected)
 
 
-def _example_rule(ctx: _Context, backend: Any, cases: list[Case]) -> None:
+def _example_rule(ctx: _Context, backend: Backend, cases: list[Case]) -> None:
     """PL106: a few-shot example whose answer the model ranks below another label."""
     from .fewshot import check_examples
 

@@ -200,7 +200,7 @@ def bootstrap_interval(values: np.ndarray, confidence: float, *, method: str = "
     d = jack.mean(0) - jack
     with np.errstate(divide="ignore", invalid="ignore"):
         acc = np.nan_to_num((d ** 3).sum(0) / (6 * ((d ** 2).sum(0)) ** 1.5))
-    z = _sps().norm.ppf([a, 1 - a])[:, None]
+    z = _sps().norm.ppf(np.array([a, 1 - a]))[:, None]
     q = _sps().norm.cdf(z0 + (z0 + z) / (1 - acc * (z0 + z)))  # [2, k]
     boot.sort(0)
     at = np.clip(np.round(q * (resamples - 1)).astype(int), 0, resamples - 1)

@@ -26,7 +26,7 @@ import json
 import os
 import socket
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 import optuna
 
@@ -126,7 +126,7 @@ def _postgres_driver(url: str) -> str:
 
 def _sampler(seed: int, *, shared: bool, n_startup: int) -> optuna.samplers.BaseSampler:
     # Optuna >= 5 reads constraints a trial sets itself; older versions need constraints_func.
-    legacy = {} if NATIVE_CONSTRAINTS else {"constraints_func": _constraints}
+    legacy: dict[str, Any] = {} if NATIVE_CONSTRAINTS else {"constraints_func": _constraints}
     # constant_liar: a running trial (another worker's) counts as a bad result, so TPE does not
     # propose the same combination to two workers at once.
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, constant_liar=shared, **legacy)

@@ -137,10 +137,17 @@ def _best(trials: Sequence[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTria
     return max(done, key=lambda t: (t.value, -t.number)) if done else None
 
 
+def _value(trial: optuna.trial.FrozenTrial) -> float:
+    """A complete trial's objective (every complete trial of a single-objective study has one)."""
+    if trial.value is None:
+        raise ValueError(f"trial {trial.number} is complete but has no value")
+    return float(trial.value)
+
+
 def best_template(study: optuna.Study) -> tuple[str, float] | None:
     """The template and train objective of the study's best finished trial (earliest among equals)."""
     best = _best(study.get_trials(deepcopy=False))
-    return (best.user_attrs[_TEMPLATE], float(best.value)) if best else None
+    return (best.user_attrs[_TEMPLATE], _value(best)) if best else None
 
 
 def enqueue_original(study: optuna.Study, slots: Sequence[Slot]) -> None:
@@ -321,7 +328,7 @@ def _outcome(study: optuna.Study, slots: Sequence[Slot], ran: int, *, prefer_edi
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     return StudyOutcome(
         best_template=best.user_attrs[_TEMPLATE],
-        best_value=float(best.value),
+        best_value=_value(best),
         best_choice=tuple(int(best.params[s.param]) for s in slots),
         trials_run=ran,
         trials_total=len(trials),

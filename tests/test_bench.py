@@ -224,7 +224,7 @@ def test_prompt_whose_fields_the_cases_do_not_fill():
     (["bench", "nope.yaml"], "nope.yaml: no such recipe file"),
     (["bench", "recipes/navigate.yaml", "--levels", "typo"], "unknown level 'typo'"),
     (["bench", "recipes/navigate.yaml", "--budget", "0"], "--budget 0 is out of range"),
-    (["bench", "recipes/navigate.yaml", "--prompt", "missing.txt"], "missing.txt: no such file"),
+    (["bench", "recipes/navigate.yaml", "--prompt", "missing.txt"], "missing.txt: no such prompt file"),
     (["bench", "recipes/navigate.yaml", "--task", "navigate"], "--task selects records of a --cases file"),
 ])
 def test_cli_user_errors_exit_2_with_one_line(args, message):

@@ -116,7 +116,7 @@ def errors(command: str) -> list[tuple[list[str], str]]:
         (["r.yaml", "--config", "promptlens.yaml"], "give INPUT or --config promptlens.yaml, not both"),
         (["r.yaml", "--task", "x"], "--task selects records of a --cases file; give --cases too"),
         (["bad.yaml"], "bad.yaml:2: unknown recipe key 'trails'"),
-        (["missing.txt", "--cases", "cases.jsonl"], "missing.txt: no such file"),
+        (["missing.txt", "--cases", "cases.jsonl"], "missing.txt: no such template file; check the path"),
     ]
 
 

@@ -130,6 +130,19 @@ def test_pl101_free_form_greedy_output(tmp_path):
     assert "PL101" not in ids(run(write(tmp_path, "Say yes to {input}:", yes)))
 
 
+@dataclass
+class SilentBackend(RuleBackend):
+    """Scores, but writes no text of its own (``can_generate`` is False)."""
+
+    generate = None
+
+
+def test_pl101_free_form_is_skipped_on_a_backend_that_cannot_generate(tmp_path):
+    result = run(write(tmp_path, "Plural of {input}:", FREE_CASES), SilentBackend(bonus=HELPS))
+    assert "PL101" not in ids(result)
+    assert result.templates[0].skipped["PL101"] == "the backend cannot generate text, which the free-form cases are checked on"
+
+
 def test_pl103_harmful_and_pl104_dead_segments(tmp_path):
     template = "Give the plural.\n  Always answer banana.\nWord: {input}\n"
     backend = RuleBackend(rules={"banana": -3.0, "plural": 0.5, "word": 0.5})

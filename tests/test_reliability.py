@@ -36,19 +36,19 @@ DIR = None  # a files-table value that makes a folder instead of a file
 CORPUS: list[tuple[str, list[str], dict[str, str | bytes | None], str]] = [
     # --- attribute: files
     ("attr-missing-prompt-file", ["attribute", "missing.txt", "--target", "x"], {},
-     "missing.txt: no such file; check the path of the template"),
+     "missing.txt: no such template file; check the path"),
     ("attr-prompt-is-folder", ["attribute", "prompts.txt", "--target", "x"], {"prompts.txt": DIR},
      "prompts.txt is a folder; give the template file inside it"),
     ("attr-prompt-not-utf8", ["attribute", "p.txt", "--target", "x"], {"p.txt": b"hello\n\xff\xfe world"},
-     "p.txt:2: not UTF-8 (byte 6); save the file as UTF-8"),
+     "p.txt:2: not UTF-8 (byte 0xff at offset 6); save the file as UTF-8"),
     ("attr-missing-cases-file", ["attribute", "Q: {input}", "--cases", "nope.jsonl"], {},
-     "nope.jsonl: no such file; check the path"),
+     "nope.jsonl: no such cases file; check the path"),
     ("attr-cases-is-folder", ["attribute", "Q: {input}", "--cases", "c.jsonl"], {"c.jsonl": DIR},
-     "c.jsonl is a directory; give a cases file"),
+     "c.jsonl is a folder; give the cases file inside it"),
     ("attr-cases-unknown-extension", ["attribute", "Q: {input}", "--cases", "c.txt"], {"c.txt": GOOD_JSONL},
      "c.txt: unsupported cases file (extension '.txt'); use one of .jsonl, .json, .csv, .yaml, .yml"),
     ("attr-cases-not-utf8", ["attribute", "Q: {input}", "--cases", "c.jsonl"],
-     {"c.jsonl": b'{"input": "caf\xe9", "target": "x"}\n'}, "c.jsonl:1: not valid UTF-8 (byte 0xe9"),
+     {"c.jsonl": b'{"input": "caf\xe9", "target": "x"}\n'}, "c.jsonl:1: not UTF-8 (byte 0xe9 at offset 14)"),
     ("attr-cases-utf16", ["attribute", "Q: {input}", "--cases", "c.jsonl"],
      {"c.jsonl": GOOD_JSONL.encode("utf-16")}, "c.jsonl: the file is UTF-16; save the file as UTF-8"),
     ("attr-cases-empty-file", ["attribute", "Q: {input}", "--cases", "c.jsonl"], {"c.jsonl": "\n"},
@@ -139,8 +139,8 @@ CORPUS: list[tuple[str, list[str], dict[str, str | bytes | None], str]] = [
      "r.yaml:1: template must be non-empty text"),
     ("fix-recipe-template-file-missing", ["fix", "r.yaml"],
      {"r.yaml": "template_file: nope.txt\ncases: c.jsonl\n", "c.jsonl": GOOD_JSONL},
-     "r.yaml:1: cannot read nope.txt: no such file; check the path (relative to the recipe's folder)"),
-    ("fix-recipe-cases-file-missing", ["fix", "r.yaml"], {"r.yaml": RECIPE}, "c.jsonl: no such file"),
+     "r.yaml:1: nope.txt: no such template file; check the path (relative to the recipe's folder)"),
+    ("fix-recipe-cases-file-missing", ["fix", "r.yaml"], {"r.yaml": RECIPE}, "c.jsonl: no such cases file"),
     ("fix-recipe-inline-case-no-target", ["fix", "r.yaml"],
      {"r.yaml": "template: 'Plural of {input}:'\ncases:\n  - {input: cat, target: cats}\n  - {input: dog}\n"},
      "r.yaml:2: case 2: case has no target"),
@@ -159,7 +159,7 @@ CORPUS: list[tuple[str, list[str], dict[str, str | bytes | None], str]] = [
      "'c\\x00.jsonl': not a usable path (embedded null byte); check the path"),
     ("fix-recipe-template-file-nul", ["fix", "r.yaml"],
      {"r.yaml": 'template_file: "t\\0.txt"\ncases: c.jsonl\n', "c.jsonl": GOOD_JSONL},
-     "r.yaml:1: cannot read 't\\x00.txt' (embedded null byte); check the path"),
+     "r.yaml:1: 't\\x00.txt': not a usable path (embedded null byte); check the path"),
     ("fix-recipe-control-character", ["fix", "r.yaml"], {"r.yaml": RECIPE + "seed: 1\x1f\n"},
      "r.yaml:3: invalid YAML (control character U+001F at offset 53); remove it"),
     ("fix-recipe-unknown-task", ["fix", "r.yaml"],
@@ -198,9 +198,9 @@ CORPUS: list[tuple[str, list[str], dict[str, str | bytes | None], str]] = [
      "--task selects records of a --cases file; give --cases too"),
     # --- lint
     ("lint-missing-template", ["lint", "nope.txt", "--cases", "c.jsonl"], {"c.jsonl": GOOD_JSONL},
-     "nope.txt: no such file; check the path of the template"),
+     "nope.txt: no such template file; check the path"),
     ("lint-template-not-utf8", ["lint", "t.txt", "--cases", "c.jsonl"],
-     {"t.txt": b"Plural of \xff {input}:", "c.jsonl": GOOD_JSONL}, "t.txt: not UTF-8 (byte 10); save the template as UTF-8"),
+     {"t.txt": b"Plural of \xff {input}:", "c.jsonl": GOOD_JSONL}, "t.txt:1: not UTF-8 (byte 0xff at offset 10); save the file as UTF-8"),
     ("lint-template-without-cases", ["lint", "t.txt"], {"t.txt": "Plural of {input}:"},
      "t.txt: a template needs its cases; add --cases FILE"),
     ("lint-cases-no-target", ["lint", "t.txt", "--cases", "c.csv"],
@@ -240,11 +240,11 @@ CORPUS: list[tuple[str, list[str], dict[str, str | bytes | None], str]] = [
     ("bench-threshold-out-of-range", ["bench", "--template", "Q: {input}", "--cases", "c.jsonl", "--threshold", "1.5"],
      {"c.jsonl": GOOD_JSONL}, "threshold 1.5 is out of range; give a similarity in (0, 1]"),
     ("bench-missing-prompt-file", ["bench", "--template", "Q: {input}", "--cases", "c.jsonl", "--prompt", "fixed.txt"],
-     {"c.jsonl": GOOD_JSONL}, "fixed.txt: no such file; check the path of the prompt"),
+     {"c.jsonl": GOOD_JSONL}, "fixed.txt: no such prompt file; check the path"),
     ("bench-field-without-value", ["bench", "--template", "Q: {question}", "--cases", "c.jsonl"],
      {"c.jsonl": GOOD_JSONL}, "has no value for template field {question}; add it to vars"),
     ("bench-missing-cases-file", ["bench", "--template", "Q: {input}", "--cases", "nope.jsonl"], {},
-     "nope.jsonl: no such file; check the path"),
+     "nope.jsonl: no such cases file; check the path"),
 ]
 
 
@@ -310,7 +310,7 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch):
     from promptlens.errors import InputError
 
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(InputError, match="missing.txt: no such file"):
+    with pytest.raises(InputError, match="missing.txt: no such prompt file"):
         main(["attribute", "missing.txt", "--target", "x", "--debug"])
 
 

@@ -90,7 +90,8 @@ def test_schema_enums_are_the_codes():
 
 # Errors about something outside the file's shape (a file that is missing, a task not in the
 # data, a glob matching nothing): a schema cannot see them, so it accepts those files.
-NOT_SHAPE = ("no such file", "cannot read", "not a usable path", "no case has task", "matches no files")
+NOT_SHAPE = ("no such file", "no such cases file", "no such template file", "cannot read", "not a usable path",
+             "no case has task", "matches no files")
 
 EXTRA_RECIPES = [  # (yaml text, shape ok?) beyond the corpus
     ("template: 'Q {input}'\ncases: c.jsonl\nn_train: 16.0\n", True),

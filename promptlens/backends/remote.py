@@ -31,7 +31,7 @@ import urllib.request
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from .. import progress
 from ..errors import BackendError, InputError
@@ -176,7 +176,7 @@ class RemoteBackend(ChatPrompts):
             self.tokens_computed += tokens
             self.seam_merges += merges
 
-    def _check_length(self, lengths: Any) -> None:
+    def _check_length(self, lengths: Iterable[int]) -> None:
         longest = max(lengths, default=0)
         if longest > self.context_length:
             raise InputError(
@@ -358,3 +358,10 @@ def remote_backend(url: str, *, model: str | None = None, tokenizer_from: str | 
         raw = not getattr(tokenizer, "chat_template", None)
     name = f"{model or (Path(tokenizer_from).name if tokenizer_from else EMBEDDED_MODEL)}@{url.rstrip('/')}"
     return RemoteBackend(url, tokenizer, model=model, raw=raw, name=name, **kw)
+
+
+if TYPE_CHECKING:  # mypy checks here that the remote backend generates and counts tokens
+    from .base import GeneratingBackend, TokenCountingBackend
+
+    _GENERATES: type[GeneratingBackend] = RemoteBackend
+    _COUNTS: type[TokenCountingBackend] = RemoteBackend

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable, TextIO
 
 from ..backends.base import Backend
 from ..errors import InputError
+from ..io import read_text
 
 if TYPE_CHECKING:
     from ..config import Recipe
@@ -29,9 +30,7 @@ def read_text_arg(value: str, what: str) -> str:
     looks_like_file = path.suffix in _PROMPT_SUFFIXES and "\n" not in value
     if not looks_like_file and not (len(value) < 4096 and "\n" not in value and path.is_file()):
         return value
-    from ..templates import read_file_text  # the one reader of text files: its messages, BOM stripped
-
-    return read_file_text(path, what)
+    return read_text(path, what, name=value)
 
 
 def read_template_arg(value: str, what: str = "prompt") -> MessageTemplate:

@@ -23,6 +23,7 @@ from .common import (add_common_options, add_input_options, check_result_files, 
 
 if TYPE_CHECKING:
     from ..config import Recipe
+    from ..templates import MessageTemplate
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -112,7 +112,7 @@ def _check_sources(args: argparse.Namespace) -> None:
     from ..segments import template_fields
 
     if not is_file_arg(args.template):
-        raise InputError(f"{args.template}: no such file; check the path of the template (init takes a template file)")
+        raise InputError(f"{args.template}: no such template file; check the path (init takes a template file)")
     template = read_template_arg(args.template, "template")
     cases = load_cases(args.cases, task=args.task)
     check_vars(cases, template_fields(template.text), source=args.cases)

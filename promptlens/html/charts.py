@@ -138,14 +138,15 @@ def _history(studies: Sequence[optuna.Study]) -> str:
     x = _Scale(-0.5, max(n - 0.5, 0.5), left, right)
     y = _Scale.fit([v for _, v in points], bottom, top)
     body = [_y_axis(y, left, right, "train objective (nats)")]
-    for t in _ticks(0, max(n - 1, 1), 8):
-        if float(t).is_integer():
-            body.append(f'<text x="{x(t):.1f}" y="{bottom + 18}" text-anchor="middle">{int(t)}</text>')
+    for tick in _ticks(0, max(n - 1, 1), 8):
+        if float(tick).is_integer():
+            body.append(f'<text x="{x(tick):.1f}" y="{bottom + 18}" text-anchor="middle">{int(tick)}</text>')
     for b in bounds:
         bx = x(b - 0.5)
         body.append(f'<line x1="{bx:.1f}" x2="{bx:.1f}" y1="{top}" y2="{bottom}" class="zero"/>'
                     f'<text x="{bx + 4:.1f}" y="{top + 12}">next round</text>')
-    best, path = -math.inf, []
+    best = -math.inf
+    path: list[str] = []
     for k, v in points:
         if v > best:
             if path:

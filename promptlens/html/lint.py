@@ -3,9 +3,10 @@ spans highlighted."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
+from ..errors import InputError
+from ..io import read_text
 from ..lint_rules import RULES, SEVERITIES
 from .page import _e, _summary, page
 
@@ -17,8 +18,8 @@ if TYPE_CHECKING:
 
 def _read(path: str) -> str | None:
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return read_text(path, "template")
+    except InputError:  # the page says the spans cannot be shown
         return None
 
 
@@ -44,10 +45,10 @@ def _highlight(text: str, findings: Sequence[Finding]) -> str:
             j = k
             while j < len(line) and marks[j] is marks[k]:
                 j += 1
-            f = marks[k]
+            mark = marks[k]
             chunk = _e(line[k:j])
-            cells.append(f'<mark class="span {f.severity}" title="{_e(f.severity)} {_e(f.rule_id)}: '
-                         f'{_e(f.message)}">{chunk}</mark>' if f else chunk)
+            cells.append(f'<mark class="span {mark.severity}" title="{_e(mark.severity)} {_e(mark.rule_id)}: '
+                         f'{_e(mark.message)}">{chunk}</mark>' if mark else chunk)
             k = j
         if not line and marks[0] is not None:
             cells.append(f'<mark class="span {marks[0].severity}" title="{_e(marks[0].rule_id)}"> </mark>')

@@ -9,7 +9,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, TextIO
+from typing import TYPE_CHECKING, Callable, TextIO, TypeVar
 
 from ..backends.base import Backend
 from ..errors import InputError
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ..types import Case
 
 _PROMPT_SUFFIXES = (".txt", ".md", ".prompt", ".tmpl", ".j2")
+R = TypeVar("R")  # a job's result
 
 
 def read_text_arg(value: str, what: str) -> str:
@@ -191,10 +192,12 @@ def input_kind(value: str) -> str:
     from ..lint import DEFAULT_CONFIG
     from ..promptfoo import is_promptfoo_config
 
-    path = Path(value) if "\n" not in value and len(value) < 4096 else None
-    yaml_file = path is not None and path.suffix.lower() in (".yaml", ".yml")
     if not is_file_arg(value):
-        return "recipe" if yaml_file and not path.exists() else "template"
+        short = "\n" not in value and len(value) < 4096
+        missing_yaml = short and Path(value).suffix.lower() in (".yaml", ".yml") and not Path(value).exists()
+        return "recipe" if missing_yaml else "template"
+    path = Path(value)
+    yaml_file = path.suffix.lower() in (".yaml", ".yml")
     if is_promptfoo_config(path):
         return "promptfoo"
     if path.name == DEFAULT_CONFIG:
@@ -263,14 +266,14 @@ def _fields(value: str) -> list[str]:
     return list(template_fields(read_template_arg(value, "template").text))
 
 
-def _template_target(value: str, cases: Path, task: str | None, **how: object) -> LintTarget:
+def _template_target(value: str, cases: Path, task: str | None) -> LintTarget:
     """A target for the template ``value``: a file is left for lint to read itself (its inline
     markers), inline text is read here."""
     from ..lint import LintTarget
 
     if is_file_arg(value):
-        return LintTarget(Path(value), cases, task, **how)
-    return LintTarget(Path("<template>"), cases, task, template=read_template_arg(value, "template"), **how)
+        return LintTarget(Path(value), cases, task)
+    return LintTarget(Path("<template>"), cases, task, template=read_template_arg(value, "template"))
 
 
 def _promptfoo_input(value: str, args: argparse.Namespace) -> JobInput:
@@ -299,15 +302,15 @@ def _recipe_input(value: str, args: argparse.Namespace) -> JobInput:
     from ..lint import LintTarget
 
     recipe = load_recipe(value)
-    how = {"segmentation": recipe.config.segmentation}
     # The cases travel with the target, as a promptfoo suite's do: `cases` names the file that holds them.
     cases = tuple(load_cases(args.cases, task=args.task)) if args.cases else recipe.cases
     if args.template:
-        target = _template_target(args.template, Path(value), args.task, inline_cases=cases, **how)
+        target = _template_target(args.template, Path(value), args.task)
     else:
         source = recipe.source
         path = Path(source.path) if source is not None and source.path else Path(value)
-        target = LintTarget(path, Path(value), args.task, template=source, inline_cases=cases, **how)
+        target = LintTarget(path, Path(value), args.task, template=source)
+    target = dataclasses.replace(target, inline_cases=cases, segmentation=recipe.config.segmentation)
     return JobInput("recipe", value, (target,), recipe=recipe, cases_flag=bool(args.cases))
 
 
@@ -322,10 +325,10 @@ def _config_input(value: str, args: argparse.Namespace) -> JobInput:
         t = targets[0]
         cases = Path(args.cases) if args.cases else t.cases
         task = args.task if args.cases else t.task
-        how = {"segmentation": t.segmentation, "thresholds": t.thresholds, "suppress": t.suppress,
-               "severity": t.severity}
-        targets = [_template_target(args.template, cases, task, **how) if args.template
-                   else dataclasses.replace(t, cases=cases, task=task)]
+        if args.template:  # the entry's settings (segmentation, thresholds, ...) stay
+            new = _template_target(args.template, cases, task)
+            t = dataclasses.replace(t, path=new.path, template=new.template)
+        targets = [dataclasses.replace(t, cases=cases, task=task)]
     return JobInput("config", value, tuple(targets), settings=settings, cases_flag=bool(args.cases))
 
 
@@ -357,7 +360,7 @@ def _short_arg(value: str) -> str:
     return one_line if len(one_line) <= 40 else one_line[:37] + "..."
 
 
-def write_result_files(args: argparse.Namespace, result: object, html: Callable[[object], str]) -> None:
+def write_result_files(args: argparse.Namespace, result: R, html: Callable[[R], str]) -> None:
     """``--json FILE`` and ``--html FILE`` of a job's result, each written atomically and named."""
     from ..io import write_atomic
     from ..report import dumps

@@ -310,7 +310,7 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch):
     from promptlens.errors import InputError
 
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(InputError, match="missing.txt: no such prompt file"):
+    with pytest.raises(InputError, match="missing.txt: no such template file"):
         main(["attribute", "missing.txt", "--target", "x", "--debug"])
 
 

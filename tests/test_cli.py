@@ -62,7 +62,7 @@ def test_attribute_example_prints_table_and_writes_json(tmp_path):
     assert all(f["ci_low"] <= f["mean"] <= f["ci_high"] for f in data["features"])
 
 
-# The no-network test for every command is tests/test_reliability.py::test_no_network_connection_at_run_time.
+# The no-network test for every command is tests/test_network.py::test_no_network_connection_at_run_time.
 
 
 @pytest.mark.model  # reads the embedded model's tokenizer

@@ -12,7 +12,7 @@ import pytest
 
 from promptlens.errors import InputError
 from promptlens.fix import fix
-from promptlens.storage import open_study, storage_for
+from promptlens.storage import storage_for
 from promptlens.similarity import JaccardSimilarity
 
 from .fakes import BANANA_PENALTY, FakeBackend
@@ -65,36 +65,8 @@ def test_two_workers_share_the_budget_without_duplicates(tmp_path, kind):
     assert a.train_after.objective == pytest.approx(a.train_before.objective + BANANA_PENALTY)
 
 
-def test_a_second_worker_without_join_is_stopped_before_it_deletes_the_study(tmp_path):
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
-    study = open_study(storage, "busy:round0", seed=0, resume=False)
-    study.ask()  # a trial another process is running
-    with pytest.raises(InputError, match="add --join"):
-        open_study(storage, "busy:round0", seed=0, resume=False)
-
-
 def test_join_needs_a_storage_and_journal_needs_a_path():
     with pytest.raises(InputError, match="give --storage"):
         fix(TEMPLATE, CASES, backend=FakeBackend(), similarity=JaccardSimilarity(), join=True, n_train=4)
     with pytest.raises(InputError, match="needs a file path"):
         storage_for("journal:")
-
-
-def test_a_trial_another_worker_finished_first_is_not_counted_twice(tmp_path):
-    # SQLite has no row locks: two workers can pop the same enqueued trial. The one that tells
-    # second finds the trial finished; that is a lost race, not an error, and it is not counted.
-    from promptlens.study import _one_trial
-
-    study = optuna.create_study(storage=storage_for(f"sqlite:///{tmp_path / 'race.db'}"), study_name="race",
-                                direction="maximize")
-    study.enqueue_trial({"x": 1})
-    told: list = []
-
-    def objective(trial: optuna.Trial) -> float:
-        trial.suggest_int("x", 0, 3)
-        study.tell(trial, 1.0)  # the other worker, which popped the same trial, finishes it first
-        return 2.0
-
-    assert _one_trial(study, objective, budget=5, on_trial=lambda s, t: told.append(t)) is False
-    assert told == [] and [t.value for t in study.trials] == [1.0]
-    assert _one_trial(study, lambda t: float(t.suggest_int("x", 0, 3)), budget=5, on_trial=None) is True

@@ -89,3 +89,14 @@ def test_check_output(tmp_path):
     assert _error(check_output, tmp_path, "report") == f"{tmp_path} is a folder; give a file name for the report"
     assert "is a file, not a folder" in _error(check_output, tmp_path / "f" / "out.json", "report")
     check_output(tmp_path / "new" / "out.json", "report")  # a folder that will be made is fine
+
+
+def test_a_write_that_fails_half_way_leaves_the_old_file_and_no_temporary(tmp_path):
+    from promptlens.io import write_atomic
+
+    target = tmp_path / "fixed-template.txt"
+    write_atomic(target, "the old template\n")
+    with pytest.raises(UnicodeEncodeError):  # the first 100k characters are written, then it fails
+        write_atomic(target, "x" * 100_000 + "\ud800")
+    assert target.read_text(encoding="utf-8") == "the old template\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["fixed-template.txt"]

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from promptlens import progress
-from tests.test_reliability import tiny_lm  # noqa: F401 (a fixture: a random two-layer Llama)
+from tests.test_scorer import tiny_lm  # noqa: F401 (a fixture: a random two-layer Llama)
 
 
 def test_the_bar_counts_the_trie_scorers_forward_passes(tiny_lm, monkeypatch):

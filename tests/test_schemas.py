@@ -13,7 +13,8 @@ import yaml
 
 from promptlens.errors import InputError
 
-from .test_reliability import CORPUS
+from .helpers import write_files
+from .test_cli_errors import CORPUS
 
 jsonschema = pytest.importorskip("jsonschema")
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,15 +149,13 @@ def _rows() -> list[tuple[str, str, dict[str, str | bytes | None]]]:
 
 @pytest.mark.parametrize("row_id, kind, name, files", _rows(), ids=[r[0] for r in _rows()])
 def test_schema_and_validator_agree(row_id, kind, name, files, tmp_path):
-    from .test_reliability import _write
-
     content = files[name]
     try:
         doc = yaml.safe_load(content.decode("utf-8") if isinstance(content, bytes) else content)
     except (UnicodeDecodeError, yaml.YAMLError):
         pytest.skip("not YAML at all: no schema applies")
     # The files the corpus row needs, plus a template and good cases the extra rows refer to.
-    _write(tmp_path, {"t.txt": "Q {input}", "c.jsonl": '{"input": "a", "target": "b"}\n'
+    write_files(tmp_path, {"t.txt": "Q {input}", "c.jsonl": '{"input": "a", "target": "b"}\n'
                       '{"input": "c", "target": "d"}\n', **files})
     by_schema = valid(doc, RECIPE if kind == "recipe" else CONFIG)
     assert by_schema == _validator_verdict(kind, tmp_path, name), (row_id, doc)

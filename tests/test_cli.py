@@ -22,7 +22,7 @@ def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["attribute", "missing.txt", "--target", "x"], "missing.txt: no such prompt file"),
+        (["attribute", "missing.txt", "--target", "x"], "missing.txt: no such template file"),
         (["attribute", "Say hi.", "--target", "x", "--method", "magic"], "unknown method 'magic'; choose one of: ablation, shapley, lime, kernelshap, ig"),
         (["attribute", "Say hi.", "--target", "x", "--by", "chapter"], "unknown segmentation 'chapter'"),
         (["attribute", "Say hi.", "--target", "x", "--baseline", "zero"], "unknown baseline 'zero'"),

@@ -56,7 +56,8 @@ def _sigmoid(x: float) -> float:
 
 def _mix(rgb: tuple[int, int, int], t: float) -> tuple[int, int, int]:
     t = max(0.0, min(1.0, t))
-    return tuple(round(n + (c - n) * t) for n, c in zip(_NEUTRAL, rgb))  # type: ignore[return-value]
+    r, g, b = (round(n + (c - n) * t) for n, c in zip(_NEUTRAL, rgb))
+    return r, g, b
 
 
 def _luminance(rgb: tuple[int, int, int]) -> float:

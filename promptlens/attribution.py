@@ -37,7 +37,7 @@ from .templates import MessageTemplate, as_flat, blank, content_offsets, for_bac
 from .types import Approximation, Attribution, Case, Segment, SegmentAttribution
 
 METHODS = SCORE_ONLY_METHODS + GRADIENT_METHODS  # ablation, shapley, lime, kernelshap, ig
-from .names import BASELINES  # noqa: E402,F401 (defined where the CLI can import it cheaply)
+from .names import BASELINES  # noqa: E402 (defined where the CLI can import it cheaply)
 FILLER = "..."
 # Neutral sentences for the "sampled" baseline: said often in prompts, about nothing in particular.
 NEUTRAL = (
@@ -96,6 +96,8 @@ def _replacements(problem: _Problem, baseline: str, rng: random.Random) -> list[
     texts = [problem.segments[i].text for i in problem.feats]
     if baseline == "remove":
         return [""] * len(texts)
+    if baseline == "sibling":
+        return _sibling_replacements(problem, texts)
     # Keep the segment's trailing whitespace so the text around it stays well-formed; a segment
     # of whole messages keeps its role marks (each message's content becomes the filler).
     tails = [t[len(t.rstrip()):] for t in texts]
@@ -103,6 +105,43 @@ def _replacements(problem: _Problem, baseline: str, rng: random.Random) -> list[
         return [blank(t, FILLER) if is_messages(t) else FILLER + tail for t, tail in zip(texts, tails)]
     return [blank(t, rng.choice(NEUTRAL).strip()) if is_messages(t) else rng.choice(NEUTRAL).rstrip() + tail
             for t, tail in zip(texts, tails)]
+
+
+def _sibling_replacements(problem: _Problem, texts: list[str]) -> list[str]:
+    """The "sibling" baseline: each few-shot example feature is replaced by the example before it
+    (the first example by the second), every other feature is removed.
+
+    Why: removing an example measures it against no example, but a wrong example's harm is against
+    a right one. Where a faulty example still teaches the task (its format, its length), removing
+    it costs more than its fault and it ranks as helpful; replaced by another example of the same
+    prompt, the prompt keeps as many examples and differs only in what this one says. A clean
+    example replaced by a clean neighbour moves the target little."""
+    examples = [f for f, i in enumerate(problem.feats) if problem.segments[i].kind == "example"]
+    if len(examples) < 2:  # check_baseline says so before any model work; this guards direct callers
+        raise InputError(SIBLING_NEEDS)
+    out = [""] * len(texts)
+    for j, f in enumerate(examples):
+        out[f] = texts[examples[j - 1] if j > 0 else examples[1]]
+    return out
+
+
+SIBLING_NEEDS = ("baseline 'sibling' replaces a few-shot example by another example of the prompt; it needs a "
+                 "message template with at least two few-shot examples and --segmentation unit or example "
+                 "(or use --baseline remove)")
+
+
+def check_baseline(prompt: str, baseline: str, segmentation: str, method: str = "ablation",
+                   edit_fields: bool = False) -> None:
+    """The baseline fits the prompt (before any model work): ``sibling`` needs two example features."""
+    check_choice("baseline", baseline, BASELINES)
+    if baseline != "sibling":
+        return
+    if method == "ig":
+        raise InputError("integrated gradients uses its own baseline (a filler token's embedding); "
+                         "use --baseline sibling with ablation, shapley, lime or kernelshap")
+    segs = segment(prompt, segmentation, edit_fields=edit_fields) if segmentation != "token" else []
+    if sum(s.feature and s.kind == "example" for s in segs) < 2:
+        raise InputError(SIBLING_NEEDS)
 
 
 def _perturbation(method: str, problem: _Problem, forward: MaskForward, n_samples: int,
@@ -184,6 +223,7 @@ def attribute(
     _check_settings(method, mode, approx, baseline, segmentation)
     _check_statistics(confidence, correction, interval)
     check_inputs(prompt, target, cases)
+    check_baseline(prompt, baseline, segmentation, method, edit_fields)
     if backend is None:
         from .backends.hf import load_backend
 

@@ -78,7 +78,7 @@ def _approx_config(args: argparse.Namespace) -> ApproxConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..attribution import attribute, check_inputs
+    from ..attribution import attribute, check_baseline, check_inputs
     from ..backends.base import check_method
     from ..cases import load_cases
     from ..io import check_output, write_atomic
@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if args.samples is not None and args.samples < 1:
         raise InputError(f"--samples {args.samples} is out of range; give a positive number")
     check_inputs(prompt, args.target, cases)
+    check_baseline(prompt, args.baseline, args.segmentation, args.method, args.edit_fields)
     for path, what in ((args.json_out, "JSON result"), (args.html, "HTML report")):
         if path:
             check_output(path, what)

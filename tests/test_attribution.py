@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -192,3 +194,22 @@ def test_sibling_baseline_needs_two_examples():
         attribute(one, cases=cases, backend=_CountBackend(), segmentation="unit", baseline="sibling")
     with pytest.raises(InputError, match="at least two few-shot examples"):  # sentences: no example features
         attribute(_three_examples(), cases=cases, backend=_CountBackend(), segmentation="sentence", baseline="sibling")
+
+
+@pytest.mark.model
+def test_sibling_baseline_finds_a_planted_example_on_the_real_model(backend):
+    # A suite prompt (benchmarks/suite) with an upper-case few-shot answer (measured harm -2.25
+    # nats on its 32 harm cases), attributed by unit on 8 other cases: replaced by the example
+    # before it, the planted example is the most harmful unit and called harmful after the
+    # correction; a clean example replaced by its neighbour moves the target far less.
+    from benchmarks.suite import load_suite
+
+    variant = next(v for v in load_suite().prompt("past_tense_tutor").variants if v.name == "uppercase_example")
+    cases = [dataclasses.replace(c, choices=None) for c in load_suite().prompt("past_tense_tutor").cases("bench")[:8]]
+    result = attribute(variant.flat, cases=cases, backend=backend, segmentation="unit", baseline="sibling")
+    examples = [f for f in result.features if f.segment.kind == "example"]
+    top = result.ranked()[0]
+    assert top.segment.kind == "example" and top.segment.text.count(variant.fault.text) == 1, top
+    assert top.harmful and top.mean < -1.0, top
+    others = [abs(f.mean) for f in examples if f is not top]
+    assert max(others) < abs(top.mean) / 2, others

@@ -39,6 +39,7 @@ def main() -> None:
                          "rules cost 2-3x more and do not change PL103)")
     ap.add_argument("--suite", action="store_true",
                     help="lint the benchmark suite's clean twins (their bench cases) instead of the recipes")
+    ap.add_argument("--prompts", nargs="*", help="with --suite: these suite prompt ids, in this order (default: all)")
     ap.add_argument("--recompute", action="store_true",
                     help="no model: re-decide PL103 from the per-case effects in --effects with the current "
                          "promptlens.stats (interval method, correction)")
@@ -117,7 +118,9 @@ def targets(args: argparse.Namespace) -> list[tuple[str, str, list]]:
     if args.suite:
         from benchmarks.suite import load_suite
 
-        return [(p.id, p.clean.flat, list(p.cases("bench"))) for p in load_suite().prompts]
+        suite = load_suite()
+        prompts = [suite.prompt(i) for i in args.prompts] if args.prompts else suite.prompts
+        return [(p.id, p.clean.flat, list(p.cases("bench"))) for p in prompts]
     import glob
 
     from promptlens.config import load_recipe

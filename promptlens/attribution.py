@@ -233,7 +233,7 @@ def attribute(
     cases, objective, segments, feats = problem.cases, problem.objective, problem.segments, problem.feats
     start = time.perf_counter()
     passes0, tokens0 = getattr(backend, "forward_passes", 0), getattr(backend, "tokens_computed", 0)
-    notes, delta = list(render_notes(backend, prompt)), None
+    notes, delta, ig_cost = list(render_notes(backend, prompt)), None, (0, 0)
     forward = MaskForward(problem, _replacements(problem, baseline, random.Random(seed)))
     n_feats = len(feats)
     everything = (1,) * n_feats  # every segment present
@@ -245,15 +245,14 @@ def attribute(
         per_case, estimated, approximation = _approximate(mode, problem, forward, segmentation, approx,
                                                            confidence, seed)
     elif method == "ig":
-        per_case, delta = _ig_with_notes(problem, ig_steps, notes)
+        per_case, delta, ig_cost = _ig_with_notes(problem, ig_steps, notes)
     else:
         n_samples = n_samples or {"shapley": 8, "lime": 2 * n_feats + 32, "kernelshap": 2 * n_feats + 32}.get(method, 1)
         per_case = _perturbation(method, problem, forward, n_samples, perturbations_per_eval, seed).numpy()
     notes += _case_count_notes(len(cases))
     feats_out = _pooled(per_case, segments, feats, confidence=confidence, interval=interval, correction=correction,
                         seed=seed, estimated=estimated)
-    passes = getattr(backend, "forward_passes", 0) - passes0
-    tokens = getattr(backend, "tokens_computed", 0) - tokens0
+    passes, tokens = _cost(backend, passes0, tokens0, ig_cost)
     if approximation is not None:
         approximation = dataclasses.replace(approximation, forward_passes=passes, tokens_computed=tokens)
         notes.append(approximation.summary())
@@ -264,6 +263,13 @@ def attribute(
         seconds=time.perf_counter() - start, convergence_delta=delta, notes=tuple(notes), mode=mode,
         approximation=approximation, confidence=confidence, interval=interval, correction=correction,
     )
+
+
+def _cost(backend: Backend, passes0: int, tokens0: int, ig_cost: tuple[int, int]) -> tuple[int, int]:
+    """Forward passes and tokens since (passes0, tokens0). IG's model calls bypass the scorer's
+    counters, so they are added: one batched forward and backward over the steps per case."""
+    return (getattr(backend, "forward_passes", 0) - passes0 + ig_cost[0],
+            getattr(backend, "tokens_computed", 0) - tokens0 + ig_cost[1])
 
 
 def _pooled(per_case: np.ndarray, segments: Sequence[Segment], feats: Sequence[int], *, confidence: float,
@@ -326,15 +332,16 @@ def _check_settings(method: str, mode: str, approx: ApproxConfig, baseline: str,
     check_choice("segmentation", segmentation, SEGMENTATIONS)
 
 
-def _ig_with_notes(problem: _Problem, steps: int, notes: list[str]) -> tuple[np.ndarray, float]:
-    """Integrated gradients, noting its baseline and a convergence delta too large to rank on."""
-    per_case, delta = _integrated_gradients(problem, steps=steps)
+def _ig_with_notes(problem: _Problem, steps: int, notes: list[str]) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Integrated gradients, noting its baseline and a convergence delta too large to rank on;
+    with its cost (forward passes, tokens) for the result."""
+    per_case, delta, tokens = _integrated_gradients(problem, steps=steps)
     notes.append("integrated gradients: baseline is a filler token's embedding at feature tokens")
     rel = delta / max(1e-9, float(np.abs(per_case).sum(1).mean()))
     if rel > 0.05:
         notes.append(f"convergence delta {delta:.3g} nats ({rel:.0%} of the attributions' size): "
                      "do not rank on this without more --ig-steps")
-    return per_case, delta
+    return per_case, delta, (len(problem.cases), tokens)
 
 
 def _approximate(mode: str, problem: _Problem, forward: MaskForward, segmentation: str, config: ApproxConfig,
@@ -385,15 +392,16 @@ def _resolve_cases(prompt: str, target: str | None, cases: Sequence[Case] | None
     return [Case(vars={}, target=target)]
 
 
-def _integrated_gradients(problem: _Problem, *, steps: int) -> tuple[np.ndarray, float]:
-    """LayerIntegratedGradients on the input embeddings, summed per segment, per case."""
+def _integrated_gradients(problem: _Problem, *, steps: int) -> tuple[np.ndarray, float, int]:
+    """LayerIntegratedGradients on the input embeddings, summed per segment, per case; and the
+    tokens it ran through the model (steps x sequence length per case, forward and backward)."""
     backend = problem.backend
     check_method("ig", backend)
     if problem.objective != "logprob":
         raise InputError("integrated gradients explains the target log-prob; add --objective logprob")
     model, tokenizer = backend.model, backend.tokenizer
     filler = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    rows, deltas = [], []
+    rows, deltas, tokens = [], [], 0
     for case in problem.cases:
         prompt_ids, owner = _token_owners(backend, problem.segments, case)
         target_ids = backend.encode_target(case.target)
@@ -402,6 +410,7 @@ def _integrated_gradients(problem: _Problem, *, steps: int) -> tuple[np.ndarray,
         feature_pos = [p for p, seg in enumerate(owner) if seg is not None and seg in problem.feats]
         base[0, feature_pos] = filler
         n_prompt = len(prompt_ids)
+        tokens += steps * ids.shape[1]
         targets = torch.tensor(target_ids, device=model.device)
 
         def forward(input_ids: torch.Tensor) -> torch.Tensor:
@@ -418,7 +427,7 @@ def _integrated_gradients(problem: _Problem, *, steps: int) -> tuple[np.ndarray,
             seg_attr[f] = float(token_attr[pos].sum()) if pos else 0.0
         rows.append(seg_attr)
         deltas.append(abs(float(delta)))
-    return np.stack(rows), float(np.mean(deltas))
+    return np.stack(rows), float(np.mean(deltas)), tokens
 
 
 def _token_owners(backend: Backend, segments: Sequence[Segment], case: Case) -> tuple[list[int], list[int | None]]:

@@ -250,6 +250,7 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=12, help="benchmark cases per prompt (default 12)")
     ap.add_argument("--method-cases", nargs="*", default=[], help="per-method case counts, e.g. ig=2 shapley=8")
     ap.add_argument("--samples", nargs="*", default=[], help="per-method n_samples, e.g. shapley=4 lime=40")
+    ap.add_argument("--variants", nargs="*", help="only these variant names (e.g. clean uppercase_example; default: all)")
     ap.add_argument("--method-prompts", nargs="*", default=[],
                     help="per-method cap on the number of prompts, e.g. ig=2 (the first prompts of the suite)")
     ap.add_argument("--ig-steps", type=int, default=32)
@@ -297,7 +298,7 @@ def main() -> None:
             cases = prompt.cases("bench")[: per_cases.get(method, args.cases)]
             if args.objective == "logprob":  # the other labels' scores would be computed and never used
                 cases = [replace(c, choices=None) for c in cases]
-            for variant in prompt.all_variants:
+            for variant in [v for v in prompt.all_variants if not args.variants or v.name in args.variants]:
                 row = run_one(backends, variant, cases, method, args)
                 rows.append(row)
                 pd.DataFrame(rows).to_csv(out / f"{stem}_runs.csv", index=False)  # nothing lost if stopped

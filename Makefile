@@ -30,10 +30,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check promptlens
+	$(BIN)/mypy
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
 	$(BIN)/ruff check promptlens
+	$(BIN)/mypy
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not model and not integration"
 
 $(LLAMA_VENV)/.installed:

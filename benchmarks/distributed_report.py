@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from promptlens.search import storage_for  # noqa: E402
+from promptlens.storage import storage_for  # noqa: E402
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 

@@ -37,7 +37,7 @@ from promptlens.config import load_recipe
 from promptlens.prefix import naive_token_logprobs
 from promptlens.rewrites import RewriteConfig, candidates
 from promptlens.scoring import continuations, default_objective, objective_value, _score
-from promptlens.search import Slot, TemplateScorer, template_for
+from promptlens.study import Slot, TemplateScorer, template_for
 from promptlens.segments import features, fill, segment
 from promptlens.similarity import JaccardSimilarity
 

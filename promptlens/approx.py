@@ -25,12 +25,16 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from .errors import InputError
 from .types import Approximation, Segment
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
 
 MODES = ("exact", "hierarchical", "surrogate", "proxy")
 APPROXIMATE = MODES[1:]
@@ -46,7 +50,7 @@ class ApproxConfig:
     refine: float = 0.25  # hierarchical: split a unit whose interval reaches this share of the level's largest effect
     budget: int = 32  # surrogate: random ablation masks scored (each one forward per case, one at a time)
     ablate: float = 0.25  # surrogate: chance that a mask ablates a given segment
-    proxy: object = "auto"  # proxy: "auto", "bfloat16", "int8", a model folder, or a backend object
+    proxy: str | Backend = "auto"  # proxy: "auto", "bfloat16", "int8", a model folder, or a backend object
 
     def check(self) -> None:
         if self.verify_k < 0:
@@ -69,10 +73,19 @@ class Estimate:
     settings: dict = field(default_factory=dict)
 
 
+class MaskScores(Protocol):
+    """Attribution's memoised mask forward (``attribution.MaskForward``), as the modes use it:
+    ``memo[mask]`` is the objective per case with the segments whose mask entry is 0 ablated."""
+
+    memo: dict[tuple[int, ...], list[float]]
+
+    def prefetch(self, keys: list[tuple[int, ...]]) -> None: ...
+
+
 class Scorer:
     """What the modes need from attribution's memoised mask forward: effects of masks."""
 
-    def __init__(self, forward: object, n_feats: int) -> None:
+    def __init__(self, forward: MaskScores, n_feats: int) -> None:
         self.forward = forward
         self.n_feats = n_feats
         self.full = (1,) * n_feats
@@ -230,7 +243,7 @@ def surrogate(scorer: Scorer, budget: int, ablate: float, seed: int) -> Estimate
     for row in z:  # a mask that ablates nothing is the full prompt again: ablate one segment
         if not row.any():
             row[rng.integers(scorer.n_feats)] = True
-    groups = [list(np.flatnonzero(row)) for row in z]
+    groups = [np.flatnonzero(row).tolist() for row in z]
     drops = scorer.effects(groups)  # [budget, cases]
     zf = np.vstack([z.astype(float), np.zeros(scorer.n_feats)])
     drops = np.vstack([drops, np.zeros(drops.shape[1])])
@@ -243,9 +256,11 @@ def surrogate(scorer: Scorer, budget: int, ablate: float, seed: int) -> Estimate
 # --- proxy ----------------------------------------------------------------------------------
 
 
-def proxy(backend: object, make_scorer: Callable[[object], Scorer], choice: object, sample: str = "") -> Estimate:
+def proxy(backend: Backend, make_scorer: Callable[[Backend], Scorer], choice: str | Backend,
+          sample: str = "") -> Estimate:
     """Exact leave-one-out on a cheaper copy of the model (``choice``: a name from
     :data:`promptlens.proxy.PROXIES`, a model folder, or a backend object to use as it is)."""
+    cheap: Backend
     if isinstance(choice, str):
         from .proxy import choose_proxy
 
@@ -260,8 +275,8 @@ def proxy(backend: object, make_scorer: Callable[[object], Scorer], choice: obje
 
 
 def estimate(mode: str, scorer: Scorer, *, segments: Sequence[Segment], feats: Sequence[int], segmentation: str,
-             config: ApproxConfig, interval: Interval, seed: int, backend: object,
-             make_scorer: Callable[[object], Scorer], sample: str = "") -> Estimate:
+             config: ApproxConfig, interval: Interval, seed: int, backend: Backend,
+             make_scorer: Callable[[Backend], Scorer], sample: str = "") -> Estimate:
     """The chosen approximate mode's estimate of every feature's leave-one-out effect."""
     if mode == "hierarchical":
         units = build_units(level_keys(segments, feats, segmentation), len(feats))
@@ -289,10 +304,10 @@ def verify(scorer: Scorer, est: Estimate, k: int) -> tuple[tuple[int, ...], np.n
     return tuple(top), means[top], est.per_case[:, top].mean(0)
 
 
-def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+def spearman(a: npt.ArrayLike, b: npt.ArrayLike) -> float | None:
     """Spearman rank correlation (ties get their mean rank); None with fewer than 3 values or no spread."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 3:
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    if len(x) < 3:
         return None
 
     def ranks(v: np.ndarray) -> np.ndarray:
@@ -303,7 +318,7 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
             r[v == value] = r[v == value].mean()
         return r
 
-    ra, rb = ranks(a), ranks(b)
+    ra, rb = ranks(x), ranks(y)
     if ra.std() == 0 or rb.std() == 0:
         return None
     return float(np.corrcoef(ra, rb)[0, 1])
@@ -353,6 +368,6 @@ def agreement(approx: Sequence[float], exact: Sequence[float], harmful: Sequence
             "map": average_precision(approx, harmful), "spearman": spearman(approx, exact)}
 
 
-__all__ = ["MODES", "APPROXIMATE", "ApproxConfig", "Estimate", "Scorer", "Unit", "agreement", "approximation",
-           "average_precision", "build_units", "estimate", "proxy", "hierarchical", "lasso", "level_keys", "spearman",
+__all__ = ["MODES", "APPROXIMATE", "ApproxConfig", "Estimate", "MaskScores", "Scorer", "Unit", "agreement",
+           "approximation", "average_precision", "build_units", "estimate", "proxy", "hierarchical", "lasso", "level_keys", "spearman",
            "surrogate", "top_overlap", "verify"]

@@ -27,7 +27,7 @@ from captum.attr import FeatureAblation, KernelShap, LayerIntegratedGradients, L
 from . import approx as approx_mod
 from . import stats
 from .approx import MODES, ApproxConfig
-from .backends.base import SCORE_ONLY_METHODS, GRADIENT_METHODS, check_method
+from .backends.base import SCORE_ONLY_METHODS, GRADIENT_METHODS, LocalBackend, can_generate, check_method, local_backend
 from .cases import check_vars
 from .errors import InputError
 from .names import check_choice
@@ -386,6 +386,9 @@ def _resolve_cases(prompt: str, target: str | None, cases: Sequence[Case] | None
     if cases:
         return list(cases)
     if target is None:
+        if not can_generate(backend):
+            raise InputError(f"backend {getattr(backend, 'name', type(backend).__name__)} cannot write the model's "
+                             "own output to explain; give --target")
         target = backend.generate(for_backend(backend, fill(prompt, {})))
     if not target.strip():
         raise InputError("the model's own output is empty, so there is nothing to explain; give --target")
@@ -395,8 +398,7 @@ def _resolve_cases(prompt: str, target: str | None, cases: Sequence[Case] | None
 def _integrated_gradients(problem: _Problem, *, steps: int) -> tuple[np.ndarray, float, int]:
     """LayerIntegratedGradients on the input embeddings, summed per segment, per case; and the
     tokens it ran through the model (steps x sequence length per case, forward and backward)."""
-    backend = problem.backend
-    check_method("ig", backend)
+    backend = local_backend(problem.backend, "ig")
     if problem.objective != "logprob":
         raise InputError("integrated gradients explains the target log-prob; add --objective logprob")
     model, tokenizer = backend.model, backend.tokenizer
@@ -430,11 +432,11 @@ def _integrated_gradients(problem: _Problem, *, steps: int) -> tuple[np.ndarray,
     return np.stack(rows), float(np.mean(deltas)), tokens
 
 
-def _token_owners(backend: Backend, segments: Sequence[Segment], case: Case) -> tuple[list[int], list[int | None]]:
+def _token_owners(backend: LocalBackend, segments: Sequence[Segment], case: Case) -> tuple[list[int], list[int | None]]:
     """Prompt token ids for a case and, per token, the index of the segment its first char is in."""
     spans, pieces, pos = [], [], 0
     for seg in segments:
-        text = case.vars[seg.name] if seg.kind == "field" else fill(seg.text, case.vars)
+        text = case.vars[seg.name] if seg.kind == "field" and seg.name is not None else fill(seg.text, case.vars)
         spans.append((pos, pos + len(text)))
         pieces.append(text)
         pos += len(text)

@@ -28,7 +28,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NoReturn, Sequence
 
 import numpy as np
 
@@ -43,6 +43,10 @@ from .scoring import Backend, default_objective, summarize_many
 from .segments import template_fields
 from .similarity import Similarity, SimilarityModel
 from .types import Case
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from tqdm import tqdm
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ class BenchResult:
     def rows(self) -> list[Row]:
         return [r for p in self.prompts for r in p.rows]
 
-    def to_dataframe(self) -> Any:
+    def to_dataframe(self) -> pd.DataFrame:
         """The PDR table as a pandas DataFrame: one row per prompt, level (and ``overall``) and
         placement, every ``Row`` field plus the headline ``pdr`` and ``drop``."""
         import dataclasses
@@ -167,7 +171,7 @@ class BenchResult:
 
     def _repr_html_(self) -> str:
         """Jupyter: the HTML bench report (the same page as ``bench --html``)."""
-        from .html_report import bench_html, notebook_html
+        from .html import bench_html, notebook_html
 
         return notebook_html(bench_html(self))
 
@@ -248,7 +252,7 @@ class _BenchRun:
     """What the prompts of one ``bench`` call share: the cases, the model, the timings and notes."""
 
     def __init__(self, config: BenchConfig, cases: Sequence[Case], backend: Backend, similarity: SimilarityModel,
-                 bar: Any) -> None:
+                 bar: tqdm[NoReturn]) -> None:
         self.c, self.cases, self.backend, self.similarity, self.bar = config, cases, backend, similarity, bar
         self.protected = protected_words(cases)
         self.paraphrase = _paraphraser(backend)
@@ -338,7 +342,7 @@ def _span_effect(site: Site, effect: Mapping[int, tuple[int, float]]) -> float:
     return sum(mean for start, (_, mean) in effect.items() if site.start <= start < site.end)
 
 
-def _paraphraser(backend: Backend) -> Any:
+def _paraphraser(backend: Backend) -> Callable[[str, int, int], list[str]]:
     """The backend's own model paraphrases; sampled once per sentence, so random and guided
     placement draw from the same paraphrases and differ only in where they put them."""
     from .rewrites import paraphrases
@@ -354,9 +358,10 @@ def _paraphraser(backend: Backend) -> Any:
 
 
 def _score(backend: Backend, texts: Sequence[str], cases: Sequence[Case], batch: int,
-           bar: Any) -> list[tuple[float | None, float, float | None]]:
-    """(accuracy, mean log-prob, mean margin) of each template over the cases, ``batch`` templates per call."""
-    bar.total += -(-len(texts) // batch)
+           bar: tqdm[NoReturn]) -> list[tuple[float | None, float, float | None, tuple[float, ...]]]:
+    """(accuracy, mean log-prob, mean margin, the objective per case) of each template over the cases,
+    ``batch`` templates per call."""
+    bar.total = (bar.total or 0) + -(-len(texts) // batch)  # the bar has a total from _progress
     out = []
     for i in range(0, len(texts), batch):
         # per case: the objective (the margin with choices, else the log-prob), for the drop intervals
@@ -384,10 +389,10 @@ def _row(name: str, level: str, placement: str, clean: Variant, group: Sequence[
     if not group:
         return Row(name, level, placement, 0, clean.accuracy, None, None, clean.logprob, None, None, None,
                    clean.margin, None, None, None)
-    has_acc = clean.accuracy is not None
-    acc = sum(v.accuracy for v in group) / len(group) if has_acc else None
+    has_acc = clean.accuracy is not None  # then every variant has an accuracy and a margin: same cases
+    acc = _mean([v.accuracy for v in group]) if has_acc else None
     logprob = sum(v.logprob for v in group) / len(group)
-    margin = sum(v.margin for v in group) / len(group) if has_acc else None
+    margin = _mean([v.margin for v in group]) if has_acc else None
     # Worst: lowest accuracy, ties broken by margin; without choices, lowest log-prob.
     worst = min(group, key=lambda v: (v.accuracy, v.margin) if has_acc else (0.0, v.logprob))
     worst_pdr = (_pdr(clean.accuracy, worst.accuracy) if has_acc
@@ -400,6 +405,13 @@ def _row(name: str, level: str, placement: str, clean: Variant, group: Sequence[
                clean.logprob, logprob, clean.logprob - logprob, 1.0 - math.exp(logprob - clean.logprob),
                clean.margin, margin, _minus(clean.margin, margin), worst_pdr, worst.edits,
                low, high, len(clean.per_case))
+
+
+def _mean(values: Sequence[float | None]) -> float:
+    known = [v for v in values if v is not None]
+    if len(known) != len(values):
+        raise ValueError("a variant scored without choices among variants scored with them")
+    return sum(known) / len(known)
 
 
 def _case_means(group: Sequence[Variant]) -> np.ndarray:
@@ -430,7 +442,7 @@ def _minus(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
-def _progress(total: int, enabled: bool) -> Any:
+def _progress(total: int, enabled: bool) -> tqdm[NoReturn]:
     from tqdm import tqdm
 
     return tqdm(total=total, desc="bench", unit="step", disable=not enabled, leave=False)

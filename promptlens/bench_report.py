@@ -70,8 +70,8 @@ def comparison_lines(result: BenchResult) -> list[str]:
     for c in result.comparisons():
         if c.level == "overall":
             # The headline PDR decides; when it ties (accuracy moves in coarse steps), the drop in nats.
-            key = c.pdr_gain if c.pdr_gain is not None and abs(c.pdr_gain) > 1e-9 else (c.drop_gain or 0.0)
-            verdict = "larger" if key > 1e-9 else "smaller" if key < -1e-9 else "equal"
+            gain = c.pdr_gain if c.pdr_gain is not None and abs(c.pdr_gain) > 1e-9 else (c.drop_gain or 0.0)
+            verdict = "larger" if gain > 1e-9 else "smaller" if gain < -1e-9 else "equal"
             pdr = "-" if c.pdr_gain is None else f"{100 * c.pdr_gain:+.1f} points"
             said = {"larger": "guided found a larger drop than random", "equal": "guided and random found the same drop",
                     "smaller": "guided found a smaller drop than random"}[verdict]

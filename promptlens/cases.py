@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from promptlens.errors import InputError
+from promptlens.io import parse_yaml, read_text
 from promptlens.types import Case
 
 __all__ = [
@@ -188,36 +189,7 @@ def dataset_tasks(path: str | Path | None = None) -> list[str]:
 
 
 def _read_text(path: Path) -> str:
-    name = str(path)
-    if path.is_dir():
-        raise InputError(
-            f"{name} is a directory; give a cases file ({', '.join(SUPPORTED_EXTENSIONS)})"
-        )
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise InputError(
-            f"{name}: no such file; check the path (relative paths start at {Path.cwd()})"
-        ) from exc
-    except OSError as exc:
-        raise InputError(
-            f"{name}: cannot read the file ({exc.strerror or exc}); check that it exists "
-            f"and that you may read it"
-        ) from exc
-    except ValueError as exc:  # a NUL character in the path
-        raise InputError(f"{name!r}: not a usable path ({exc}); check the path") from exc
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise InputError(f"{name}: the file is UTF-16; save the file as UTF-8")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        byte = raw[exc.start]
-        raise InputError(
-            f"{name}:{line}: not valid UTF-8 (byte 0x{byte:02x} at offset {exc.start}); "
-            f"save the file as UTF-8"
-        ) from exc
-    return text.removeprefix("\ufeff")  # a BOM, as Excel writes
+    return read_text(path, "cases")
 
 
 def _read_jsonl(text: str, name: str) -> Iterator[Record]:
@@ -329,23 +301,7 @@ def _csv_header(header: list[str], where: str) -> list[str]:
 
 
 def _read_yaml(text: str, name: str) -> Iterator[Record]:
-    try:
-        # compose (SafeLoader, builds no objects) only to learn each item's line
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = exc.problem or exc.context or "unreadable"
-        raise InputError(f"{name}{line}: invalid YAML ({problem}); {_yaml_fix(problem)}") from exc
-    except RecursionError as exc:
-        raise InputError(
-            f"{name}: invalid YAML (nested too deeply); write the cases as a flat list of mappings"
-        ) from exc
-    except (yaml.YAMLError, ValueError) as exc:  # ValueError: e.g. the date 2020-13-01
-        raise InputError(
-            f"{name}: invalid YAML ({_short(exc)}); quote values that YAML should keep as text"
-        ) from exc
+    root, data = parse_yaml(text, name)  # the node tree only to learn each item's line
     if isinstance(data, Mapping):
         if "cases" not in data:
             raise InputError(
@@ -370,14 +326,6 @@ def _read_yaml(text: str, name: str) -> Iterator[Record]:
         else:
             where = f"{name}: case {i + 1}"
         yield where, item
-
-
-def _yaml_fix(problem: str) -> str:
-    if "constructor for the tag" in problem:
-        return "remove the '!' tag: only plain YAML is read (yaml.safe_load)"
-    if "another document" in problem:
-        return "keep one YAML document (remove the extra '---')"
-    return "check the indentation and quote values that contain ': ' or start with a symbol"
 
 
 def _yaml_value_node(node: yaml.Node | None, key: str) -> yaml.Node | None:

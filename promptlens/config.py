@@ -27,20 +27,22 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
 from .cases import cases_from_records, dataset_path, load_cases
 from .errors import InputError
-from .io import read_yaml_file
-from .fix import STRATEGIES, FixConfig, train_validation
+from .io import read_text, read_yaml_file
+from .fix_settings import FixConfig, train_validation
+from .names import STRATEGIES
 from .rewrites import KINDS
 from .segments import template_fields
 from .template_files import load_template
 from .templates import DOUBLE_SUFFIXES, MESSAGE_SUFFIXES, MessageTemplate, from_messages, text_template
 from .types import Case
 
+Where = Callable[[str], str]  # a recipe key -> where it is, for a message ("recipe.yaml:3")
 KEYS = ("template", "template_file", "cases", "dataset", "n_train", "n_validation", "split", "budget",
         "threshold", "seed", "strategy", "alternatives", "top_k", "rounds", "segmentation", "rewrites",
         "keep_logprob", "max_regressions")
@@ -82,7 +84,22 @@ def load_recipe(path: str | Path) -> Recipe:
     if not isinstance(data, dict):
         raise InputError(f"{path}: a recipe is a mapping of keys ({', '.join(KEYS)}); the file holds something else")
     lines = {k.value: k.start_mark.line + 1 for k, _ in root.value} if isinstance(root, yaml.MappingNode) else {}
-    return recipe_from_mapping(data, base=path.parent, source=str(path), lines=lines)
+    recipe = recipe_from_mapping(data, base=path.parent, source=str(path), lines=lines)
+    node = next((v for k, v in root.value if k.value == "template"), None) if lines else None
+    if isinstance(node, yaml.ScalarNode) and recipe.source is not None and recipe.source.format == "text":
+        recipe = dataclasses.replace(recipe, source=_placed(recipe.source, path, node))
+    return recipe
+
+
+def _placed(template: MessageTemplate, path: Path, node: yaml.ScalarNode) -> MessageTemplate:
+    """An inline ``template:`` with the recipe file's positions of its characters, so lint reports
+    ``recipe.yaml:LINE:COL`` where the text stands in the recipe."""
+    from .template_files import _yaml_positions  # the messages files' reader knows YAML scalars
+
+    text = path.read_text(encoding="utf-8")  # read_yaml_file has just read it without error
+    in_file = _yaml_positions(text, node)
+    mine = text_template(node.value, path=str(path), placeholders=template.placeholders)
+    return dataclasses.replace(mine, source=text, positions=(tuple(in_file[p] for p in mine.positions[0]),))
 
 
 def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), source: str = "<recipe>",
@@ -141,7 +158,7 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
                   path=None if source == "<recipe>" else Path(source), source=source_template)
 
 
-def _template(data: Mapping[str, Any], base: Path, where) -> MessageTemplate:
+def _template(data: Mapping[str, Any], base: Path, where: Where) -> MessageTemplate:
     if ("template" in data) == ("template_file" in data):
         raise InputError(f"{where('template')}: give exactly one of `template:` (inline) or `template_file:` (a path)")
     if "template" in data:
@@ -156,20 +173,13 @@ def _template(data: Mapping[str, Any], base: Path, where) -> MessageTemplate:
     if file.suffix.lower() in MESSAGE_SUFFIXES + DOUBLE_SUFFIXES and file.is_file():
         return load_template(file)  # its errors name the file and line
     try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise InputError(f"{where('template_file')}: cannot read {file}: no such file; check the path "
-                         "(relative to the recipe's folder)") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{where('template_file')}: {file} is not UTF-8 (offset {exc.start}); "
-                         "save the file as UTF-8") from exc
-    except (OSError, ValueError) as exc:  # ValueError: a NUL character in the path
-        raise InputError(f"{where('template_file')}: cannot read {str(file)!r} ({getattr(exc, 'strerror', None) or exc}); "
-                         "check the path (relative to the recipe's folder)") from exc
+        text = read_text(file, "template", hint="check the path (relative to the recipe's folder)")
+    except InputError as exc:  # the recipe's line first: that is where the path is written
+        raise InputError(f"{where('template_file')}: {exc}") from exc
     return text_template(text, path=str(file))
 
 
-def _cases(data: Mapping[str, Any], base: Path, where, template: str) -> list[Case]:
+def _cases(data: Mapping[str, Any], base: Path, where: Where, template: str) -> list[Case]:
     if ("cases" in data) == ("dataset" in data):
         raise InputError(f"{where('cases')}: give exactly one of `cases:` (a list or a file) or "
                          "`dataset: {path: ..., task: ...}`")
@@ -190,15 +200,15 @@ def _cases(data: Mapping[str, Any], base: Path, where, template: str) -> list[Ca
             for c in load_cases(file, task=str(spec["task"]))]
 
 
-def _flag(data: Mapping[str, Any], key: str, where, *, default: bool) -> bool:
+def _flag(data: Mapping[str, Any], key: str, where: Where, *, default: bool) -> bool:
     value = data.get(key, default)
     if not isinstance(value, bool):
         raise InputError(f"{where(key)}: `{key}` is {value!r}; give true or false")
     return value
 
 
-def _number(data: Mapping[str, Any], key: str, kind: type, where, *, low: float | None = None,
-            high: float | None = None, default: Any = None):
+def _number(data: Mapping[str, Any], key: str, kind: type, where: Where, *, low: float | None = None,
+            high: float | None = None, default: Any = None) -> Any:  # a ``kind`` (int or float), or ``default``
     if key not in data or data[key] is None:
         return default
     value = data[key]

@@ -47,17 +47,19 @@ def merge_examples(segments: Sequence[Segment]) -> tuple[list[Segment], dict[int
 
 def arrangements(examples: Sequence[str], kinds: Sequence[str]) -> list[tuple[str, str]]:
     """(kind, new block text) candidates for a block of example texts, in a fixed order."""
-    n = len(examples)
+    items, n = list(examples), len(examples)
     out: list[tuple[str, str]] = []
     if "drop_example" in kinds:
-        out += [("drop_example", "".join(examples[:k] + examples[k + 1 :])) for k in range(n)]
+        out += [("drop_example", "".join(items[:k] + items[k + 1 :])) for k in range(n)]
     if "reorder_examples" in kinds and n > 1:
         orders = [list(reversed(range(n))), list(range(1, n)) + [0], [n - 1] + list(range(n - 1))]
         for order in orders:
             if order != list(range(n)):
                 out.append(("reorder_examples", "".join(examples[k] for k in order)))
-    seen: set[str] = set()
-    return [(k, t) for k, t in out if not (t in seen or seen.add(t))]
+    first: dict[str, str] = {}  # new block text -> the kind that made it first (a text is tried once)
+    for kind, text in out:
+        first.setdefault(text, kind)
+    return [(kind, text) for text, kind in first.items()]
 
 
 def block_candidates(segments: Sequence[Segment], index: int, *, original: str, similarity: SimilarityModel,

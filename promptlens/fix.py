@@ -22,7 +22,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NoReturn, Sequence
 
 import optuna
 
@@ -31,27 +31,33 @@ from .cases import check_vars, split_cases
 from .errors import InputError
 from .rewrites import RewriteConfig, candidates
 from .scoring import Backend, default_objective, score_prompts, summarize, summarize_scores
-from .search import (Slot, StudyOutcome, TemplateScorer, best_template, enqueue_original, enqueue_single_edits,
-                     fail_running_trials, finished, flip,
-                     join_study, open_study, run_study, storage_for, store_result, store_slots,
-                     stored_result, stored_slots, template_for, wait_for)
 from .fewshot import EXAMPLE_KINDS, check_examples, check_notes, merge_examples
 from .segments import fill, segment, template_fields
 from .templates import MessageTemplate, as_flat, render_notes
 from .similarity import Similarity, SimilarityModel
+from .storage import (fail_running_trials, finished, join_study, open_study, storage_for, store_result,
+                      stored_result, wait_for)
+from .study import (Slot, StudyOutcome, TemplateScorer, best_template, enqueue_original, enqueue_single_edits, flip,
+                    run_study, store_slots, stored_slots, template_for)
 from .stats import DEFAULT_CONFIDENCE, MIN_CASES, lower_bound, significant
 from .types import Attribution, Case, Score, Segment, Summary
 
+if TYPE_CHECKING:
+    import pandas as pd
+    from tqdm import tqdm
+
 from .names import STRATEGIES  # noqa: E402,F401 (defined where the CLI can import it cheaply)
+# Defined where the recipe reader (and so a cached `promptlens lint RECIPE`) can import them cheaply.
+from .fix_settings import FixConfig, train_validation  # noqa: E402,F401
 
 
 @dataclass(frozen=True)
 class Flips:
-    """The cases whose verdict the fix changed (``search.flip``), each named by its id or its
+    """The cases whose verdict the fix changed (``study.flip``), each named by its id or its
     split and position, with its first field's value: ``lost`` were right with the original
     template and are wrong with the fixed one, ``gained`` the reverse. ``rule``: "correct" (the
     right label scores best) on choice cases; on free-form targets "greedy" (every target token has
-    probability above 1/2, so greedy decoding gives the target; see ``search.right``)."""
+    probability above 1/2, so greedy decoding gives the target; see ``study.right``)."""
 
     lost: tuple[str, ...]
     gained: tuple[str, ...]
@@ -149,7 +155,7 @@ class FixResult:
             if before is not None and after is not None:
                 out += [CaseScore(split, i, b, a) for i, b, a in zip(before.case_ids, before.per_case, after.per_case)]
         return out
-    def studies(self) -> list[Any]:
+    def studies(self) -> list[optuna.Study]:
         """The Optuna studies of this repair, one per round (``NAME:round0``, ...), loaded from
         ``storage``; empty when the storage holds none. Raises what the storage raises."""
         import optuna
@@ -161,7 +167,7 @@ class FixResult:
         rounds = sorted((int(n[len(prefix):]), n) for n in names if n.startswith(prefix) and n[len(prefix):].isdigit())
         return [optuna.load_study(study_name=n, storage=self.storage) for _, n in rounds]
 
-    def to_dataframe(self) -> Any:
+    def to_dataframe(self) -> pd.DataFrame:
         """Every trial of every round as a pandas DataFrame (Optuna's ``trials_dataframe``, with a
         ``round`` column first): number, value, state, the chosen rewrite per segment slot
         (``params_s<i>``), durations and user attributes."""
@@ -178,7 +184,7 @@ class FixResult:
 
     def _repr_html_(self) -> str:
         """Jupyter: the HTML fix report (charts from the stored study, when there is one)."""
-        from .html_report import fix_html, notebook_html
+        from .html import fix_html, notebook_html
 
         return notebook_html(fix_html(self))
 
@@ -342,40 +348,7 @@ class FixInterrupted(KeyboardInterrupt):
         self.best, self.trials, self.study_name, self.storage = best, trials, study_name, storage
 
 
-@dataclass(frozen=True)
-class FixConfig:
-    """Every knob of ``fix``, with its default; a recipe's keys are these names (``budget:
-    {trials, seconds}`` in YAML). Example: ``fix(template, cases, FixConfig(trials=12, rounds=1))``."""
-
-    strategy: str = "attribution"  # which segments to edit: attribution, random, all, tpe
-    trials: int = 30  # trial budget over all rounds
-    seconds: float | None = None  # time budget (None: none)
-    threshold: float = 0.8  # minimum similarity of the fixed template to the original
-    edit_floor: float = 0.5  # minimum similarity of an edited segment to the one it replaces
-    top_k: int = 3  # segments edited per round
-    rounds: int = 2
-    seed: int = 0  # feeds the split, the sampler, rewrite sampling and attribution
-    n_train: int | None = None  # train cases (else ``split`` of them); the rest validate
-    split: float = 0.5
-    n_validation: int | None = None  # use at most this many validation cases
-    objective: str | None = None  # default: margin when every case has choices, else logprob
-    rewrites: tuple[str, ...] | None = None  # kinds of rewrite to try (default: all)
-    alternatives: Mapping[str, Sequence[str]] = field(default_factory=dict)  # segment text -> texts
-    segmentation: str = "sentence"
-    min_gain: float = 1e-3  # nats an edit must gain on average (and significantly) to be kept
-    keep_logprob: bool = True  # margin objective: keep only significant rises of the right label's log-prob
-    minibatch: int | None = None  # train cases a trial scores before the pruner may stop it
-    storage: str | None = None  # Optuna storage URL (default: sqlite in ``out``, else in memory)
-    out: str | Path | None = None  # folder of the default SQLite storage
-    study_name: str | None = None  # default: derived from the template, cases, strategy and seed
-    resume: bool = False  # continue the stored studies
-    join: bool = False  # one of several workers on the same storage and study
-    join_wait: float = 600.0  # seconds a worker waits for the one that set a round up
-    progress: bool = False  # a progress bar on stderr
-    max_regressions: int | None = None  # train cases the fix may turn from right to wrong (None: no limit)
-    attribute_after: bool = True  # attribute the fixed template too (for the report)
-
-
+_JOIN_NEEDS_STORAGE = "--join shares a study between processes; give --storage (postgresql://... or journal:PATH)"
 # The names ``fix`` took as keywords before FixConfig, and the recipe's: one map, read in one place.
 OLD_NAMES = {"budget_trials": "trials", "budget_seconds": "seconds", "frac_train": "split", "kinds": "rewrites"}
 
@@ -383,19 +356,13 @@ OLD_NAMES = {"budget_trials": "trials", "budget_seconds": "seconds", "frac_train
 def fix_config(config: FixConfig | None = None, **overrides: Any) -> FixConfig:
     """``config`` (default: ``FixConfig()``) with ``overrides`` applied, old names accepted."""
     names = {f.name for f in dataclasses.fields(FixConfig)}
-    values = {}
+    values: dict[str, Any] = {}  # checked against FixConfig's field names, not their types
     for key, value in overrides.items():
         key = OLD_NAMES.get(key, key)
         if key not in names:
             raise TypeError(f"fix() got an unknown setting {key!r}; FixConfig has: {', '.join(sorted(names))}")
         values[key] = tuple(value) if key == "rewrites" and value is not None else value
     return dataclasses.replace(config or FixConfig(), **values)
-
-
-def train_validation(cases: Sequence[Case], config: FixConfig) -> tuple[list[Case], list[Case]]:
-    """The train and validation cases ``fix`` uses when it is given no validation cases."""
-    train, valid = split_cases(cases, n_train=config.n_train, frac_train=config.split, seed=config.seed)
-    return train, valid[: config.n_validation] if config.n_validation is not None else valid
 
 
 def check_fix_config(template: str, cases: Sequence[Case], config: FixConfig) -> None:
@@ -439,7 +406,7 @@ def fix(
     ``storage`` is an Optuna storage URL; by default ``sqlite:///<out>/promptlens-fix.db`` when
     ``out`` is given, in memory otherwise. ``resume`` continues the studies stored under
     ``study_name``. ``join``: one of several workers on the same ``storage`` and ``study_name``
-    (see ``search.join_study``); the trial budget is shared, and every worker returns the same
+    (see ``storage.join_study``); the trial budget is shared, and every worker returns the same
     best template. A worker waits up to ``join_wait`` seconds for the one that set up a round.
 
     An edit is kept only if undoing it alone would lose significantly on train: more than
@@ -452,7 +419,7 @@ def fix(
     carries over, and a wider margin bought by making every label less likely is not a repair a
     user wants; an edit then also stays if it raises the log-prob significantly without lowering
     the margin significantly. ``max_regressions``: no template that turns more than this many train
-    cases from right to wrong (``search.flip``) against ``template`` is feasible; the result lists
+    cases from right to wrong (``study.flip``) against ``template`` is feasible; the result lists
     the flips on train and validation either way (``FixResult.train_flips``, ``validation_flips``).
     ``strategy``: ``attribution`` edits the ``top_k`` weakest segments, ``random`` ``top_k``
     random ones, ``all`` every segment with each single edit scored first, ``tpe`` every segment
@@ -507,11 +474,11 @@ class FixRun:
         self.study_name = config.study_name or default_study_name(
             template, all_cases if all_cases is not None else train, config.strategy, config.seed)
         if config.join and self.storage is None:
-            raise InputError("--join shares a study between processes; give --storage (postgresql://... or journal:PATH)")
+            raise InputError(_JOIN_NEEDS_STORAGE)
         self.where = storage_for(self.storage)
         self.rewrite_config = RewriteConfig(
             threshold=config.threshold, edit_floor=config.edit_floor, alternatives=dict(config.alternatives),
-            seed=config.seed, **({"kinds": tuple(config.rewrites)} if config.rewrites else {}))
+            seed=config.seed, kinds=tuple(config.rewrites) if config.rewrites else RewriteConfig.kinds)
         self.passes0 = getattr(backend, "forward_passes", 0)
         self.scorer = TemplateScorer(backend, self.train, self.objective)
         self.logprob_rule = config.keep_logprob and self.objective == "margin"
@@ -587,6 +554,8 @@ class FixRun:
         """The round's study: created (or resumed, or joined: then maybe another worker leads it)."""
         name, seed = f"{self.study_name}:round{r}", self.config.seed + r
         if self.config.join:
+            if self.where is None:  # refused in __init__ already
+                raise InputError(_JOIN_NEEDS_STORAGE)
             study, leader = join_study(self.where, name, seed=seed)
         else:
             study, leader = open_study(self.where, name, seed=seed, resume=self.config.resume), True
@@ -819,14 +788,14 @@ def _edits(r: int, segments: Sequence[Segment], slots: Sequence[Slot], choice: S
     return out
 
 
-def _progress(total: int, enabled: bool) -> Any:
+def _progress(total: int, enabled: bool) -> tqdm[NoReturn]:
     from tqdm import tqdm
 
     return tqdm(total=total, desc="fix", unit="trial", disable=not enabled, leave=False)
 
 
-def _tick(bar: Any, study: optuna.Study, trial: optuna.trial.FrozenTrial, deadline: float) -> None:
+def _tick(bar: tqdm[NoReturn], study: optuna.Study, trial: optuna.trial.FrozenTrial, deadline: float) -> None:
     bar.update(1)
-    done = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    done = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
     left = deadline - time.monotonic()
     bar.set_postfix(best=f"{max(done):.3f}" if done else "-", left=f"{left:.0f}s" if left < 1e9 else "∞")

@@ -26,18 +26,23 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NoReturn, Sequence
 
 import yaml
 
+from . import progress
 from .errors import InputError
-from .backends.base import Backend
-from .io import write_atomic
+from .backends.base import Backend, can_generate, counts_tokens
+from .io import read_text, write_atomic
 from .lint_rules import FAIL_ON, FORMATS, RULES, SEVERITIES, Finding, Rule
 from .stats import DEFAULT_CORRECTION, check_correction, level
 from .segments import SEGMENTATIONS, features, fill, segment, template_fields
 from .templates import MessageTemplate, for_backend, message_spans
-from .types import Case, Segment
+from .types import Attribution, Case, Segment
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from tqdm import tqdm
 
 DEFAULT_CONFIG = "promptlens.yaml"
 DEFAULT_CACHE = Path(".promptlens-cache") / "lint"
@@ -109,7 +114,7 @@ class LintResult:
     def suppressed(self) -> list[Finding]:
         return [f for t in self.templates for f in t.findings if f.suppressed]
 
-    def to_dataframe(self) -> Any:
+    def to_dataframe(self) -> pd.DataFrame:
         """Every finding (suppressed ones too, with ``suppressed`` saying why) as a pandas DataFrame."""
         import pandas as pd
 
@@ -118,7 +123,7 @@ class LintResult:
 
     def _repr_html_(self) -> str:
         """Jupyter: the HTML lint report."""
-        from .html_report import lint_html, notebook_html
+        from .html import lint_html, notebook_html
 
         return notebook_html(lint_html(self))
 
@@ -321,14 +326,7 @@ def _read_source(path: Path, display: str) -> _Source:
 
 
 def _read_text_source(path: Path, display: str) -> _Source:
-    try:
-        original = path.read_bytes().decode("utf-8").removeprefix("\ufeff")
-    except FileNotFoundError as exc:
-        raise InputError(f"{display}: no such template file; check the path") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{display}: not UTF-8 (byte {exc.start}); save the template as UTF-8") from exc
-    except OSError as exc:
-        raise InputError(f"{display}: cannot read ({exc.strerror}); check its permissions") from exc
+    original = read_text(path, "template", name=display)
     parts, cuts, markers, copied, removed = [], [], [], 0, 0
     for m in _MARKER.finditer(original):
         line = original.count("\n", 0, m.start()) + 1
@@ -374,7 +372,7 @@ class _Context:
 
     @property
     def fix_hint(self) -> str:
-        if self.target.inline_cases is not None:  # a promptfoo suite: fix reads the config itself
+        if self.target.inline_cases is not None:  # a promptfoo suite or a recipe: fix reads it itself
             return f"run: promptlens fix {self.cases_display}"
         return f"run: promptlens fix --template {self.display} --cases {self.cases_display}"
 
@@ -443,7 +441,7 @@ def _mentions(text: str, choice: str) -> bool:
 
 def _context_rule(ctx: _Context, backend: Backend) -> list[Case]:
     """PL004; the cases that fit the context."""
-    if not all(hasattr(backend, a) for a in ("context_length", "encode_prompt", "encode_target")):
+    if not counts_tokens(backend):
         ctx.skipped["PL004"] = "the backend has no tokenizer"
         return ctx.cases
     limit = backend.context_length
@@ -476,7 +474,7 @@ def _model_rules(ctx: _Context, backend: Backend, cases: list[Case], method: str
     free = [c for c in cases if c not in labelled]
     if labelled:
         scores = score_prompts(backend, [[fill(text, c.vars) for c in labelled]], labelled)[0]
-        right = [s.correct for s in scores]
+        right = [bool(s.correct) for s in scores]  # a case with choices is always right or wrong
         summary = summarize_scores(scores, labelled, "margin")
         accuracy = summary.accuracy or 0.0
         if accuracy < th.accuracy:
@@ -489,7 +487,9 @@ def _model_rules(ctx: _Context, backend: Backend, cases: list[Case], method: str
                     f"{th.margin:+.2f}", ctx.fix_hint)
     else:
         ctx.skipped["PL102"] = "no cases with choices"
-    if free:
+    if free and not can_generate(backend) and not labelled:
+        ctx.skipped["PL101"] = "the backend cannot generate text, which the free-form cases are checked on"
+    elif free and can_generate(backend):
         checked = free[: th.max_generate]
         missed = []  # (case label, output)
         for i, c in enumerate(checked, 1):
@@ -510,7 +510,7 @@ def _model_rules(ctx: _Context, backend: Backend, cases: list[Case], method: str
     _example_rule(ctx, backend, cases)
 
 
-def _segment_rules(ctx: _Context, backend: Any, attr: Any) -> None:
+def _segment_rules(ctx: _Context, backend: Backend, attr: Attribution) -> None:
     """PL103 (harmful, after the multiplicity correction across the template's segments) and
     PL104 (dead), with how they decided in ``ctx.statistics``. Below ``stats.MIN_CASES`` cases
     neither rule calls anything."""
@@ -545,7 +545,7 @@ def _segment_rules(ctx: _Context, backend: Any, attr: Any) -> None:
                           correction=attr.correction, segments_tested=m, text=how, uncorrected=uncorrected)
 
 
-def _example_rule(ctx: _Context, backend: Any, cases: list[Case]) -> None:
+def _example_rule(ctx: _Context, backend: Backend, cases: list[Case]) -> None:
     """PL106: a few-shot example whose answer the model ranks below another label."""
     from .fewshot import check_examples
 
@@ -744,7 +744,7 @@ class LintConfig:
     method: str = "ablation"  # attribution method of PL103/PL104
     cache_dir: str | Path | None = DEFAULT_CACHE  # None: no cache
     seed: int = 0
-    progress: bool = False  # a bar on stderr for each template whose model rules run (cached ones get none)
+    progress: bool = False  # a bar on stderr of the forward passes of each template whose model rules run (cached: none)
     correction: str = DEFAULT_CORRECTION  # PL103 across a template's segments: "bh", "holm" or "none" (promptlens.stats)
 
 
@@ -796,23 +796,21 @@ def lint(
         data = _read_cache(file) if file is not None else None
         cached = data is not None
         if data is None:
-            bar = _progress(display, c.progress)
             cases = list(target.inline_cases) if target.inline_cases is not None else load_cases(target.cases, task=target.task)
             ctx = _Context(target, display, cases_display, source, cases)
-            if _static_rules(ctx):
-                bar.set_postfix_str("context" if loaded else "loading the model")
-                fit = _context_rule(ctx, get_backend())
-                bar.update()
-                if fit:
-                    bar.set_postfix_str("accuracy, attribution, perturbations")
-                    _model_rules(ctx, get_backend(), fit, method, seed, c.correction)
+            # A bar of the scorer's forward passes (promptlens.progress), as attribute shows.
+            with progress.bar(f"lint {display}", c.progress) as bar:
+                if _static_rules(ctx):
+                    _phase(bar, "context" if loaded else "loading the model")
+                    fit = _context_rule(ctx, get_backend())
+                    if fit:
+                        _phase(bar, "accuracy, attribution, perturbations")
+                        _model_rules(ctx, get_backend(), fit, method, seed, c.correction)
+                    else:
+                        ctx.skipped.update({r: "no case fits the context" for r, rule in RULES.items() if rule.model})
                 else:
-                    ctx.skipped.update({r: "no case fits the context" for r, rule in RULES.items() if rule.model})
-            else:
-                ctx.skipped.update({r: "the template cannot be filled (PL001)" for r in ("PL004", "PL101", "PL102",
-                                                                                           "PL103", "PL104", "PL105")})
-            bar.update(bar.total - bar.n)
-            bar.close()
+                    ctx.skipped.update({r: "the template cannot be filled (PL001)"
+                                        for r in ("PL004", "PL101", "PL102", "PL103", "PL104", "PL105")})
             data = {"n_cases": min(len(cases), target.thresholds.max_cases), "skipped": ctx.skipped,
                     "findings": [dataclasses.asdict(f) for f in ctx.findings], "statistics": ctx.statistics}
             if file is not None:
@@ -824,11 +822,10 @@ def lint(
     return LintResult(model_name, method, tuple(results))
 
 
-def _progress(name: str, enabled: bool) -> Any:
-    """A two-step bar for one template (fit the context; the model rules), as fix and bench show."""
-    from tqdm import tqdm
-
-    return tqdm(total=2, desc=f"lint {name}", unit="step", disable=not enabled, leave=False)
+def _phase(bar: Any, text: str) -> None:
+    """Say on the bar (None: no bar) which rules the passes are for."""
+    if bar is not None:
+        bar.set_postfix_str(text)
 
 
 def _settle(finding: Finding, target: LintTarget, source: _Source) -> Finding:

@@ -23,12 +23,17 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
 from transformers import AttentionInterface, DynamicCache
+from transformers.cache_utils import CacheLayerMixin
 
+from . import progress
 from .errors import PromptLensError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel
 
 
 @dataclass(eq=False)
@@ -51,6 +56,12 @@ class _Chain:
     users: int = 0  # chains not yet run whose ancestry holds this one
     kv: torch.Tensor | None = None  # [layers, 2, kv_heads, len(tokens), head_dim]
     requests: list[tuple[int, int, int, int]] = field(default_factory=list)  # (offset, token, seq, k)
+
+    def cached(self) -> torch.Tensor:
+        """``kv``, which a chain holds from its own run until the last chain that needs it has run."""
+        if self.kv is None:
+            raise RuntimeError("a chain ran before an ancestor whose keys and values it needs")
+        return self.kv
 
 
 def _insert(root: _Node, seq: Sequence[int]) -> None:
@@ -106,6 +117,8 @@ def _attach_requests(root: _Node, seqs: Sequence[Sequence[int]], n_targets: Sequ
         node, i = root, 0
         while i < len(seq):
             node = node.children[seq[i]]
+            if node.chain is None:
+                raise RuntimeError("_chains gives every node below the root a chain; run it first")
             end = node.start + len(node.tokens)
             for p in range(max(first, node.start), min(end, len(seq) - 1)):
                 node.chain.requests.append((node.offset + p - node.start, seq[p + 1], s, p - first))
@@ -190,19 +203,20 @@ class _TreePlan:
             q0, n = rows[id(chain)], len(chain.tokens)
             keys = [k for a, b in spans for k in range(a, b)] + list(range(past_len + q0, past_len + q0 + n))
             items.append((q0, n, keys))
-        best = None
-        for order in (lambda i: (-len(i[2]), -i[1]), lambda i: (-i[1], -len(i[2]))):
-            parts = _greedy_groups(sorted(items, key=order))
-            cost = sum(_CALL + len(p) * max(i[1] for i in p) * len(p[0][2]) for p in parts)
-            if best is None or cost < best[0]:
-                best = (cost, parts)
-        groups = [cls._group(part, device) for part in best[1]]
+        plans = [_greedy_groups(sorted(items, key=order))
+                 for order in (lambda i: (-len(i[2]), -i[1]), lambda i: (-i[1], -len(i[2])))]
+        # The cheaper grouping (the first on a tie).
+        parts = min(plans, key=lambda plan: sum(_CALL + len(p) * max(i[1] for i in p) * len(p[0][2]) for p in plan))
+        groups = [cls._group(part, device) for part in parts]
         return cls(groups)
 
     @staticmethod
     def _group(items: list[tuple[int, int, list[int]]], device: torch.device) -> _Group:
         size, n_max, k_max = len(items), max(i[1] for i in items), max(len(i[2]) for i in items)
-        query_index, key_index, real, dest = [], [], [], []
+        query_index: list[int] = []
+        key_index: list[int] = []
+        real: list[int] = []
+        dest: list[int] = []
         mask = torch.zeros(size, 1, n_max, k_max, dtype=torch.bool)
         for g, (q0, n, keys) in enumerate(items):
             query_index += list(range(q0, q0 + n)) + [q0] * (n_max - n)
@@ -246,7 +260,7 @@ AttentionInterface.register(_TREE, _tree_attention)
 
 
 @contextmanager
-def _attention(config: object, tree: bool) -> Iterator[None]:
+def _attention(config: PretrainedConfig, tree: bool) -> Iterator[None]:
     """Switch the model to the tree attention for one forward (and back, whatever happens)."""
     if not tree:
         yield
@@ -262,7 +276,7 @@ def _attention(config: object, tree: bool) -> Iterator[None]:
 class TrieScorer:
     """Teacher-forced log-probs of target tokens for many token sequences, sharing prefixes."""
 
-    def __init__(self, model: torch.nn.Module, *, max_batch_tokens: int = 2048,
+    def __init__(self, model: PreTrainedModel, *, max_batch_tokens: int = 2048,
                  tree_attention: bool | None = None) -> None:
         self.model = model
         self.body = model.base_model
@@ -290,8 +304,11 @@ class TrieScorer:
             for anc, _ in chain.ancestry:
                 anc.users += 1
         out = [[0.0] * n for n in n_targets]
-        for batch in self._batches(chains):
+        batches = self._batches(chains)
+        progress.planned(len(batches))  # a bar, if a job opened one (promptlens.progress)
+        for batch in batches:
             self._run_splitting(batch, out)
+            progress.advance()
         return out
 
     def _run_splitting(self, batch: list[_Chain], out: list[list[float]]) -> None:
@@ -320,7 +337,9 @@ class TrieScorer:
         """Cut the chains, parents first, into bins of at most ``max_batch_tokens`` tokens (a
         longer chain runs alone). A chain may share a bin with its ancestors: it sees their
         keys and values computed in the same pass, layer by layer, as one causal sequence does."""
-        batches, current, size = [], [], 0
+        batches: list[list[_Chain]] = []
+        current: list[_Chain] = []
+        size = 0
         for chain in chains:
             if current and size + len(chain.tokens) > self.max_batch_tokens:
                 batches.append(current)
@@ -363,7 +382,7 @@ class TrieScorer:
 
         cache = DynamicCache()
         if past_len:
-            past = torch.cat([anc.kv[:, :, :, :upto] for anc, upto in needed.values()], dim=3)
+            past = torch.cat([anc.cached()[:, :, :, :upto] for anc, upto in needed.values()], dim=3)
             cache = DynamicCache([(past[layer, 0][None], past[layer, 1][None]) for layer in range(past.shape[0])])
         kwargs: dict = {}
         if self.tree_attention:
@@ -390,8 +409,7 @@ class TrieScorer:
         later = [c for c in batch if c.users > in_bin.get(id(c), 0)]  # needed by a later bin
         if later:
             # Only this bin's new positions: the past part of the cache is already held by its owners.
-            kv = torch.stack([torch.stack([layer.keys[0, :, past_len:], layer.values[0, :, past_len:]])
-                              for layer in cache.layers])
+            kv = torch.stack([_new_kv(layer, past_len) for layer in cache.layers])
             for chain in later:
                 q0 = rows[id(chain)]
                 chain.kv = kv[:, :, :, q0 : q0 + len(chain.tokens)].clone()
@@ -423,8 +441,16 @@ class TrieScorer:
         return mask
 
 
+def _new_kv(layer: object, past_len: int) -> torch.Tensor:
+    """[2, kv_heads, new, head_dim]: the keys and values a cache layer holds past ``past_len``."""
+    if not isinstance(layer, CacheLayerMixin) or layer.keys is None or layer.values is None:
+        raise PromptLensError(f"the model's cache layer {type(layer).__name__} holds no keys and values; "
+                              "the prefix-sharing scorer needs a model with plain attention")
+    return torch.stack([layer.keys[0, :, past_len:], layer.values[0, :, past_len:]])
+
+
 @torch.inference_mode()
-def naive_token_logprobs(model: torch.nn.Module, seq: Sequence[int], n_target: int) -> list[float]:
+def naive_token_logprobs(model: PreTrainedModel, seq: Sequence[int], n_target: int) -> list[float]:
     """Reference: one plain forward over the whole sequence, log-softmax at every position."""
     ids = torch.tensor([list(seq)], device=model.get_output_embeddings().weight.device)
     logits = model(input_ids=ids).logits[0].float()

@@ -33,8 +33,8 @@ import yaml
 from .cases import cases_from_records
 from .errors import InputError
 from .template_files import load_template
-from .templates import (MESSAGE_SUFFIXES, MessageTemplate, convert_placeholders, from_messages,
-                        read_file_text)
+from .io import parse_yaml, read_text
+from .templates import MESSAGE_SUFFIXES, MessageTemplate, convert_placeholders, from_messages
 from .types import Case
 
 TEXT_SUFFIXES = (".txt", ".md", ".prompt", ".j2", ".njk")
@@ -67,8 +67,8 @@ def is_promptfoo_config(path: str | Path) -> bool:
     if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
         return False
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        _, data = parse_yaml(read_text(path, "promptfoo config"), str(path))
+    except InputError:
         return False
     return isinstance(data, dict) and "prompts" in data and "tests" in data
 
@@ -77,15 +77,8 @@ def load_suite(path: str | Path) -> PromptfooSuite:
     """Read a promptfoo config (module docstring); errors name ``file:line`` and the fix."""
     path = Path(path)
     name = str(path)
-    text = read_file_text(path, "promptfoo config")
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise InputError(f"{name}:{mark.line + 1 if mark else 1}: invalid YAML ({exc.problem}); check the indentation") from exc
-    except yaml.YAMLError as exc:
-        raise InputError(f"{name}: invalid YAML ({' '.join(str(exc).split())}); check the indentation") from exc
+    text = read_text(path, "promptfoo config")
+    root, data = parse_yaml(text, name)
     if not isinstance(data, dict) or "prompts" not in data:
         raise InputError(f"{name}: a promptfoo config is a mapping with `prompts:` and `tests:`; add them")
     skipped: list[str] = []
@@ -201,7 +194,7 @@ def _chat_json(text: str) -> list | None:
 # --- tests ----------------------------------------------------------------------------------
 
 
-def _tests(data: dict, root: yaml.Node, config: Path) -> tuple[list, list, str]:
+def _tests(data: dict, root: yaml.Node | None, config: Path) -> tuple[list, list, str]:
     """The test list, a node per test (for lines) and the file they are in."""
     raw = data.get("tests")
     if raw is None:
@@ -211,11 +204,7 @@ def _tests(data: dict, root: yaml.Node, config: Path) -> tuple[list, list, str]:
         if file.suffix.lower() not in (".yaml", ".yml", ".json"):
             raise InputError(f"{config}: tests file {file.name} is not YAML or JSON; promptlens reads tests from "
                              "YAML or JSON (convert it, or write the tests inline)")
-        text = read_file_text(file, "tests")
-        try:
-            node, tests = yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise InputError(f"{file}: invalid YAML/JSON ({' '.join(str(exc).split())[:120]}); check the file") from exc
+        node, tests = parse_yaml(read_text(file, "tests"), str(file))  # JSON is YAML too
         return _test_list(tests, node, file)
     return _test_list(raw, _value(root, "tests"), config)
 

@@ -15,18 +15,19 @@ import copy
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from .errors import InputError
 
 if TYPE_CHECKING:  # a proxy copies a local model: only HFBackend has one
+    from .backends.base import Backend
     from .backends.hf import HFBackend
 
 PROXIES = ("auto", "bfloat16", "int8")
 FIDELITY = 0.1  # nats per token: the most a proxy's log-probs may differ from the target's on average
-_CHOSEN: dict[tuple[int, str], tuple[Any, dict]] = {}  # (id of the target model, choice) -> copy, record
+_CHOSEN: dict[tuple[int, str], tuple[HFBackend, dict]] = {}  # (id of the target model, choice) -> copy, record
 
 
 def native_bf16(cpuinfo: str | None = None) -> bool:
@@ -53,7 +54,8 @@ def _copy(backend: HFBackend, kind: str) -> HFBackend:
         return load_backend(kind, raw=backend.raw)
     model = copy.deepcopy(backend.model)
     if kind == "bfloat16":
-        model = model.to(torch.bfloat16)
+        # The ignore: PreTrainedModel.to is wrapped in functools.wraps, which mypy does not bind as a method.
+        model = model.to(torch.bfloat16)  # type: ignore[arg-type]
     else:
         # The body's linear layers only: the output layer is tied to the embeddings, which stay fp32.
         with warnings.catch_warnings():
@@ -70,7 +72,7 @@ def _calibrate(backend: HFBackend, seq: list[int]) -> tuple[float, list[float]]:
     return time.perf_counter() - start, logprobs
 
 
-def choose_proxy(backend: HFBackend, choice: str = "auto", sample: str = "",
+def choose_proxy(backend: Backend, choice: str = "auto", sample: str = "",
                  tolerance: float = FIDELITY) -> tuple[HFBackend, dict]:
     """A cheaper copy of ``backend`` and the record of how it was chosen.
 
@@ -80,7 +82,10 @@ def choose_proxy(backend: HFBackend, choice: str = "auto", sample: str = "",
     quantisation of a 135M model was measured at about 1 nat off on a short prompt), and the
     fastest faithful one is used. If none is faithful, the most faithful is used, and said so.
     """
-    if not hasattr(backend, "model"):
+    from .backends.hf import HFBackend
+
+    # Not hasattr(backend, "model"): a RemoteBackend has one too, the server's model name.
+    if not isinstance(backend, HFBackend):
         raise InputError(f"--mode proxy needs a local model to copy, and backend {backend.name} has none; "
                          "use --mode hierarchical or surrogate")
     key = (id(backend.model), choice)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .stats import DEFAULT_CONFIDENCE, MIN_CASES, describe_lower, level, too_few_reason
 from .templates import is_messages, shown
-from .types import Attribution
+from .types import Attribution, SegmentAttribution
 
 if TYPE_CHECKING:
     from .fix import FixResult, Flips, Summary
@@ -20,9 +20,9 @@ _HURT = (202, 208, 214, 222)  # oranges, strong -> weak
 
 
 def to_jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         out = {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-        if hasattr(obj, "harmful"):
+        if isinstance(obj, SegmentAttribution):  # its verdicts are properties, not fields
             out["harmful"], out["helpful"] = obj.harmful, obj.helpful
         if isinstance(obj, Attribution):  # say how the intervals and verdicts were made, in words
             out["interval_text"], out["correction_text"] = obj.interval_text(), obj.correction_text()
@@ -53,7 +53,7 @@ def heatmap(attr: Attribution, *, color: bool) -> str:
     """The prompt with each feature segment shaded by its pooled attribution."""
     by_index = {f.index: f for f in attr.features}
     scale = max((abs(f.mean) for f in attr.features), default=0.0)
-    out = []
+    out: list[str] = []
     for i, seg in enumerate(attr.segments):
         f = by_index.get(i)
         # a message template: each role mark becomes a `--- role ---` header line

@@ -20,9 +20,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from .errors import InputError
+from .backends.base import can_generate, supports_gradients
 from .scoring import Backend
 from .segments import join, template_fields
 from .similarity import SimilarityModel
@@ -137,7 +138,7 @@ def scaffolds(body: str, cases: Sequence[Case], *, last: bool) -> list[str]:
 def _shared_choices(cases: Sequence[Case]) -> tuple[str, ...] | None:
     """The label set, when every case has the same one (in any order: a dataset may shuffle its
     labels per case); listed in its most common order."""
-    if not cases or not all(c.choices for c in cases) or len({frozenset(c.choices) for c in cases}) != 1:
+    if not cases or not all(c.choices for c in cases) or len({frozenset(c.choices or ()) for c in cases}) != 1:
         return None
     return Counter(c.choices for c in cases).most_common(1)[0][0]
 
@@ -169,13 +170,13 @@ def clean_generation(text: str) -> str:
 def paraphrases(backend: Backend, body: str, *, n: int, seed: int) -> list[str]:
     """``n`` sampled rewrites by the backend's own model (seeded), cleaned to one line each.
 
-    A backend without a local ``model`` (a fake, a remote API) gives its greedy ``generate``.
+    A backend without a local model (a fake, a remote API) gives its greedy ``generate``.
     """
     prompt = PARAPHRASE_PROMPT.format(text=body)
-    model = getattr(backend, "model", None)
-    if model is None:
-        generate: Callable[[str], str] | None = getattr(backend, "generate", None)
-        return [clean_generation(generate(prompt))] if generate else []
+    # Not getattr(backend, "model"): a RemoteBackend's ``model`` is the server's model name.
+    if not supports_gradients(backend):
+        return [clean_generation(backend.generate(prompt))] if can_generate(backend) else []
+    model = backend.model
     import torch
 
     tokenizer = backend.tokenizer

@@ -360,7 +360,8 @@ def _owned(text: str, start: int, end: int) -> tuple[int, int]:
     line_end = len(text) if line_end == -1 else line_end
     if not text[line_start:start].strip() and not text[end:line_end].strip():
         return line_start, min(line_end + 1, len(text))
-    return start, _INLINE_SPACE.match(text, end).end()
+    space = _INLINE_SPACE.match(text, end)  # always matches (``*``), if only the empty string
+    return start, space.end() if space else end
 
 
 def _assemble(text: str, fields: list[_Field], cores: list[_Core], edit_fields: bool) -> list[Segment]:

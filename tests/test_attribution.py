@@ -13,6 +13,15 @@ from promptlens.segments import features, segment
 from promptlens.types import Case
 from tests.rule_backend import RuleBackend
 
+
+class _NoGenerate(RuleBackend):
+    generate = None
+
+
+def test_no_target_on_a_backend_that_cannot_generate_names_the_fix():
+    with pytest.raises(InputError, match="cannot write the model's own output to explain; give --target"):
+        attribute("Say something.", backend=_NoGenerate())
+
 PROMPT = "Answer the question. The answer is surely banana. Be brief. Reply now."
 
 

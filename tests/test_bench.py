@@ -1,120 +1,24 @@
-"""promptlens bench: perturbations keep meaning markers (property tests), PDR is exact on a
-backend with known answers, the CLI fails cleanly, and a real-model smoke run."""
+"""promptlens bench: PDR is exact on a backend with known answers, the CLI fails cleanly, and a
+real-model smoke run (the perturbations themselves: tests/test_perturb.py)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
-import random
-import re
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from promptlens.bench import bench
 from promptlens.bench_report import bench_csv, bench_markdown, bench_plot, bench_table
 from promptlens.errors import InputError
-from promptlens.perturb import (LEVELS, PLACEMENTS, Site, format_variants, keeps_meaning_markers, label_counts, perturb,
-                                protected_words, sentence_sites, word_sites)
-from promptlens.segments import template_fields
+from promptlens.perturb import PLACEMENTS
 from promptlens.types import Case
 
 from .fakes import JaccardSimilarity
 from .rule_backend import RuleBackend
 from .test_cli import ROOT, run
-
-TEMPLATE = ("Determine whether the following statement is plausible or implausible. "
-            "Think about the weather in the city today.\nStatement: {input}\nAnswer:")
-LABELS = ("plausible", "implausible")
-
-
-def _cases(n: int = 4) -> list[Case]:
-    return [Case({"input": f"fact {i}"}, "plausible", LABELS) for i in range(n)]
-
-
-def _paraphrase(body: str, n: int, seed: int) -> list[str]:
-    """A stand-in for the LLM: reorders words, sometimes drops one (the filter must catch a lost label)."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        words = body.split()
-        if len(words) > 2 and rng.random() < 0.5:
-            words.pop(rng.randrange(len(words)))
-        else:
-            rng.shuffle(words)
-        out.append(" ".join(words))
-    return out
-
-
-# --- property tests: every perturbation keeps fields and labels and meets the threshold ------
-
-WORDS = st.sampled_from(["Determine", "whether", "the", "statement", "is", "plausible", "implausible", "Read",
-                         "question", "carefully", "answer", "with", "yes", "no", "Think", "about", "city",
-                         "game", "following", "Give", "only", "word", "{{", "}}"])
-SENTENCE = st.lists(WORDS, min_size=3, max_size=9).map(lambda ws: " ".join(ws) + ".")
-
-
-@st.composite
-def templates(draw) -> str:
-    sentences = draw(st.lists(SENTENCE, min_size=1, max_size=3))
-    cue = draw(st.sampled_from(["Answer:", "Statement: {input}\nAnswer:", "{input}", "Q: {input} A:"]))
-    sep = draw(st.sampled_from([" ", "\n"]))
-    return sep.join(sentences) + "\n" + cue
-
-
-@settings(max_examples=60, deadline=None)
-@given(template=templates(), level=st.sampled_from(LEVELS), placement=st.sampled_from(PLACEMENTS),
-       threshold=st.sampled_from([0.3, 0.5, 0.8]), seed=st.integers(0, 10_000), labels=st.sampled_from(
-           [LABELS, ("yes", "no"), ("True", "False")]))
-def test_every_perturbation_keeps_protected_words_and_meets_threshold(template, level, placement, threshold, seed,
-                                                                       labels):
-    cases = [Case({"input": "x"}, labels[0], labels)]
-    protected = protected_words(cases)
-    sites = word_sites(template, protected) if level in ("character", "word") else sentence_sites(template)
-    sites = [Site(s.start, s.end, s.text, importance=random.Random(i).random()) for i, s in enumerate(sites)]
-    sim = JaccardSimilarity()
-    found = perturb(template, level, sites=sites, placement=placement, budget=3, rng=random.Random(seed),
-                    similarity=sim, threshold=threshold, protected=protected, paraphrase=_paraphrase, max_tries=30)
-    assert len(found) <= 3
-    assert len({p.text for p in found}) == len(found) and template not in {p.text for p in found}
-    for p in found:
-        assert template_fields(p.text) == template_fields(template)
-        assert label_counts(p.text, protected) == label_counts(template, protected)
-        assert p.similarity == pytest.approx(sim.cosine(template, p.text)) and p.similarity >= threshold
-        assert p.level == level and p.placement == placement
-        if level == "semantic":  # the paraphrase itself is close to the sentence it replaces
-            (i,) = p.sites
-            new = p.edits[0].split(" -> ", 1)[1][1:-1]
-            assert p.sentence_similarity == pytest.approx(sim.cosine(sites[i].text, new))
-            assert p.sentence_similarity >= threshold
-
-
-@settings(max_examples=40, deadline=None)
-@given(template=templates(), labels=st.sampled_from([LABELS, ("Answer", "Statement"), ("yes", "no")]))
-def test_format_variants_keep_words_fields_and_labels(template, labels):
-    protected = protected_words([Case({"input": "x"}, labels[0], labels)])
-    variants = format_variants(template, protected)
-    assert variants[0] == ("original", template)
-    assert len({t for _, t in variants}) == len(variants)
-    for _, text in variants:
-        assert keeps_meaning_markers(template, text, protected)
-        assert sorted(re.findall(r"\w+", text.lower())) == sorted(re.findall(r"\w+", template.lower()))
-
-
-def test_word_sites_skip_labels_fields_and_braces():
-    protected = protected_words(_cases())
-    texts = [s.text for s in word_sites("Is it plausible, {{x}} or implausible? Check {input} carefully.", protected)]
-    assert texts == ["Is", "it", "or", "Check", "carefully"]
-
-
-def test_guided_placement_attacks_the_most_important_site_first():
-    sites = word_sites(TEMPLATE, protected_words(_cases()))
-    ranked = [Site(s.start, s.end, s.text, 5.0 if s.text == "Think" else 0.0) for s in sites]
-    found = perturb(TEMPLATE, "character", sites=ranked, placement="guided", budget=4, rng=random.Random(0),
-                    similarity=JaccardSimilarity(), threshold=0.5, protected=protected_words(_cases()), edits=1)
-    assert len(found) == 4 and all(p.edits[0].startswith("'Think' -> ") for p in found)
+from .test_perturb import TEMPLATE, _cases
 
 
 # --- PDR is exact on a backend with known answers -------------------------------------------
@@ -220,11 +124,11 @@ def test_prompt_whose_fields_the_cases_do_not_fill():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["bench"], "give a recipe file, or both --template and --cases"),
+    (["bench"], "nothing to bench: give a recipe, TEMPLATE --cases FILE, or a promptlens.yaml"),
     (["bench", "nope.yaml"], "nope.yaml: no such recipe file"),
     (["bench", "recipes/navigate.yaml", "--levels", "typo"], "unknown level 'typo'"),
     (["bench", "recipes/navigate.yaml", "--budget", "0"], "--budget 0 is out of range"),
-    (["bench", "recipes/navigate.yaml", "--prompt", "missing.txt"], "missing.txt: no such file"),
+    (["bench", "recipes/navigate.yaml", "--prompt", "missing.txt"], "missing.txt: no such prompt file"),
     (["bench", "recipes/navigate.yaml", "--task", "navigate"], "--task selects records of a --cases file"),
 ])
 def test_cli_user_errors_exit_2_with_one_line(args, message):

@@ -143,14 +143,14 @@ def test_cases_from_records() -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     message = error_of(tmp_path / "nope.jsonl")
-    assert "nope.jsonl" in message and "no such file" in message and "check the path" in message
+    assert "nope.jsonl" in message and "no such cases file" in message and "check the path" in message
 
 
 def test_directory(tmp_path: Path) -> None:
     folder = tmp_path / "cases.jsonl"
     folder.mkdir()
     message = error_of(folder)
-    assert "cases.jsonl is a directory" in message and "give a cases file" in message
+    assert "cases.jsonl is a folder" in message and "give the cases file inside it" in message
 
 
 def test_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,7 +168,7 @@ def test_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_not_utf8_names_line_and_byte(tmp_path: Path) -> None:
     path = write(tmp_path, "cases.jsonl", b'{"input": "a", "target": "b"}\n{"input": "caf\xe9"}\n')
     message = error_of(path)
-    assert message.startswith(f"{path}:2: not valid UTF-8 (byte 0xe9")
+    assert message.startswith(f"{path}:2: not UTF-8 (byte 0xe9 at offset 44)")
     assert "save the file as UTF-8" in message
 
 

@@ -22,7 +22,7 @@ def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["attribute", "missing.txt", "--target", "x"], "missing.txt: no such file"),
+        (["attribute", "missing.txt", "--target", "x"], "missing.txt: no such template file"),
         (["attribute", "Say hi.", "--target", "x", "--method", "magic"], "unknown method 'magic'; choose one of: ablation, shapley, lime, kernelshap, ig"),
         (["attribute", "Say hi.", "--target", "x", "--by", "chapter"], "unknown segmentation 'chapter'"),
         (["attribute", "Say hi.", "--target", "x", "--baseline", "zero"], "unknown baseline 'zero'"),
@@ -64,7 +64,7 @@ def test_attribute_example_prints_table_and_writes_json(tmp_path):
     assert all(f["ci_low"] <= f["mean"] <= f["ci_high"] for f in data["features"])
 
 
-# The no-network test for every command is tests/test_reliability.py::test_no_network_connection_at_run_time.
+# The no-network test for every command is tests/test_network.py::test_no_network_connection_at_run_time.
 
 
 @pytest.mark.model  # reads the embedded model's tokenizer

@@ -12,7 +12,7 @@ import pytest
 
 from promptlens.errors import InputError
 from promptlens.fix import fix
-from promptlens.search import open_study, storage_for
+from promptlens.storage import storage_for
 from promptlens.similarity import JaccardSimilarity
 
 from .fakes import BANANA_PENALTY, FakeBackend
@@ -63,14 +63,6 @@ def test_two_workers_share_the_budget_without_duplicates(tmp_path, kind):
     assert len(originals) == 1 and originals[0].number == 0  # the original was enqueued once
     assert a.best == b.best and "banana" not in a.best  # every worker reports the study's best
     assert a.train_after.objective == pytest.approx(a.train_before.objective + BANANA_PENALTY)
-
-
-def test_a_second_worker_without_join_is_stopped_before_it_deletes_the_study(tmp_path):
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
-    study = open_study(storage, "busy:round0", seed=0, resume=False)
-    study.ask()  # a trial another process is running
-    with pytest.raises(InputError, match="add --join"):
-        open_study(storage, "busy:round0", seed=0, resume=False)
 
 
 def test_join_needs_a_storage_and_journal_needs_a_path():

@@ -9,8 +9,7 @@ import optuna
 import pytest
 
 from promptlens.fix import fix
-from promptlens.rewrites import RewriteConfig, candidates, clean_generation, split_whitespace, synonym_swaps
-from promptlens.segments import segment, template_fields
+from promptlens.segments import template_fields
 from promptlens.similarity import JaccardSimilarity
 from promptlens.types import Case
 
@@ -70,13 +69,6 @@ def test_only_edits_that_pay_are_kept():
     result = run(strategy="all", budget_trials=20)
     assert result.edits and all(e.gain > 0 for e in result.edits)
     assert [e.gain for e in result.edits] == [pytest.approx(BANANA_PENALTY)]
-
-
-def test_a_sentence_said_twice_is_infeasible():
-    from promptlens.search import repeats
-
-    assert repeats("Say yes. Answer with one of: a, b. Be brief. Answer with one of: a, b.") > 0
-    assert repeats("Say yes. Be brief.\nAnswer:") == 0
 
 
 class HedgeBackend:
@@ -162,53 +154,6 @@ def test_out_folder_gets_the_default_sqlite_storage(tmp_path):
 # --- rewrites ---------------------------------------------------------------------------------
 
 
-def test_candidates_keep_fields_whitespace_and_the_original_first():
-    segs = segment(TEMPLATE)
-    index = next(i for i, s in enumerate(segs) if "banana" in s.text)
-    cands = candidates(segs, index, original=TEMPLATE, backend=FakeBackend(), similarity=JaccardSimilarity(),
-                       cases=CASES, config=RewriteConfig(threshold=0.5))
-    assert cands[0].kind == "original" and cands[0].text == segs[index].text
-    kinds = {c.kind for c in cands}
-    assert {"delete", "paraphrase"} <= kinds
-    for c in cands[1:]:
-        assert c.similarity >= 0.5
-        assert c.text == "" or c.text.endswith(" ")  # the segment's trailing space is kept
-    assert "Eat a fruit. " in [c.text for c in cands]
-
-
-def test_candidates_reject_rewrites_that_drop_a_field_or_add_braces():
-    template = "Say it. {input}"
-    segs = segment(template)
-    cfg = RewriteConfig(threshold=0.0, edit_floor=0.0, alternatives={"Say it.": ["Say {it}.", "Say {{it}}.", "Tell."]})
-    cands = candidates(segs, 0, original=template, backend=FakeBackend(), similarity=JaccardSimilarity(),
-                       cases=[Case({"input": "x"}, "y")], config=cfg)
-    texts = [c.text for c in cands]
-    assert "Say {it}. " not in texts
-    assert "Say {{it}}. " in texts and "Tell. " in texts
-
-
-def test_scaffolds_for_choice_cases():
-    template = "Is it plausible? {input}"
-    cases = [Case({"input": "x"}, "yes", ("yes", "no"))]
-    segs = segment(template)
-    cands = candidates(segs, 0, original=template, backend=FakeBackend(), similarity=JaccardSimilarity(),
-                       cases=cases, config=RewriteConfig(threshold=0.0, edit_floor=0.0, kinds=("scaffold",)))
-    assert "Is it plausible? Answer with one of: yes, no. " in [c.text for c in cands]
-    # The same labels in another order per case (entailed_polarity): still one label set.
-    mixed = [Case({"input": "x"}, "yes", ("no", "yes")), Case({"input": "y"}, "no", ("yes", "no")),
-             Case({"input": "z"}, "no", ("no", "yes"))]
-    cands = candidates(segs, 0, original=template, backend=FakeBackend(), similarity=JaccardSimilarity(),
-                       cases=mixed, config=RewriteConfig(threshold=0.0, edit_floor=0.0, kinds=("scaffold",)))
-    assert "Is it plausible? Answer with one of: no, yes. " in [c.text for c in cands]
-
-
-def test_synonyms_and_cleaning():
-    assert "Decide whether it is true." in synonym_swaps("Determine whether it is true.")
-    assert clean_generation('Here is the rewritten instruction:\n"Say hello."\nMore') == "Say hello."
-    assert clean_generation("1. Do this now.") == "Do this now."
-    assert split_whitespace("  a b \n") == ("  ", "a b", " \n")
-
-
 def test_bad_inputs_name_the_fix():
     from promptlens.errors import InputError
 
@@ -219,39 +164,6 @@ def test_bad_inputs_name_the_fix():
 
 
 # --- recipes and the command line ---------------------------------------------------------------
-
-
-def test_recipe_with_dataset_relative_paths_and_alternatives(tmp_path):
-    from promptlens.config import load_recipe
-
-    (tmp_path / "t.txt").write_text("Say yes or no. {input}", encoding="utf-8")
-    (tmp_path / "r.yaml").write_text(
-        "template_file: t.txt\ndataset: {task: navigate}\nn_train: 4\nn_validation: 3\n"
-        "budget: {trials: 7}\nalternatives: {'Say yes or no.': ['Reply yes or no.']}\n", encoding="utf-8")
-    recipe = load_recipe(tmp_path / "r.yaml")
-    assert recipe.template == "Say yes or no. {input}" and recipe.trials == 7 and recipe.threshold == 0.8
-    assert set(recipe.cases[0].vars) == {"input"}  # the dataset's `instruction` var is dropped
-    assert recipe.alternatives == {"Say yes or no.": ["Reply yes or no."]}
-    assert recipe.max_regressions is None  # no limit unless the recipe sets one
-
-
-@pytest.mark.parametrize("body, message", [
-    ("template: x\ncases: []\nbogus: 1\n", r"r\.yaml:3: unknown recipe key 'bogus'"),
-    ("template: x\ncases: [{input: a, target: b}]\nthreshold: 2\n", r"r\.yaml:3: `threshold` is 2"),
-    ("template: x\n", "give exactly one of `cases:`"),
-    ("template: x\ncases: [1\n", r"r\.yaml:\d+: invalid YAML"),
-    ("cases: c.jsonl\n", "exactly one of `template:`"),
-    ("template: x\ndataset: {task: navigate}\nstrategy: greedy\n", r"r\.yaml:3: unknown strategy"),
-    ("template: x\ncases: [{input: a, target: b}]\nkeep_logprob: maybe\n", r"r\.yaml:3: `keep_logprob` is 'maybe'; give true or false"),
-    ("template: x\ncases: [{input: a, target: b}]\nmax_regressions: -1\n", r"r\.yaml:3: `max_regressions` is -1"),
-])
-def test_recipe_errors_name_file_line_and_fix(tmp_path, body, message):
-    from promptlens.config import load_recipe
-    from promptlens.errors import InputError
-
-    (tmp_path / "r.yaml").write_text(body, encoding="utf-8")
-    with pytest.raises(InputError, match=message):
-        load_recipe(tmp_path / "r.yaml")
 
 
 def test_cli_fix_writes_the_fixed_template_and_json(tmp_path, monkeypatch, capsys):
@@ -306,27 +218,6 @@ def test_real_small_budget_fix_raises_the_logprob_or_keeps_the_original_and_keep
     assert similarity.cosine(template, result.best) >= 0.8
     assert template_fields(result.best) == ["input"]
     assert result.trials <= 8
-
-
-@pytest.mark.parametrize("name", ["sports_understanding", "navigate", "plural", "entailed_polarity_quick"])
-def test_shipped_recipes_load(name):
-    from pathlib import Path
-
-    from promptlens.config import load_recipe
-
-    recipe = load_recipe(Path(__file__).parent.parent / "recipes" / f"{name}.yaml")
-    assert template_fields(recipe.template) == ["input"]
-    assert all(set(c.vars) == {"input"} for c in recipe.cases)
-    assert len(recipe.cases) >= recipe.n_train + recipe.n_validation
-
-
-@pytest.mark.model
-def test_real_paraphrases_are_seeded_single_lines(backend):
-    from promptlens.rewrites import paraphrases
-
-    first = paraphrases(backend, "Answer with yes or no.", n=2, seed=0)
-    assert first == paraphrases(backend, "Answer with yes or no.", n=2, seed=0)
-    assert all(p and "\n" not in p and p.endswith((".", "!", "?", ":")) for p in first)
 
 
 class ListBackend:
@@ -479,19 +370,6 @@ def test_max_regressions_makes_a_combination_that_turns_a_case_wrong_infeasible(
     assert _reg_fix(max_regressions=2).best != REG_TEMPLATE  # two lost cases are within a limit of 2
 
 
-def test_flip_rule_for_free_form_targets_is_every_token_above_one_half():
-    import math
-
-    from promptlens.search import flip
-    from promptlens.types import Score
-
-    def s(*tokens: float) -> Score:
-        return Score(sum(tokens), tokens)
-
-    sure, unsure = s(-0.1, -0.5), s(-0.1, -math.log(2) - 0.01)
-    assert [flip(sure, unsure), flip(unsure, sure), flip(sure, s(-0.6)), flip(unsure, s(-3.0, -3.0))] == [-1, 1, 0, 0]
-
-
 def test_max_regressions_out_of_range_is_an_input_error():
     from promptlens.errors import InputError
 
@@ -503,25 +381,6 @@ def test_tpe_strategy_searches_every_segment_without_queued_single_edits():
     result = run(strategy="tpe", budget_trials=16)
     assert result.strategy == "tpe" and "banana" not in result.best
     assert result.train_after.objective == pytest.approx(result.train_before.objective + BANANA_PENALTY)
-
-
-def test_recipe_with_a_messages_file_gives_the_flat_template_and_unit_segmentation(tmp_path):
-    import json
-
-    from promptlens.config import load_recipe
-    from promptlens.segments import segment
-    from promptlens.templates import messages_of
-
-    messages = [{"role": "system", "content": "Sort words. Answer in French."},
-                {"role": "user", "content": "Words: b a"}, {"role": "assistant", "content": "a b"},
-                {"role": "user", "content": "Words: {input}"}]
-    (tmp_path / "p.json").write_text(json.dumps(messages), encoding="utf-8")
-    (tmp_path / "r.yaml").write_text("template_file: p.json\ncases: [{input: d c, target: c d}]\nsegmentation: unit\n",
-                                     encoding="utf-8")
-    recipe = load_recipe(tmp_path / "r.yaml")
-    assert [m.content for m in messages_of(recipe.template)] == [m["content"] for m in messages]
-    assert recipe.segmentation == "unit"
-    assert len([s for s in segment(recipe.template, "unit") if s.feature]) == 3  # two rules, one example
 
 
 def test_fix_on_a_message_template_deletes_the_harmful_example_and_writes_messages(tmp_path):

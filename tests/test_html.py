@@ -22,7 +22,7 @@ import pytest
 
 from promptlens.attribution import attribute
 from promptlens.fix import fix
-from promptlens.html_report import attribution_html, fix_html, lint_html, page
+from promptlens.html import attribution_html, fix_html, lint_html, page
 from promptlens.lint import LintTarget, lint
 from promptlens.types import Case
 

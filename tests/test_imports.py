@@ -109,3 +109,25 @@ def test_no_import_circle():
 def test_the_cycle_finder_finds_one():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for dep in graph[todo.pop()] - seen:
+            seen.add(dep)
+            todo.append(dep)
+    return seen
+
+
+def test_the_html_renderers_reach_no_backend_and_no_scorer():
+    # Renderers only render: a report that scored cases itself could disagree with the result's
+    # own numbers (it once wrote its own verdict). Nothing they import, directly or not, scores.
+    graph = import_graph()
+    renderers = [m for m in graph if m == "promptlens.html" or m.startswith("promptlens.html.")]
+    assert len(renderers) >= 6
+    scoring = ("promptlens.backends", "promptlens.scoring", "promptlens.prefix", "promptlens.attribution",
+               "promptlens.study", "promptlens.fix", "promptlens.lint", "promptlens.bench")
+    reached = {m: sorted(d for d in _reachable(graph, m) if d in scoring or d.startswith(scoring[0] + "."))
+               for m in renderers}
+    assert {m: d for m, d in reached.items() if d} == {}

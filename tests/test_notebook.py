@@ -13,7 +13,7 @@ from promptlens.attribution import attribute
 from promptlens.bench import bench
 from promptlens.errors import InputError
 from promptlens.fix import fix
-from promptlens.html_report import attribution_html, bench_html, fix_html, lint_html
+from promptlens.html import attribution_html, bench_html, fix_html, lint_html
 
 from .fakes import FakeBackend, JaccardSimilarity
 from .rule_backend import RuleBackend

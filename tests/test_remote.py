@@ -11,6 +11,8 @@ from promptlens.backends.base import Backend, check_method, supports_gradients, 
 from promptlens.backends.remote import RemoteBackend
 from promptlens.errors import BackendError, InputError
 from promptlens.fix import fix
+from promptlens.proxy import choose_proxy
+from promptlens.rewrites import paraphrases
 from promptlens.similarity import JaccardSimilarity
 from promptlens.types import Case
 
@@ -105,6 +107,16 @@ def test_gradient_methods_are_refused_with_the_methods_that_work():
         check_method("shapley", backend)
     with pytest.raises(InputError, match="unknown server format"):
         RemoteBackend("http://127.0.0.1:1", None, format="grpc")
+
+
+def test_a_server_model_name_is_no_local_model():
+    """A RemoteBackend's ``model`` is the served model's name, not weights: rewrites paraphrase
+    through the server's generate, and ``--mode proxy`` (a copy of local weights) is refused."""
+    with FakeOpenAI("echo") as fake:
+        backend = remote(fake, model="served-model")
+        assert paraphrases(backend, "Read the question.", n=3, seed=0) == ["end"]  # the fake's greedy text
+        with pytest.raises(InputError, match="--mode proxy needs a local model to copy, and backend served-model@"):
+            choose_proxy(backend)
 
 
 def test_fix_runs_on_a_remote_backend():

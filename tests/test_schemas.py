@@ -13,7 +13,8 @@ import yaml
 
 from promptlens.errors import InputError
 
-from .test_reliability import CORPUS
+from .helpers import write_files
+from .test_cli_errors import CORPUS
 
 jsonschema = pytest.importorskip("jsonschema")
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +91,8 @@ def test_schema_enums_are_the_codes():
 
 # Errors about something outside the file's shape (a file that is missing, a task not in the
 # data, a glob matching nothing): a schema cannot see them, so it accepts those files.
-NOT_SHAPE = ("no such file", "cannot read", "not a usable path", "no case has task", "matches no files")
+NOT_SHAPE = ("no such file", "no such cases file", "no such template file", "cannot read", "not a usable path",
+             "no case has task", "matches no files")
 
 EXTRA_RECIPES = [  # (yaml text, shape ok?) beyond the corpus
     ("template: 'Q {input}'\ncases: c.jsonl\nn_train: 16.0\n", True),
@@ -147,15 +149,13 @@ def _rows() -> list[tuple[str, str, dict[str, str | bytes | None]]]:
 
 @pytest.mark.parametrize("row_id, kind, name, files", _rows(), ids=[r[0] for r in _rows()])
 def test_schema_and_validator_agree(row_id, kind, name, files, tmp_path):
-    from .test_reliability import _write
-
     content = files[name]
     try:
         doc = yaml.safe_load(content.decode("utf-8") if isinstance(content, bytes) else content)
     except (UnicodeDecodeError, yaml.YAMLError):
         pytest.skip("not YAML at all: no schema applies")
     # The files the corpus row needs, plus a template and good cases the extra rows refer to.
-    _write(tmp_path, {"t.txt": "Q {input}", "c.jsonl": '{"input": "a", "target": "b"}\n'
+    write_files(tmp_path, {"t.txt": "Q {input}", "c.jsonl": '{"input": "a", "target": "b"}\n'
                       '{"input": "c", "target": "d"}\n', **files})
     by_schema = valid(doc, RECIPE if kind == "recipe" else CONFIG)
     assert by_schema == _validator_verdict(kind, tmp_path, name), (row_id, doc)

@@ -99,7 +99,7 @@ def test_out_of_memory_bin_is_split_and_the_run_goes_on(backend, reference, monk
 
 
 def test_network_is_never_touched(monkeypatch):
-    """Attribution on the fake backend opens no socket (the real model: test_reliability.py)."""
+    """Attribution on the fake backend opens no socket (the real model: test_network.py)."""
     import socket
 
     from promptlens.attribution import attribute
@@ -121,3 +121,71 @@ def test_tree_attention_only_for_plain_causal_attention():
     assert not tree_supported(MistralConfig(sliding_window=4096))
     assert tree_supported(MistralConfig(sliding_window=None))
     assert not tree_supported(Gemma2Config())  # logit soft-capping and a sliding window
+
+
+# --- out of memory: a bin that does not fit is split; one sequence that does not is a clear error ---
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    """A random two-layer Llama small enough to build in a blink (no weights are read)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    return LlamaForCausalLM(config).eval()
+
+
+CPU_OOM = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+           "you tried to allocate 100000000000000 bytes. Error code 12 (Cannot allocate memory)")
+
+
+@pytest.mark.parametrize("error", [lambda: RuntimeError(CPU_OOM), lambda: MemoryError(),
+                                   lambda: __import__("torch").OutOfMemoryError("CUDA out of memory")],
+                         ids=["cpu-allocator", "MemoryError", "cuda"])
+def test_a_batch_out_of_memory_is_split_and_the_run_goes_on(tiny_lm, monkeypatch, error):
+    from promptlens.prefix import TrieScorer
+
+    seqs = [[1, 2, 3, 4, 5, 6], [1, 2, 3, 7, 8], [1, 9, 10, 11], [1, 2, 12, 13, 14, 15, 16]]
+    n_targets = [2, 2, 1, 3]
+    expected = TrieScorer(tiny_lm, max_batch_tokens=4096).score(seqs, n_targets)
+    scorer = TrieScorer(tiny_lm, max_batch_tokens=4096)
+    real_run, sizes = scorer._run, []
+
+    def picky(batch, out):  # any bin of more than one chain "does not fit"
+        sizes.append(len(batch))
+        if len(batch) > 1:
+            raise error()
+        real_run(batch, out)
+
+    monkeypatch.setattr(scorer, "_run", picky)
+    got = scorer.score(seqs, n_targets)
+    assert max(sizes) > 1 and scorer.max_batch_tokens < 4096
+    assert [len(r) for r in got] == n_targets
+    assert [v for r in got for v in r] == pytest.approx([v for r in expected for v in r], abs=1e-5)
+
+
+def test_out_of_memory_on_a_single_sequence_is_a_clear_error(tiny_lm, monkeypatch):
+    from promptlens.errors import PromptLensError
+    from promptlens.prefix import TrieScorer
+
+    scorer = TrieScorer(tiny_lm)
+
+    def never_fits(batch, out):
+        raise RuntimeError(CPU_OOM)
+
+    monkeypatch.setattr(scorer, "_run", never_fits)
+    with pytest.raises(PromptLensError, match=r"out of memory scoring one sequence of \d+ tokens on its own; "
+                                              "shorten the prompt or the cases, or free memory"):
+        scorer.score([[1, 2, 3]], [1])
+
+
+def test_other_runtime_errors_are_not_taken_for_out_of_memory(tiny_lm, monkeypatch):
+    from promptlens.prefix import TrieScorer
+
+    scorer = TrieScorer(tiny_lm)
+    monkeypatch.setattr(scorer, "_run", lambda batch, out: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        scorer.score([[1, 2, 3], [1, 4, 5]], [1, 1])

@@ -460,7 +460,7 @@ def test_real_attribute_by_example_and_yaml_messages(backend, tmp_path: Path) ->
 
 def test_html_and_terminal_reports_show_roles_never_marks() -> None:
     from promptlens import attribute
-    from promptlens.html_report import attribution_html
+    from promptlens.html import attribution_html
     from promptlens.report import attribution_table, dumps
     from promptlens.types import Case
     from tests.rule_backend import RuleBackend

@@ -1,5 +1,6 @@
 """Static checks that run with the tests: ruff's security (S) and error rules on the package,
-configured in pyproject.toml (also run by `make test` before pytest)."""
+configured in pyproject.toml (also run by `make test` before pytest). mypy, configured there too,
+runs in `make test` and `make test-fast` only: a cold check of the package takes about a minute."""
 
 from __future__ import annotations
 

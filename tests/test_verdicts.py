@@ -16,7 +16,7 @@ from typing import Sequence
 import pytest
 
 from promptlens.fix import fix
-from promptlens.html_report import fix_html
+from promptlens.html import fix_html
 from promptlens.report import dumps, fix_report
 from promptlens.types import Case
 

@@ -13,6 +13,7 @@ import platform
 import sys
 import warnings
 from pathlib import Path
+from typing import TextIO
 
 from ..errors import PromptLensWarning
 
@@ -77,11 +78,12 @@ def show_warnings_on_one_line() -> None:
     if getattr(default, "promptlens", False):
         return
 
-    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 (warnings' signature)
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:  # warnings.showwarning's signature
         if issubclass(category, PromptLensWarning):
             print(f"promptlens: warning: {message}", file=file or sys.stderr)
         else:
             default(message, category, filename, lineno, file, line)
 
-    show.promptlens = True  # type: ignore[attr-defined]
+    show.promptlens = True  # type: ignore[attr-defined]  # marks our hook, so a second call keeps it
     warnings.showwarning = show

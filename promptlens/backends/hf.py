@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
@@ -24,6 +24,9 @@ from ..errors import InputError, ModelNotInstalledError
 from ..prefix import TrieScorer
 from .base import ChatPrompts
 from .devices import resolve_dtype, warn_slow_bf16
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 from ..names import EMBEDDED_MODEL  # noqa: F401 (defined where lint can import it cheaply)
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -117,8 +120,8 @@ def _embedded_safetensors() -> Path:
 class HFBackend(ChatPrompts):
     """Scores prompts with a local causal LM. ``raw=False`` wraps prompts in the chat template."""
 
-    model: torch.nn.Module
-    tokenizer: object
+    model: PreTrainedModel  # a causal LM (``AutoModelForCausalLM``): it can generate
+    tokenizer: Any  # a transformers tokenizer
     name: str
     raw: bool = False
     max_batch_tokens: int = 1024  # tokens per forward pass: 2-thread matmuls run best from ~512 rows up
@@ -164,6 +167,11 @@ class HFBackend(ChatPrompts):
     @torch.inference_mode()
     def generate(self, prompt: str, max_new_tokens: int = 32) -> str:
         """The model's own greedy continuation of a prompt (used as a target to explain)."""
+        from transformers import GenerationMixin
+
+        if not isinstance(self.model, GenerationMixin):  # every AutoModelForCausalLM is one
+            raise InputError(f"model {self.name} ({type(self.model).__name__}) cannot generate text; "
+                             "load a causal LM (AutoModelForCausalLM), or give the target")
         ids = torch.tensor([self.encode_prompt(prompt)], device=self.model.device)
         out = self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                                   do_sample=False, pad_token_id=self.tokenizer.eos_token_id)
@@ -211,9 +219,11 @@ def load_backend(
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        # The ignore: transformers wraps PreTrainedModel.to in functools.wraps, whose typeshed type
+        # mypy does not bind as a method (it takes the device for ``self``).
         lm = AutoModelForCausalLM.from_pretrained(
             folder, dtype=DTYPES[dtype], use_safetensors=True, local_files_only=True
-        ).to(device)
+        ).to(device)  # type: ignore[arg-type]
     except OSError as exc:
         raise ModelNotInstalledError(f"cannot load model from {folder}: {exc}") from exc
     finally:
@@ -223,3 +233,9 @@ def load_backend(
     if dtype != "float32":
         name += f" ({dtype})"  # a different number: lint's cache and reports must tell them apart
     return HFBackend(lm, tokenizer, name=name, raw=raw, max_batch_tokens=max_batch_tokens)
+
+
+if TYPE_CHECKING:  # mypy checks here that the local backend has every capability it claims
+    from .base import LocalBackend
+
+    _LOCAL: type[LocalBackend] = HFBackend

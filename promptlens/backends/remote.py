@@ -31,8 +31,9 @@ import urllib.request
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from .. import progress
 from ..errors import BackendError, InputError
 from .base import ChatPrompts
 
@@ -134,8 +135,12 @@ class RemoteBackend(ChatPrompts):
                 raise InputError("a target is empty; give a non-empty target")
         batch = 1 if self.format == "echo" else max(1, self.batch_size)
         chunks = [pairs[i : i + batch] for i in range(0, len(pairs), batch)]
+        progress.planned(len(chunks))  # a bar, if a job opened one (promptlens.progress)
+        results = []
         with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
-            results = list(pool.map(lambda c: self._score_batch(c, self.format), chunks))
+            for result in pool.map(lambda c: self._score_batch(c, self.format), chunks):
+                results.append(result)
+                progress.advance()  # here, not in the workers: the bar is this thread's
         by_pair = dict(zip(pairs, (row for rows in results for row in rows)))
         return [[by_pair[(p, t)] for t in ts] for p, ts in zip(prompts, targets)]
 
@@ -171,7 +176,7 @@ class RemoteBackend(ChatPrompts):
             self.tokens_computed += tokens
             self.seam_merges += merges
 
-    def _check_length(self, lengths: Any) -> None:
+    def _check_length(self, lengths: Iterable[int]) -> None:
         longest = max(lengths, default=0)
         if longest > self.context_length:
             raise InputError(
@@ -353,3 +358,10 @@ def remote_backend(url: str, *, model: str | None = None, tokenizer_from: str | 
         raw = not getattr(tokenizer, "chat_template", None)
     name = f"{model or (Path(tokenizer_from).name if tokenizer_from else EMBEDDED_MODEL)}@{url.rstrip('/')}"
     return RemoteBackend(url, tokenizer, model=model, raw=raw, name=name, **kw)
+
+
+if TYPE_CHECKING:  # mypy checks here that the remote backend generates and counts tokens
+    from .base import GeneratingBackend, TokenCountingBackend
+
+    _GENERATES: type[GeneratingBackend] = RemoteBackend
+    _COUNTS: type[TokenCountingBackend] = RemoteBackend

@@ -12,7 +12,7 @@ from collections import Counter
 import optuna
 import pytest
 
-from promptlens.search import storage_for
+from promptlens.storage import storage_for
 
 pytestmark = pytest.mark.integration
 

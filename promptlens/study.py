@@ -17,51 +17,32 @@ Each trial:
 Scores are memoised by (template, case), so a combination the sampler proposes twice, a pruned
 trial's minibatch, and the leave-one-out gains afterwards cost no extra forward passes.
 
-Several workers can share one study (``join_study``; PostgreSQL/MySQL through Optuna's RDB
-storage, or ``journal:PATH`` for Optuna's journal file when there is no database server):
-
-* the worker whose ``create_study`` succeeds is the round's leader (creation is atomic in both
-  storages): it alone chooses the candidates, enqueues the original as trial 0 and, after the
-  budget is spent, decides the round's result; the others wait for these study attributes;
-* the trial budget is shared: a worker asks for a trial, and if trials created before it
-  (all workers) already fill the budget, it marks it ``over_budget``, fails it and stops, so the
-  finished trials never exceed the budget however the workers interleave;
-* an enqueued trial is handed to exactly one worker (Optuna moves it from WAITING to RUNNING
-  under the storage's lock), and TPE runs with ``constant_liar`` and a per-worker seed, so two
-  workers do not propose the same combination at the same moment.
+Where the study is stored, and how several workers share it, is in ``storage``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import math
-import os
 import re
-import signal
-import socket
-import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import optuna
 
 from .errors import InputError
 from .rewrites import Rewrite
 from .scoring import Backend, objective_value, score_prompts
-from .stats import lower_bound, significant
 from .segments import fill, join
+from .signals import interrupts
 from .similarity import SimilarityModel
+from .stats import lower_bound, significant
+from .storage import FINISHED, NATIVE_CONSTRAINTS, claim, counted
 from .types import Case, Score, Segment
 
-_FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 _SIMILARITY = "similarity"
 _TEMPLATE = "template"
-_OVER_BUDGET = "over_budget"
-_RESULT = "result_choice"
-_NATIVE_CONSTRAINTS = hasattr(optuna.Trial, "set_constraint")
 
 
 class TemplateScorer:
@@ -150,177 +131,23 @@ def repeats(template: str) -> int:
     return len(sentences) - len(set(sentences))
 
 
-def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
-    # <= 0 is feasible. A trial that failed before recording its similarity counts as infeasible.
-    return [float(trial.user_attrs.get("constraint", 1.0))]
-
-
-def finished(study: optuna.Study) -> int:
-    """Trials that ran to the end (complete or pruned): what the trial budget counts. A trial that
-    failed, or that a kill cut off, is not among them."""
-    return len(study.get_trials(deepcopy=False, states=_FINISHED))
-
-
-def fail_running_trials(study: optuna.Study, *, only_mine: bool = False) -> int:
-    """Mark failed the trials left RUNNING, so the study neither counts them nor waits for them;
-    they run again as new trials. On ``resume`` one process runs the study, so every RUNNING trial
-    at its start is one a kill cut off; after Ctrl-C under ``join`` (``only_mine``) the other
-    workers' running trials are theirs, and only those this process claimed are touched."""
-    me = f"{socket.gethostname()}:{os.getpid()}"
-    cut = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-           if not only_mine or t.user_attrs.get("worker") == me]
-    for trial in cut:
-        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-    return len(cut)
-
-
 def _best(trials: Sequence[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTrial | None:
     """The complete trial with the highest value; among equals the earliest, so the original wins ties."""
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     return max(done, key=lambda t: (t.value, -t.number)) if done else None
 
 
+def _value(trial: optuna.trial.FrozenTrial) -> float:
+    """A complete trial's objective (every complete trial of a single-objective study has one)."""
+    if trial.value is None:
+        raise ValueError(f"trial {trial.number} is complete but has no value")
+    return float(trial.value)
+
+
 def best_template(study: optuna.Study) -> tuple[str, float] | None:
     """The template and train objective of the study's best finished trial (earliest among equals)."""
     best = _best(study.get_trials(deepcopy=False))
-    return (best.user_attrs[_TEMPLATE], float(best.value)) if best else None
-
-
-def _storage_errors() -> tuple[type[BaseException], ...]:
-    from sqlalchemy.exc import SQLAlchemyError  # optuna's RDB storage is built on SQLAlchemy
-
-    return ValueError, ImportError, SQLAlchemyError, optuna.exceptions.OptunaError
-
-
-def check_storage(storage: str) -> None:
-    """Open the storage once, so a bad ``--storage`` URL is reported before a model is loaded."""
-    try:
-        if storage.startswith(("journal:", "postgresql://", "postgres://")):
-            storage_for(storage)
-        else:  # one plain attempt: storage_for retries, for workers racing to create the tables
-            optuna.storages.get_storage(storage)
-    except _storage_errors() as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot open the study storage {storage} ({reason}); give a URL such as "
-                         "sqlite:///out/promptlens-fix.db whose folder exists") from exc
-
-
-def storage_for(url: str | None) -> optuna.storages.BaseStorage | None:
-    """An Optuna storage for a URL: an RDB URL (``sqlite:///``, ``postgresql://``, ...) or
-    ``journal:PATH``, Optuna's journal file (several processes, no database server)."""
-    if url is None:
-        return None
-    if url.startswith("journal:"):
-        path = url[len("journal:"):]
-        if not path:
-            raise InputError("--storage journal: needs a file path, e.g. journal:out/study.log")
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(path))
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        url = "postgresql+" + _postgres_driver(url) + "://" + url.split("://", 1)[1]
-    # SQLite: wait for a lock rather than fail at once when another process writes.
-    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    import sqlalchemy.exc
-
-    for attempt in range(5):
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError,
-                sqlalchemy.exc.ProgrammingError) as exc:
-            # Workers that start together on an empty database race to create its tables:
-            # the loser sees the winner's half-made schema. A moment later it is complete.
-            if attempt == 4:
-                raise InputError(f"cannot open the study database {url.split('@')[-1]}: {exc.orig}; "
-                                 "check --storage") from exc
-            time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-def _postgres_driver(url: str) -> str:
-    """SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; use whichever driver is installed."""
-    import importlib.util
-
-    for module, dialect in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
-        if importlib.util.find_spec(module) is not None:
-            return dialect
-    raise InputError(f"--storage {url.split('@')[-1]} needs a PostgreSQL driver; "
-                     "run: pip install 'promptlens[distributed]'")
-
-
-def _sampler(seed: int, *, shared: bool, n_startup: int) -> optuna.samplers.BaseSampler:
-    # Optuna >= 5 reads constraints a trial sets itself; older versions need constraints_func.
-    legacy = {} if _NATIVE_CONSTRAINTS else {"constraints_func": _constraints}
-    # constant_liar: a running trial (another worker's) counts as a bad result, so TPE does not
-    # propose the same combination to two workers at once.
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, constant_liar=shared, **legacy)
-
-
-def _create(storage: str | optuna.storages.BaseStorage | None, name: str, sampler: optuna.samplers.BaseSampler,
-            n_startup: int, load_if_exists: bool) -> optuna.Study:
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=n_startup, n_warmup_steps=0)
-    return optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
-                               pruner=pruner, load_if_exists=load_if_exists)
-
-
-def _where(storage: object) -> str:
-    return storage if isinstance(storage, str) else type(storage).__name__
-
-
-def open_study(storage: str | optuna.storages.BaseStorage | None, name: str, *, seed: int, resume: bool,
-               n_startup: int = 4) -> optuna.Study:
-    """Create (or, with ``resume``, load) the study; without ``resume`` an old study of the same
-    name is replaced, so re-running a recipe starts afresh, unless a worker is running trials in
-    it right now (then the caller is told about ``join``). A resumed study's cut-off trials are
-    marked failed (``fail_running_trials``)."""
-    if not resume and storage is not None:
-        try:
-            old = optuna.load_study(study_name=name, storage=storage)
-        except KeyError:
-            old = None
-        if old is not None:
-            running = old.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-            recent = [t for t in running if t.datetime_start and time.time() - t.datetime_start.timestamp() < 600]
-            if recent:
-                raise InputError(f"study {name!r} has {len(recent)} trial(s) running in another process; add "
-                                 "--join to work on it as one more worker, or give another --study")
-            optuna.delete_study(study_name=name, storage=storage)
-    try:
-        study = _create(storage, name, _sampler(seed, shared=False, n_startup=n_startup), n_startup, resume)
-    except _storage_errors() as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise InputError(f"cannot open study {name!r} in {_where(storage)}: {reason}; "
-                         "give another --storage or --study") from exc
-    if resume:
-        fail_running_trials(study)
-    return study
-
-
-def join_study(storage: str | optuna.storages.BaseStorage, name: str, *, seed: int,
-               n_startup: int = 4) -> tuple[optuna.Study, bool]:
-    """Create the study, or join it when another worker created it first; True for the creator
-    (the leader). The leader samples with ``seed``; every other worker with a seed of its own."""
-    try:
-        return _create(storage, name, _sampler(seed, shared=True, n_startup=n_startup), n_startup, False), True
-    except optuna.exceptions.DuplicatedStudyError:
-        pass
-    except (ValueError, optuna.exceptions.OptunaError) as exc:
-        raise InputError(f"cannot open study {name!r} in {_where(storage)}: {exc}; check --storage") from exc
-    worker = f"{seed}:{socket.gethostname()}:{os.getpid()}"
-    own_seed = int(hashlib.sha256(worker.encode()).hexdigest()[:8], 16)
-    return _create(storage, name, _sampler(own_seed, shared=True, n_startup=n_startup), n_startup, True), False
-
-
-def wait_for(study: optuna.Study, key: str, *, until: float, poll: float = 0.2) -> object:
-    """A study attribute another worker (the leader) sets; InputError when it does not come."""
-    while True:
-        attrs = study.user_attrs
-        if key in attrs:
-            return attrs[key]
-        if time.monotonic() >= until:
-            raise InputError(f"study {study.study_name!r}: the worker that created it has not set {key!r} in time "
-                             "(did it stop?); start that worker again, or give a new --study")
-        time.sleep(poll)
+    return (best.user_attrs[_TEMPLATE], _value(best)) if best else None
 
 
 def enqueue_original(study: optuna.Study, slots: Sequence[Slot]) -> None:
@@ -329,7 +156,7 @@ def enqueue_original(study: optuna.Study, slots: Sequence[Slot]) -> None:
     calls it again, and it enqueues the original only if no trial has scored or holds it (a kill
     may have cut trial 0 off)."""
     unchanged = {s.param: 0 for s in slots}
-    if any(t.params == unchanged for t in study.get_trials(deepcopy=False, states=_FINISHED)):
+    if any(t.params == unchanged for t in study.get_trials(deepcopy=False, states=FINISHED)):
         return
     waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
     if not any(t.system_attrs.get("fixed_params") == unchanged for t in waiting):
@@ -350,14 +177,6 @@ def enqueue_single_edits(study: optuna.Study, slots: Sequence[Slot], limit: int)
     return min(len(singles), max(0, limit))
 
 
-def store_result(study: optuna.Study, choice: Sequence[int]) -> None:
-    study.set_user_attr(_RESULT, json.dumps(list(choice)))
-
-
-def stored_result(study: optuna.Study, *, until: float) -> list[int]:
-    return [int(c) for c in json.loads(str(wait_for(study, _RESULT, until=until)))]
-
-
 def stored_slots(study: optuna.Study, start: str) -> list[Slot] | None:
     """The candidates an earlier run of this study used, if it started from the same template."""
     attrs = study.user_attrs
@@ -370,29 +189,6 @@ def store_slots(study: optuna.Study, start: str, slots: Sequence[Slot]) -> None:
     data = [{"segment_index": s.segment_index, "rewrites": [r.__dict__ for r in s.rewrites]} for s in slots]
     study.set_user_attr("start_template", start)
     study.set_user_attr("slots", json.dumps(data))
-
-
-def _counted(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
-    """The trials the budget counts: every one but the failed (cut off by a kill, over the budget)."""
-    return [t for t in trials if t.state != optuna.trial.TrialState.FAIL and not t.user_attrs.get(_OVER_BUDGET)]
-
-
-def _claim(study: optuna.Study, budget: int) -> optuna.Trial | None:
-    """A trial within the shared budget, or None when the budget is spent. The budget counts
-    every trial of every worker (running ones too) created before this one, so two workers that
-    ask at the same moment cannot both take the last place."""
-    # Enqueued trials (WAITING) are not in the way: ask() hands them out first.
-    if len([t for t in _counted(study.get_trials(deepcopy=False))
-            if t.state != optuna.trial.TrialState.WAITING]) >= budget:
-        return None
-    trial = study.ask()
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-    before = [t for t in _counted(study.get_trials(deepcopy=False)) if t._trial_id < trial._trial_id]
-    if len(before) >= budget:
-        trial.set_user_attr(_OVER_BUDGET, True)
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        return None
-    return trial
 
 
 def run_study(
@@ -432,7 +228,7 @@ def run_study(
         sim = similarity.cosine(original, template)
         trial.set_user_attr(_SIMILARITY, sim)
         trial.set_user_attr("constraint", threshold - sim)
-        if _NATIVE_CONSTRAINTS:
+        if NATIVE_CONSTRAINTS:
             trial.set_constraint(_SIMILARITY, threshold - sim)
         trial.set_user_attr(_TEMPLATE, template)
         if sim < threshold or repeats(template) > repeats(original):
@@ -460,11 +256,12 @@ def run_study(
     with interrupts(deferred=True) as check_interrupt:
         while time.monotonic() < deadline:
             check_interrupt()
-            if not _one_trial(study, objective, budget, on_trial):
+            outcome = _one_trial(study, objective, budget, on_trial)
+            if outcome is None:
                 break
-            ran += 1
+            ran += outcome
         while shared and time.monotonic() < deadline and any(
-                t.state == optuna.trial.TrialState.RUNNING for t in _counted(study.get_trials(deepcopy=False))):
+                t.state == optuna.trial.TrialState.RUNNING for t in counted(study.get_trials(deepcopy=False))):
             check_interrupt()
             time.sleep(0.2)
     return _outcome(study, slots, ran, prefer_edits=logprob_baseline is not None)
@@ -473,22 +270,23 @@ def run_study(
 def _infeasible(trial: optuna.Trial, name: str, excess: float, similarity_gap: float) -> None:
     """Record that ``trial`` breaks constraint ``name`` by ``excess`` (> 0) and prune it unscored."""
     trial.set_user_attr("constraint", max(similarity_gap, excess))
-    if _NATIVE_CONSTRAINTS:
+    if NATIVE_CONSTRAINTS:
         trial.set_constraint(name, excess)
     trial.set_user_attr("infeasible", True)
     raise optuna.TrialPruned()
 
 
 def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], budget: int,
-               on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None) -> bool:
-    """Claim, run and tell one trial; False when the budget is spent."""
-    trial = _claim(study, budget)
+               on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None) -> bool | None:
+    """Claim, run and tell one trial: True when this worker ran it, False when another worker
+    finished the same trial first, None when the budget is spent."""
+    trial = claim(study, budget)
     if trial is None:
-        return False
+        return None
     try:
         value = objective(trial)
     except optuna.TrialPruned:
-        frozen = study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        frozen = _tell(study, trial, state=optuna.trial.TrialState.PRUNED)
     except ValueError as exc:  # a stored parameter with other choices than this run's
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise InputError(f"study {study.study_name!r} was made with other candidates ({exc}); "
@@ -497,52 +295,32 @@ def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
     else:
-        frozen = study.tell(trial, value)
+        frozen = _tell(study, trial, value)
+    if frozen is None:
+        return False
     if on_trial:
         on_trial(study, frozen)
     return True
 
 
-@contextlib.contextmanager
-def interrupts(*, deferred: bool = False) -> Iterator[Callable[[], None]]:
-    """The one signal handler: a kill (SIGTERM) stops the run like Ctrl-C (SIGINT), with a
-    KeyboardInterrupt, so finished trials are kept and the best so far is written.
-
-    ``deferred`` (during a study): a KeyboardInterrupt that lands inside a storage write can leave
-    it half done (seen: a hang, a SQLAlchemy traceback, an interrupt swallowed); so the first
-    signal only sets a flag, raised by the ``check()`` this yields (called before each trial) and
-    on the way out, and a second one stops at once. Off the main thread signals cannot be handled:
-    nothing changes there."""
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: None
-        return
-    pending: list[int] = []
-
-    def handle(signum: int, frame: object) -> None:
-        if pending or not deferred:
-            raise KeyboardInterrupt
-        pending.append(signum)
-
-    def check() -> None:
-        if pending:
-            raise KeyboardInterrupt
-
-    signals = (signal.SIGINT, signal.SIGTERM) if deferred else (signal.SIGTERM,)
-    old = {sig: signal.getsignal(sig) for sig in signals}
-    for sig in old:
-        signal.signal(sig, handle)
+def _tell(study: optuna.Study, trial: optuna.Trial, value: float | None = None,
+          state: optuna.trial.TrialState | None = None) -> optuna.trial.FrozenTrial | None:
+    """Tell a trial, or None when another worker already told it. SQLite has no row locks, so two
+    workers can pop the same enqueued trial at once (optuna's pop relies on SELECT ... FOR UPDATE);
+    both compute the same value, and the second tell finds the trial finished."""
     try:
-        yield check
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-    check()  # a signal during the last trial
+        return study.tell(trial, value, state=state)
+    except ValueError:
+        stored = study._storage.get_trial(trial._trial_id)
+        if stored.state.is_finished():
+            return None
+        raise
 
 
 def _outcome(study: optuna.Study, slots: Sequence[Slot], ran: int, *, prefer_edits: bool = False) -> StudyOutcome | None:
     """``prefer_edits``: the best complete trial that changes something, trial 0 (all unchanged)
     only when no other trial completed (every other was pruned or infeasible)."""
-    trials = _counted(study.get_trials(deepcopy=False))
+    trials = counted(study.get_trials(deepcopy=False))
     edited = [t for t in trials if any(t.params.get(s.param, 0) for s in slots)]
     best = (_best(edited) if prefer_edits else None) or _best(trials)
     if best is None:
@@ -550,7 +328,7 @@ def _outcome(study: optuna.Study, slots: Sequence[Slot], ran: int, *, prefer_edi
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     return StudyOutcome(
         best_template=best.user_attrs[_TEMPLATE],
-        best_value=float(best.value),
+        best_value=_value(best),
         best_choice=tuple(int(best.params[s.param]) for s in slots),
         trials_run=ran,
         trials_total=len(trials),

@@ -89,7 +89,7 @@ def _inputs(args: argparse.Namespace) -> tuple[str, list | None, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..attribution import attribute, check_inputs
+    from ..attribution import attribute, check_baseline, check_inputs
     from ..backends.base import check_method
     from ..report import attribution_table
 
@@ -113,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--limit {args.limit} is out of range; give 1 or more")
     prompt, cases, segmentation = _inputs(args)
     check_inputs(prompt, args.target, cases)
+    check_baseline(prompt, args.baseline, segmentation, method, args.edit_fields)
     check_result_files(args)
     backend = make_backend(args)
     check_method(method, backend)

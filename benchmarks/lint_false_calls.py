@@ -1,11 +1,16 @@
 """How often lint calls a shipped recipe's segment harmful (PL103), on the real embedded model.
 
 Each recipe's template (recipes/*.yaml) is linted on ``--draws`` disjoint draws of ``--cases``
-of its cases (promptlens.lint, no cache). Prints PL103 calls / segments tested per recipe and in
+of its cases (promptlens.lint, no cache). With ``--suite``, the benchmark suite's clean twins
+(benchmarks/suite: nothing planted, so every PL103 call is false) are linted instead, each on the
+first ``--cases`` of its bench split in the suite's order (as a cases file lint reads the first
+32 of), then the next ``--cases``, up to ``--draws``. Prints PL103 calls / segments tested per recipe and in
 all, and writes every segment's per-case effects (the attribution lint computed) to ``--effects``,
 so that benchmarks/stats_calibration.py can use their real shapes (``--real``).
 
     nice -n 10 python benchmarks/lint_false_calls.py --threads 1
+    nice -n 10 python benchmarks/lint_false_calls.py --threads 1 --suite --attribution-only --draws 1 \
+        --effects benchmarks/results/suite_clean_effects.csv
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ def main() -> None:
     ap.add_argument("--attribution-only", action="store_true",
                     help="run only the attribution PL103 rests on, with lint's own arguments (the other model "
                          "rules cost 2-3x more and do not change PL103)")
+    ap.add_argument("--suite", action="store_true",
+                    help="lint the benchmark suite's clean twins (their bench cases) instead of the recipes")
+    ap.add_argument("--prompts", nargs="*", help="with --suite: these suite prompt ids, in this order (default: all)")
     ap.add_argument("--recompute", action="store_true",
                     help="no model: re-decide PL103 from the per-case effects in --effects with the current "
                          "promptlens.stats (interval method, correction)")
@@ -40,17 +48,15 @@ def main() -> None:
         recompute(args.effects)
         return
 
-    import glob
-
     import pandas as pd
     import torch
 
     torch.set_num_threads(args.threads)
     import promptlens.attribution as attribution
     from promptlens.backends.hf import load_backend
-    from promptlens.config import load_recipe
     from promptlens.lint import LintTarget, lint
     from promptlens.scoring import default_objective
+    from promptlens.templates import is_messages, messages_of
 
     seen: list = []
     real_attribute = attribution.attribute
@@ -64,14 +70,11 @@ def main() -> None:
     backend = load_backend()
     rows, effects = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for path in sorted(glob.glob(args.recipes)):
-            recipe = load_recipe(path)
-            cases = list(recipe.cases)
-            random.Random(0).shuffle(cases)
-            name = Path(path).stem
-            template = Path(tmp) / f"{name}.txt"
-            template.write_text(recipe.template, encoding="utf-8")
-            for d in range(min(args.draws, len(cases) // args.cases)):
+        for name, text, cases in targets(args):
+            template = Path(tmp) / (f"{name}.json" if is_messages(text) else f"{name}.txt")
+            template.write_text(json.dumps([{"role": m.role, "content": m.content} for m in messages_of(text)])
+                                if is_messages(text) else text, encoding="utf-8")
+            for d in range(max(1, min(args.draws, len(cases) // args.cases))):
                 chunk = cases[d * args.cases : (d + 1) * args.cases][:32]  # lint's max_cases
                 cfile = Path(tmp) / f"{name}-{d}.jsonl"
                 cfile.write_text("".join(json.dumps({"vars": dict(c.vars), "target": c.target,
@@ -79,7 +82,7 @@ def main() -> None:
                                          for c in chunk), encoding="utf-8")
                 seen.clear()
                 if args.attribution_only:  # what lint's _model_rules calls, with the same arguments
-                    attr = attribution.attribute(recipe.template, cases=chunk, backend=backend, method="ablation",
+                    attr = attribution.attribute(text, cases=chunk, backend=backend, method="ablation",
                                                  segmentation=args.segmentation, objective=default_objective(chunk),
                                                  seed=0)
                     pl103 = [f for f in attr.features if f.harmful]
@@ -108,6 +111,27 @@ def main() -> None:
     print(f"all: {total.pl103} PL103 of {total.segments} segments tested ({total.pl103 / total.segments:.1%}); "
           f"uncorrected: {total.raw_harmful} ({total.raw_harmful / total.segments:.1%}); correction "
           f"{df.correction.iloc[0]}; effects -> {args.effects}")
+
+
+def targets(args: argparse.Namespace) -> list[tuple[str, str, list]]:
+    """(name, template text, cases in draw order) of each template to lint."""
+    if args.suite:
+        from benchmarks.suite import load_suite
+
+        suite = load_suite()
+        prompts = [suite.prompt(i) for i in args.prompts] if args.prompts else suite.prompts
+        return [(p.id, p.clean.flat, list(p.cases("bench"))) for p in prompts]
+    import glob
+
+    from promptlens.config import load_recipe
+
+    out = []
+    for path in sorted(glob.glob(args.recipes)):
+        recipe = load_recipe(path)
+        cases = list(recipe.cases)
+        random.Random(0).shuffle(cases)
+        out.append((Path(path).stem, recipe.template, cases))
+    return out
 
 
 def recompute(path: Path) -> None:

@@ -38,6 +38,8 @@ import torch
 
 from benchmarks.suite import Variant, load_suite, span_template, units
 from promptlens.attribution import METHODS, attribute
+from promptlens.names import BASELINES
+from promptlens import stats
 from promptlens.backends.hf import HFBackend, load_backend
 from promptlens.templates import MARK_RE
 from promptlens.types import Attribution
@@ -52,12 +54,13 @@ def prompt_for(variant: Variant, segmentation: str, backends: dict[str, Any]) ->
     """(template, backend, promptlens segmentation) for one of the benchmark's segmentations.
 
     ``units``: system sentences and whole examples, as marked spans of the chat-rendered text on
-    the raw backend. ``sentence`` / ``example``: promptlens's own message segmentations of the
-    flat message template on the chat backend (every sentence of every message; or each example
-    and each other message whole)."""
+    the raw backend. ``unit`` / ``sentence`` / ``example``: promptlens's own message segmentations
+    of the flat message template on the chat backend (``unit``: the same units as ``units``, each
+    system sentence and each example whole, which the ``sibling`` baseline needs; every sentence
+    of every message; or each example and each other message whole)."""
     if segmentation == "units":
         return span_template(variant.messages, backends["raw"].tokenizer), backends["raw"], "span"
-    return variant.flat, backends["chat"], segmentation
+    return variant.flat, backends["chat"], segmentation  # unit, sentence, example: promptlens's own
 
 
 def fault_feature(result: Attribution, variant: Variant, segmentation: str) -> int:
@@ -65,6 +68,8 @@ def fault_feature(result: Attribution, variant: Variant, segmentation: str) -> i
     fault, feats = variant.fault, result.features
     if segmentation == "units":
         hits = [k for k, f in enumerate(feats) if f.segment.name == fault.unit]
+    elif segmentation == "unit":  # the same units in the same order (checked in run_one)
+        hits = [k for k, u in enumerate(units(variant.messages)) if u.label == fault.unit]
     elif segmentation == "example":  # the example (or the whole message) the fault's message is in
         hits = [k for k, f in enumerate(feats) if f.segment.message is not None
                 and f.segment.message <= fault.message < f.segment.message + len(MARK_RE.findall(f.segment.text))]
@@ -75,6 +80,27 @@ def fault_feature(result: Attribution, variant: Variant, segmentation: str) -> i
     if len(hits) != 1:
         raise AssertionError(f"{variant.id}: the fault is not in exactly one {segmentation} feature: {hits}")
     return hits[0]
+
+
+def label(method: str, args: argparse.Namespace) -> str:
+    """The method's name in the tables: with its mode, baseline and segmentation where not the default."""
+    return (method + (f"/{args.mode}" if args.mode != "exact" else "")
+            + (f" {args.baseline}" if args.baseline != "remove" else "")
+            + (f" @{args.segmentation}" if args.segmentation != "units" else ""))
+
+
+def check_units(result: Attribution, variant: Variant, segmentation: str) -> None:
+    """The attribution's features are the prompt's units, in order (units / unit segmentations)."""
+    labels = [u.label for u in units(variant.messages)]
+    if segmentation == "units":
+        names = [f.segment.name for f in result.features]
+    elif segmentation == "unit":
+        names = [lab if (f.segment.kind == "example") == lab.startswith("example") else f.segment.text[:30]
+                 for f, lab in zip(result.features, labels)]
+    else:
+        return
+    if names != labels:
+        raise AssertionError(f"{variant.id}: attribution units {names} are not the prompt's units {labels}")
 
 
 def run_one(backends: dict[str, Any], variant: Variant, cases: list, method: str,
@@ -89,17 +115,15 @@ def run_one(backends: dict[str, Any], variant: Variant, cases: list, method: str
         kw["mode"] = args.mode
     t = time.perf_counter()
     result = attribute(template, cases=cases, backend=backend, method=method, segmentation=segmentation,
-                       objective=args.objective, seed=args.seed, **kw)
+                       objective=args.objective, seed=args.seed, baseline=args.baseline, **kw)
     seconds = time.perf_counter() - t
-    if args.segmentation == "units":
-        names, labels = [f.segment.name for f in result.features], [u.label for u in units(variant.messages)]
-        if names != labels:
-            raise AssertionError(f"{variant.id}: attribution units {names} are not the prompt's units {labels}")
+    check_units(result, variant, args.segmentation)
     order = sorted(range(len(result.features)), key=lambda k: result.features[k].mean)  # most harmful first
     harmful = harmful_units(result)
     row: dict[str, Any] = {
         "prompt": variant.prompt_id, "variant": variant.name, "kind": variant.fault.kind if variant.fault else "clean",
-        "method": method if args.mode == "exact" else f"{method}/{args.mode}", "segmentation": args.segmentation,
+        "method": label(method, args), "segmentation": args.segmentation, "baseline": args.baseline,
+        "n_samples": kw.get("n_samples", ""), "ig_steps": kw.get("ig_steps", ""),
         "cases": len(cases), "units": len(result.features),
         "forward_passes": result.forward_passes, "tokens": result.tokens_computed, "seconds": round(seconds, 2),
         "harmful_calls": len(harmful), "top": result.features[order[0]].segment.name or order[0],
@@ -120,45 +144,43 @@ def run_one(backends: dict[str, Any], variant: Variant, cases: list, method: str
     return row
 
 
-ALPHA = 0.05
-CORRECTIONS = ("bh", "holm")
+# The harmful-call rules recomputed from the stored per-case effects: (interval, correction) of
+# promptlens.stats. "lint" is lint's PL103 rule exactly (its defaults: skew-adjusted t-interval,
+# Benjamini-Hochberg across the prompt's units, 95%); "holm" the same with Holm; "t_bh" a plain
+# t-test with BH (the rule this script computed before promptlens/stats.py landed).
+RULES = {"lint": (stats.DEFAULT_METHOD, stats.DEFAULT_CORRECTION), "holm": (stats.DEFAULT_METHOD, "holm"),
+         "t_bh": ("t", "bh")}
+
+
+def rule_harmful(per_case: np.ndarray, interval: str = stats.DEFAULT_METHOD,
+                 correction: str = stats.DEFAULT_CORRECTION) -> np.ndarray:
+    """Harmful calls [features] from per-case effects [cases, features], decided as promptlens
+    decides them (``stats.intervals`` -> ``stats.adjust`` across the units -> ``stats.verdict``)."""
+    iv = stats.intervals(per_case, method=interval)
+    adjusted = stats.adjust(iv.p_value, correction)
+    return np.array([stats.verdict(m, q, iv.n, iv.confidence) == "harmful" for m, q in zip(iv.mean, adjusted)])
 
 
 def t_harmful(per_case: np.ndarray, correction: str) -> np.ndarray:
-    """Harmful calls [features] from per-case effects [cases, features] by a two-sided t-test per
-    unit at n - 1 df, adjusted across the prompt's units (Benjamini-Hochberg or Holm), at ALPHA.
-
-    This is the rule the ``stats`` branch is giving lint (t-intervals, BH across a prompt's
-    segments by default); until its ``promptlens/stats.py`` lands on main it is computed here."""
-    from scipy import stats as sps
-
-    n = per_case.shape[0]
-    mean, se = per_case.mean(0), per_case.std(0, ddof=1) / np.sqrt(n)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = np.where(se > 0, 2 * sps.t.sf(np.abs(mean) / se, n - 1), np.where(mean == 0, 1.0, 0.0))
-    m, order = len(p), np.argsort(p)
-    adj = np.empty(m)
-    if correction == "holm":
-        adj[order] = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
-    else:  # Benjamini-Hochberg step-up
-        adj[order] = np.minimum(1.0, np.minimum.accumulate((p[order] * m / np.arange(1, m + 1))[::-1])[::-1])
-    return (adj < ALPHA) & (mean < 0)
+    """A two-sided t-test per unit, adjusted across the prompt's units (BH or Holm), at 0.05."""
+    return rule_harmful(per_case, "t", correction)
 
 
 def add_t_calls(df: pd.DataFrame) -> pd.DataFrame:
-    """Columns with the t-test calls of every correction, from the stored per-case effects."""
+    """Columns with every rule's calls, from the stored per-case effects."""
     df = df.copy()
-    for c in CORRECTIONS:
-        calls = [t_harmful(np.array(json.loads(pc)).T, c) for pc in df.per_case]  # stored [features][cases]
-        df[f"harmful_calls_t_{c}"] = [int(x.sum()) for x in calls]
-        df[f"fault_called_t_{c}"] = [bool(x[int(k)]) if pd.notna(k) else None for x, k in zip(calls, df.fault_feature)]
+    for name, (interval, correction) in RULES.items():
+        calls = [rule_harmful(np.array(json.loads(pc)).T, interval, correction) for pc in df.per_case]
+        df[f"harmful_calls_{name}"] = [int(x.sum()) for x in calls]
+        df[f"fault_called_{name}"] = [bool(x[int(k)]) if pd.notna(k) else None for x, k in zip(calls, df.fault_feature)]
     return df
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """Per method: detection on the planted variants, false harmful calls on the clean twins.
-    ``harmful`` columns use lint's rule on main (bootstrap interval wholly below zero); ``t_bh`` /
-    ``t_holm`` the t-test with a multiplicity correction across the prompt's units."""
+    ``harmful`` columns: the call the attribution made when it ran (runs before promptlens/stats.py
+    landed: the percentile bootstrap, no correction); ``lint`` / ``holm`` / ``t_bh``: the rules of
+    ``RULES`` recomputed from the per-case effects, the same for every run."""
     df = add_t_calls(df) if "per_case" in df else df
     planted, clean = df[df.kind != "clean"], df[df.kind == "clean"]
     agg = dict(variants=("hit1", "size"), hit1=("hit1", "mean"), top3=("top3", "mean"),
@@ -166,23 +188,24 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
                chance_top3=("units", lambda u: float(np.mean(np.minimum(1.0, 3.0 / u)))),
                fault_called_harmful=("fault_called_harmful", "mean"))
     fp_agg = dict(clean_twins=("units", "size"), clean_units=("units", "sum"), false_harmful=("harmful_calls", "sum"))
-    for c in CORRECTIONS if "per_case" in df else ():
-        agg[f"fault_called_t_{c}"] = (f"fault_called_t_{c}", "mean")
-        fp_agg[f"false_t_{c}"] = (f"harmful_calls_t_{c}", "sum")
-        fp_agg[f"twins_with_a_t_{c}_call"] = (f"harmful_calls_t_{c}", lambda h: float(np.mean(np.asarray(h) > 0)))
+    for c in RULES if "per_case" in df else ():
+        agg[f"fault_called_{c}"] = (f"fault_called_{c}", "mean")
+        fp_agg[f"false_{c}"] = (f"harmful_calls_{c}", "sum")
+        fp_agg[f"twins_with_a_{c}_call"] = (f"harmful_calls_{c}", lambda h: float(np.mean(np.asarray(h) > 0)))
     agg.update(forward_passes=("forward_passes", "mean"), seconds=("seconds", "mean"), cases=("cases", "mean"))
     summary = planted.groupby("method").agg(**agg)
     fp = clean.groupby("method").agg(**fp_agg)
     fp["false_harmful_rate"] = fp.false_harmful / fp.clean_units
-    for c in CORRECTIONS if "per_case" in df else ():
-        fp[f"false_t_{c}_rate"] = fp[f"false_t_{c}"] / fp.clean_units
+    for c in RULES if "per_case" in df else ():
+        fp[f"false_{c}_rate"] = fp[f"false_{c}"] / fp.clean_units
     return summary.join(fp, how="outer")
 
 
 def by_kind(df: pd.DataFrame) -> pd.DataFrame:
+    df = add_t_calls(df) if "per_case" in df else df.assign(fault_called_lint=df.fault_called_harmful)
     planted = df[df.kind != "clean"]
     return planted.groupby(["method", "kind"]).agg(
-        n=("hit1", "size"), hit1=("hit1", "mean"), top3=("top3", "mean"), called=("fault_called_harmful", "mean"),
+        n=("hit1", "size"), hit1=("hit1", "mean"), top3=("top3", "mean"), called_lint=("fault_called_lint", "mean"),
         mean_rank=("rank", "mean"), fault_effect=("fault_mean", "mean"), measured_harm=("harm", "mean"))
 
 
@@ -195,7 +218,7 @@ def by_variant(df: pd.DataFrame) -> pd.DataFrame:
                  f"{r.harm:+.3f}") if r.kind != "clean" else ("-", "-", "-")
         rows.append({"method": r.method, "prompt": r.prompt, "variant": r.variant, "rank": fault[0],
                      "fault effect (removing it)": fault[1], "measured harm": fault[2],
-                     "harmful calls (bootstrap / t-BH)": f"{r.harmful_calls} / {getattr(r, 'harmful_calls_t_bh', '-')}",
+                     "harmful calls (at run / lint)": f"{r.harmful_calls} / {getattr(r, 'harmful_calls_lint', '-')}",
                      "top unit": r.top})
     return pd.DataFrame(rows).set_index("method")
 
@@ -227,14 +250,17 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=12, help="benchmark cases per prompt (default 12)")
     ap.add_argument("--method-cases", nargs="*", default=[], help="per-method case counts, e.g. ig=2 shapley=8")
     ap.add_argument("--samples", nargs="*", default=[], help="per-method n_samples, e.g. shapley=4 lime=40")
+    ap.add_argument("--variants", nargs="*", help="only these variant names (e.g. clean uppercase_example; default: all)")
     ap.add_argument("--method-prompts", nargs="*", default=[],
                     help="per-method cap on the number of prompts, e.g. ig=2 (the first prompts of the suite)")
     ap.add_argument("--ig-steps", type=int, default=32)
     ap.add_argument("--objective", default="logprob", choices=["logprob", "margin"],
                     help="logprob (default: what the faults' harm was measured on) or margin (choice prompts only)")
-    ap.add_argument("--segmentation", default="units", choices=["units", "sentence", "example"],
-                    help="units (default): system sentences and whole examples; sentence / example: "
-                         "promptlens's message segmentations of the flat template")
+    ap.add_argument("--segmentation", default="units", choices=["units", "unit", "sentence", "example"],
+                    help="units (default): system sentences and whole examples as marked spans; unit / sentence "
+                         "/ example: promptlens's message segmentations of the flat template")
+    ap.add_argument("--baseline", default="remove", choices=list(BASELINES),
+                    help="what replaces an absent unit (attribute's --baseline); sibling needs --segmentation unit")
     ap.add_argument("--mode", default="exact", choices=["exact", "hierarchical", "surrogate", "proxy"],
                     help="exact (default) or one of promptlens.approx's approximate modes (ablation only)")
     ap.add_argument("--seed", type=int, default=0)
@@ -247,6 +273,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     stem = ("suite_detection" + ("_margin" if args.objective == "margin" else "")
+            + (f"_{args.baseline}" if args.baseline != "remove" else "")
             + (f"_{args.segmentation}" if args.segmentation != "units" else "") + (f"_{args.tag}" if args.tag else ""))
     if args.summarize:
         write_tables(pd.concat([pd.read_csv(f) for f in args.summarize], ignore_index=True), out, stem, vars(args))
@@ -271,7 +298,7 @@ def main() -> None:
             cases = prompt.cases("bench")[: per_cases.get(method, args.cases)]
             if args.objective == "logprob":  # the other labels' scores would be computed and never used
                 cases = [replace(c, choices=None) for c in cases]
-            for variant in prompt.all_variants:
+            for variant in [v for v in prompt.all_variants if not args.variants or v.name in args.variants]:
                 row = run_one(backends, variant, cases, method, args)
                 rows.append(row)
                 pd.DataFrame(rows).to_csv(out / f"{stem}_runs.csv", index=False)  # nothing lost if stopped

@@ -37,7 +37,7 @@ from .templates import MessageTemplate, as_flat, blank, content_offsets, for_bac
 from .types import Approximation, Attribution, Case, Segment, SegmentAttribution
 
 METHODS = SCORE_ONLY_METHODS + GRADIENT_METHODS  # ablation, shapley, lime, kernelshap, ig
-from .names import BASELINES  # noqa: E402,F401 (defined where the CLI can import it cheaply)
+from .names import BASELINES  # noqa: E402 (defined where the CLI can import it cheaply)
 FILLER = "..."
 # Neutral sentences for the "sampled" baseline: said often in prompts, about nothing in particular.
 NEUTRAL = (
@@ -96,6 +96,8 @@ def _replacements(problem: _Problem, baseline: str, rng: random.Random) -> list[
     texts = [problem.segments[i].text for i in problem.feats]
     if baseline == "remove":
         return [""] * len(texts)
+    if baseline == "sibling":
+        return _sibling_replacements(problem, texts)
     # Keep the segment's trailing whitespace so the text around it stays well-formed; a segment
     # of whole messages keeps its role marks (each message's content becomes the filler).
     tails = [t[len(t.rstrip()):] for t in texts]
@@ -103,6 +105,43 @@ def _replacements(problem: _Problem, baseline: str, rng: random.Random) -> list[
         return [blank(t, FILLER) if is_messages(t) else FILLER + tail for t, tail in zip(texts, tails)]
     return [blank(t, rng.choice(NEUTRAL).strip()) if is_messages(t) else rng.choice(NEUTRAL).rstrip() + tail
             for t, tail in zip(texts, tails)]
+
+
+def _sibling_replacements(problem: _Problem, texts: list[str]) -> list[str]:
+    """The "sibling" baseline: each few-shot example feature is replaced by the example before it
+    (the first example by the second), every other feature is removed.
+
+    Why: removing an example measures it against no example, but a wrong example's harm is against
+    a right one. Where a faulty example still teaches the task (its format, its length), removing
+    it costs more than its fault and it ranks as helpful; replaced by another example of the same
+    prompt, the prompt keeps as many examples and differs only in what this one says. A clean
+    example replaced by a clean neighbour moves the target little."""
+    examples = [f for f, i in enumerate(problem.feats) if problem.segments[i].kind == "example"]
+    if len(examples) < 2:  # check_baseline says so before any model work; this guards direct callers
+        raise InputError(SIBLING_NEEDS)
+    out = [""] * len(texts)
+    for j, f in enumerate(examples):
+        out[f] = texts[examples[j - 1] if j > 0 else examples[1]]
+    return out
+
+
+SIBLING_NEEDS = ("baseline 'sibling' replaces a few-shot example by another example of the prompt; it needs a "
+                 "message template with at least two few-shot examples and --segmentation unit or example "
+                 "(or use --baseline remove)")
+
+
+def check_baseline(prompt: str, baseline: str, segmentation: str, method: str = "ablation",
+                   edit_fields: bool = False) -> None:
+    """The baseline fits the prompt (before any model work): ``sibling`` needs two example features."""
+    check_choice("baseline", baseline, BASELINES)
+    if baseline != "sibling":
+        return
+    if method == "ig":
+        raise InputError("integrated gradients uses its own baseline (a filler token's embedding); "
+                         "use --baseline sibling with ablation, shapley, lime or kernelshap")
+    segs = segment(prompt, segmentation, edit_fields=edit_fields) if segmentation != "token" else []
+    if sum(s.feature and s.kind == "example" for s in segs) < 2:
+        raise InputError(SIBLING_NEEDS)
 
 
 def _perturbation(method: str, problem: _Problem, forward: MaskForward, n_samples: int,
@@ -184,6 +223,7 @@ def attribute(
     _check_settings(method, mode, approx, baseline, segmentation)
     _check_statistics(confidence, correction, interval)
     check_inputs(prompt, target, cases)
+    check_baseline(prompt, baseline, segmentation, method, edit_fields)
     if backend is None:
         from .backends.hf import load_backend
 
@@ -193,7 +233,7 @@ def attribute(
     cases, objective, segments, feats = problem.cases, problem.objective, problem.segments, problem.feats
     start = time.perf_counter()
     passes0, tokens0 = getattr(backend, "forward_passes", 0), getattr(backend, "tokens_computed", 0)
-    notes, delta = list(render_notes(backend, prompt)), None
+    notes, delta, ig_cost = list(render_notes(backend, prompt)), None, (0, 0)
     forward = MaskForward(problem, _replacements(problem, baseline, random.Random(seed)))
     n_feats = len(feats)
     everything = (1,) * n_feats  # every segment present
@@ -205,15 +245,14 @@ def attribute(
         per_case, estimated, approximation = _approximate(mode, problem, forward, segmentation, approx,
                                                            confidence, seed)
     elif method == "ig":
-        per_case, delta = _ig_with_notes(problem, ig_steps, notes)
+        per_case, delta, ig_cost = _ig_with_notes(problem, ig_steps, notes)
     else:
         n_samples = n_samples or {"shapley": 8, "lime": 2 * n_feats + 32, "kernelshap": 2 * n_feats + 32}.get(method, 1)
         per_case = _perturbation(method, problem, forward, n_samples, perturbations_per_eval, seed).numpy()
     notes += _case_count_notes(len(cases))
     feats_out = _pooled(per_case, segments, feats, confidence=confidence, interval=interval, correction=correction,
                         seed=seed, estimated=estimated)
-    passes = getattr(backend, "forward_passes", 0) - passes0
-    tokens = getattr(backend, "tokens_computed", 0) - tokens0
+    passes, tokens = _cost(backend, passes0, tokens0, ig_cost)
     if approximation is not None:
         approximation = dataclasses.replace(approximation, forward_passes=passes, tokens_computed=tokens)
         notes.append(approximation.summary())
@@ -224,6 +263,13 @@ def attribute(
         seconds=time.perf_counter() - start, convergence_delta=delta, notes=tuple(notes), mode=mode,
         approximation=approximation, confidence=confidence, interval=interval, correction=correction,
     )
+
+
+def _cost(backend: Backend, passes0: int, tokens0: int, ig_cost: tuple[int, int]) -> tuple[int, int]:
+    """Forward passes and tokens since (passes0, tokens0). IG's model calls bypass the scorer's
+    counters, so they are added: one batched forward and backward over the steps per case."""
+    return (getattr(backend, "forward_passes", 0) - passes0 + ig_cost[0],
+            getattr(backend, "tokens_computed", 0) - tokens0 + ig_cost[1])
 
 
 def _pooled(per_case: np.ndarray, segments: Sequence[Segment], feats: Sequence[int], *, confidence: float,
@@ -286,15 +332,16 @@ def _check_settings(method: str, mode: str, approx: ApproxConfig, baseline: str,
     check_choice("segmentation", segmentation, SEGMENTATIONS)
 
 
-def _ig_with_notes(problem: _Problem, steps: int, notes: list[str]) -> tuple[np.ndarray, float]:
-    """Integrated gradients, noting its baseline and a convergence delta too large to rank on."""
-    per_case, delta = _integrated_gradients(problem, steps=steps)
+def _ig_with_notes(problem: _Problem, steps: int, notes: list[str]) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Integrated gradients, noting its baseline and a convergence delta too large to rank on;
+    with its cost (forward passes, tokens) for the result."""
+    per_case, delta, tokens = _integrated_gradients(problem, steps=steps)
     notes.append("integrated gradients: baseline is a filler token's embedding at feature tokens")
     rel = delta / max(1e-9, float(np.abs(per_case).sum(1).mean()))
     if rel > 0.05:
         notes.append(f"convergence delta {delta:.3g} nats ({rel:.0%} of the attributions' size): "
                      "do not rank on this without more --ig-steps")
-    return per_case, delta
+    return per_case, delta, (len(problem.cases), tokens)
 
 
 def _approximate(mode: str, problem: _Problem, forward: MaskForward, segmentation: str, config: ApproxConfig,
@@ -348,14 +395,15 @@ def _resolve_cases(prompt: str, target: str | None, cases: Sequence[Case] | None
     return [Case(vars={}, target=target)]
 
 
-def _integrated_gradients(problem: _Problem, *, steps: int) -> tuple[np.ndarray, float]:
-    """LayerIntegratedGradients on the input embeddings, summed per segment, per case."""
+def _integrated_gradients(problem: _Problem, *, steps: int) -> tuple[np.ndarray, float, int]:
+    """LayerIntegratedGradients on the input embeddings, summed per segment, per case; and the
+    tokens it ran through the model (steps x sequence length per case, forward and backward)."""
     backend = local_backend(problem.backend, "ig")
     if problem.objective != "logprob":
         raise InputError("integrated gradients explains the target log-prob; add --objective logprob")
     model, tokenizer = backend.model, backend.tokenizer
     filler = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    rows, deltas = [], []
+    rows, deltas, tokens = [], [], 0
     for case in problem.cases:
         prompt_ids, owner = _token_owners(backend, problem.segments, case)
         target_ids = backend.encode_target(case.target)
@@ -364,6 +412,7 @@ def _integrated_gradients(problem: _Problem, *, steps: int) -> tuple[np.ndarray,
         feature_pos = [p for p, seg in enumerate(owner) if seg is not None and seg in problem.feats]
         base[0, feature_pos] = filler
         n_prompt = len(prompt_ids)
+        tokens += steps * ids.shape[1]
         targets = torch.tensor(target_ids, device=model.device)
 
         def forward(input_ids: torch.Tensor) -> torch.Tensor:
@@ -380,7 +429,7 @@ def _integrated_gradients(problem: _Problem, *, steps: int) -> tuple[np.ndarray,
             seg_attr[f] = float(token_attr[pos].sum()) if pos else 0.0
         rows.append(seg_attr)
         deltas.append(abs(float(delta)))
-    return np.stack(rows), float(np.mean(deltas))
+    return np.stack(rows), float(np.mean(deltas)), tokens
 
 
 def _token_owners(backend: LocalBackend, segments: Sequence[Segment], case: Case) -> tuple[list[int], list[int | None]]:

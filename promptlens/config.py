@@ -35,7 +35,8 @@ import yaml
 from .cases import cases_from_records, dataset_path, load_cases
 from .errors import InputError
 from .io import read_text, read_yaml_file
-from .fix import STRATEGIES, FixConfig, train_validation
+from .fix_settings import FixConfig, train_validation
+from .names import STRATEGIES
 from .rewrites import KINDS
 from .segments import template_fields
 from .template_files import load_template
@@ -84,7 +85,22 @@ def load_recipe(path: str | Path) -> Recipe:
     if not isinstance(data, dict):
         raise InputError(f"{path}: a recipe is a mapping of keys ({', '.join(KEYS)}); the file holds something else")
     lines = {k.value: k.start_mark.line + 1 for k, _ in root.value} if isinstance(root, yaml.MappingNode) else {}
-    return recipe_from_mapping(data, base=path.parent, source=str(path), lines=lines)
+    recipe = recipe_from_mapping(data, base=path.parent, source=str(path), lines=lines)
+    node = next((v for k, v in root.value if k.value == "template"), None) if lines else None
+    if isinstance(node, yaml.ScalarNode) and recipe.source is not None and recipe.source.format == "text":
+        recipe = dataclasses.replace(recipe, source=_placed(recipe.source, path, node))
+    return recipe
+
+
+def _placed(template: MessageTemplate, path: Path, node: yaml.ScalarNode) -> MessageTemplate:
+    """An inline ``template:`` with the recipe file's positions of its characters, so lint reports
+    ``recipe.yaml:LINE:COL`` where the text stands in the recipe."""
+    from .template_files import _yaml_positions  # the messages files' reader knows YAML scalars
+
+    text = path.read_text(encoding="utf-8")  # read_yaml_file has just read it without error
+    in_file = _yaml_positions(text, node)
+    mine = text_template(node.value, path=str(path), placeholders=template.placeholders)
+    return dataclasses.replace(mine, source=text, positions=(tuple(in_file[p] for p in mine.positions[0]),))
 
 
 def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), source: str = "<recipe>",

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, NoReturn, Sequence
 
 import yaml
 
+from . import progress
 from .errors import InputError
 from .backends.base import Backend, can_generate, counts_tokens
 from .io import read_text, write_atomic
@@ -371,7 +372,7 @@ class _Context:
 
     @property
     def fix_hint(self) -> str:
-        if self.target.inline_cases is not None:  # a promptfoo suite: fix reads the config itself
+        if self.target.inline_cases is not None:  # a promptfoo suite or a recipe: fix reads it itself
             return f"run: promptlens fix {self.cases_display}"
         return f"run: promptlens fix --template {self.display} --cases {self.cases_display}"
 
@@ -743,7 +744,7 @@ class LintConfig:
     method: str = "ablation"  # attribution method of PL103/PL104
     cache_dir: str | Path | None = DEFAULT_CACHE  # None: no cache
     seed: int = 0
-    progress: bool = False  # a bar on stderr for each template whose model rules run (cached ones get none)
+    progress: bool = False  # a bar on stderr of the forward passes of each template whose model rules run (cached: none)
     correction: str = DEFAULT_CORRECTION  # PL103 across a template's segments: "bh", "holm" or "none" (promptlens.stats)
 
 
@@ -795,23 +796,21 @@ def lint(
         data = _read_cache(file) if file is not None else None
         cached = data is not None
         if data is None:
-            bar = _progress(display, c.progress)
             cases = list(target.inline_cases) if target.inline_cases is not None else load_cases(target.cases, task=target.task)
             ctx = _Context(target, display, cases_display, source, cases)
-            if _static_rules(ctx):
-                bar.set_postfix_str("context" if loaded else "loading the model")
-                fit = _context_rule(ctx, get_backend())
-                bar.update()
-                if fit:
-                    bar.set_postfix_str("accuracy, attribution, perturbations")
-                    _model_rules(ctx, get_backend(), fit, method, seed, c.correction)
+            # A bar of the scorer's forward passes (promptlens.progress), as attribute shows.
+            with progress.bar(f"lint {display}", c.progress) as bar:
+                if _static_rules(ctx):
+                    _phase(bar, "context" if loaded else "loading the model")
+                    fit = _context_rule(ctx, get_backend())
+                    if fit:
+                        _phase(bar, "accuracy, attribution, perturbations")
+                        _model_rules(ctx, get_backend(), fit, method, seed, c.correction)
+                    else:
+                        ctx.skipped.update({r: "no case fits the context" for r, rule in RULES.items() if rule.model})
                 else:
-                    ctx.skipped.update({r: "no case fits the context" for r, rule in RULES.items() if rule.model})
-            else:
-                ctx.skipped.update({r: "the template cannot be filled (PL001)" for r in ("PL004", "PL101", "PL102",
-                                                                                           "PL103", "PL104", "PL105")})
-            bar.update((bar.total or 0) - bar.n)  # the steps not run (the bar has a total: 2)
-            bar.close()
+                    ctx.skipped.update({r: "the template cannot be filled (PL001)"
+                                        for r in ("PL004", "PL101", "PL102", "PL103", "PL104", "PL105")})
             data = {"n_cases": min(len(cases), target.thresholds.max_cases), "skipped": ctx.skipped,
                     "findings": [dataclasses.asdict(f) for f in ctx.findings], "statistics": ctx.statistics}
             if file is not None:
@@ -823,11 +822,10 @@ def lint(
     return LintResult(model_name, method, tuple(results))
 
 
-def _progress(name: str, enabled: bool) -> tqdm[NoReturn]:
-    """A two-step bar for one template (fit the context; the model rules), as fix and bench show."""
-    from tqdm import tqdm
-
-    return tqdm(total=2, desc=f"lint {name}", unit="step", disable=not enabled, leave=False)
+def _phase(bar: Any, text: str) -> None:
+    """Say on the bar (None: no bar) which rules the passes are for."""
+    if bar is not None:
+        bar.set_postfix_str(text)
 
 
 def _settle(finding: Finding, target: LintTarget, source: _Source) -> Finding:

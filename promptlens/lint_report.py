@@ -13,8 +13,10 @@ from typing import Callable
 from .lint import RULES, SEVERITIES, Finding, LintResult, TemplateResult, promptlens_version
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
-# Where the rules are documented (README's "Rules" section). Set it to the published repository.
-DOCS_URL = "https://github.com/promptlens/promptlens/blob/main/README.md"
+# Where each rule is documented: the rules page that ships in the package (generated from RULES
+# and _RULE_HELP by rules_markdown(); tests/test_lint.py keeps the two equal). The project has
+# no public web address, so a link that resolves is the installed file's own URI.
+RULES_DOC = Path(__file__).resolve().parent / "docs" / "rules.md"
 _RULE_HELP = {
     "PL001": "Every `{field}` of the template needs a value in every case, and every case var should fill a "
              "field. Add the missing var to the cases, or rename the field to match.",
@@ -42,6 +44,26 @@ _RULE_HELP = {
 _GITLAB_SEVERITY = {"error": "critical", "warning": "major", "note": "info"}
 _GITHUB_LEVEL = {"error": "error", "warning": "warning", "note": "notice"}
 _COLORS = {"error": "31", "warning": "33", "note": "36"}
+
+
+def rule_uri(rule_id: str) -> str:
+    """The absolute URI of a rule's section in the shipped rules page (SARIF ``helpUri``)."""
+    return f"{RULES_DOC.as_uri()}#{rule_id.lower()}"
+
+
+def rules_markdown() -> str:
+    """The rules page, ``promptlens/docs/rules.md``: every rule's level, what it needs and how to act."""
+    needs = {"PL004": "the tokenizer"}
+    parts = ["# promptlens lint rules\n\n"
+             "Written from `promptlens.lint_rules.RULES` (do not edit by hand: `tests/test_lint.py` checks it "
+             "against the code). Each SARIF rule's `helpUri` points to its section here. Suppress a rule in "
+             "`promptlens.yaml` (`suppress: [{rule: PL104, line: 3}]`) or with `# promptlens: ignore PL104` "
+             "at the end of a template line; change its level with `severity: {PL104: error}`.\n"]
+    for r in RULES.values():
+        need = needs.get(r.id, "the model" if r.model else "nothing (static)")
+        parts.append(f'\n<a id="{r.id.lower()}"></a>\n## {r.id} {r.name}\n\n'
+                     f"Level: {r.severity}. Needs: {need}.\n\n{r.summary}\n\n{_RULE_HELP[r.id]}\n")
+    return "".join(parts)
 
 
 def render(result: LintResult, fmt: str, *, fail_on: str = "error", color: bool = False) -> str:
@@ -121,7 +143,7 @@ def sarif_report(result: LintResult) -> str:
         "shortDescription": {"text": r.summary},
         "fullDescription": {"text": r.summary + (" Needs the model." if r.model else " Static: no model.")},
         "help": {"text": _RULE_HELP[r.id], "markdown": _RULE_HELP[r.id]},
-        "helpUri": f"{DOCS_URL}#rules",
+        "helpUri": rule_uri(r.id),
         "defaultConfiguration": {"level": r.severity},
         "properties": {"tags": ["prompt", "model" if r.model else "static"]},
     } for r in RULES.values()]

@@ -10,7 +10,9 @@ from typing import Sequence
 from .errors import InputError
 
 STRATEGIES = ("attribution", "random", "all", "tpe")  # fix: which segments get candidates
-BASELINES = ("remove", "filler", "sampled")  # attribute: what replaces an absent segment
+# attribute: what replaces an absent segment ("sibling": a few-shot example is replaced by another
+# example of the same prompt, every other segment is removed; see attribution._sibling_replacements)
+BASELINES = ("remove", "filler", "sampled", "sibling")
 # fix: the kinds of rewrite ("original" is candidate 0, the template as it is)
 KINDS = ("original", "delete", "paraphrase", "synonym", "scaffold", "alternative", "drop_example", "reorder_examples")
 LEVELS = ("character", "word", "sentence", "semantic")  # bench: PromptBench's perturbation levels

@@ -29,6 +29,7 @@ import torch
 from transformers import AttentionInterface, DynamicCache
 from transformers.cache_utils import CacheLayerMixin
 
+from . import progress
 from .errors import PromptLensError
 
 if TYPE_CHECKING:
@@ -303,8 +304,11 @@ class TrieScorer:
             for anc, _ in chain.ancestry:
                 anc.users += 1
         out = [[0.0] * n for n in n_targets]
-        for batch in self._batches(chains):
+        batches = self._batches(chains)
+        progress.planned(len(batches))  # a bar, if a job opened one (promptlens.progress)
+        for batch in batches:
             self._run_splitting(batch, out)
+            progress.advance()
         return out
 
     def _run_splitting(self, batch: list[_Chain], out: list[list[float]]) -> None:

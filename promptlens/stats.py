@@ -24,10 +24,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Sequence
 
 import numpy as np
-from scipy import stats as _sps
+
+
+def _sps() -> ModuleType:
+    """scipy.stats, imported on first use: it costs about a second, and `--help` or a cached lint
+    (which import this module for its names) never computes an interval."""
+    from scipy import stats
+
+    return stats
+
 
 DEFAULT_CONFIDENCE = 0.95
 METHODS = ("skew-t", "t", "hall", "percentile", "bca")  # "skew-t" is what promptlens uses
@@ -117,7 +126,7 @@ def intervals(values: np.ndarray, *, confidence: float = DEFAULT_CONFIDENCE, met
 def t_interval(values: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
     """Two-sided Student-t interval of the column means of ``values`` [n >= 2, k]."""
     n = values.shape[0]
-    half = _sps.t.ppf(0.5 + confidence / 2, n - 1) * values.std(0, ddof=1) / math.sqrt(n)
+    half = _sps().t.ppf(0.5 + confidence / 2, n - 1) * values.std(0, ddof=1) / math.sqrt(n)
     mean = values.mean(0)
     return mean - half, mean + half
 
@@ -128,7 +137,7 @@ def t_p_value(values: np.ndarray) -> np.ndarray:
     mean, sd = values.mean(0), values.std(0, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(sd > 0, mean / (sd / math.sqrt(n)), np.where(mean == 0, 0.0, np.inf))
-    return 2 * _sps.t.sf(np.abs(t), n - 1)
+    return 2 * _sps().t.sf(np.abs(t), n - 1)
 
 
 def _hall_shape(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -158,7 +167,7 @@ def hall_interval(values: np.ndarray, confidence: float, *, one_sided: bool = Fa
     the interval toward the long tail, where the mean of a skewed sample tends to lie."""
     n = values.shape[0]
     mean, se, a = _hall_shape(values)
-    q = _sps.t.ppf(confidence if one_sided else 0.5 + confidence / 2, n - 1)
+    q = _sps().t.ppf(confidence if one_sided else 0.5 + confidence / 2, n - 1)
     return mean - se * _hall_g_inverse(q, a), mean - se * _hall_g_inverse(-q, a)
 
 
@@ -170,7 +179,7 @@ def hall_p_value(values: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         t0 = np.where(se > 0, mean / se, np.where(mean == 0, 0.0, np.inf))
         g = np.where(np.isfinite(t0), _hall_g(t0, a), t0)
-    return 2 * _sps.t.sf(np.abs(g), n - 1)
+    return 2 * _sps().t.sf(np.abs(g), n - 1)
 
 
 def bootstrap_interval(values: np.ndarray, confidence: float, *, method: str = "percentile", seed: int = 0,
@@ -186,13 +195,13 @@ def bootstrap_interval(values: np.ndarray, confidence: float, *, method: str = "
     # BCa (Efron 1987): bias from the share of resampled means below the mean, acceleration
     # from the jackknife's skewness.
     share = ((boot < mean).mean(0) + 0.5 * (boot == mean).mean(0)).clip(1 / resamples, 1 - 1 / resamples)
-    z0 = _sps.norm.ppf(share)
+    z0 = _sps().norm.ppf(share)
     jack = (values.sum(0) - values) / (n - 1)
     d = jack.mean(0) - jack
     with np.errstate(divide="ignore", invalid="ignore"):
         acc = np.nan_to_num((d ** 3).sum(0) / (6 * ((d ** 2).sum(0)) ** 1.5))
-    z = _sps.norm.ppf(np.array([a, 1 - a]))[:, None]
-    q = _sps.norm.cdf(z0 + (z0 + z) / (1 - acc * (z0 + z)))  # [2, k]
+    z = _sps().norm.ppf(np.array([a, 1 - a]))[:, None]
+    q = _sps().norm.cdf(z0 + (z0 + z) / (1 - acc * (z0 + z)))  # [2, k]
     boot.sort(0)
     at = np.clip(np.round(q * (resamples - 1)).astype(int), 0, resamples - 1)
     return np.take_along_axis(boot, at[:1], 0)[0], np.take_along_axis(boot, at[1:], 0)[0]
@@ -262,7 +271,7 @@ def lower_bound(values: Sequence[float], *, confidence: float = DEFAULT_CONFIDEN
     x = np.asarray(values, dtype=np.float64)
     if x.size < max(2, MIN_CASES):
         return float("-inf")
-    t_low = x.mean() - _sps.t.ppf(confidence, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
+    t_low = x.mean() - _sps().t.ppf(confidence, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
     hall_low = hall_interval(x[:, None], confidence, one_sided=True)[0][0]
     return float(min(t_low, hall_low))
 

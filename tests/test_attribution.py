@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -148,5 +150,76 @@ def test_pooled_planted_sentence_is_harmful_over_cases(backend):
 def test_other_methods_run_on_real_model(backend, method):
     result = attribute(REAL_PROMPT, "Paris", backend=backend, method=method, n_samples=4 if method == "shapley" else 24, ig_steps=8)
     assert len(result.features) == 3 and all(np.isfinite(f.mean) for f in result.features)
-    if method == "ig":
+    if method == "ig":  # its own model calls are counted too: 1 case, one batched pass over 8 steps
         assert result.convergence_delta is not None
+        assert result.forward_passes >= 2 and result.tokens_computed >= 8 * 10
+
+
+class _CountBackend:
+    """log p(target) = 0.5 per "right" and -2 per "wrong" in the prompt (counted, not just present),
+    so replacing an example by a copy of another differs from removing it."""
+
+    name = "counts"
+    forward_passes = 0
+    tokens_computed = 0
+
+    def token_logprobs(self, prompts, targets):
+        self.forward_passes += 1
+        return [[[0.5 * p.count("right") - 2.0 * p.count("wrong")] for _ in ts] for p, ts in zip(prompts, targets)]
+
+    def generate(self, prompt, max_new_tokens=32):
+        return "x"
+
+
+def _three_examples(last_answer="wrong"):
+    from promptlens.templates import as_flat
+
+    return as_flat([{"role": "system", "content": "Be helpful."},
+                    {"role": "user", "content": "Q1"}, {"role": "assistant", "content": "right"},
+                    {"role": "user", "content": "Q2"}, {"role": "assistant", "content": "right"},
+                    {"role": "user", "content": "Q3"}, {"role": "assistant", "content": last_answer},
+                    {"role": "user", "content": "{input}"}])
+
+
+def test_sibling_baseline_replaces_each_example_by_its_neighbour():
+    # Removing the wrong example measures it against no example (-2: it loses its own -2 only);
+    # the sibling baseline measures it against a right one, the example before it (-2.5), and a
+    # right example replaced by another right one moves nothing (0), where removal says +0.5.
+    cases = [Case({"input": f"q{i}"}, "a") for i in range(4)]
+    flat = _three_examples()
+    removed = attribute(flat, cases=cases, backend=_CountBackend(), segmentation="unit")
+    sibling = attribute(flat, cases=cases, backend=_CountBackend(), segmentation="unit", baseline="sibling")
+    assert [round(f.mean, 6) for f in removed.features] == [0.0, 0.5, 0.5, -2.0]
+    assert [round(f.mean, 6) for f in sibling.features] == [0.0, 0.0, 0.0, -2.5]
+    assert sibling.baseline == "sibling" and sibling.ranked()[0].segment.kind == "example"
+
+
+def test_sibling_baseline_needs_two_examples():
+    from promptlens.templates import as_flat
+
+    one = as_flat([{"role": "system", "content": "Be helpful."}, {"role": "user", "content": "Q1"},
+                   {"role": "assistant", "content": "right"}, {"role": "user", "content": "{input}"}])
+    cases = [Case({"input": "q"}, "a")]
+    with pytest.raises(InputError, match="at least two few-shot examples"):
+        attribute(one, cases=cases, backend=_CountBackend(), segmentation="unit", baseline="sibling")
+    with pytest.raises(InputError, match="at least two few-shot examples"):  # sentences: no example features
+        attribute(_three_examples(), cases=cases, backend=_CountBackend(), segmentation="sentence", baseline="sibling")
+
+
+@pytest.mark.model
+def test_sibling_baseline_finds_a_planted_example_on_the_real_model(backend):
+    # A suite prompt (benchmarks/suite) with an upper-case few-shot answer (measured harm -2.25
+    # nats on its 32 harm cases), attributed by unit on 8 other cases: replaced by the example
+    # before it, the planted example is the most harmful unit and called harmful after the
+    # correction; a clean example replaced by its neighbour moves the target far less.
+    from benchmarks.suite import load_suite
+
+    variant = next(v for v in load_suite().prompt("past_tense_tutor").variants if v.name == "uppercase_example")
+    cases = [dataclasses.replace(c, choices=None) for c in load_suite().prompt("past_tense_tutor").cases("bench")[:8]]
+    result = attribute(variant.flat, cases=cases, backend=backend, segmentation="unit", baseline="sibling")
+    examples = [f for f in result.features if f.segment.kind == "example"]
+    top = result.ranked()[0]
+    assert top.segment.kind == "example" and top.segment.text.count(variant.fault.text) == 1, top
+    assert top.harmful and top.mean < -1.0, top
+    others = [abs(f.mean) for f in examples if f is not top]
+    assert max(others) < abs(top.mean) / 2, others

@@ -124,7 +124,7 @@ def test_prompt_whose_fields_the_cases_do_not_fill():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["bench"], "give a recipe file, or both --template and --cases"),
+    (["bench"], "nothing to bench: give a recipe, TEMPLATE --cases FILE, or a promptlens.yaml"),
     (["bench", "nope.yaml"], "nope.yaml: no such recipe file"),
     (["bench", "recipes/navigate.yaml", "--levels", "typo"], "unknown level 'typo'"),
     (["bench", "recipes/navigate.yaml", "--budget", "0"], "--budget 0 is out of range"),

@@ -22,11 +22,13 @@ def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["attribute", "missing.txt", "--target", "x"], "missing.txt: no such prompt file"),
+        (["attribute", "missing.txt", "--target", "x"], "missing.txt: no such template file"),
         (["attribute", "Say hi.", "--target", "x", "--method", "magic"], "unknown method 'magic'; choose one of: ablation, shapley, lime, kernelshap, ig"),
         (["attribute", "Say hi.", "--target", "x", "--by", "chapter"], "unknown segmentation 'chapter'"),
         (["attribute", "Say hi.", "--target", "x", "--baseline", "zero"], "unknown baseline 'zero'"),
         (["attribute", "Say hi.", "--target", "x", "--objective", "acc"], "unknown objective 'acc'"),
+        (["attribute", "Say hi. Be brief.", "--target", "x", "--baseline", "sibling"],
+         "baseline 'sibling' replaces a few-shot example by another example of the prompt"),
         (["attribute", "Say hi.", "--cases", "nope.jsonl"], "nope.jsonl"),
         (["attribute", "Say hi.", "--target", "x", "--cases", "c.jsonl"], "either --target or --cases"),
         (["attribute", "Say hi.", "--target", "x", "--threads", "0"], "--threads 0 is out of range"),

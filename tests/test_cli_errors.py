@@ -23,9 +23,9 @@ DIR = None  # a files-table value that makes a folder instead of a file
 CORPUS: list[tuple[str, list[str], dict[str, str | bytes | None], str]] = [
     # --- attribute: files
     ("attr-missing-prompt-file", ["attribute", "missing.txt", "--target", "x"], {},
-     "missing.txt: no such prompt file; check the path"),
+     "missing.txt: no such template file; check the path"),
     ("attr-prompt-is-folder", ["attribute", "prompts.txt", "--target", "x"], {"prompts.txt": DIR},
-     "prompts.txt is a folder; give the prompt file inside it"),
+     "prompts.txt is a folder; give the template file inside it"),
     ("attr-prompt-not-utf8", ["attribute", "p.txt", "--target", "x"], {"p.txt": b"hello\n\xff\xfe world"},
      "p.txt:2: not UTF-8 (byte 0xff at offset 6); save the file as UTF-8"),
     ("attr-missing-cases-file", ["attribute", "Q: {input}", "--cases", "nope.jsonl"], {},
@@ -152,7 +152,7 @@ CORPUS: list[tuple[str, list[str], dict[str, str | bytes | None], str]] = [
     ("fix-recipe-unknown-task", ["fix", "r.yaml"],
      {"r.yaml": "template: 'Q: {input}'\ndataset: {task: no_such_task}\n"}, "no case has task 'no_such_task'"),
     # --- fix: options
-    ("fix-no-recipe", ["fix"], {}, "give a recipe file, or both --template and --cases"),
+    ("fix-no-recipe", ["fix"], {}, "nothing to fix: give a recipe, TEMPLATE --cases FILE, or a promptlens.yaml"),
     ("fix-unknown-strategy-flag", ["fix", "r.yaml", "--strategy", "best"], {"r.yaml": RECIPE, "c.jsonl": GOOD_JSONL},
      "argument --strategy: invalid choice: 'best' (choose from 'attribution', 'random', 'all', 'tpe'); see `promptlens fix --help`"),
     ("fix-threshold-above-1", ["fix", "r.yaml", "--threshold", "1.5"], {"r.yaml": RECIPE, "c.jsonl": GOOD_JSONL},
@@ -189,10 +189,10 @@ CORPUS: list[tuple[str, list[str], dict[str, str | bytes | None], str]] = [
     ("lint-template-not-utf8", ["lint", "t.txt", "--cases", "c.jsonl"],
      {"t.txt": b"Plural of \xff {input}:", "c.jsonl": GOOD_JSONL}, "t.txt:1: not UTF-8 (byte 0xff at offset 10); save the file as UTF-8"),
     ("lint-template-without-cases", ["lint", "t.txt"], {"t.txt": "Plural of {input}:"},
-     "TEMPLATE needs --cases FILE"),
+     "t.txt: a template needs its cases; add --cases FILE"),
     ("lint-cases-no-target", ["lint", "t.txt", "--cases", "c.csv"],
      {"t.txt": "Plural of {input}:", "c.csv": "input,target\ncat,cats\ndog,\n"}, "c.csv:3: case has no target"),
-    ("lint-nothing-to-lint", ["lint"], {}, "nothing to lint: give TEMPLATE --cases FILE, or --config"),
+    ("lint-nothing-to-lint", ["lint"], {}, "nothing to lint: give a recipe, TEMPLATE --cases FILE, or a promptlens.yaml"),
     ("lint-missing-config", ["lint", "--config", "nope.yaml"], {}, "nope.yaml: no such config file"),
     ("lint-config-bad-yaml", ["lint", "--config", "pl.yaml"], {"pl.yaml": "templates:\n  - path: [t.txt\n"},
      "pl.yaml:3: invalid YAML"),
@@ -216,7 +216,7 @@ CORPUS: list[tuple[str, list[str], dict[str, str | bytes | None], str]] = [
     ("lint-unknown-method", ["lint", "t.txt", "--cases", "c.jsonl", "--method", "magic"],
      {"t.txt": "Plural of {input}:", "c.jsonl": GOOD_JSONL}, "unknown method 'magic'; choose one of: ablation"),
     # --- bench
-    ("bench-nothing-to-run", ["bench"], {}, "give a recipe file, or both --template and --cases"),
+    ("bench-nothing-to-run", ["bench"], {}, "nothing to bench: give a recipe, TEMPLATE --cases FILE, or a promptlens.yaml"),
     ("bench-missing-recipe", ["bench", "missing.yaml"], {}, "missing.yaml: no such recipe file; check the path"),
     ("bench-unknown-level", ["bench", "--template", "Q: {input}", "--cases", "c.jsonl", "--levels", "char"],
      {"c.jsonl": GOOD_JSONL}, "unknown level 'char'; give a comma-separated list from: character, word, sentence, semantic"),
@@ -278,7 +278,7 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch):
     from promptlens.errors import InputError
 
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(InputError, match="missing.txt: no such prompt file"):
+    with pytest.raises(InputError, match="missing.txt: no such template file"):
         main(["attribute", "missing.txt", "--target", "x", "--debug"])
 
 

@@ -15,7 +15,8 @@ from promptlens.lint import LintTarget, lint
 from tests.rule_backend import RuleBackend
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "captum", "transformers", "optuna", "matplotlib")
+# scipy too: promptlens.stats imports it on first use only (it took 1.5 s of a 2.6 s `--help`)
+HEAVY = ("torch", "captum", "transformers", "optuna", "matplotlib", "scipy")
 PROBE = """
 import json, sys
 from promptlens.cli import main
@@ -71,3 +72,18 @@ def test_lazy_names_are_the_objects_even_after_their_modules_load():
     assert callable(promptlens.fix) and callable(promptlens.lint) and callable(promptlens.bench)
     assert not any(isinstance(getattr(promptlens, n), types.ModuleType) for n in promptlens.__all__)
     assert set(promptlens.__all__) <= set(dir(promptlens))
+
+
+def test_a_cached_lint_of_a_recipe_imports_nothing_heavy(tmp_path, monkeypatch):
+    """Reading a recipe needs FixConfig, not fix's optuna and torch (promptlens/fix_settings.py)."""
+    import promptlens.backends.hf as hf
+    from promptlens.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.jsonl").write_text(
+        '{"vars": {"input": "A scored"}, "target": "plausible", "choices": ["plausible", "implausible"]}\n')
+    (tmp_path / "r.yaml").write_text('template: "Is it plausible or implausible?\\nStatement: {input}\\n"\n'
+                                     "cases: c.jsonl\n")
+    monkeypatch.setattr(hf, "load_backend", lambda *a, **k: RuleBackend(bonus={("plausible", "implausible"): 2.0}))
+    assert main(["lint", "r.yaml"]) == 1  # fills the cache (PL101 fails the build)
+    assert probe("lint", "r.yaml", cwd=tmp_path) == {"code": 1, "heavy": []}

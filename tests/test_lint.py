@@ -4,6 +4,7 @@ real-model run."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -340,7 +341,9 @@ def test_sarif_validates_against_the_official_schema(tmp_path):
     dead = next(r for r in run_["results"] if r["ruleId"] == "PL104")
     assert dead["suppressions"][0]["kind"] == "inSource"
     rule = run_["tool"]["driver"]["rules"][0]
-    assert rule["help"]["text"] and rule["helpUri"].startswith("https://")
+    assert rule["help"]["text"]
+    for rule in run_["tool"]["driver"]["rules"]:  # a link that resolves: the rules page the package ships
+        check_help_uri(rule["helpUri"], rule["id"])
     assert run_["invocations"][0]["executionSuccessful"] is True
     assert loc["artifactLocation"]["uriBaseId"] == "%SRCROOT%"
     assert run_["originalUriBaseIds"]["%SRCROOT%"]["uri"] == Path.cwd().as_uri() + "/"
@@ -437,7 +440,7 @@ def test_cli_exit_codes_and_output_file(tmp_path, monkeypatch):
     assert good.returncode == 0 and good.stdout == "", good.stderr
     assert json.loads((tmp_path / "out" / "r.sarif").read_text())["runs"][0]["results"] == []
     for args, message in [
-        (("good.txt",), "TEMPLATE needs --cases FILE"),
+        (("good.txt",), "good.txt: a template needs its cases; add --cases FILE"),
         (("good.txt", "--cases", "cases.jsonl", "--format", "xml"), "unknown format 'xml'; choose one of: text, json"),
         (("good.txt", "--cases", "cases.jsonl", "--fail-on", "info"), "choose one of: error, warning, note, never"),
         (("--config", "missing.yaml"), "missing.yaml: no such config file"),
@@ -498,6 +501,25 @@ def test_model_work_shows_a_progress_bar_and_a_cached_run_none(tmp_path, monkeyp
     target = write(tmp_path, CLEAN, CHOICE_CASES)
     lint([target], backend=RuleBackend(bonus=HELPS), cache_dir="c", progress=True)
     err = capsys.readouterr().err
-    assert "lint t.txt:" in err and "/2 [" in err  # a two-step bar (tqdm may skip redrawing its last state)
+    assert "lint t.txt:" in err and "pass" in err  # forward passes (tests/test_progress.py counts them)
     again = lint([target], backend=RuleBackend(bonus=HELPS), cache_dir="c", progress=True)
     assert again.templates[0].cached and "lint t.txt" not in capsys.readouterr().err
+
+
+def check_help_uri(uri: str, rule_id: str) -> None:
+    """``uri`` opens the installed rules page at ``rule_id``'s section (no placeholder address)."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(uri)
+    assert parsed.scheme == "file" and "example" not in uri and "github.com/promptlens" not in uri, uri
+    page = Path(unquote(parsed.path))
+    assert page.is_file() and page.parent.parent == Path(importlib.import_module("promptlens").__file__).parent
+    assert parsed.fragment == rule_id.lower() and f'<a id="{parsed.fragment}"></a>\n## {rule_id} ' in page.read_text()
+
+
+def test_the_shipped_rules_page_is_the_codes():
+    from promptlens.lint_report import RULES_DOC, rules_markdown
+
+    assert RULES_DOC.read_text(encoding="utf-8") == rules_markdown(), "rewrite it: python -c 'from " \
+        "promptlens.lint_report import RULES_DOC, rules_markdown; RULES_DOC.write_text(rules_markdown())'"
+    assert all(f"## {r} " in rules_markdown() for r in RULES)

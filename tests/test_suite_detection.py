@@ -52,3 +52,18 @@ def test_summarize_counts_hits_and_false_calls():
     assert s.hit1 == 1.0 and s.chance_hit1 == pytest.approx(1 / 3)
     assert s.false_harmful_rate == pytest.approx(1 / 3)
     assert s.false_t_bh_rate == pytest.approx(1 / 3) and s.fault_called_t_bh == 1.0
+    assert s.false_lint_rate == pytest.approx(1 / 3) and s.fault_called_lint == 1.0
+
+
+def test_lint_rule_recomputed_from_per_case_effects_is_attributes_own_call():
+    # The tables re-decide every stored run with RULES["lint"]; on a fresh attribution that must
+    # give exactly the harmful calls attribute (and so lint's PL103) made.
+    from promptlens.attribution import attribute
+    from promptlens.types import Case
+    from tests.rule_backend import RuleBackend
+
+    fake = RuleBackend(rules={"banana": -1.0, "brief": 0.3}, bonus={("x1", "yes"): 0.4, ("x2", "yes"): -0.5})
+    cases = [Case({"input": f"x{i % 3}"}, t) for i, t in enumerate(["yes", "no", "yes", "yes", "no", "yes"])]
+    result = attribute("Say banana. Be brief. Reply now. Q {input}", cases=cases, backend=fake)
+    per_case = np.array([f.per_case for f in result.features]).T
+    assert list(det.rule_harmful(per_case, *det.RULES["lint"])) == [f.harmful for f in result.features]

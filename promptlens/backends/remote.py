@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from .. import progress
 from ..errors import BackendError, InputError
 from .base import ChatPrompts
 
@@ -134,8 +135,12 @@ class RemoteBackend(ChatPrompts):
                 raise InputError("a target is empty; give a non-empty target")
         batch = 1 if self.format == "echo" else max(1, self.batch_size)
         chunks = [pairs[i : i + batch] for i in range(0, len(pairs), batch)]
+        progress.planned(len(chunks))  # a bar, if a job opened one (promptlens.progress)
+        results = []
         with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
-            results = list(pool.map(lambda c: self._score_batch(c, self.format), chunks))
+            for result in pool.map(lambda c: self._score_batch(c, self.format), chunks):
+                results.append(result)
+                progress.advance()  # here, not in the workers: the bar is this thread's
         by_pair = dict(zip(pairs, (row for rows in results for row in rows)))
         return [[by_pair[(p, t)] for t in ts] for p, ts in zip(prompts, targets)]
 

@@ -1,7 +1,8 @@
 """Command line: parse arguments, call the library, map errors to exit codes.
 
 It sits on top of the library and nothing in the library imports it. One module per command
-(``attribute``, ``fix``, ``lint``, ``bench``); ``common`` holds what they share.
+(``attribute``, ``fix``, ``lint``, ``bench``, ``init``); ``common`` holds what they share, among it
+the one way every job names its input.
 
 Exit codes: 0 success, 1 findings (lint), 2 usage/input error (one line on stderr, no traceback;
 ``--debug`` shows it), 130 interrupted.
@@ -15,10 +16,10 @@ import sys
 from typing import Callable, NoReturn
 
 from ..errors import PromptLensError
-from . import attribute, bench, fix, lint
+from . import attribute, bench, fix, init, lint
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    attribute.add_parser, fix.add_parser, lint.add_parser, bench.add_parser,
+    attribute.add_parser, fix.add_parser, lint.add_parser, bench.add_parser, init.add_parser,
 )
 
 

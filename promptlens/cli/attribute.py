@@ -1,4 +1,7 @@
-"""``promptlens attribute PROMPT``: rank a prompt's segments by their effect on the wanted output."""
+"""``promptlens attribute INPUT``: rank a prompt's segments by their effect on the wanted output.
+
+INPUT is named as for every command (``cli.common``: a recipe, a template with ``--cases`` or
+``--target``, a ``promptlens.yaml`` with one template, a promptfoo config)."""
 
 from __future__ import annotations
 
@@ -9,12 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 # Only what the parser shows is imported here (cheap); the job's modules load in run().
+from .. import progress
 from ..backends.base import GRADIENT_METHODS, SCORE_ONLY_METHODS
 from ..errors import InputError
 from ..names import BASELINES, check_choice
 from ..scoring import OBJECTIVES
 from ..segments import SEGMENTATIONS
-from .common import add_common_options, make_backend, promptfoo_suite, read_template_arg, use_color
+from .common import (add_attribution_options, add_common_options, add_input_options, check_result_files, make_backend,
+                     read_input, resolve_input, use_color, write_result_files)
 
 if TYPE_CHECKING:
     from ..approx import ApproxConfig
@@ -24,14 +29,10 @@ METHODS = SCORE_ONLY_METHODS + GRADIENT_METHODS
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("attribute", help="rank a prompt's segments by their effect on the wanted output")
-    p.add_argument("prompt", help="prompt or template text, a file holding it, or a messages file "
-                   "(.json/.yaml: a list of {role, content}, or an object with a `messages` list)")
-    p.add_argument("--target", help="the wanted output (single prompt, no fields)")
-    p.add_argument("--cases", help="cases file (JSONL/JSON/CSV/YAML) that fills the template's fields")
-    p.add_argument("--task", help="with a dataset-schema cases file: only this task's records")
+    add_input_options(p)
+    p.add_argument("--target", help="the wanted output (a template without fields, instead of cases)")
     p.add_argument("--limit", type=int, help="use the first N cases only")
-    p.add_argument("--method", default="ablation", help=f"one of: {', '.join(METHODS)}")
-    p.add_argument("--segmentation", "--by", dest="segmentation", default="sentence", help=f"one of: {', '.join(SEGMENTATIONS)}")
+    add_attribution_options(p, "the harmful/helpful verdicts")
     p.add_argument("--baseline", default="remove", help=f"one of: {', '.join(BASELINES)}")
     p.add_argument("--objective", help=f"one of: {', '.join(OBJECTIVES)} (default: margin when cases have choices)")
     p.add_argument("--mode", default="exact",
@@ -51,8 +52,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, help="show only the N most harmful segments")
     p.add_argument("--html", help="write a self-contained HTML report to this file")
     p.add_argument("--confidence", type=float, default=0.95, help="level of the intervals (default 0.95)")
-    p.add_argument("--correction", default="bh", help="multiplicity correction of the harmful/helpful verdicts "
-                   "across segments: bh (Benjamini-Hochberg, default), holm, none")
     add_common_options(p)
     p.set_defaults(run=run)
 
@@ -77,16 +76,28 @@ def _approx_config(args: argparse.Namespace) -> ApproxConfig:
     return approx
 
 
+def _inputs(args: argparse.Namespace) -> tuple[str, list | None, str]:
+    """The prompt, its cases (None: one --target, or the model's own output) and the segmentation."""
+    if args.target is not None and args.cases:
+        raise InputError("give either --target or --cases, not both")
+    job = resolve_input(args, "attribute", needs_cases=False)
+    target = job.one("attribute")
+    template, cases = read_input(target, limit=args.limit)
+    if args.target is not None and cases:
+        raise InputError(f"{job.name} brings its cases; leave out --target (or give a template with --target)")
+    return template.text, cases or None, args.segmentation or target.segmentation
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..attribution import attribute, check_inputs
+    from ..attribution import attribute, check_baseline, check_inputs
     from ..backends.base import check_method
-    from ..cases import load_cases
-    from ..io import check_output, write_atomic
-    from ..report import attribution_table, dumps
+    from ..report import attribution_table
 
     # Check the cheap things before the model loads.
-    check_choice("method", args.method, METHODS)
-    check_choice("segmentation", args.segmentation, SEGMENTATIONS)
+    method = args.method or "ablation"
+    check_choice("method", method, METHODS)
+    if args.segmentation is not None:
+        check_choice("segmentation", args.segmentation, SEGMENTATIONS)
     check_choice("baseline", args.baseline, BASELINES)
     from ..stats import check_confidence, check_correction
 
@@ -94,39 +105,27 @@ def run(args: argparse.Namespace) -> int:
     check_confidence(args.confidence)
     if args.objective is not None:
         check_choice("objective", args.objective, OBJECTIVES)
+    args.method = method  # _approx_config reads it
     approx = _approx_config(args)
-    cases = None
-    suite = promptfoo_suite(args.prompt)
-    if suite is not None:  # a promptfoo config: its first prompt, its tests as cases
-        prompt = suite.prompts[0].text
-        cases = list(suite.cases)[: args.limit]
-    else:
-        prompt = read_template_arg(args.prompt, "prompt").text
-    if args.cases:
-        if args.target is not None:
-            raise InputError("give either --target or --cases, not both")
-        cases = load_cases(args.cases, task=args.task)[: args.limit]
     if args.samples is not None and args.samples < 1:
         raise InputError(f"--samples {args.samples} is out of range; give a positive number")
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit {args.limit} is out of range; give 1 or more")
+    prompt, cases, segmentation = _inputs(args)
     check_inputs(prompt, args.target, cases)
-    for path, what in ((args.json_out, "JSON result"), (args.html, "HTML report")):
-        if path:
-            check_output(path, what)
+    check_baseline(prompt, args.baseline, segmentation, method, args.edit_fields)
+    check_result_files(args)
     backend = make_backend(args)
-    check_method(args.method, backend)
-    result = attribute(
-        prompt, args.target, cases=cases, backend=backend, method=args.method,
-        segmentation=args.segmentation, baseline=args.baseline, objective=args.objective,
-        n_samples=args.samples, seed=args.seed, edit_fields=args.edit_fields, ig_steps=args.ig_steps,
-        mode=args.mode, approx=approx, confidence=args.confidence, correction=args.correction,
-    )
+    check_method(method, backend)
+    with progress.bar("attribute", sys.stderr.isatty()):  # forward passes, as the scorer runs them
+        result = attribute(
+            prompt, args.target, cases=cases, backend=backend, method=method,
+            segmentation=segmentation, baseline=args.baseline, objective=args.objective,
+            n_samples=args.samples, seed=args.seed, edit_fields=args.edit_fields, ig_steps=args.ig_steps,
+            mode=args.mode, approx=approx, confidence=args.confidence, correction=args.correction,
+        )
     print(attribution_table(result, color=use_color(args, sys.stdout), top=args.top))
-    if args.json_out:
-        write_atomic(args.json_out, dumps(result))
-        print(f"wrote {args.json_out}")
-    if args.html:
-        from ..html import attribution_html
+    from ..html import attribution_html
 
-        write_atomic(args.html, attribution_html(result))
-        print(f"wrote {args.html}")
+    write_result_files(args, result, attribution_html)
     return 0

@@ -1,9 +1,9 @@
-"""``promptlens bench RECIPE.yaml [--prompt FILE ...]``: arguments, the run, the files it writes.
+"""``promptlens bench INPUT [--prompt FILE ...]``: arguments, the run, the files it writes.
 
-The recipe (or ``--template``) gives the original prompt, named "original"; each ``--prompt``
-adds one to compare side by side (a file is named by its stem: ``fixed-template``). With a
-recipe, the prompts are scored on its validation cases, the ones ``promptlens fix`` never searched
-on; ``--cases`` scores on every case of a file instead.
+INPUT is named as for every command (``cli.common``). Its template is the original prompt, named
+"original"; each ``--prompt`` adds one to compare side by side (a file is named by its stem:
+``fixed-template``). With a recipe, the prompts are scored on its validation cases, the ones
+``promptlens fix`` never searched on; a cases file (``--cases``, or a config's) is scored whole.
 """
 
 from __future__ import annotations
@@ -11,22 +11,24 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Only what the parser shows is imported here (cheap); the job's modules load in run().
 from ..errors import InputError
-from ..io import check_output, write_atomic
+from ..io import write_atomic
 from ..names import LEVELS
-from .common import add_common_options, is_file_arg, make_backend, read_template_arg, read_text_arg
+from .common import (add_common_options, add_input_options, check_result_files, is_file_arg, make_backend, read_input,
+                     read_template_arg, resolve_input, write_result_files)
+
+if TYPE_CHECKING:
+    from ..config import Recipe
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="robustness benchmark: performance drop under meaning-preserving perturbations")
-    p.add_argument("recipe", nargs="?", help="recipe YAML (its template is the original prompt; its validation cases are scored)")
-    p.add_argument("--template", help="the original prompt template, or a file holding it (overrides the recipe's)")
+    add_input_options(p)
     p.add_argument("--prompt", action="append", default=[], metavar="FILE_OR_TEXT",
                    help="another template to compare side by side (repeatable), e.g. OUT/fixed-template.txt from fix")
-    p.add_argument("--cases", help="cases file (JSONL/JSON/CSV/YAML): score on all of its cases")
-    p.add_argument("--task", help="with a dataset-schema cases file: only this task's records")
     p.add_argument("--limit", type=int, help="use the first N cases only")
     p.add_argument("--levels", default=",".join(LEVELS), help=f"comma-separated, from: {', '.join(LEVELS)} (default: all)")
     p.add_argument("--budget", type=int, default=4, help="perturbed prompts per level and placement (default 4)")
@@ -46,12 +48,19 @@ def _name(value: str, taken: set[str], n: int) -> str:
     return name
 
 
+def _inputs(args: argparse.Namespace) -> tuple[str, list, Recipe | None]:
+    """The original template, the cases to score (a recipe's validation cases; a cases file whole)
+    and the recipe, if one was given."""
+    job = resolve_input(args, "bench")
+    source, cases = read_input(job.one("bench"))
+    if job.recipe is not None and not job.cases_flag:  # held out from fix: original and repaired compare fairly
+        _, cases = job.recipe.train_validation()
+    return source.text, cases[: args.limit], job.recipe
+
+
 def run(args: argparse.Namespace) -> int:
     from ..bench import BenchConfig, bench, check_bench_args
     from ..bench_report import bench_csv, bench_markdown, bench_plot, bench_table
-    from ..cases import load_cases
-    from ..config import load_recipe
-    from ..report import dumps
 
     levels = tuple(lv.strip() for lv in args.levels.split(",") if lv.strip())
     bad = [lv for lv in levels if lv not in LEVELS]
@@ -64,27 +73,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--edits {args.edits} is out of range; give 1 or more")
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit {args.limit} is out of range; give 1 or more")
-    recipe = load_recipe(args.recipe) if args.recipe else None
-    if recipe is None and not (args.template and args.cases):
-        raise InputError("give a recipe file, or both --template and --cases")
-    # No recipe: --template and --cases are both given.
-    template = read_template_arg(args.template, "template").text if recipe is None or args.template else recipe.template
+    template, cases, recipe = _inputs(args)
     seed = args.seed if args.seed is not None else (recipe.seed if recipe else 0)
     threshold = args.threshold if args.threshold is not None else (recipe.threshold if recipe else BenchConfig.threshold)
-    if recipe is None or args.cases:
-        cases = load_cases(args.cases, task=args.task)
-    elif args.task:
-        raise InputError("--task selects records of a --cases file; give --cases too (or set the task in the recipe)")
-    else:  # the recipe's validation cases: held out from fix, so original and repaired compare fairly
-        _, cases = recipe.train_validation()
-    cases = cases[: args.limit]
     prompts = {"original": template}
     for n, value in enumerate(args.prompt, 2):
         prompts[_name(value, set(prompts), n)] = read_template_arg(value, "prompt").text
     check_bench_args(prompts, cases, levels, args.budget, args.edits, threshold)  # before the model loads
-    for path, what in ((args.json_out, "JSON result"), (args.html, "HTML report")):
-        if path:
-            check_output(path, what)
+    check_result_files(args)
     backend = make_backend(args)
     config = BenchConfig(levels=levels, budget=args.budget, edits=args.edits, threshold=threshold, seed=seed,
                          progress=sys.stderr.isatty())
@@ -95,12 +91,7 @@ def run(args: argparse.Namespace) -> int:
     write_atomic(out / "bench.md", bench_markdown(result))
     bench_plot(result, out / "bench.png")
     print(f"\nwrote {out / 'bench.csv'}, {out / 'bench.md'}, {out / 'bench.png'}")
-    if args.json_out:
-        write_atomic(args.json_out, dumps(result))
-        print(f"wrote {args.json_out}")
-    if args.html:
-        from ..html import bench_html
+    from ..html import bench_html
 
-        write_atomic(args.html, bench_html(result))
-        print(f"wrote {args.html}")
+    write_result_files(args, result, bench_html)
     return 0

@@ -1,22 +1,28 @@
-"""What every command shares: the backend options, reading a text argument, the colour decision."""
+"""What every command shares: the job's input (one way to name it), the backend options, reading
+a text argument, the colour decision, the report files."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Callable, TextIO, TypeVar
 
 from ..backends.base import Backend
 from ..errors import InputError
 from ..io import read_text
 
 if TYPE_CHECKING:
-    from ..promptfoo import PromptfooSuite
+    from ..config import Recipe
+    from ..lint import LintTarget
     from ..templates import MessageTemplate
+    from ..types import Case
 
 _PROMPT_SUFFIXES = (".txt", ".md", ".prompt", ".tmpl", ".j2")
+R = TypeVar("R")  # a job's result
 
 
 def read_text_arg(value: str, what: str) -> str:
@@ -41,25 +47,22 @@ def read_template_arg(value: str, what: str = "prompt") -> MessageTemplate:
     return text_template(text, path=value if text is not value else None)
 
 
-def promptfoo_suite(value: str | None) -> PromptfooSuite | None:
-    """The promptfoo suite ``value`` names, its report printed to stderr; None for anything else.
-    A suite with several prompts is used by its first one, and the report says so."""
-    from ..promptfoo import is_promptfoo_config, load_suite
-
-    if not value or "\n" in value or len(value) > 4096 or not is_promptfoo_config(value):
-        return None
-    suite = load_suite(value)
-    for line in suite.report():
-        print(line, file=sys.stderr)
-    if len(suite.prompts) > 1:
-        print(f"promptfoo {suite.path}: using {suite.prompt_labels[0]}; `promptlens lint` checks every prompt",
-              file=sys.stderr)
-    return suite
-
-
 def is_file_arg(value: str) -> bool:
     """``value`` names an existing file (rather than being inline text)."""
     return "\n" not in value and len(value) < 4096 and Path(value).is_file()
+
+
+def add_attribution_options(p: argparse.ArgumentParser, verdicts: str) -> None:
+    """The attribution options attribute and lint share (lint's PL103/PL104 run an attribution)."""
+    from ..backends.base import GRADIENT_METHODS, SCORE_ONLY_METHODS
+    from ..segments import SEGMENTATIONS
+
+    p.add_argument("--method", help=f"attribution method, one of: {', '.join(SCORE_ONLY_METHODS + GRADIENT_METHODS)} "
+                   "(default: a config's method, else ablation)")
+    p.add_argument("--segmentation", "--by", dest="segmentation", help=f"one of: {', '.join(SEGMENTATIONS)} "
+                   "(default: the recipe's or config's, else sentence)")
+    p.add_argument("--correction", default="bh", help=f"multiplicity correction of {verdicts} across a template's "
+                   "segments: bh (Benjamini-Hochberg, the default), holm, none")
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
@@ -125,3 +128,255 @@ def use_color(args: argparse.Namespace, stream: TextIO) -> bool:
     if os.environ.get("FORCE_COLOR", "") not in ("", "0"):
         return True
     return stream.isatty()
+
+
+# --- the job's input: one way to name it for every command -----------------------------------
+#
+# Every command takes INPUT as one of: a recipe (fix's YAML: template, cases, budget), a project
+# config (promptlens.yaml: templates and their cases, as lint reads it), a promptfoo config, or a
+# template (inline text, a text file or a messages file) with --cases FILE. No INPUT: the
+# --template flag, else ./promptlens.yaml. --template and --cases replace what a recipe or a
+# one-template config names. The library never sees argparse: this resolves to LintTargets
+# (one template each, with how to read it) and a Recipe where one was given.
+
+INPUT_KINDS = ("recipe", "config", "promptfoo", "template")
+NO_CASES = Path()  # a target's cases path when the template came without cases (attribute --target)
+
+
+def add_input_options(p: argparse.ArgumentParser) -> None:
+    """INPUT, --template, --cases, --task and --config: the same for attribute, fix, lint and bench."""
+    from ..lint import DEFAULT_CONFIG
+
+    p.add_argument("input", nargs="?", metavar="INPUT",
+                   help=f"a recipe (.yaml), a project config ({DEFAULT_CONFIG}), a promptfoo config, or a template "
+                   "(prompt text, a file holding it, or a .json/.yaml messages file) with --cases FILE "
+                   f"(default: ./{DEFAULT_CONFIG}); `promptlens init` writes a recipe and a config")
+    p.add_argument("--template", help="template text or file: stands for INPUT, or replaces the template a "
+                   "recipe or a one-template config names")
+    p.add_argument("--cases", help="cases file (JSONL/JSON/CSV/YAML) for the template (replaces a recipe's or "
+                   "a one-template config's)")
+    p.add_argument("--task", help="with a dataset-schema --cases file: only this task's records")
+    p.add_argument("--config", help=f"project config (the same as giving it as INPUT; default: ./{DEFAULT_CONFIG} "
+                   "when there is no INPUT)")
+
+
+@dataclass(frozen=True)
+class JobInput:
+    """What a command runs on, however it was named: the templates (as lint's targets: the file,
+    its cases, how to segment and judge it) and, for a recipe, the recipe itself."""
+
+    kind: str  # one of INPUT_KINDS
+    name: str  # the file (or text) the user gave, for messages
+    targets: tuple[LintTarget, ...]
+    recipe: Recipe | None = None
+    settings: dict[str, str] = field(default_factory=dict)  # a config's model and method
+    cases_flag: bool = False  # the cases came from --cases
+    note: str | None = None  # said on stderr when a one-template job picks the first of several
+
+    def one(self, job: str) -> LintTarget:
+        """The single template ``job`` works on (a promptfoo suite: its first prompt)."""
+        if len(self.targets) > 1 and self.kind != "promptfoo":
+            names = ", ".join(_display_path(t.path) for t in self.targets[:5])
+            raise InputError(f"{self.name} names {len(self.targets)} templates ({names}); {job} works on one: "
+                             "give TEMPLATE --cases FILE or a recipe (lint checks them all)")
+        if self.note:
+            print(self.note, file=sys.stderr)
+        return self.targets[0]
+
+
+def input_kind(value: str) -> str:
+    """Which of INPUT_KINDS ``value`` is, from the file's name and top-level keys (not its validity:
+    the reader of that kind reports what is wrong, with the line). A YAML file that is neither a
+    config nor a messages file (a ``messages:`` mapping, or a list of messages) is a recipe, so
+    a broken or missing one is reported by the recipe reader."""
+    from ..lint import DEFAULT_CONFIG
+    from ..promptfoo import is_promptfoo_config
+
+    if not is_file_arg(value):
+        short = "\n" not in value and len(value) < 4096
+        missing_yaml = short and Path(value).suffix.lower() in (".yaml", ".yml") and not Path(value).exists()
+        return "recipe" if missing_yaml else "template"
+    path = Path(value)
+    yaml_file = path.suffix.lower() in (".yaml", ".yml")
+    if is_promptfoo_config(path):
+        return "promptfoo"
+    if path.name == DEFAULT_CONFIG:
+        return "config"
+    if not yaml_file:
+        return "template"
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return "recipe"  # its reader names the line of the problem
+    if isinstance(data, dict):
+        return "config" if "templates" in data else "template" if "messages" in data else "recipe"
+    messages = isinstance(data, list) and data and all(isinstance(m, dict) for m in data)
+    return "template" if messages else "recipe"
+
+
+def resolve_input(args: argparse.Namespace, job: str, *, needs_cases: bool = True) -> JobInput:
+    """The templates and cases ``args`` name (module section above); every mistake is one
+    InputError naming the fix. ``needs_cases=False``: a template may come without cases
+    (attribute: a --target, or the model's own output)."""
+    from ..lint import DEFAULT_CONFIG
+
+    if args.input is not None and args.config:
+        raise InputError(f"give INPUT or --config {args.config}, not both")
+    if args.task and not args.cases:
+        raise InputError("--task selects records of a --cases file; give --cases too (in a recipe or config, "
+                         "set the task there)")
+    value = args.input if args.input is not None else args.config
+    if value is None and args.template is None:
+        if not Path(DEFAULT_CONFIG).is_file():
+            raise InputError(f"nothing to {job}: give a recipe, TEMPLATE --cases FILE, or a {DEFAULT_CONFIG} "
+                             f"(`promptlens init TEMPLATE --cases FILE` writes a recipe and a {DEFAULT_CONFIG})")
+        value = DEFAULT_CONFIG
+    kind = "config" if args.config else input_kind(value) if value is not None else "template"
+    if kind == "template":
+        got = _template_input(value if value is not None else args.template, args, job, needs_cases)
+    elif kind == "promptfoo":
+        got = _promptfoo_input(value, args)
+    elif kind == "recipe":
+        got = _recipe_input(value, args)
+    else:
+        got = _config_input(value, args)
+    return got
+
+
+def _template_input(value: str, args: argparse.Namespace, job: str, needs_cases: bool) -> JobInput:
+    if args.input is not None and args.template:
+        raise InputError(f"{args.input} is a template; give it as INPUT or as --template, not both")
+    fields = [] if args.cases else _fields(value)
+    if not args.cases and (needs_cases or fields):
+        if is_file_arg(value):
+            raise InputError(f"{_short_arg(value)}: a template needs its cases; add --cases FILE, or give a recipe "
+                             f"or a promptlens.yaml (`promptlens init {_short_arg(value)} --cases FILE` writes both)")
+        has = f"has fields {', '.join('{' + f + '}' for f in fields)}" if fields else "needs cases"
+        raise InputError(f"the template {has}; give cases that fill them with --cases FILE, or give a recipe or "
+                         "a promptlens.yaml")
+    target = _template_target(value, Path(args.cases) if args.cases else NO_CASES, args.task)
+    return JobInput("template", value, (target,), cases_flag=bool(args.cases))
+
+
+def _fields(value: str) -> list[str]:
+    from ..segments import template_fields
+
+    return list(template_fields(read_template_arg(value, "template").text))
+
+
+def _template_target(value: str, cases: Path, task: str | None) -> LintTarget:
+    """A target for the template ``value``: a file is left for lint to read itself (its inline
+    markers), inline text is read here."""
+    from ..lint import LintTarget
+
+    if is_file_arg(value):
+        return LintTarget(Path(value), cases, task)
+    return LintTarget(Path("<template>"), cases, task, template=read_template_arg(value, "template"))
+
+
+def _promptfoo_input(value: str, args: argparse.Namespace) -> JobInput:
+    from ..lint import LintTarget
+    from ..promptfoo import load_suite
+
+    if args.cases or args.template:
+        raise InputError(f"{value} is a promptfoo config and brings its own prompts and tests; leave out "
+                         "--cases and --template")
+    suite = load_suite(value)
+    for line in suite.report():
+        print(line, file=sys.stderr)
+    targets = tuple(LintTarget(Path(t.path or value), Path(value), None, template=t, inline_cases=suite.cases)
+                    for t in suite.prompts)
+    note = (f"promptfoo {suite.path}: using {suite.prompt_labels[0]}; `promptlens lint` checks every prompt"
+            if len(suite.prompts) > 1 else None)
+    return JobInput("promptfoo", value, targets, note=note)
+
+
+def _recipe_input(value: str, args: argparse.Namespace) -> JobInput:
+    """A recipe's template and cases as a target (lint reports at the template's file, or at the
+    recipe for an inline template; its hint is `promptlens fix RECIPE`); --template and --cases
+    replace them."""
+    from ..cases import load_cases
+    from ..config import load_recipe
+    from ..lint import LintTarget
+
+    recipe = load_recipe(value)
+    # The cases travel with the target, as a promptfoo suite's do: `cases` names the file that holds them.
+    cases = tuple(load_cases(args.cases, task=args.task)) if args.cases else recipe.cases
+    if args.template:
+        target = _template_target(args.template, Path(value), args.task)
+    else:
+        source = recipe.source
+        path = Path(source.path) if source is not None and source.path else Path(value)
+        target = LintTarget(path, Path(value), args.task, template=source)
+    target = dataclasses.replace(target, inline_cases=cases, segmentation=recipe.config.segmentation)
+    return JobInput("recipe", value, (target,), recipe=recipe, cases_flag=bool(args.cases))
+
+
+def _config_input(value: str, args: argparse.Namespace) -> JobInput:
+    from ..lint import load_config
+
+    targets, settings = load_config(value)
+    if (args.cases or args.template) and len(targets) > 1:
+        raise InputError(f"{value} names {len(targets)} templates; --cases and --template replace those of a "
+                         "one-template config only (set them per template there)")
+    if args.template or args.cases:
+        t = targets[0]
+        cases = Path(args.cases) if args.cases else t.cases
+        task = args.task if args.cases else t.task
+        if args.template:  # the entry's settings (segmentation, thresholds, ...) stay
+            new = _template_target(args.template, cases, task)
+            t = dataclasses.replace(t, path=new.path, template=new.template)
+        targets = [dataclasses.replace(t, cases=cases, task=task)]
+    return JobInput("config", value, tuple(targets), settings=settings, cases_flag=bool(args.cases))
+
+
+def read_input(target: LintTarget, *, limit: int | None = None) -> tuple[MessageTemplate, list[Case]]:
+    """The template and cases of one target, as attribute, fix and bench use them (no cases file:
+    no cases)."""
+    from ..cases import load_cases
+
+    template = target.template if target.template is not None else read_template_arg(str(target.path), "template")
+    if target.inline_cases is not None:
+        cases = list(target.inline_cases)
+    elif target.cases != NO_CASES:
+        cases = load_cases(target.cases, task=target.task)
+    else:
+        cases = []
+    return template, cases[:limit]
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return Path(os.path.relpath(path)).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _short_arg(value: str) -> str:
+    """A template argument as a message shows it: the file name, or the start of inline text."""
+    one_line = " ".join(value.split())
+    return one_line if len(one_line) <= 40 else one_line[:37] + "..."
+
+
+def write_result_files(args: argparse.Namespace, result: R, html: Callable[[R], str]) -> None:
+    """``--json FILE`` and ``--html FILE`` of a job's result, each written atomically and named."""
+    from ..io import write_atomic
+    from ..report import dumps
+
+    if getattr(args, "json_out", None):
+        write_atomic(args.json_out, dumps(result))
+        print(f"wrote {args.json_out}")
+    if getattr(args, "html", None):
+        write_atomic(args.html, html(result))
+        print(f"wrote {args.html}")
+
+
+def check_result_files(args: argparse.Namespace) -> None:
+    """``--json`` and ``--html`` can be written, checked before any model work."""
+    from ..io import check_output
+
+    for path, what in ((getattr(args, "json_out", None), "JSON result"), (getattr(args, "html", None), "HTML report")):
+        if path:
+            check_output(path, what)

@@ -1,6 +1,8 @@
-"""``promptlens fix RECIPE.yaml``: arguments, the run, and the files it writes.
+"""``promptlens fix INPUT``: arguments, the run, and the files it writes.
 
-Flags override the recipe; without a recipe, ``--template`` and ``--cases`` are required.
+INPUT is named as for every command (``cli.common``): a recipe (its budget and split too), a
+template with ``--cases``, a ``promptlens.yaml`` with one template, a promptfoo config. Flags
+override the recipe; without one, fix's defaults apply.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import TYPE_CHECKING
 from ..errors import InputError
 from ..io import check_output, write_atomic
 from ..names import STRATEGIES
-from .common import add_common_options, make_backend, promptfoo_suite, read_template_arg, use_color
+from .common import (add_common_options, add_input_options, check_result_files, make_backend, read_input, resolve_input,
+                     use_color, write_result_files)
 
 if TYPE_CHECKING:
     from ..config import Recipe
@@ -25,11 +28,7 @@ if TYPE_CHECKING:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fix", help="repair a prompt template: meaning-preserving edits that raise the score")
-    p.add_argument("recipe", nargs="?", help="recipe YAML (template, cases, budget, ...), or a promptfoo config "
-                   "(its first prompt, its tests as cases); flags override it")
-    p.add_argument("--template", help="template text, or a file holding it (overrides the recipe's)")
-    p.add_argument("--cases", help="cases file (JSONL/JSON/CSV/YAML) (overrides the recipe's)")
-    p.add_argument("--task", help="with a dataset-schema cases file: only this task's records")
+    add_input_options(p)
     p.add_argument("--strategy", choices=STRATEGIES, help="which segments to edit (default: attribution)")
     p.add_argument("--trials", type=int, help="trial budget over all rounds (default 30)")
     p.add_argument("--seconds", type=float, help="time budget in seconds (default: none)")
@@ -59,34 +58,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _recipe(args: argparse.Namespace) -> Recipe:
-    from ..cases import load_cases
-    from ..config import Recipe, load_recipe
+    """The input as a recipe, the flags applied over it (a template and cases: fix's defaults)."""
+    from ..config import REPAIRABLE, Recipe
     from ..fix import FixConfig
 
-    """The recipe file with the flags applied over it (or one made of the flags alone)."""
-    suite = promptfoo_suite(args.recipe)
-    if suite is not None:  # a promptfoo config: its first prompt and its tests, fix's defaults
-        first = suite.prompts[0]
-        recipe = Recipe(template=first.text, cases=suite.cases, source=first)
-    elif args.recipe:
-        recipe = load_recipe(args.recipe)
-    elif args.template and args.cases:
-        recipe = None
+    job = resolve_input(args, "fix")
+    target = job.one("fix")
+    source, cases = read_input(target)
+    recipe = job.recipe
+    if recipe is not None:
+        config = recipe.config
+    elif target.segmentation in REPAIRABLE:
+        config = FixConfig(segmentation=target.segmentation)
     else:
-        raise InputError("give a recipe file, or both --template and --cases")
-    source: MessageTemplate | None
-    if recipe is None or args.template:  # no recipe: --template and --cases are both given
-        source = read_template_arg(args.template, "template")
-        template = source.text
-    else:
-        source, template = recipe.source, recipe.template
-    if recipe is None or args.cases:
-        cases = load_cases(args.cases, task=args.task)
-    elif args.task:
-        raise InputError("--task selects records of a --cases file; give --cases too (or set the task in the recipe)")
-    else:
-        cases = list(recipe.cases)
-    config = recipe.config if recipe else FixConfig()
+        raise InputError(f"{job.name}: segmentation {target.segmentation!r} cannot be repaired; set one of "
+                         f"{', '.join(REPAIRABLE)} there")
     flags = {"strategy": args.strategy, "trials": args.trials, "seconds": args.seconds, "threshold": args.threshold,
              "seed": args.seed, "max_regressions": args.max_regressions, "prompts": args.prompts,
              "attribution_cases": args.attribution_cases}
@@ -94,7 +80,7 @@ def _recipe(args: argparse.Namespace) -> Recipe:
                      keep_logprob=config.keep_logprob and not args.allow_logprob_drop,
                      storage=args.storage, out=args.out, study_name=args.study, resume=args.resume, join=args.join,
                      progress=sys.stderr.isatty())
-    return Recipe(template=template, cases=tuple(cases), config=config, path=recipe.path if recipe else None,
+    return Recipe(template=source.text, cases=tuple(cases), config=config, path=recipe.path if recipe else None,
                   source=source)
 
 
@@ -120,16 +106,14 @@ def _check_outputs(args: argparse.Namespace, out: Path, fixed_name: Path) -> Non
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder for the fixed template and the study database")
     check_output(fixed_name, "fixed template")
-    for path, what in ((args.json_out, "JSON result"), (args.html, "HTML report")):
-        if path:
-            check_output(path, what)
+    check_result_files(args)
     if args.storage:
         check_storage(args.storage)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..fix import FixInterrupted, check_fix_config, fix
-    from ..report import dumps, fix_report
+    from ..report import fix_report
     from ..signals import interrupts
 
     recipe = _recipe(args)
@@ -154,12 +138,7 @@ def run(args: argparse.Namespace) -> int:
     write_atomic(fixed_name, written(recipe.source, result.best))
     print(fix_report(result, color=use_color(args, sys.stdout)))
     print(f"\nwrote {fixed_name}")
-    if args.json_out:
-        write_atomic(args.json_out, dumps(result))
-        print(f"wrote {args.json_out}")
-    if args.html:
-        from ..html import fix_html
+    from ..html import fix_html
 
-        write_atomic(args.html, fix_html(result))
-        print(f"wrote {args.html}")
+    write_result_files(args, result, fix_html)
     return 0

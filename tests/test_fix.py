@@ -487,3 +487,23 @@ def test_real_screened_attribution_within_a_prompt_budget_removes_the_planted_ex
     assert result.edits and all(e.new == "" for e in result.edits)
     assert (units + 1) * 4 < result.prompts_scored <= 120 + len(train) * 2  # a started trial and the LOO check end
     assert result.train_after.logprob > result.train_before.logprob
+
+
+@pytest.mark.model
+def test_real_logprob_screen_under_the_margin_objective_sees_the_planted_example(backend):
+    # sports_checker's upper-case example costs the right label 1.1 nats over 32 cases (manifest):
+    # a 4-case screen by the right label's log-prob sees it, while the search's objective stays the margin.
+    from benchmarks.suite import MANIFEST, load_suite
+    from promptlens.similarity import Similarity
+
+    if not MANIFEST.is_file():
+        pytest.skip("the suite is not built yet (benchmarks/suite/build.py)")
+    variant = next(v for v in load_suite().variants() if v.id == "sports_checker/uppercase_example")
+    train = load_suite().prompt(variant.prompt_id).cases("bench")[:8]
+    result = fix(variant.flat, train, validation=[], backend=backend, similarity=Similarity(), strategy="attribution",
+                 attribution_cases=4, attribution_objective="logprob", prompts=100, trials=4, rounds=1, top_k=1,
+                 seed=0, segmentation="unit", kinds=["delete"], attribute_after=False)
+    attr = result.attribution_before
+    assert result.objective == "margin" and attr.objective == "logprob" and attr.n_cases == 4
+    fault = next(f for f in attr.features if variant.fault.text.strip() in f.segment.text)
+    assert fault.mean < -0.3 and attr.ranked()[0].mean <= fault.mean

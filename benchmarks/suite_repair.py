@@ -2,20 +2,23 @@
 
 For each planted variant of the suite (``benchmarks/suite``, message-list prompts with one fault
 of measured harm each) and each seed: the variant's bench cases (never the ones its harm was
-measured on) are shuffled by the seed into train and test; the template is attributed once on
-train; then ``fix`` runs with every strategy at the same trial budget, the same candidates'
-rules and the same splits:
+measured on) are shuffled by the seed into train and test; then ``fix`` runs with every strategy
+at the same budget of prompts scored (``FixConfig.prompts``: every prompt scored before the test
+cases, attribution included), the same candidates' rules and the same splits:
 
-* ``attribution``: the ``top_k`` most harmful units by attribution;
+* ``attribution``: the ``top_k`` most harmful units by an ablation that ``fix`` makes itself on
+  the first ``--attribution-cases`` train cases (``FixConfig.attribution_cases``), its forward
+  passes counted in its budget;
 * ``random``: ``top_k`` random units;
 * ``all``: every unit, each single edit scored first, then TPE;
 * ``tpe``: every unit, Optuna's TPE from the first trial (no prior on where the fault is).
 
-Only ``attribution`` uses the attribution, so only its cost includes the attribution's.
+Only ``attribution`` uses the attribution, so only its cost includes the attribution's: the
+others are handed attribution's (``fix(attribution=...)``, for the report only, not counted).
 Reported: test target log-prob gain, test objective gain (margin on choice tasks), test accuracy
 gain, whether an edit touched the planted fault's unit, the cost in prompts scored and seconds;
 then the paired differences attribution - other (same variant, same seed) with a 95%
-95% skew-adjusted t-interval over the variant x seed pairs (promptlens.stats).
+skew-adjusted t-interval over the variant x seed pairs (promptlens.stats).
 
 Cost is counted in prompts scored (one teacher-forced forward pass each): ``SharedCache``
 answers a (prompt, targets) pair that another strategy already scored from memory, so the four
@@ -23,7 +26,7 @@ strategies cost little more than one on a shared machine, but every prompt a str
 counts against it as if it ran alone. Seconds are wall time with that cache, so only the first
 strategy's include most of the model's work: compare strategies by prompts scored.
 
-    python benchmarks/suite_repair.py [--seeds 3] [--train 16] [--test 16] [--trials 12] [--variants ...]
+    python benchmarks/suite_repair.py [--seeds 3] [--train 16] [--test 12] [--prompts 160] [--variants ...]
 """
 
 from __future__ import annotations
@@ -105,10 +108,8 @@ def fault_rank(attr, at: int | None) -> int | None:
     return next((n for n, f in enumerate(attr.ranked(), 1) if f.index == at), None)
 
 
-def row(variant: Variant, seed: int, strategy: str, result: FixResult, attr_passes: int, seconds: float,
-        at: int | None) -> dict:
+def row(variant: Variant, seed: int, strategy: str, result: FixResult, seconds: float, at: int | None) -> dict:
     before, after = result.validation_before, result.validation_after
-    extra = strategy == "attribution"
     return {
         "variant": variant.id, "kind": variant.fault.kind, "seed": seed, "strategy": strategy,
         "test_logprob_gain": after.logprob - before.logprob,
@@ -117,7 +118,10 @@ def row(variant: Variant, seed: int, strategy: str, result: FixResult, attr_pass
         "train_objective_gain": result.train_after.objective - result.train_before.objective,
         "fault_edited": touched_fault(result, at), "edits": len(result.edits),
         "test_lost": len(result.validation_flips.lost), "similarity": result.similarity,
-        "prompts_scored": result.forward_passes + (attr_passes if extra else 0), "seconds": seconds,
+        # what the budget counts (attribution's own ablation included), then with the 2 x test
+        # prompts of the before/after test scores, the same for every strategy
+        "search_prompts": result.prompts_scored, "prompts_scored": result.prompts_scored + result.validation_prompts,
+        "trials": result.trials, "seconds": seconds,
     }
 
 
@@ -131,8 +135,9 @@ def markdown(df: pd.DataFrame) -> str:
 
 def tables(df: pd.DataFrame, strategies: list[str]) -> str:
     metrics = ["test_logprob_gain", "test_objective_gain", "test_accuracy_gain", "fault_edited", "test_lost",
-               "prompts_scored", "seconds"]
+               "search_prompts", "prompts_scored", "seconds"]
     # a pair needs every strategy: drop a (variant, seed) that a stopped run left unfinished
+    df = df[df["strategy"].isin(strategies)]
     complete = df.groupby(["variant", "seed"])["strategy"].transform("nunique") == len(strategies)
     df = df[complete]
     df = df.assign(fault_edited=df["fault_edited"].astype(float))
@@ -151,11 +156,30 @@ def tables(df: pd.DataFrame, strategies: list[str]) -> str:
             mean, low, high = stats.mean_ci((wide["attribution"] - wide[other]).to_numpy())
             paired.append({"metric": "test_objective_gain (choice tasks)", "comparison": f"attribution - {other}",
                            "mean": mean, "ci_low": low, "ci_high": high, "pairs": len(wide)})
-    return "\n".join(["## Overall (mean over variant x seed)", "", markdown(overall), "",
+    cost = df.pivot_table(index=["variant", "seed"], columns="strategy", values="prompts_scored")
+    cheaper = (f"pairs where attribution scored no more prompts than all: {int((cost['attribution'] <= cost['all']).sum())}"
+               f" of {len(cost)}" if {"attribution", "all"} <= set(cost.columns) else "")
+    return "\n".join(["## Overall (mean over variant x seed)", "", markdown(overall), "", cheaper, "",
                       f"## Paired differences ({stats.level(stats.DEFAULT_CONFIDENCE)} {stats.METHOD_NAMES[stats.DEFAULT_METHOD]} over variant x seed pairs)", "",
                       markdown(pd.DataFrame(paired).set_index("metric")), "",
                       "## Per variant (mean over seeds)", "",
                       markdown(df.groupby(["variant", "strategy"])[metrics[:5]].mean()), ""])
+
+
+def report(df: pd.DataFrame) -> str:
+    """The tables over every variant, the free-form and the choice ones apart; each for the
+    strategies every pair ran, then (when some pairs ran more, e.g. ``tpe`` on some seeds only)
+    for all strategies over the pairs that ran them all."""
+    ran = [s for s in STRATEGIES if s in set(df["strategy"])]
+    seeds = df.groupby("strategy")["seed"].nunique()
+    core = [s for s in ran if seeds[s] == df["seed"].nunique()]  # ran on every seed
+    choice = df.groupby("variant")["test_accuracy_gain"].transform(lambda x: x.notna().any())
+    out = []
+    for title, part in (("every variant", df), ("free-form variants", df[~choice]), ("choice variants", df[choice])):
+        for strategies in ([core, ran] if ran != core else [core]):
+            if len(part):
+                out += [f"# {title}: {', '.join(strategies)}", "", tables(part, strategies)]
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -165,9 +189,14 @@ def main() -> None:
     ap.add_argument("--per-prompt", type=int, default=None, help="at most this many variants per prompt")
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1 (parallel runs)")
     ap.add_argument("--train", type=int, default=16)
     ap.add_argument("--test", type=int, default=16)
-    ap.add_argument("--trials", type=int, default=12)
+    ap.add_argument("--trials", type=int, default=50, help="trial cap; the budget is --passes")
+    ap.add_argument("--prompts", type=int, default=160, help="budget of prompts scored per strategy (FixConfig.prompts)")
+    ap.add_argument("--attribution-cases", type=int, default=4, help="train cases attribution's ablation uses")
+    ap.add_argument("--attribution-objective", choices=["logprob", "margin"],
+                    help="what attribution ranks units by (FixConfig.attribution_objective; default: the objective)")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--top-k", type=int, default=2)
     ap.add_argument("--segmentation", default="unit")
@@ -178,7 +207,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.tables:
         df = pd.concat([pd.read_csv(f) for f in args.tables], ignore_index=True)
-        md = tables(df, [s for s in STRATEGIES if s in set(df["strategy"])])
+        md = report(df)
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "suite_repair.md").write_text(md)
         print(md)
@@ -196,24 +225,27 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     started = time.perf_counter()
-    for seed in range(args.seeds):  # seed-major: a run stopped early still covers every variant
+    for seed in range(args.first_seed, args.first_seed + args.seeds):  # seed-major: a run stopped early still covers every variant
         for variant in variants:
             template = as_flat([dict(m) for m in variant.messages])
             bench = suite.prompt(variant.prompt_id).cases("bench")
             train, test = splits(bench, args.train, args.test, seed)
-            p0 = backend.forward_passes
-            attr = attribute(template, cases=train, backend=backend, segmentation=args.segmentation, seed=seed)
-            attr_passes = backend.forward_passes - p0
-            at = fault_segment(attr, variant)
-            rank = fault_rank(attr, at)
-            for strategy in args.strategies:
+            attr = None  # attribution's own (fix makes it, counted); the others get it for the report only
+            strategies = sorted(args.strategies, key=lambda s: s != "attribution")
+            if "attribution" not in strategies:  # nobody makes one: made here, on the same cases, not counted
+                attr = attribute(template, cases=train[: args.attribution_cases], backend=backend,
+                                 segmentation=args.segmentation, seed=seed)
+            for strategy in strategies:
                 start = time.perf_counter()
                 result = fix(template, train, validation=test, backend=backend, similarity=similarity,
-                             strategy=strategy, budget_trials=args.trials, rounds=args.rounds, seed=seed,
-                             top_k=args.top_k, kinds=args.kinds, segmentation=args.segmentation,
-                             attribution=attr, attribute_after=False)
-                rows.append({**row(variant, seed, strategy, result, attr_passes, time.perf_counter() - start, at),
-                             "fault_rank": rank, "units": len(attr.features)})
+                             strategy=strategy, trials=args.trials, prompts=args.prompts, rounds=args.rounds,
+                             seed=seed, top_k=args.top_k, rewrites=args.kinds, segmentation=args.segmentation,
+                             attribution_cases=args.attribution_cases, attribution=attr, attribute_after=False,
+                             attribution_objective=args.attribution_objective)
+                attr = attr or result.attribution_before
+                at = fault_segment(attr, variant)
+                rows.append({**row(variant, seed, strategy, result, time.perf_counter() - start, at),
+                             "fault_rank": fault_rank(attr, at), "units": len(attr.features)})
                 pd.DataFrame(rows).to_csv(out / "suite_repair_runs.csv", index=False)  # nothing lost if stopped
                 r = rows[-1]
                 print(f"{variant.id:40s} seed {seed} {strategy:11s} test logprob {r['test_logprob_gain']:+.3f} "

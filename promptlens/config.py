@@ -6,7 +6,7 @@
     dataset: {path: ..., task: sports_understanding}   # path defaults to the shipped dataset
     n_train: 16          # or split: 0.5
     n_validation: 16
-    budget: {trials: 30, seconds: 300}
+    budget: {trials: 30, seconds: 300, prompts: 400}   # prompts: prompts scored, attribution included
     threshold: 0.8
     seed: 0
     strategy: attribution
@@ -17,6 +17,7 @@
     rewrites: [delete, paraphrase, synonym, scaffold, alternative]   # the default: all kinds
     keep_logprob: true   # margin objective: keep only edits that raise the right label's log-prob significantly
     max_regressions: 0   # no train case may turn from right to wrong (default: no limit)
+    attribution_cases: 4 # attribute on the first 4 train cases only (a cheaper screen; default: all)
 
 Relative paths resolve against the recipe's folder. Read with ``yaml.safe_load`` only; every
 problem is one ``InputError`` that names ``file:line`` and the fix.
@@ -45,7 +46,7 @@ from .types import Case
 Where = Callable[[str], str]  # a recipe key -> where it is, for a message ("recipe.yaml:3")
 KEYS = ("template", "template_file", "cases", "dataset", "n_train", "n_validation", "split", "budget",
         "threshold", "seed", "strategy", "alternatives", "top_k", "rounds", "segmentation", "rewrites",
-        "keep_logprob", "max_regressions")
+        "keep_logprob", "max_regressions", "attribution_cases")
 
 
 # Segmentations whose edits leave a valid template: "unit" and "example" delete or rewrite a whole
@@ -116,8 +117,8 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
     template = source_template.text
     cases = _cases(data, base, where, template)
     budget = data.get("budget") or {}
-    if not isinstance(budget, Mapping) or set(budget) - {"trials", "seconds"}:
-        raise InputError(f"{where('budget')}: budget is a mapping with `trials` and/or `seconds`, e.g. "
+    if not isinstance(budget, Mapping) or set(budget) - {"trials", "seconds", "prompts"}:
+        raise InputError(f"{where('budget')}: budget is a mapping with `trials`, `seconds` and/or `prompts`, e.g. "
                          "budget: {trials: 30, seconds: 300}")
     strategy = data.get("strategy", FixConfig.strategy)
     if strategy not in STRATEGIES:
@@ -143,6 +144,7 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
         split=_number(data, "split", float, where, low=0.0, high=1.0, default=d.split),
         trials=_number(budget, "trials", int, lambda _: where("budget"), low=1, default=d.trials),
         seconds=_number(budget, "seconds", float, lambda _: where("budget"), low=1.0),
+        prompts=_number(budget, "prompts", int, lambda _: where("budget"), low=1),
         threshold=_number(data, "threshold", float, where, low=0.0, high=1.0, default=d.threshold),
         seed=_number(data, "seed", int, where, default=d.seed),
         strategy=strategy,
@@ -153,6 +155,7 @@ def recipe_from_mapping(data: Mapping[str, Any], *, base: Path = Path("."), sour
         alternatives={k: list(v) for k, v in alternatives.items()},
         keep_logprob=_flag(data, "keep_logprob", where, default=d.keep_logprob),
         max_regressions=_number(data, "max_regressions", int, where, low=0),
+        attribution_cases=_number(data, "attribution_cases", int, where, low=1),
     )
     return Recipe(template=template, cases=tuple(cases), config=config,
                   path=None if source == "<recipe>" else Path(source), source=source_template)

@@ -30,7 +30,7 @@ from .attribution import attribute
 from .cases import check_vars, split_cases
 from .errors import InputError
 from .rewrites import RewriteConfig, candidates
-from .scoring import Backend, default_objective, score_prompts, summarize, summarize_scores
+from .scoring import Backend, default_objective, score_prompts, summarize_scores
 from .fewshot import EXAMPLE_KINDS, check_examples, check_notes, merge_examples
 from .segments import fill, segment, template_fields
 from .templates import MessageTemplate, as_flat, render_notes
@@ -131,6 +131,8 @@ class FixResult:
     validation_flips: Flips | None = None
     max_regressions: int | None = None  # the search's limit on train cases turned from right to wrong
     validation_logprob_low: float | None = None  # stats.lower_bound of the per-case validation log-prob gain
+    prompts_scored: int = 0  # before the validation scores (what FixConfig.prompts limits)
+    validation_prompts: int = 0  # the validation cases scored with the original and the fixed template
     verdict: Verdict = field(init=False)  # from the fields above (``fix_verdict``); kept in the JSON
 
     def __post_init__(self) -> None:
@@ -376,6 +378,14 @@ def check_fix_config(template: str, cases: Sequence[Case], config: FixConfig) ->
         raise InputError(f"threshold {config.threshold} is out of range; give a similarity in (0, 1], e.g. 0.8")
     if config.trials < 1:
         raise InputError(f"--trials {config.trials} is out of range; give 1 or more")
+    if config.prompts is not None and config.prompts < 1:
+        raise InputError(f"prompts {config.prompts} is out of range; give a budget of 1 or more prompts scored")
+    if config.attribution_objective not in (None, "logprob", "margin"):
+        raise InputError(f"attribution_objective {config.attribution_objective!r} is unknown; give logprob or margin "
+                         "(or none: the fix's objective)")
+    if config.attribution_cases is not None and config.attribution_cases < 1:
+        raise InputError(f"attribution_cases {config.attribution_cases} is out of range; give 1 or more train "
+                         "cases to attribute on, or none for all of them")
     if config.seconds is not None and not config.seconds > 0:
         raise InputError(f"--seconds {config.seconds} is out of range; give a time budget above 0 seconds")
     if not template.strip():
@@ -424,6 +434,9 @@ def fix(
     ``strategy``: ``attribution`` edits the ``top_k`` weakest segments, ``random`` ``top_k``
     random ones, ``all`` every segment with each single edit scored first, ``tpe`` every segment
     with Optuna's TPE from the first trial (no prior on where the fault is).
+    ``prompts``: a budget in prompts scored (``FixResult.prompts_scored``) over everything before the
+    validation scores, the attribution ``fix`` makes included, so strategies compare at equal cost;
+    ``attribution_cases``: attribute on only the first this many train cases, a cheaper screen.
     ``attribution``: an attribution of ``template`` on the train cases made earlier (the same
     ``segmentation``), used instead of attributing again; its forward passes are not counted in
     the result's. ``attribute_after``: attribute the fixed template too (for the report).
@@ -441,6 +454,23 @@ def fix(
         backend = load_backend()
     return FixRun(template, train, valid, config, backend, similarity or Similarity(), all_cases=cases,
                   attribution=attribution).run()
+
+
+class PromptCounter:
+    """A backend as it is, but counting the prompts it is asked to score (``prompts``): the budget
+    unit of ``fix`` whatever the backend batches into one forward pass (the embedded backend runs
+    many prompts that share a prefix in one)."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.prompts = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def token_logprobs(self, prompts: Sequence[str], targets: Sequence[Sequence[str]]) -> list[list[list[float]]]:
+        self.prompts += len(prompts)
+        return self.inner.token_logprobs(prompts, targets)
 
 
 @dataclass
@@ -464,7 +494,7 @@ class FixRun:
                  attribution: Attribution | None = None) -> None:
         self.start = time.monotonic()
         self.template, self.train, self.valid, self.config = template, list(train), list(valid), config
-        self.backend, self.similarity = backend, similarity
+        self.backend, self.similarity = PromptCounter(backend), similarity
         self.deadline = self.start + config.seconds if config.seconds else float("inf")
         self.objective = config.objective or default_objective(self.train)
         self.storage = config.storage
@@ -480,7 +510,7 @@ class FixRun:
             threshold=config.threshold, edit_floor=config.edit_floor, alternatives=dict(config.alternatives),
             seed=config.seed, kinds=tuple(config.rewrites) if config.rewrites else RewriteConfig.kinds)
         self.passes0 = getattr(backend, "forward_passes", 0)
-        self.scorer = TemplateScorer(backend, self.train, self.objective)
+        self.scorer = TemplateScorer(self.backend, self.train, self.objective)
         self.logprob_rule = config.keep_logprob and self.objective == "margin"
         self.minibatch = config.minibatch or max(2, len(self.train) // 2)  # a quarter of 16 cases prunes on noise
         self.rng = random.Random(config.seed)
@@ -497,12 +527,19 @@ class FixRun:
         self.given_attribution = attribution
 
     def _attribute(self, template: str) -> Attribution:
-        return attribute(template, cases=self.train, backend=self.backend, segmentation=self.config.segmentation,
-                         seed=self.config.seed)
+        cases = self.train[: self.config.attribution_cases] if self.config.attribution_cases else self.train
+        return attribute(template, cases=cases, backend=self.backend, segmentation=self.config.segmentation,
+                         seed=self.config.seed, objective=self.config.attribution_objective)
+
+    def out_of_passes(self) -> bool:
+        """Whether the budget of prompts scored (``FixConfig.prompts``) is spent."""
+        return self.config.prompts is not None and self.backend.prompts >= self.config.prompts
 
     def run(self) -> FixResult:
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # its warnings (a Ctrl-C traceback) are not for users
-        self.train_before = summarize(self.backend, self.template, self.train, self.objective)
+        self.scorer.mean(self.template)  # through the scorer's memo: trial 0 then costs no forward pass
+        self.train_before = summarize_scores([self.scorer.memo[(self.template, i)] for i in range(len(self.train))],
+                                             self.train, self.objective)
         self.attr_before = self.attr = self.given_attribution or self._attribute(self.template)
         self.notes += [n for n in self.attr_before.notes if n in render_notes(self.backend, self.template)]
         # A doubtful example label: reported, never changed.
@@ -537,13 +574,16 @@ class FixRun:
             return False
         outcome = self.search(rnd)
         if outcome is None:
-            self.notes.append(f"round {r + 1}: the time budget ran out before its first trial; give more seconds")
+            self.notes.append(f"round {r + 1}: the budget of {self.config.prompts} prompts scored was spent before "
+                              "its first trial; give a larger one" if self.out_of_passes() else
+                              f"round {r + 1}: the time budget ran out before its first trial; give more seconds")
             return False
         improved = self.settle(rnd, outcome)
         self.study = None  # the round is done: its best is `current` now
         # Unimproved, the same template would be attributed the same way: another round finds nothing new.
         return not ((not improved and self.config.strategy == "attribution")
-                    or self.trials_total >= self.config.trials or time.monotonic() >= self.deadline)
+                    or self.trials_total >= self.config.trials or time.monotonic() >= self.deadline
+                    or self.out_of_passes())
 
     def _share(self, r: int) -> int:
         """What is left of the trial budget, split evenly over the rounds still to run (ceil:
@@ -620,7 +660,7 @@ class FixRun:
             original=self.template, threshold=self.config.threshold, budget=self._share(rnd.number),
             deadline=self.deadline, minibatch=self.minibatch, shared=self.config.join,
             logprob_baseline=self.current if self.logprob_rule else None, max_regressions=self.config.max_regressions,
-            on_trial=lambda s, t: _tick(self.bar, s, t, self.deadline),
+            on_trial=lambda s, t: _tick(self.bar, s, t, self.deadline), stop=self.out_of_passes,
         )
         if outcome is not None:
             self.trials += outcome.trials_run
@@ -690,6 +730,7 @@ class FixRun:
         attr_after = self.attr_before if current == template or not c.attribute_after else self._attribute(current)
         for t in (template, current):
             self.scorer.mean(t)  # memoised: usually no new forward pass
+        prompts = self.backend.prompts
         rows = {t: [self.scorer.memo[(t, i)] for i in range(len(train))] for t in (template, current)}
         valid_rows = score_prompts(self.backend, [[fill(t, case.vars) for case in valid] for t in (template, current)],
                                    valid) if valid else None
@@ -710,6 +751,7 @@ class FixRun:
             forward_passes=getattr(self.backend, "forward_passes", 0) - self.passes0,
             seconds=time.monotonic() - self.start, seed=c.seed, study_name=self.study_name, storage=self.storage,
             notes=tuple(self.notes), logprob_rule=self.logprob_rule,
+            prompts_scored=prompts, validation_prompts=self.backend.prompts - prompts,
         )
 
 

@@ -22,6 +22,11 @@ class FixConfig:
     strategy: str = "attribution"  # which segments to edit: attribution, random, all, tpe
     trials: int = 30  # trial budget over all rounds
     seconds: float | None = None  # time budget (None: none)
+    # Budget in prompts scored (each one teacher-forced forward pass when run alone; None: none),
+    # counted before the validation scores: the attribution fix makes, the train scores, the
+    # trials. No trial starts once it is spent (a started one finishes). The fair unit for
+    # comparing strategies: attribution pays for its own ablation.
+    prompts: int | None = None
     threshold: float = 0.8  # minimum similarity of the fixed template to the original
     edit_floor: float = 0.5  # minimum similarity of an edited segment to the one it replaces
     top_k: int = 3  # segments edited per round
@@ -34,6 +39,12 @@ class FixConfig:
     rewrites: tuple[str, ...] | None = None  # kinds of rewrite to try (default: all)
     alternatives: Mapping[str, Sequence[str]] = field(default_factory=dict)  # segment text -> texts
     segmentation: str = "sentence"
+    # Attribute on the first this many train cases (None: all): a cheap screen, (segments + 1) x
+    # this many forward passes; the search still scores every candidate on every train case.
+    attribution_cases: int | None = None
+    # What the attribution ranks segments by (None: the fix's objective). "logprob" with the margin
+    # objective: the right label's log-prob, the quantity the log-prob rule needs to rise.
+    attribution_objective: str | None = None
     min_gain: float = 1e-3  # nats an edit must gain on average (and significantly) to be kept
     keep_logprob: bool = True  # margin objective: keep only significant rises of the right label's log-prob
     minibatch: int | None = None  # train cases a trial scores before the pruner may stop it

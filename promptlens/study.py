@@ -207,9 +207,11 @@ def run_study(
     logprob_baseline: str | None = None,
     max_regressions: int | None = None,
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> StudyOutcome | None:
     """Run trials until the study holds ``budget`` of them (all workers together, earlier runs
-    included) or ``time.monotonic() >= deadline``; None when no trial finished. ``shared``:
+    included), ``time.monotonic() >= deadline`` or ``stop()`` is true before a trial (``fix``'s
+    forward-pass budget); None when no trial finished. ``shared``:
     other workers may be running trials, so wait (until the deadline) for them to finish before
     reading the result, so that every worker reads the same study. With ``logprob_baseline`` (a
     template: the round's start, which is trial 0), a combination other than trial 0 is feasible
@@ -254,7 +256,7 @@ def run_study(
 
     ran = 0
     with interrupts(deferred=True) as check_interrupt:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (stop is not None and stop()):
             check_interrupt()
             outcome = _one_trial(study, objective, budget, on_trial)
             if outcome is None:

@@ -21,11 +21,11 @@ CASES = [Case(vars={"input": f"question number {i}?"}, target=t)
          for i, t in enumerate(["yes", "no", "maybe so", "yes", "no", "blue sky", "red", "green"])]
 
 
-def run(**kw):
+def run(cases=CASES, **kw):
     args = dict(backend=FakeBackend(), similarity=JaccardSimilarity(), budget_trials=12, rounds=1, seed=0,
                 n_train=4)
     args.update(kw)
-    return fix(TEMPLATE, CASES, **args)
+    return fix(TEMPLATE, cases, **args)
 
 
 def test_planted_harmful_segment_is_edited_and_gain_is_exact():
@@ -404,3 +404,86 @@ def test_fix_on_a_message_template_deletes_the_harmful_example_and_writes_messag
     source = load_template(tmp_path / "p.json")
     assert fixed_file_name(source) == "fixed-template.json"
     assert json.loads(written(source, result.best))[-1] == {"role": "user", "content": "Q: {input}"}
+
+
+def test_a_budget_of_prompts_scored_stops_the_search_and_counts_fixs_own_attribution():
+    free = run(strategy="all", budget_trials=20)
+    given = run(strategy="all", budget_trials=20, attribution=free.attribution_before)
+    # the attribution fix makes itself is counted: leave-one-out over the segments, on each train case
+    assert free.prompts_scored - given.prompts_scored == (len(free.attribution_before.features) + 1) * 4
+    capped = run(strategy="all", budget_trials=20, prompts=50)
+    assert capped.trials < free.trials == 20
+    assert 50 <= capped.prompts_scored < free.prompts_scored  # the kept edits' leave-one-out checks come after
+    assert free.validation_prompts == capped.validation_prompts == 2 * 4  # the 4 validation cases, before and after
+
+
+def test_a_spent_prompt_budget_returns_the_original_with_a_note():
+    result = run(prompts=1)
+    assert result.best == TEMPLATE and result.trials == 0
+    assert any("budget of 1 prompts scored was spent" in n for n in result.notes)
+
+
+def test_attribution_on_fewer_train_cases_is_a_cheaper_screen_that_still_finds_the_harmful_segment():
+    full, cheap = run(), run(attribution_cases=2)
+    assert cheap.attribution_before.n_cases == 2 and full.attribution_before.n_cases == 4
+    assert "banana" in cheap.attribution_before.ranked()[0].segment.text and "banana" not in cheap.best
+    assert cheap.prompts_scored < full.prompts_scored
+    # the search still scores the kept edit on every train case
+    assert cheap.train_after.objective == pytest.approx(cheap.train_before.objective + BANANA_PENALTY)
+
+
+def test_attribution_objective_ranks_by_the_right_labels_logprob_under_the_margin_objective():
+    # FakeBackend's banana costs every label 3 nats: the margin does not move, the right label's log-prob does
+    cases = [Case(c.vars, "yes" if i % 2 else "no", ("yes", "no")) for i, c in enumerate(CASES)]
+    by_margin, by_logprob = (run(cases=cases, attribution_objective=o) for o in (None, "logprob"))
+    assert by_margin.objective == by_logprob.objective == "margin"
+    banana = [f for f in by_margin.attribution_before.features if "banana" in f.segment.text]
+    assert by_margin.attribution_before.objective == "margin" and banana[0].mean == pytest.approx(0.0)
+    worst = by_logprob.attribution_before.ranked()[0]
+    assert by_logprob.attribution_before.objective == "logprob" and "banana" in worst.segment.text
+    assert worst.mean == pytest.approx(-BANANA_PENALTY)
+
+
+@pytest.mark.parametrize("setting, message", [({"prompts": 0}, "prompts 0 is out of range"),
+                                              ({"attribution_cases": 0}, "attribution_cases 0 is out of range"),
+                                              ({"attribution_objective": "accuracy"}, "attribution_objective")])
+def test_budget_and_screen_out_of_range_name_the_fix(setting, message):
+    from promptlens.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        run(**setting)
+
+
+def test_recipe_budget_of_prompts_and_attribution_cases(tmp_path):
+    from promptlens.config import load_recipe
+
+    (tmp_path / "r.yaml").write_text("template: 'Q {input}'\ncases: [{input: a, target: b}]\n"
+                                     "budget: {trials: 5, prompts: 120}\nattribution_cases: 4\n", encoding="utf-8")
+    config = load_recipe(tmp_path / "r.yaml").config
+    assert (config.trials, config.prompts, config.attribution_cases) == (5, 120, 4)
+
+
+@pytest.mark.model
+def test_real_screened_attribution_within_a_prompt_budget_removes_the_planted_example(backend):
+    # The suite's largest measured fault (a comma-separated few-shot answer on word sorting, -2.7
+    # nats over 32 cases): a 4-case ablation screen ranks its unit first, and fix keeps a deletion
+    # that raises the target within the budget of prompts scored, the screen's prompts counted in it.
+    # (Which deletion: on these 8 cases removing a sorting rule pays as much, +3.0 nats, and wins.)
+    from benchmarks.suite import MANIFEST, load_suite
+    from promptlens.similarity import Similarity
+
+    if not MANIFEST.is_file():
+        pytest.skip("the suite is not built yet (benchmarks/suite/build.py)")
+    suite = load_suite()
+    variant = min(suite.variants(), key=lambda v: v.harm.logprob.mean)
+    train = suite.prompt(variant.prompt_id).cases("bench")[:8]
+    result = fix(variant.flat, train, validation=[], backend=backend, similarity=Similarity(), strategy="attribution",
+                 attribution_cases=4, prompts=120, trials=12, rounds=1, top_k=2, seed=0, segmentation="unit",
+                 kinds=["delete"], attribute_after=False)
+    attr = result.attribution_before
+    units = len(attr.features)
+    assert attr.n_cases == 4 and attr.forward_passes > 0
+    assert variant.fault.text.strip() in attr.ranked()[0].segment.text  # the screen puts the fault first
+    assert result.edits and all(e.new == "" for e in result.edits)
+    assert (units + 1) * 4 < result.prompts_scored <= 120 + len(train) * 2  # a started trial and the LOO check end
+    assert result.train_after.logprob > result.train_before.logprob

@@ -26,7 +26,7 @@ def test_tables_pair_attribution_with_each_strategy_and_drop_unfinished_pairs():
         for strategy, gain in (("attribution", 1.0 + seed), ("random", 0.5), ("all", 1.0), ("tpe", 0.0)):
             rows.append({"variant": "p/v", "kind": "k", "seed": seed, "strategy": strategy,
                          "test_logprob_gain": gain, "test_objective_gain": gain, "test_accuracy_gain": float("nan"),
-                         "fault_edited": strategy == "attribution", "test_lost": 0, "prompts_scored": 10,
+                         "fault_edited": strategy == "attribution", "test_lost": 0, "prompts_scored": 10, "search_prompts": 8,
                          "seconds": 1.0})
     rows.append({**rows[0], "seed": 3})  # a pair the run did not finish: attribution only
     md = tables(pd.DataFrame(rows), ["attribution", "random", "all", "tpe"])

@@ -32,6 +32,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", choices=STRATEGIES, help="which segments to edit (default: attribution)")
     p.add_argument("--trials", type=int, help="trial budget over all rounds (default 30)")
     p.add_argument("--seconds", type=float, help="time budget in seconds (default: none)")
+    p.add_argument("--prompts", type=int, metavar="N", help="budget of prompts scored, fix's own attribution included "
+                   "(default: none)")
+    p.add_argument("--attribution-cases", type=int, metavar="K", help="attribute on the first K train cases only, a "
+                   "cheaper screen (default: all)")
     p.add_argument("--threshold", type=float, help="minimum similarity of the fixed template to the original (0.8)")
     p.add_argument("--out", default="promptlens-fix", help="output folder (fixed template, study database)")
     p.add_argument("--json", dest="json_out", help="write the full result to this JSON file")
@@ -70,7 +74,8 @@ def _recipe(args: argparse.Namespace) -> Recipe:
         raise InputError(f"{job.name}: segmentation {target.segmentation!r} cannot be repaired; set one of "
                          f"{', '.join(REPAIRABLE)} there")
     flags = {"strategy": args.strategy, "trials": args.trials, "seconds": args.seconds, "threshold": args.threshold,
-             "seed": args.seed, "max_regressions": args.max_regressions}
+             "seed": args.seed, "max_regressions": args.max_regressions, "prompts": args.prompts,
+             "attribution_cases": args.attribution_cases}
     config = replace(config, **{k: v for k, v in flags.items() if v is not None},
                      keep_logprob=config.keep_logprob and not args.allow_logprob_drop,
                      storage=args.storage, out=args.out, study_name=args.study, resume=args.resume, join=args.join,

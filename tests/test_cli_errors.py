@@ -141,7 +141,7 @@ CORPUS: list[tuple[str, list[str], dict[str, str | bytes | None], str]] = [
     ("fix-recipe-budget-zero", ["fix", "r.yaml"], {"r.yaml": RECIPE + "budget: {trials: 0}\n", "c.jsonl": GOOD_JSONL},
      "r.yaml:3: `trials` is 0; give an integer from 1"),
     ("fix-recipe-budget-shape", ["fix", "r.yaml"], {"r.yaml": RECIPE + "budget: 30\n", "c.jsonl": GOOD_JSONL},
-     "budget is a mapping with `trials` and/or `seconds`"),
+     "budget is a mapping with `trials`, `seconds` and/or `prompts`"),
     ("fix-recipe-cases-path-nul", ["fix", "r.yaml"], {"r.yaml": 'template: "Q {input}"\ncases: "c\\0.jsonl"\n'},
      "'c\\x00.jsonl': not a usable path (embedded null byte); check the path"),
     ("fix-recipe-template-file-nul", ["fix", "r.yaml"],

@@ -37,8 +37,8 @@ from .templates import MessageTemplate, as_flat, render_notes
 from .similarity import Similarity, SimilarityModel
 from .storage import (fail_running_trials, finished, join_study, open_study, storage_for, store_result,
                       stored_result, wait_for)
-from .study import (Slot, StudyOutcome, TemplateScorer, best_template, enqueue_original, enqueue_single_edits, flip,
-                    run_study, store_slots, stored_slots, template_for)
+from .study import (BudgetSpent, Slot, StudyOutcome, TemplateScorer, best_template, enqueue_original,
+                    enqueue_single_edits, flip, ranked_choices, run_study, store_slots, stored_slots, template_for)
 from .stats import DEFAULT_CONFIDENCE, MIN_CASES, lower_bound, significant
 from .types import Attribution, Case, Score, Segment, Summary
 
@@ -131,7 +131,7 @@ class FixResult:
     validation_flips: Flips | None = None
     max_regressions: int | None = None  # the search's limit on train cases turned from right to wrong
     validation_logprob_low: float | None = None  # stats.lower_bound of the per-case validation log-prob gain
-    prompts_scored: int = 0  # before the validation scores (what FixConfig.prompts limits)
+    prompts_scored: int = 0  # before the validation scores (what FixConfig.prompts limits; never above it)
     validation_prompts: int = 0  # the validation cases scored with the original and the fixed template
     verdict: Verdict = field(init=False)  # from the fields above (``fix_verdict``); kept in the JSON
 
@@ -435,7 +435,11 @@ def fix(
     random ones, ``all`` every segment with each single edit scored first, ``tpe`` every segment
     with Optuna's TPE from the first trial (no prior on where the fault is).
     ``prompts``: a budget in prompts scored (``FixResult.prompts_scored``) over everything before the
-    validation scores, the attribution ``fix`` makes included, so strategies compare at equal cost;
+    validation scores, the attribution ``fix`` makes included, so strategies compare at equal cost.
+    It is a hard limit: a scoring request that the rest cannot pay for in full is refused, so the
+    search stops, and the check of the best trial's edits (leave-one-out) after it is paid from
+    the same budget; when it cannot be, the next best trials are checked with the scores already
+    made (``FixRun._decide``). The validation scores and ``attribute_after`` are outside it;
     ``attribution_cases``: attribute on only the first this many train cases, a cheaper screen.
     ``attribution``: an attribution of ``template`` on the train cases made earlier (the same
     ``segmentation``), used instead of attributing again; its forward passes are not counted in
@@ -459,16 +463,23 @@ def fix(
 class PromptCounter:
     """A backend as it is, but counting the prompts it is asked to score (``prompts``): the budget
     unit of ``fix`` whatever the backend batches into one forward pass (the embedded backend runs
-    many prompts that share a prefix in one)."""
+    many prompts that share a prefix in one). With ``limit``, a request that would take the count
+    above it is refused whole (``BudgetSpent``, nothing scored; ``refused`` is then set), so the
+    count never exceeds the limit."""
 
-    def __init__(self, inner: Backend) -> None:
+    def __init__(self, inner: Backend, limit: int | None = None) -> None:
         self.inner = inner
         self.prompts = 0
+        self.limit = limit
+        self.refused = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     def token_logprobs(self, prompts: Sequence[str], targets: Sequence[Sequence[str]]) -> list[list[list[float]]]:
+        if self.limit is not None and self.prompts + len(prompts) > self.limit:
+            self.refused = True
+            raise BudgetSpent(f"{len(prompts)} prompt(s) asked for, {self.limit - self.prompts} of the budget left")
         self.prompts += len(prompts)
         return self.inner.token_logprobs(prompts, targets)
 
@@ -494,7 +505,7 @@ class FixRun:
                  attribution: Attribution | None = None) -> None:
         self.start = time.monotonic()
         self.template, self.train, self.valid, self.config = template, list(train), list(valid), config
-        self.backend, self.similarity = PromptCounter(backend), similarity
+        self.backend, self.similarity = PromptCounter(backend, config.prompts), similarity
         self.deadline = self.start + config.seconds if config.seconds else float("inf")
         self.objective = config.objective or default_objective(self.train)
         self.storage = config.storage
@@ -533,17 +544,23 @@ class FixRun:
 
     def out_of_passes(self) -> bool:
         """Whether the budget of prompts scored (``FixConfig.prompts``) is spent."""
-        return self.config.prompts is not None and self.backend.prompts >= self.config.prompts
+        return self.config.prompts is not None and (self.backend.refused or self.backend.prompts >= self.config.prompts)
 
     def run(self) -> FixResult:
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # its warnings (a Ctrl-C traceback) are not for users
-        self.scorer.mean(self.template)  # through the scorer's memo: trial 0 then costs no forward pass
+        try:
+            self.scorer.mean(self.template)  # through the scorer's memo: trial 0 then costs no forward pass
+            self.attr_before = self.attr = self.given_attribution or self._attribute(self.template)
+            # A doubtful example label: reported, never changed.
+            examples = check_notes(check_examples(self.backend, self.template, self.train))
+        except BudgetSpent:
+            raise InputError(f"a budget of {self.config.prompts} prompts scored is spent before the search starts "
+                             f"(the original's {len(self.train)} train scores, the attribution and the example "
+                             "checks); give a larger --prompts budget, or fewer --attribution-cases") from None
         self.train_before = summarize_scores([self.scorer.memo[(self.template, i)] for i in range(len(self.train))],
                                              self.train, self.objective)
-        self.attr_before = self.attr = self.given_attribution or self._attribute(self.template)
         self.notes += [n for n in self.attr_before.notes if n in render_notes(self.backend, self.template)]
-        # A doubtful example label: reported, never changed.
-        self.notes += check_notes(check_examples(self.backend, self.template, self.train))
+        self.notes += examples
         if len(self.train) < MIN_CASES:
             self.notes.append(f"{len(self.train)} train case(s): a gain needs at least {MIN_CASES} to be shown "
                               "significant, so no edit can be kept; give more cases")
@@ -566,7 +583,12 @@ class FixRun:
             self.notes.append(f"round {r + 1}: skipped, too little of the time budget left")
             return False
         rnd = self.open_round(r)
-        self.plan_candidates(rnd)
+        try:
+            self.plan_candidates(rnd)
+        except BudgetSpent:
+            self.notes.append(f"round {r + 1}: the budget of {self.config.prompts} prompts scored was spent while "
+                              "attributing or generating candidates; give a larger one")
+            return False
         self.setup_seconds = time.monotonic() - round_start + (self.attr_before.seconds if r == 0 else 0.0)
         rnd.slots = [s for s in rnd.slots if len(s.rewrites) > 1]
         if not rnd.slots:
@@ -660,7 +682,7 @@ class FixRun:
             original=self.template, threshold=self.config.threshold, budget=self._share(rnd.number),
             deadline=self.deadline, minibatch=self.minibatch, shared=self.config.join,
             logprob_baseline=self.current if self.logprob_rule else None, max_regressions=self.config.max_regressions,
-            on_trial=lambda s, t: _tick(self.bar, s, t, self.deadline), stop=self.out_of_passes,
+            on_trial=lambda s, t: _tick(self.bar, s, t, self.deadline), stop=lambda: self._stop(rnd),
         )
         if outcome is not None:
             self.trials += outcome.trials_run
@@ -668,6 +690,26 @@ class FixRun:
             self.pruned += outcome.pruned
             self.infeasible += outcome.infeasible
         return outcome
+
+    def _stop(self, rnd: _Round) -> bool:
+        """Whether the search must stop before another trial: the budget is spent, or what is left
+        of it is only what checking the best trial so far needs (``check_cost``)."""
+        if self.out_of_passes():
+            return True
+        if self.config.prompts is None or not rnd.leader:
+            return False
+        ranked = ranked_choices(rnd.study, rnd.slots)
+        edited = [c for c in ranked if any(c)]
+        best = edited[0] if self.logprob_rule and edited else (ranked[0] if ranked else None)
+        # room for one more trial (it scores at most every train case) and then the check of the
+        # best before it: if that trial becomes the best and its check cannot be paid, that one can
+        left = self._left()
+        return best is not None and left is not None and left - len(self.train) < check_cost(
+            rnd.segments, rnd.slots, best, self.scorer)
+
+    def _left(self) -> int | None:
+        """What is left of the budget of prompts scored (None: no budget)."""
+        return None if self.config.prompts is None else self.config.prompts - self.backend.prompts
 
     def settle(self, rnd: _Round, outcome: StudyOutcome) -> bool:
         """Keep the round's edits that pay significantly (the leader decides; the others read its
@@ -686,7 +728,32 @@ class FixRun:
         return True
 
     def _decide(self, rnd: _Round, outcome: StudyOutcome) -> list[int]:
-        """The best trial, its passenger edits undone, kept only if its gain is significant."""
+        """The best trial, checked (``_check``); the check is paid from the same budget of prompts
+        scored as the search. When what is left cannot pay for it, the next best complete trials
+        are checked in turn, each as far as the scores already made (the memo) and the rest of the
+        budget allow: a single edit's check needs only its own and the start's scores. If none can
+        be checked, the round's start is kept."""
+        first = tuple(outcome.best_choice)
+        tried = [first, *[c for c in ranked_choices(rnd.study, rnd.slots) if c != first and any(c)]]
+        for n, candidate in enumerate(tried):
+            try:
+                choice = self._check(rnd, candidate)
+                # the kept edits' report (settle) reuses the check's scores; make sure they are paid for
+                _edits(rnd.number, rnd.segments, rnd.slots, choice, self.scorer, logprob=self.logprob_rule)
+            except BudgetSpent:
+                continue
+            if n:
+                self.notes.append(f"round {rnd.number + 1}: the budget of {self.config.prompts} prompts scored could "
+                                  f"not pay for checking the best trial's edits; checked the trial ranked {n + 1} "
+                                  "instead, with the scores already made")
+            return choice
+        self.notes.append(f"round {rnd.number + 1}: the budget of {self.config.prompts} prompts scored could not pay "
+                          "for checking any trial's edits; kept the round's starting template; give a larger budget")
+        return [0] * len(rnd.slots)
+
+    def _check(self, rnd: _Round, best: Sequence[int]) -> list[int]:
+        """A trial's choice, its passenger edits undone, kept only if its gain is significant
+        (raises ``BudgetSpent`` when the budget cannot pay for the scores this needs)."""
         start, min_gain, rule = self.current, self.config.min_gain, self.logprob_rule  # never below the round's start
 
         def feasible(t: str) -> bool:
@@ -697,9 +764,9 @@ class FixRun:
                 t == start or _accept(t, start, self.scorer, min_gain, rule)
                 or (not rule and self.scorer.mean(t) >= self.scorer.mean(start)))
 
-        choice = _simplify(rnd.segments, rnd.slots, outcome.best_choice, self.scorer, min_gain, feasible,
-                           logprob_rule=rule)
-        undone = sum(1 for a, b in zip(outcome.best_choice, choice) if a and not b)
+        choice = _simplify(rnd.segments, rnd.slots, best, self.scorer, min_gain, feasible, logprob_rule=rule,
+                           left=self._left)
+        undone = sum(1 for a, b in zip(best, choice) if a and not b)
         r = rnd.number
         if undone:
             self.notes.append(f"round {r + 1}: undid {undone} edit(s) of the best trial whose gain on train was "
@@ -727,13 +794,15 @@ class FixRun:
                               "margin significantly; drop this rule with --allow-logprob-drop")
         template, current, valid, objective, train = self.template, self.current, self.valid, self.objective, self.train
         c = self.config
-        attr_after = self.attr_before if current == template or not c.attribute_after else self._attribute(current)
         for t in (template, current):
-            self.scorer.mean(t)  # memoised: usually no new forward pass
+            self.scorer.mean(t)  # memoised: no new forward pass (the check scored `current` within the budget)
         prompts = self.backend.prompts
+        self.backend.limit = None  # the validation scores and the report's attribution are outside the budget
         rows = {t: [self.scorer.memo[(t, i)] for i in range(len(train))] for t in (template, current)}
         valid_rows = score_prompts(self.backend, [[fill(t, case.vars) for case in valid] for t in (template, current)],
                                    valid) if valid else None
+        validation_prompts = self.backend.prompts - prompts
+        attr_after = self.attr_before if current == template or not c.attribute_after else self._attribute(current)
         return FixResult(
             original=template, best=current, objective=objective, strategy=c.strategy, threshold=c.threshold,
             similarity=self.similarity.cosine(template, current),
@@ -751,7 +820,7 @@ class FixRun:
             forward_passes=getattr(self.backend, "forward_passes", 0) - self.passes0,
             seconds=time.monotonic() - self.start, seed=c.seed, study_name=self.study_name, storage=self.storage,
             notes=tuple(self.notes), logprob_rule=self.logprob_rule,
-            prompts_scored=prompts, validation_prompts=self.backend.prompts - prompts,
+            prompts_scored=prompts, validation_prompts=validation_prompts,
         )
 
 
@@ -772,21 +841,60 @@ def _loo(segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequence[in
             for k, c in enumerate(choice) if c}
 
 
+def _loo_templates(segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequence[int]) -> list[str]:
+    return [template_for(segments, slots, [0 if j == k else c for j, c in enumerate(choice)])
+            for k, c in enumerate(choice) if c]
+
+
+def _missing(scorer: TemplateScorer, templates: Sequence[str]) -> int:
+    """Prompts scoring ``templates`` on every train case would cost: what the memo lacks."""
+    return sum(1 for t in dict.fromkeys(templates) for i in range(len(scorer.cases)) if (t, i) not in scorer.memo)
+
+
+def check_cost(segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequence[int],
+               scorer: TemplateScorer) -> int:
+    """Prompts the first leave-one-out pass over ``choice``'s edits would score (what the memo
+    lacks), plus one template's train scores when it has several edits (the template with every
+    weak edit undone at once, ``_simplify``'s bounded step)."""
+    loo = _loo_templates(segments, slots, choice)
+    return _missing(scorer, loo) + (len(scorer.cases) if len(loo) > 1 else 0)
+
+
 def _simplify(segments: Sequence[Segment], slots: Sequence[Slot], choice: Sequence[int], scorer: TemplateScorer,
-              min_gain: float, feasible: Callable[[str], bool], *, logprob_rule: bool = False) -> list[int]:
+              min_gain: float, feasible: Callable[[str], bool], *, logprob_rule: bool = False,
+              left: Callable[[], int | None] = lambda: None) -> list[int]:
     """Undo, one at a time, the edits that do not pay significantly: the best trial often carries
     passengers, edits that were sampled along with a useful one and add nothing, or whose gain on
     the train cases is luck. An edit stays if undoing it alone loses significantly on train
     (``significant``: mean over ``min_gain``, skew-adjusted t lower bound over 0), or, with
     ``logprob_rule`` (margin objective), if it raises the right label's log-prob significantly
     without lowering the margin. The weakest is undone first; an undo that makes the template
-    infeasible (``feasible``: similarity, the round's starting score, the log-prob rule) is skipped."""
+    infeasible (``feasible``: similarity, the round's starting score, the log-prob rule) is skipped.
+
+    Within a budget of prompts scored (``left``: what is left of it, None for none): the first
+    pass is made only if ``check_cost`` can be paid (else ``BudgetSpent``, nothing scored); when a
+    further pass and one more template cannot be paid, only the strongest edit that paid
+    significantly in the last pass is kept, alone (its own check is then its gain over the start,
+    one template's scores), if that template is feasible (else ``BudgetSpent``); none when none paid."""
     choice = list(choice)
+    strong: list[int] = []
+    passes = 0
     while any(choice):
+        budget = left()
+        if budget is not None and not passes and check_cost(segments, slots, choice, scorer) > budget:
+            raise BudgetSpent(f"checking {sum(1 for c in choice if c)} edit(s) costs more than the {budget} prompts left")
+        if budget is not None and passes and (_missing(scorer, _loo_templates(segments, slots, choice))
+                                              + len(scorer.cases) > budget):
+            bounded = [c if strong and k == strong[0] else 0 for k, c in enumerate(choice)]
+            if not any(bounded) or feasible(template_for(segments, slots, bounded)):
+                return bounded
+            raise BudgetSpent("the bounded check's template is not feasible")
         gains = _loo(segments, slots, choice, scorer)
         lp = _loo(segments, slots, choice, scorer, objective="logprob") if logprob_rule else {}
+        passes += 1
         weak = [k for k, g in gains.items() if not significant(g, min_gain=min_gain)
                 and not (k in lp and significant(lp[k], min_gain=min_gain) and not significant([-x for x in g]))]
+        strong = sorted((k for k in gains if k not in weak), key=lambda k: -sum(gains[k]))
         for k in sorted(weak, key=lambda k: sum(gains[k])):
             undone = [0 if j == k else c for j, c in enumerate(choice)]
             if feasible(template_for(segments, slots, undone)):

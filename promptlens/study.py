@@ -45,6 +45,11 @@ _SIMILARITY = "similarity"
 _TEMPLATE = "template"
 
 
+class BudgetSpent(Exception):
+    """A scoring request that what is left of ``fix``'s budget of prompts scored cannot pay for in
+    full; nothing of it was scored (``fix.PromptCounter``)."""
+
+
 class TemplateScorer:
     """Mean objective of templates over cases, memoised per (template, case)."""
 
@@ -144,6 +149,13 @@ def _value(trial: optuna.trial.FrozenTrial) -> float:
     return float(trial.value)
 
 
+def ranked_choices(study: optuna.Study, slots: Sequence[Slot]) -> list[tuple[int, ...]]:
+    """The choices of the study's complete trials, best first (earliest among equals), each once."""
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    done.sort(key=lambda t: (-_value(t), t.number))
+    return list(dict.fromkeys(tuple(int(t.params.get(s.param, 0)) for s in slots) for t in done))
+
+
 def best_template(study: optuna.Study) -> tuple[str, float] | None:
     """The template and train objective of the study's best finished trial (earliest among equals)."""
     best = _best(study.get_trials(deepcopy=False))
@@ -236,10 +248,14 @@ def run_study(
         if sim < threshold or repeats(template) > repeats(original):
             trial.set_user_attr("infeasible", True)
             raise optuna.TrialPruned()
-        trial.report(scorer.mean(template, minibatch), 0)
-        if trial.should_prune():
-            raise optuna.TrialPruned()
-        value = scorer.mean(template)
+        try:
+            trial.report(scorer.mean(template, minibatch), 0)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+            value = scorer.mean(template)
+        except BudgetSpent:  # the budget cannot score this trial in full: it is the last (``stop``)
+            trial.set_user_attr("budget_spent", True)
+            raise optuna.TrialPruned() from None
         if max_regressions is not None:
             lost = scorer.regressions(template, original)
             trial.set_user_attr("regressions", lost)

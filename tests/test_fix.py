@@ -413,14 +413,68 @@ def test_a_budget_of_prompts_scored_stops_the_search_and_counts_fixs_own_attribu
     assert free.prompts_scored - given.prompts_scored == (len(free.attribution_before.features) + 1) * 4
     capped = run(strategy="all", budget_trials=20, prompts=50)
     assert capped.trials < free.trials == 20
-    assert 50 <= capped.prompts_scored < free.prompts_scored  # the kept edits' leave-one-out checks come after
+    assert capped.prompts_scored <= 50 < free.prompts_scored  # a hard limit: the checks after the search included
     assert free.validation_prompts == capped.validation_prompts == 2 * 4  # the 4 validation cases, before and after
 
 
-def test_a_spent_prompt_budget_returns_the_original_with_a_note():
-    result = run(prompts=1)
-    assert result.best == TEMPLATE and result.trials == 0
-    assert any("budget of 1 prompts scored was spent" in n for n in result.notes)
+class CountingBackend(FakeBackend):
+    """FakeBackend counting every prompt it scores, whatever fix's own counter says."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.prompts = 0
+
+    def token_logprobs(self, prompts, targets):
+        self.prompts += len(prompts)
+        return super().token_logprobs(prompts, targets)
+
+
+# Seven sentences, a banana in two of them: TPE's best trials delete several at once, so checking
+# them one edit at a time (leave-one-out) costs more than a small budget has left after the search.
+MANY = ("You are a careful assistant. Eat a banana. Read the question below. Answer it with a single word. "
+        "Think first. A banana is yellow. Be brief. Question: {input}\nAnswer:")
+
+
+@pytest.mark.parametrize("strategy", ["attribution", "random", "all", "tpe"])
+@pytest.mark.parametrize("prompts", [45, 57, 80, 120, 200])
+def test_every_strategy_scores_no_more_prompts_than_the_budget(strategy, prompts):
+    backend = CountingBackend()
+    result = fix(MANY, CASES, backend=backend, similarity=JaccardSimilarity(), budget_trials=40, rounds=1, seed=1,
+                 n_train=4, top_k=3, threshold=0.3, strategy=strategy, prompts=prompts, segmentation="sentence")
+    assert result.prompts_scored <= prompts
+    assert backend.prompts == result.prompts_scored + result.validation_prompts  # nothing scored is left uncounted
+    assert result.validation_prompts == 2 * 4
+    # whatever was kept passed its check: every kept edit's leave-one-out gain on train is measured, not assumed
+    assert result.train_after.objective >= result.train_before.objective
+    for edit in result.edits:
+        assert edit.n_cases == 4 and edit.gain > 0
+
+
+def test_a_check_the_rest_of_the_budget_cannot_pay_for_falls_back_to_a_trial_the_scores_can_check():
+    args = dict(similarity=JaccardSimilarity(), budget_trials=40, rounds=1, seed=1, n_train=4, threshold=0.3,
+                strategy="tpe", segmentation="sentence")
+    free = fix(MANY, CASES, backend=CountingBackend(), **args)
+    assert free.prompts_scored > 100 and "banana" not in free.best  # unbounded, the search and its check
+    tight = fix(MANY, CASES, backend=CountingBackend(), prompts=90, **args)
+    assert tight.prompts_scored <= 90
+    assert any("could not pay for checking the best trial" in n or "could not pay for checking any" in n
+               for n in tight.notes)
+    # what it kept is checked: each edit's gain is the exact gain of undoing it alone
+    assert tight.train_after.objective >= tight.train_before.objective
+
+
+def test_a_budget_that_cannot_pay_for_the_original_is_an_input_error():
+    from promptlens.errors import InputError
+
+    with pytest.raises(InputError, match="give a larger --prompts budget"):
+        run(prompts=1)
+
+
+def test_a_budget_spent_before_the_first_trial_returns_the_original_with_a_note():
+    free = run()
+    result = run(prompts=4, attribution=free.attribution_before)  # pays for the original's 4 train scores only
+    assert result.best == TEMPLATE and result.trials == 0 and result.prompts_scored == 4
+    assert any("budget of 4 prompts scored was spent" in n for n in result.notes)
 
 
 def test_attribution_on_fewer_train_cases_is_a_cheaper_screen_that_still_finds_the_harmful_segment():
@@ -485,8 +539,44 @@ def test_real_screened_attribution_within_a_prompt_budget_removes_the_planted_ex
     assert attr.n_cases == 4 and attr.forward_passes > 0
     assert variant.fault.text.strip() in attr.ranked()[0].segment.text  # the screen puts the fault first
     assert result.edits and all(e.new == "" for e in result.edits)
-    assert (units + 1) * 4 < result.prompts_scored <= 120 + len(train) * 2  # a started trial and the LOO check end
+    assert (units + 1) * 4 < result.prompts_scored <= 120  # the screen, the trials and the check, all in the budget
     assert result.train_after.logprob > result.train_before.logprob
+
+
+@pytest.mark.model
+def test_real_tpe_over_every_unit_stays_within_the_budget_its_check_included(backend):
+    # TPE's trials delete many units at once, so checking its best trial one edit at a time costs
+    # several times a trial; the search stops while that check can still be paid.
+    from benchmarks.suite import MANIFEST, load_suite
+    from promptlens.similarity import Similarity
+
+    if not MANIFEST.is_file():
+        pytest.skip("the suite is not built yet (benchmarks/suite/build.py)")
+    variant = min(load_suite().variants(), key=lambda v: v.harm.logprob.mean)
+    train = load_suite().prompt(variant.prompt_id).cases("bench")[:8]
+    counting = _Counting(backend)
+    result = fix(variant.flat, train, validation=[], backend=counting, similarity=Similarity(),
+                 strategy="tpe", prompts=80, trials=30, rounds=1, seed=0, segmentation="unit", kinds=["delete"],
+                 attribute_after=False, attribution_cases=2)
+    assert result.prompts_scored == counting.prompts <= 80
+    assert result.trials >= 2  # trial 0 (the original, free from the memo) and at least one more
+    assert result.train_after.objective >= result.train_before.objective
+    for edit in result.edits:  # each kept edit passed its leave-one-out check on all 8 cases
+        assert edit.n_cases == 8 and edit.gain_low > 0 or (edit.logprob_gain or 0) > 0
+
+
+class _Counting:
+    """A real backend, counting every prompt it scores."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.prompts = inner, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def token_logprobs(self, prompts, targets):
+        self.prompts += len(prompts)
+        return self.inner.token_logprobs(prompts, targets)
 
 
 @pytest.mark.model

@@ -39,3 +39,26 @@ def test_paired_interval_of_a_constant_difference_is_that_difference():
     import numpy as np
 
     assert stats.mean_ci(np.array([0.25, 0.25, 0.25, 0.25])) == pytest.approx((0.25, 0.25, 0.25))
+
+
+def test_oracle_deletes_exactly_the_faults_unit_and_pairs_with_the_runs():
+    from benchmarks.suite import MANIFEST, load_suite, units
+    from benchmarks.suite_repair_oracle import compare, without_fault
+    from promptlens.segments import segment
+
+    if not MANIFEST.is_file():
+        pytest.skip("the suite is not built yet (benchmarks/suite/build.py)")
+    for variant in load_suite().variants():
+        deleted = without_fault(variant, None)
+        kept = [s.text for s in segment(deleted, "unit") if s.feature]
+        every = [s.text for s in segment(variant.flat, "unit") if s.feature]
+        assert len(kept) == len(every) - 1 == len(units(variant.messages)) - 1
+        assert every[[u.label for u in units(variant.messages)].index(variant.fault.unit)] not in kept
+    oracle = pd.DataFrame([{"variant": "p/v", "seed": s, "strategy": o, "test_logprob_gain": 2.0,
+                            "test_objective_gain": 2.0, "test_accuracy_gain": None}
+                           for s in range(3) for o in ("oracle_delete", "oracle_clean")])
+    runs = pd.DataFrame([{"variant": "p/v", "seed": s, "strategy": "random", "test_logprob_gain": 0.5 * s,
+                          "test_objective_gain": 0.5 * s, "test_accuracy_gain": None} for s in range(3)])
+    _, low, high = stats.mean_ci([2.0, 1.5, 1.0])
+    assert f"| free-form | test_logprob_gain | oracle_delete - random | +1.500 | [{low:+.3f}, {high:+.3f}] | 3 |" \
+        in compare(oracle, runs)

@@ -13,6 +13,10 @@ cases, attribution included), the same candidates' rules and the same splits:
 * ``all``: every unit, each single edit scored first, then TPE;
 * ``tpe``: every unit, Optuna's TPE from the first trial (no prior on where the fault is).
 
+The budget is a hard limit for every strategy (``fix``: a scoring request the rest cannot pay for
+is refused), the check of the best trial's edits after the search included: the search stops
+while that check can still be paid, so ``search_prompts`` <= ``--prompts`` in every row.
+
 Only ``attribution`` uses the attribution, so only its cost includes the attribution's: the
 others are handed attribution's (``fix(attribution=...)``, for the report only, not counted).
 Reported: test target log-prob gain, test objective gain (margin on choice tasks), test accuracy

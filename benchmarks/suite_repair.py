@@ -198,6 +198,9 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=16)
     ap.add_argument("--trials", type=int, default=50, help="trial cap; the budget is --passes")
     ap.add_argument("--prompts", type=int, default=160, help="budget of prompts scored per strategy (FixConfig.prompts)")
+    ap.add_argument("--sweep", action="store_true",
+                    help="instead of --prompts, a budget per variant of (units + 2) x --train prompts: `all` can score "
+                         "every unit's single deletion on every train case (units + 1 evaluations) with one to spare")
     ap.add_argument("--attribution-cases", type=int, default=4, help="train cases attribution's ablation uses")
     ap.add_argument("--attribution-objective", choices=["logprob", "margin"],
                     help="what attribution ranks units by (FixConfig.attribution_objective; default: the objective)")
@@ -239,17 +242,18 @@ def main() -> None:
             if "attribution" not in strategies:  # nobody makes one: made here, on the same cases, not counted
                 attr = attribute(template, cases=train[: args.attribution_cases], backend=backend,
                                  segmentation=args.segmentation, seed=seed)
+            budget = (len(units(variant.messages)) + 2) * args.train if args.sweep else args.prompts
             for strategy in strategies:
                 start = time.perf_counter()
                 result = fix(template, train, validation=test, backend=backend, similarity=similarity,
-                             strategy=strategy, trials=args.trials, prompts=args.prompts, rounds=args.rounds,
+                             strategy=strategy, trials=args.trials, prompts=budget, rounds=args.rounds,
                              seed=seed, top_k=args.top_k, rewrites=args.kinds, segmentation=args.segmentation,
                              attribution_cases=args.attribution_cases, attribution=attr, attribute_after=False,
                              attribution_objective=args.attribution_objective)
                 attr = attr or result.attribution_before
                 at = fault_segment(attr, variant)
                 rows.append({**row(variant, seed, strategy, result, time.perf_counter() - start, at),
-                             "fault_rank": fault_rank(attr, at), "units": len(attr.features)})
+                             "fault_rank": fault_rank(attr, at), "units": len(attr.features), "budget": budget})
                 pd.DataFrame(rows).to_csv(out / "suite_repair_runs.csv", index=False)  # nothing lost if stopped
                 r = rows[-1]
                 print(f"{variant.id:40s} seed {seed} {strategy:11s} test logprob {r['test_logprob_gain']:+.3f} "

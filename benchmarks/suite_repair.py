@@ -165,7 +165,7 @@ def tables(df: pd.DataFrame, strategies: list[str]) -> str:
                f" of {len(cost)}" if {"attribution", "all"} <= set(cost.columns) else "")
     return "\n".join(["## Overall (mean over variant x seed)", "", markdown(overall), "", cheaper, "",
                       f"## Paired differences ({stats.level(stats.DEFAULT_CONFIDENCE)} {stats.METHOD_NAMES[stats.DEFAULT_METHOD]} over variant x seed pairs)", "",
-                      markdown(pd.DataFrame(paired).set_index("metric")), "",
+                      markdown(pd.DataFrame(paired).set_index("metric")) if paired else "(one strategy: no pairs)", "",
                       "## Per variant (mean over seeds)", "",
                       markdown(df.groupby(["variant", "strategy"])[metrics[:5]].mean()), ""])
 

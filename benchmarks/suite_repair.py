@@ -210,10 +210,13 @@ def main() -> None:
     ap.add_argument("--kinds", nargs="+", default=["delete"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="benchmarks/results")
-    ap.add_argument("--tables", nargs="+", metavar="CSV", help="only write the tables of these runs files (merged)")
+    ap.add_argument("--tables", nargs="+", metavar="CSV",
+                    help="only write the tables of these runs files (merged; a run in several: the last file's)")
     args = ap.parse_args()
     if args.tables:
         df = pd.concat([pd.read_csv(f) for f in args.tables], ignore_index=True)
+        # a (variant, seed, strategy) run again later (e.g. tpe at equal cost): the later file's row counts
+        df = df.drop_duplicates(["variant", "seed", "strategy"], keep="last")
         md = report(df)
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "suite_repair.md").write_text(md)

@@ -693,19 +693,26 @@ class FixRun:
 
     def _stop(self, rnd: _Round) -> bool:
         """Whether the search must stop before another trial: the budget is spent, or what is left
-        of it is only what checking the best trial so far needs (``check_cost``)."""
+        of it is only what checking a trial needs. The trial is the one ``_decide`` would settle
+        for: the best, or when its check (``check_cost``) costs more than is left, the next best
+        whose check can be paid. Another trial scores at most every train case; if it then
+        becomes the best and cannot be checked, that one still can. While no trial that edits
+        something can be checked, the search goes on."""
         if self.out_of_passes():
             return True
-        if self.config.prompts is None or not rnd.leader:
+        left = self._left()
+        if left is None or not rnd.leader:
             return False
         ranked = ranked_choices(rnd.study, rnd.slots)
         edited = [c for c in ranked if any(c)]
         best = edited[0] if self.logprob_rule and edited else (ranked[0] if ranked else None)
-        # room for one more trial (it scores at most every train case) and then the check of the
-        # best before it: if that trial becomes the best and its check cannot be paid, that one can
-        left = self._left()
-        return best is not None and left is not None and left - len(self.train) < check_cost(
-            rnd.segments, rnd.slots, best, self.scorer)
+        if best is None or not any(best):  # nothing beats the round's start yet
+            return False
+        for choice in [best, *[c for c in edited if c != best]]:
+            cost = check_cost(rnd.segments, rnd.slots, choice, self.scorer)
+            if cost <= left:
+                return left - len(self.train) < cost
+        return False
 
     def _left(self) -> int | None:
         """What is left of the budget of prompts scored (None: no budget)."""

@@ -149,14 +149,14 @@ def tables(df: pd.DataFrame, strategies: list[str]) -> str:
     paired = []
     for metric in ("test_logprob_gain", "test_objective_gain"):
         wide = df.pivot_table(index=["variant", "seed"], columns="strategy", values=metric)
-        for other in [s for s in strategies if s != "attribution"]:
+        for other in [s for s in strategies if s != "attribution" and "attribution" in wide.columns]:
             mean, low, high = stats.mean_ci((wide["attribution"] - wide[other]).to_numpy())
             paired.append({"metric": metric, "comparison": f"attribution - {other}", "mean": mean, "ci_low": low,
                            "ci_high": high, "pairs": len(wide)})
     choice = df[df["test_accuracy_gain"].notna()]
     if len(choice):
         wide = choice.pivot_table(index=["variant", "seed"], columns="strategy", values="test_objective_gain")
-        for other in [s for s in strategies if s != "attribution"]:
+        for other in [s for s in strategies if s != "attribution" and "attribution" in wide.columns]:
             mean, low, high = stats.mean_ci((wide["attribution"] - wide[other]).to_numpy())
             paired.append({"metric": "test_objective_gain (choice tasks)", "comparison": f"attribution - {other}",
                            "mean": mean, "ci_low": low, "ci_high": high, "pairs": len(wide)})

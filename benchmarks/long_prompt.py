@@ -1,10 +1,12 @@
 """Long-prompt attribution: stock Captum, exact promptlens and each approximate mode, one process.
 
-Workload: a plural-forming message prompt built from the dev data (promptlens/data/
-bigbench_dev.jsonl, task linguistic_mappings/plural_json): a system message (an introduction and
-eight paragraphs of rules), twelve few-shot examples as user/assistant turns and the question
-turn, over 8 cases. Two faults are planted: the rule "Answer in French." (measured -1.99 nats on
-this task over 32 cases) and two examples with wrong plurals (dog -> dog, box -> boxs). Which segments are harmful is what exact leave-one-out measures here, not assumed.
+Workload (``long_workload``, fixed before the modes were compared; what was drawn is written to
+benchmarks/results/long_workload.json): the benchmark suite's ``plural_dictionary/uppercase_example``
+(few-shot example 6 of 8 answers "READERS"; measured -2.11 nats [-2.56, -1.65] over the suite's 32
+harm cases) grown to 70 sentence segments and 1,062 prompt tokens: 23 more rule lines in the
+system message and 10 more worked examples (the prompt's harm-split records, seeded) before its
+own eight, so the planted example stays second to last. Cases: the first 8 of the bench split.
+Which segments are harmful is what exact leave-one-out measures here, not assumed.
 
 Stock = Captum ``LLMAttribution(FeatureAblation)`` with ``forward_in_tokens=False``: one full
 forward per segment and case, case by case. It is timed on ``--stock-cases`` cases and scaled
@@ -178,11 +180,15 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=32)
     ap.add_argument("--modes", default=",".join(APPROXIMATE))
     ap.add_argument("--json", help="also write the results here")
-    ap.add_argument("--quick", action="store_true", help="smoke test: 2 rule paragraphs, 9 examples, 2 cases")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 4 added rules, 2 extra examples, 2 cases")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     backend = load_backend()
-    text, cases = (long_prompt(2, 9), long_cases(2)) if args.quick else (long_prompt(), long_cases(args.cases))
+    if args.quick:
+        text, cases, manifest = long_workload(2, rules=4, examples=2)
+    else:
+        text, cases, manifest = long_workload(args.cases)
+        MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")  # the record of what was drawn
     n_tokens = len(backend.encode_prompt(fill(text, cases[0].vars)))
     print(f"workload: {len(features(segment(text, 'sentence')))} segments, {n_tokens} prompt tokens, "
           f"{len(cases)} cases; threads={args.threads}; load average {os.getloadavg()[0]:.1f} at start", flush=True)

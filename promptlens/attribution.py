@@ -26,7 +26,7 @@ from captum.attr import FeatureAblation, KernelShap, LayerIntegratedGradients, L
 
 from . import approx as approx_mod
 from . import stats
-from .approx import MODES, ApproxConfig
+from .approx import KNOCKOUT_BASELINE, MODES, ApproxConfig
 from .backends.base import SCORE_ONLY_METHODS, GRADIENT_METHODS, LocalBackend, can_generate, check_method, local_backend
 from .cases import check_vars
 from .errors import InputError
@@ -329,6 +329,8 @@ def _check_settings(method: str, mode: str, approx: ApproxConfig, baseline: str,
         if method != "ablation":
             raise InputError(f"--mode {mode} approximates leave-one-out ablation; use --method ablation (the default)")
     check_choice("baseline", baseline, BASELINES)
+    if mode == "knockout" and baseline != "remove":
+        raise InputError(KNOCKOUT_BASELINE)
     check_choice("segmentation", segmentation, SEGMENTATIONS)
 
 
@@ -348,6 +350,8 @@ def _approximate(mode: str, problem: _Problem, forward: MaskForward, segmentatio
                  confidence: float, seed: int) -> tuple[np.ndarray, np.ndarray, Approximation]:
     """An approximate mode's per-case effects [cases, features], which are estimates, and its
     record (costs are filled in by the caller, who counts the whole run)."""
+    from .knockout import knockout_values
+
     scorer = approx_mod.Scorer(forward, len(problem.feats))
 
     def make_scorer(cheap: Backend) -> approx_mod.Scorer:  # the same masks and texts, another model
@@ -358,7 +362,9 @@ def _approximate(mode: str, problem: _Problem, forward: MaskForward, segmentatio
         mode, scorer, segments=problem.segments, feats=problem.feats, segmentation=segmentation, config=config,
         interval=lambda v: _refine_interval(v, confidence=confidence, seed=seed), seed=seed,
         backend=problem.backend, make_scorer=make_scorer,
-        sample=fill(forward.prompt(scorer.full), problem.cases[0].vars))
+        sample=fill(forward.prompt(scorer.full), problem.cases[0].vars),
+        knockout_values=lambda: knockout_values(problem.backend, problem.segments, problem.feats, problem.cases,
+                                                problem.objective))
     verified, approx_means, exact_means = approx_mod.verify(scorer, est, config.verify_k)
     est.settings["verify_k"] = config.verify_k
     record = approx_mod.approximation(mode, est, verified, approx_means, exact_means, (scorer.variants, 0, 0))

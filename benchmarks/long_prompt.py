@@ -207,6 +207,8 @@ def main() -> None:
                  **agreement(ex_means, ex_means, harmful)})
     print(f"exact: {t_exact:.1f} s, floor {floor:.1f} s; harmful by exact: "
           f"{[exact.features[j].segment.text.strip()[:40] for j in harmful]}", flush=True)
+    for f in sorted(exact.features, key=lambda f: f.mean)[:5]:
+        print(f"  exact {f.mean:+.3f} [{f.low:+.3f}, {f.high:+.3f}] {f.verdict}: {f.segment.text.strip()[:60]!r}")
     for mode in [m for m in args.modes.split(",") if m]:
         cfg = ApproxConfig(verify_k=args.verify_k, budget=args.budget)
         t, res = _timed(lambda: attribute(text, cases=cases, backend=backend, objective="logprob", mode=mode, approx=cfg))
@@ -215,6 +217,7 @@ def main() -> None:
         rows.append({"mode": mode, "seconds": round(t, 1), "vs_exact": round(t_exact / t, 2), "variants": a.variants,
                      "forward_passes": a.forward_passes, "tokens": a.tokens_computed, "exact_features": a.exact_features,
                      "check_max_abs_diff": round(a.max_abs_diff, 3), "settings": a.settings,
+                     "max_abs_diff_all": round(float(np.abs(means - ex_means).max()), 3),
                      **agreement(means, ex_means, harmful)})
         print(f"{mode}: {t:.1f} s; {agreement(means, ex_means, harmful)}; {a.summary()}", flush=True)
     t_stock, stock = _timed(lambda: stock_captum_messages(backend, text, cases[: args.stock_cases])
@@ -228,7 +231,8 @@ def main() -> None:
     rows[0]["max_abs_diff_vs_stock"] = float(np.abs(ex_per_case[: len(stock)] - stock).max()) if len(stock) else None
     print(f"\nstock Captum timed on {args.stock_cases} of {len(cases)} cases and scaled linearly; "
           f"one run each; load average {os.getloadavg()[0]:.1f} at the end")
-    cols = ["mode", "seconds", "speedup_vs_stock", "vs_exact", "variants", "tokens", "top1", "top3", "map", "spearman"]
+    cols = ["mode", "seconds", "speedup_vs_stock", "vs_exact", "variants", "forward_passes", "tokens", "top1", "top3",
+            "map", "spearman", "max_abs_diff_all"]
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(f"{r[c]:.3f}" if isinstance(r.get(c), float) and c not in ("seconds",) else str(r.get(c))

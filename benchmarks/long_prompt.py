@@ -208,7 +208,7 @@ def main() -> None:
     print(f"exact: {t_exact:.1f} s, floor {floor:.1f} s; harmful by exact: "
           f"{[exact.features[j].segment.text.strip()[:40] for j in harmful]}", flush=True)
     for f in sorted(exact.features, key=lambda f: f.mean)[:5]:
-        print(f"  exact {f.mean:+.3f} [{f.low:+.3f}, {f.high:+.3f}] {f.verdict}: {f.segment.text.strip()[:60]!r}")
+        print(f"  exact {f.mean:+.3f} [{f.ci_low:+.3f}, {f.ci_high:+.3f}] {f.verdict}: {f.segment.text.strip()[:60]!r}")
     for mode in [m for m in args.modes.split(",") if m]:
         cfg = ApproxConfig(verify_k=args.verify_k, budget=args.budget)
         t, res = _timed(lambda: attribute(text, cases=cases, backend=backend, objective="logprob", mode=mode, approx=cfg))

@@ -59,6 +59,7 @@ class ApproxConfig:
     budget: int = 32  # surrogate: random ablation masks scored (each one forward per case, one at a time)
     ablate: float = 0.25  # surrogate: chance that a mask ablates a given segment
     proxy: str | Backend = "auto"  # proxy: "auto", "bfloat16", "int8", a model folder, or a backend object
+    window: int = 0  # knockout: messages before the last that are rerun with it (and measured exactly)
 
     def check(self) -> None:
         if self.verify_k < 0:
@@ -67,6 +68,8 @@ class ApproxConfig:
             raise InputError(f"--refine {self.refine} is out of range; give a share between 0 and 1")
         if self.budget < 2:
             raise InputError(f"--budget {self.budget} is out of range; give 2 or more ablation masks")
+        if self.window < 0:
+            raise InputError(f"--window {self.window} is out of range; give 0 or more messages")
         if not 0.0 < self.ablate < 1.0:
             raise InputError(f"ablate={self.ablate} is out of range; give a probability between 0 and 1")
 

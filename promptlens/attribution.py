@@ -364,7 +364,7 @@ def _approximate(mode: str, problem: _Problem, forward: MaskForward, segmentatio
         backend=problem.backend, make_scorer=make_scorer,
         sample=fill(forward.prompt(scorer.full), problem.cases[0].vars),
         knockout_values=lambda: knockout_values(problem.backend, problem.segments, problem.feats, problem.cases,
-                                                problem.objective))
+                                                problem.objective, config.window))
     verified, approx_means, exact_means = approx_mod.verify(scorer, est, config.verify_k)
     est.settings["verify_k"] = config.verify_k
     record = approx_mod.approximation(mode, est, verified, approx_means, exact_means, (scorer.variants, 0, 0))

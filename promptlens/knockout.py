@@ -42,13 +42,15 @@ def _ranges(positions: Sequence[int]) -> list[tuple[int, int]]:
     return out
 
 
-def _tail_start(text: str, segments: Sequence[Segment], owners: Sequence[int | None], common: int) -> int:
-    """Where a case's tail starts: after the last token owned by a segment of an earlier message
-    (a message template: the tail is the last message with the case's fields), or where the
-    cases' token sequences part (a plain prompt), whichever is earlier; at least 1."""
+def _tail_start(text: str, segments: Sequence[Segment], owners: Sequence[int | None], common: int,
+                window: int = 0) -> int:
+    """Where a case's tail starts: after the last token owned by a segment of a message before
+    the last ``window + 1`` (a message template: the tail is the last message with the case's
+    fields, and ``window`` messages before it), or where the cases' token sequences part (a
+    plain prompt), whichever is earlier; at least 1."""
     start = common
     if is_messages(text):
-        last = message_at(text, len(text) - 1)
+        last = message_at(text, len(text) - 1) - window
         earlier = [p for p, o in enumerate(owners) if o is not None and message_at(text, segments[o].start) < last]
         start = min(start, earlier[-1] + 1 if earlier else 0)
     return max(1, min(start, len(owners) - 1))
@@ -63,10 +65,11 @@ def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
 
 
 def knockout_values(backend: Backend, segments: Sequence[Segment], feats: Sequence[int], cases: Sequence[Case],
-                    objective: str) -> tuple[np.ndarray, np.ndarray, dict]:
+                    objective: str, window: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
     """The objective per case with each feature knocked out, [cases, features]; which features
     lie (partly) in the tail and so need exact leave-one-out instead (their values here are
-    NaN); and a record (tail tokens, knockout sequences)."""
+    NaN); and a record (tail tokens, knockout sequences). ``window``: messages before the last
+    that are rerun with it (a longer tail: dearer, closer to exact)."""
     from .attribution import _token_owners
     from .scoring import _score, continuations, objective_value
 
@@ -84,7 +87,7 @@ def knockout_values(backend: Backend, segments: Sequence[Segment], feats: Sequen
     common = _common_prefix([ids for ids, _ in owned])
     index = {seg: f for f, seg in enumerate(feats)}
     in_tail = np.zeros(len(feats), dtype=bool)
-    starts = [_tail_start(text, segments, owners, common) for _, owners in owned]
+    starts = [_tail_start(text, segments, owners, common, window) for _, owners in owned]
     for (ids, owners), t0 in zip(owned, starts):
         for o in owners[t0:]:
             if o is not None and o in index:
@@ -118,7 +121,7 @@ def knockout_values(backend: Backend, segments: Sequence[Segment], feats: Sequen
             per.setdefault((c, f), []).append(row)
         for (c, f), rows in per.items():
             values[c, f] = objective_value(_score(cases[c], rows), objective)
-    record = {"knocked_out": len(knock), "exact_in_tail": int(in_tail.sum()), "prefixes": len(groups),
+    record = {"window": window, "knocked_out": len(knock), "exact_in_tail": int(in_tail.sum()), "prefixes": len(groups),
               "tail_tokens_mean": round(float(np.mean([len(ids) - t0 for (ids, _), t0 in zip(owned, starts)])), 1),
               "knockout_sequences": sequences}
     return values, in_tail, record

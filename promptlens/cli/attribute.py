@@ -45,6 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--proxy", default="auto",
                    help="--mode proxy: auto (the copy measured fastest here), bfloat16, int8")
     p.add_argument("--proxy-model", help="--mode proxy: a smaller model folder of the same family as the proxy")
+    p.add_argument("--window", type=int, default=0,
+                   help="--mode knockout: messages before the last one rerun with it (measured exactly)")
     p.add_argument("--samples", type=int, help="Shapley permutations / LIME and KernelSHAP samples")
     p.add_argument("--ig-steps", type=int, default=32)
     p.add_argument("--edit-fields", action="store_true", help="treat template fields as segments too")
@@ -63,7 +65,7 @@ def _approx_config(args: argparse.Namespace) -> ApproxConfig:
 
     check_choice("mode", args.mode, MODES)
     approx = ApproxConfig(verify_k=args.verify_k, refine=args.refine, budget=args.budget,
-                          proxy=args.proxy_model or args.proxy)
+                          proxy=args.proxy_model or args.proxy, window=args.window)
     if args.mode != "exact":
         approx.check()
         if args.method != "ablation":

@@ -226,7 +226,7 @@ def model_answers(problem: _Problem) -> list[ModelAnswer]:
         cache = _ANSWER_CACHE.setdefault(backend, {})
     except TypeError:  # a backend that cannot be weakly referenced: no cache across calls
         cache = {}
-    out = []
+    out: list[ModelAnswer] = []
     for f, i in enumerate(problem.feats):
         seg = problem.segments[i]
         if seg.kind != "example":

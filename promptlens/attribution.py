@@ -272,11 +272,18 @@ def _answer_cost(answers: Sequence[ModelAnswer]) -> tuple[int, int, list[str]]:
     new = [a for a in answers if not a.cached]
     passes = sum(a.new_tokens for a in new)
     tokens = sum(a.prompt_tokens + a.new_tokens - 1 for a in new)
-    differ = sum(not a.same for a in answers)
+    differ = [a for a in answers if not a.same]
     note = (f"baseline 'answer': each example's answer replaced by the model's own greedy answer to its question "
-            f"({differ} of {len(answers)} differ from the prompt's; {len(new)} generated now, "
+            f"({len(differ)} of {len(answers)} differ from the prompt's; {len(new)} generated now, "
             f"{sum(a.seconds for a in new):.1f} s)")
-    return passes, tokens, [note]
+    said = "; ".join(f"{a.name}: {_short(a.prompt_answer)} -> {_short(a.model_answer)}" for a in differ)
+    return passes, tokens, [note] + ([f"the model's answers that differ: {said}"] if differ else [])
+
+
+def _short(text: str, width: int = 40) -> str:
+    """A quoted one-line excerpt of an answer for a note."""
+    line = " ".join(text.split())
+    return repr(line if len(line) <= width else line[: width - 3] + "...")
 
 
 def _perturbation(method: str, problem: _Problem, forward: MaskForward, n_samples: int,

@@ -267,6 +267,7 @@ def test_answer_baseline_measures_each_example_against_the_models_own_answer():
         assert asked.count("User:") == 3 and f"Q{k}\n\nAssistant: " not in asked  # 2 other examples + the question
         assert "{input}" not in asked and "Be helpful." in asked
     assert any("2 of 3 differ from the prompt's; 3 generated now" in n for n in answer.notes), answer.notes
+    assert "the model's answers that differ: example 1: 'wrong' -> 'right'; example 2: 'wrong' -> 'right'" in answer.notes
 
 
 def test_answer_baseline_is_cached_and_its_generations_are_counted():

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -161,10 +160,11 @@ def check_baseline(prompt: str, baseline: str, segmentation: str, method: str = 
 
 # --- the "answer" baseline: each example's answer replaced by the model's own -------------------
 
-# Generated answers, per backend object: {(generation prompt, max_new_tokens): ModelAnswer}. Greedy
-# decoding is deterministic, so a prompt is generated once per backend and process.
-_ANSWER_CACHE: "weakref.WeakKeyDictionary[Any, dict[tuple[str, int], tuple[str, int, int, float]]]" = (
-    weakref.WeakKeyDictionary())
+# Generated answers live on the backend object (``_ANSWER_CACHE`` attribute): {(generation prompt,
+# max_new_tokens): (answer, prompt tokens, new tokens, seconds)}. Greedy decoding is deterministic,
+# so a prompt is generated once per backend and process. (On the backend, not in a dict keyed by
+# it: a dataclass backend such as HFBackend is unhashable.)
+_ANSWER_CACHE = "_promptlens_answer_cache"
 
 
 @dataclass(frozen=True)
@@ -222,10 +222,11 @@ def model_answers(problem: _Problem) -> list[ModelAnswer]:
     if not can_generate(backend):
         raise InputError(f"baseline 'answer' needs a backend that writes text, and "
                          f"{getattr(backend, 'name', type(backend).__name__)} cannot; use --baseline sibling or remove")
+    cache: dict[tuple[str, int], tuple[str, int, int, float]] = getattr(backend, _ANSWER_CACHE, None) or {}
     try:
-        cache = _ANSWER_CACHE.setdefault(backend, {})
-    except TypeError:  # a backend that cannot be weakly referenced: no cache across calls
-        cache = {}
+        setattr(backend, _ANSWER_CACHE, cache)
+    except AttributeError:  # a backend that takes no new attributes (slots): no cache across calls
+        pass
     out: list[ModelAnswer] = []
     for f, i in enumerate(problem.feats):
         seg = problem.segments[i]

@@ -229,6 +229,8 @@ class _AnswerBackend(_CountBackend):
     """The counting fake, whose own answer to every question is ``said``; it records what it was
     asked, so the generation prompt can be checked."""
 
+    __hash__ = None  # unhashable, like a dataclass backend (HFBackend): the cache must not need a hash
+
     def __init__(self, said="right"):
         self.said, self.asked = said, []
 

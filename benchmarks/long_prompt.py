@@ -1,10 +1,12 @@
 """Long-prompt attribution: stock Captum, exact promptlens and each approximate mode, one process.
 
-Workload: a plural-forming message prompt built from the dev data (promptlens/data/
-bigbench_dev.jsonl, task linguistic_mappings/plural_json): a system message (an introduction and
-eight paragraphs of rules), twelve few-shot examples as user/assistant turns and the question
-turn, over 8 cases. Two faults are planted: the rule "Answer in French." (measured -1.99 nats on
-this task over 32 cases) and two examples with wrong plurals (dog -> dog, box -> boxs). Which segments are harmful is what exact leave-one-out measures here, not assumed.
+Workload (``long_workload``, fixed before the modes were compared; what was drawn is written to
+benchmarks/results/long_workload.json): the benchmark suite's ``plural_dictionary/uppercase_example``
+(few-shot example 6 of 8 answers "READERS"; measured -2.11 nats [-2.56, -1.65] over the suite's 32
+harm cases) grown to 70 sentence segments and 1,062 prompt tokens: 23 more rule lines in the
+system message and 10 more worked examples (the prompt's harm-split records, seeded) before its
+own eight, so the planted example stays second to last. Cases: the first 8 of the bench split.
+Which segments are harmful is what exact leave-one-out measures here, not assumed.
 
 Stock = Captum ``LLMAttribution(FeatureAblation)`` with ``forward_in_tokens=False``: one full
 forward per segment and case, case by case. It is timed on ``--stock-cases`` cases and scaled
@@ -43,65 +45,73 @@ from promptlens.segments import features, fill, join, segment
 from promptlens.templates import from_messages
 from promptlens.types import Case
 
-INTRO = ("You are a careful assistant for an English grammar website. "
-         "Readers send single English nouns and ask for their plural form. "
-         "Your answers are shown to language learners, so accuracy matters more than speed. "
-         "Each reply is read by a program that copies it into a dictionary table, one row for every noun, so "
-         "anything other than the plural itself ends up in the table and has to be removed by hand later.")
-RULES = [
-    ("Most nouns form their plural by adding the letter s to the end of the singular form, as in book and books. "
-     "This regular pattern covers the great majority of everyday English nouns, old and new. "
-     "Loan words that have settled into English usually follow this regular pattern as well. "
-     "When in doubt about a common noun, the regular plural with a final s is the safest answer."),
-    ("Nouns that end in s, x, z, ch or sh add es instead, as in box and boxes or church and churches. "
-     "The extra vowel is there because the plural would be hard to pronounce without it. "
-     "Answer in French. "
-     "A few short words ending in z double the final consonant first, as in quiz and quizzes."),
-    ("A noun that ends in a consonant followed by y changes the y to i and adds es, as in city and cities. "
-     "A noun that ends in a vowel followed by y simply adds s, as in day and days or key and keys. "
-     "Proper names that end in y usually keep the y and add s, as in the two Kennedys. "
-     "Check the letter before the final y carefully before you decide which pattern applies."),
-    ("Some nouns that end in f or fe change the ending to ves, as in leaf and leaves or knife and knives. "
-     "Others keep the f and simply add s, as in roof and roofs or chief and chiefs. "
-     "There is no reliable spelling rule for this group, so rely on common usage. "
-     "A few nouns, such as scarf and hoof, accept both plural forms in modern usage."),
-    ("A small set of very old nouns have irregular plurals, as in child and children or mouse and mice. "
-     "Some nouns change their inner vowel, as in man and men, foot and feet, or tooth and teeth. "
-     "Nouns borrowed from Greek or Latin may keep their original plural, as in crisis and crises. "
-     "Compound nouns usually pluralise their main word, as in mother-in-law and mothers-in-law."),
-    ("Some nouns are the same in the singular and the plural, as in sheep, deer and aircraft. "
-     "Nouns for nationalities keep their capital letter in the plural, as in one Canadian and two Canadians. "
-     "Write the plural in the same letter case as the way the word is normally written. "
-     "Reply with the plural form only, with no explanation, no quotation marks and no full stop."),
-    ("Uncountable nouns such as information, furniture, advice and equipment have no ordinary plural form in "
-     "standard English, although writers sometimes count them with a phrase such as two pieces of furniture. "
-     "When a reader sends one of these nouns, return the word unchanged rather than inventing a plural that "
-     "a careful editor would reject. "
-     "Nouns that are always plural, such as scissors, trousers and glasses, are also returned unchanged, "
-     "because their singular and plural forms are written the same way. "
-     "Abbreviations and numbers usually add a lower-case s without an apostrophe, as in two PhDs or the 1990s."),
-    ("Some readers send nouns with unusual capitalisation or stray spaces, and these should be tidied so that "
-     "the plural is written the way a dictionary would print it. "
-     "If the noun is misspelled, give the plural of the word the reader most likely meant, spelled correctly. "
-     "If a noun has two accepted plurals with different meanings, such as brothers and brethren, choose the "
-     "everyday meaning that a general dictionary lists first. "
-     "Never add a definite or indefinite article, a number or any other word to the plural form you return."),
+LONG_RULES = [
+    "Most nouns form their plural by adding the letter s to the end of the singular form, as in book and books.",
+    "This regular pattern covers the great majority of everyday English nouns, old and new.",
+    "Loan words that have settled into English usually follow this regular pattern as well.",
+    "Nouns that end in s, x, z, ch or sh add es instead, as in box and boxes or church and churches.",
+    "The extra vowel is there because the plural would be hard to pronounce without it.",
+    "A few short words ending in z double the final consonant first, as in quiz and quizzes.",
+    "A noun that ends in a consonant followed by y changes the y to i and adds es, as in city and cities.",
+    "A noun that ends in a vowel followed by y simply adds s, as in day and days or key and keys.",
+    "Proper names that end in y usually keep the y and add s, as in the two Kennedys.",
+    "Some nouns that end in f or fe change the ending to ves, as in leaf and leaves or knife and knives.",
+    "Others keep the f and simply add s, as in roof and roofs or chief and chiefs.",
+    "A few nouns, such as scarf and hoof, accept both plural forms in modern usage.",
+    "A small set of very old nouns have irregular plurals, as in child and children or mouse and mice.",
+    "Some nouns change their inner vowel, as in man and men, foot and feet, or tooth and teeth.",
+    "Nouns borrowed from Greek or Latin may keep their original plural, as in crisis and crises.",
+    "Compound nouns usually pluralise their main word, as in mother-in-law and mothers-in-law.",
+    "Some nouns are the same in the singular and the plural, as in sheep, deer and aircraft.",
+    "Uncountable nouns such as information, furniture and advice are returned unchanged.",
+    "If the noun is misspelled, give the plural of the word the reader most likely meant, spelled correctly.",
+    "Never add an article, a number or any other word to the plural form you return.",
+    ("Nouns that are always plural, such as scissors, trousers and glasses, are also returned unchanged, because "
+     "their singular and plural forms are written the same way."),
+    ("Abbreviations and numbers usually add a lower-case s without an apostrophe, as in two PhDs or the 1990s, "
+     "and letters used as words may take an apostrophe for clarity."),
+    ("If a noun has two accepted plurals with different meanings, such as brothers and brethren, choose the "
+     "everyday meaning that a general dictionary lists first."),
 ]
-EXAMPLES = [("house", "houses"), ("bus", "buses"), ("baby", "babies"), ("wolf", "wolves"), ("tooth", "teeth"),
-            ("dog", "dog"), ("monkey", "monkeys"), ("dish", "dishes"), ("box", "boxs"), ("woman", "women"),
-            ("pencil", "pencils"), ("sheep", "sheep")]  # dog -> dog and box -> boxs are the planted wrong ones
+SUITE_PROMPT, SUITE_VARIANT = "plural_dictionary", "uppercase_example"  # measured harm -2.11 nats [-2.56, -1.65]
+EXTRA_EXAMPLES = 10  # drawn from the prompt's harm split (seeded), never from the bench cases scored here
+WORKLOAD_SEED = 0
+MANIFEST = Path(__file__).resolve().parent / "results" / "long_workload.json"
 
 
-def long_prompt(rules: int | None = None, examples: int | None = None) -> str:
-    """The workload as a message template's flat text: a system message (introduction and rule
-    paragraphs), one user/assistant turn per worked example, and the question. ``rules`` and
-    ``examples``: only the first so many (a smoke test)."""
-    system = "\n\n".join([INTRO, *RULES[:rules], "Worked examples follow, one noun per turn."])
-    turns = [{"role": "system", "content": system}]
-    for word, plural in EXAMPLES[:examples]:
-        turns += [{"role": "user", "content": f"Noun: {word}"}, {"role": "assistant", "content": plural}]
-    turns.append({"role": "user", "content": "Noun: {input}"})
-    return from_messages(turns).text
+def long_workload(n_cases: int = 8, seed: int = WORKLOAD_SEED, rules: int | None = None,
+                  examples: int | None = None) -> tuple[str, list[Case], dict]:
+    """The long workload: the suite's ``plural_dictionary/uppercase_example`` (few-shot example 6
+    of 8 answers READERS; its harm was measured at -2.11 nats over 32 cases) with
+    ``LONG_RULES`` added as system lines after the first two and ``EXTRA_EXAMPLES`` more
+    worked examples (shuffled from the prompt's harm split with ``seed``) before its own eight,
+    so the planted example stays second to last. Cases: the first ``n_cases`` of the bench split.
+    ``rules`` / ``examples``: only so many added rules / extra examples (the smoke test).
+    Returns the flat message template, the cases and a manifest of what was drawn."""
+    import random
+
+    from benchmarks.suite import load_suite
+
+    prompt = load_suite().prompt(SUITE_PROMPT)
+    variant = next(v for v in prompt.variants if v.name == SUITE_VARIANT)
+    messages = [dict(m) for m in variant.messages]
+    lines = messages[0]["content"].split("\n")
+    messages[0]["content"] = "\n".join(lines[:2] + [f"- {r}" for r in LONG_RULES[:rules]] + lines[2:])
+    harm = prompt.cases("harm")
+    picked = random.Random(f"long:{seed}").sample(range(len(harm)), EXTRA_EXAMPLES)[:examples]
+    extra = []
+    for i in picked:
+        extra += [{"role": "user", "content": f"Noun: {harm[i].vars['input']}"},
+                  {"role": "assistant", "content": harm[i].target}]
+    messages = messages[:1] + extra + messages[1:]
+    cases = prompt.cases("bench")[:n_cases]
+    manifest = {"suite_prompt": SUITE_PROMPT, "variant": SUITE_VARIANT, "seed": seed,
+                "fault": {"unit": variant.fault.unit, "text": variant.fault.text,
+                          "harm_logprob": [variant.harm.logprob.mean, variant.harm.logprob.low,
+                                           variant.harm.logprob.high]},
+                "added_rules": len(LONG_RULES[:rules]), "extra_examples": [harm[i].id for i in picked],
+                "cases": [c.id for c in cases], "messages": messages}
+    return from_messages(messages).text, cases, manifest
 
 
 def stock_captum_messages(backend, text: str, cases: list[Case]) -> np.ndarray:
@@ -134,12 +144,6 @@ def stock_captum_messages(backend, text: str, cases: list[Case]) -> np.ndarray:
             res = llm.attribute(inp, target=case.target, forward_in_tokens=False)
         rows.append(res.seq_attr.detach().numpy())
     return np.stack(rows)
-
-
-def long_cases(n: int) -> list[Case]:
-    seen = {w for w, _ in EXAMPLES}
-    raw = load_cases(dataset_path(), task="linguistic_mappings/plural_json")
-    return [Case({"input": c.vars["input"]}, c.target) for c in raw if c.vars["input"] not in seen][:n]
 
 
 def trie_floor_flops(backend, text: str, cases: list[Case]) -> float:
@@ -176,11 +180,15 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=32)
     ap.add_argument("--modes", default=",".join(APPROXIMATE))
     ap.add_argument("--json", help="also write the results here")
-    ap.add_argument("--quick", action="store_true", help="smoke test: 2 rule paragraphs, 9 examples, 2 cases")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 4 added rules, 2 extra examples, 2 cases")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     backend = load_backend()
-    text, cases = (long_prompt(2, 9), long_cases(2)) if args.quick else (long_prompt(), long_cases(args.cases))
+    if args.quick:
+        text, cases, manifest = long_workload(2, rules=4, examples=2)
+    else:
+        text, cases, manifest = long_workload(args.cases)
+        MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")  # the record of what was drawn
     n_tokens = len(backend.encode_prompt(fill(text, cases[0].vars)))
     print(f"workload: {len(features(segment(text, 'sentence')))} segments, {n_tokens} prompt tokens, "
           f"{len(cases)} cases; threads={args.threads}; load average {os.getloadavg()[0]:.1f} at start", flush=True)
@@ -199,6 +207,8 @@ def main() -> None:
                  **agreement(ex_means, ex_means, harmful)})
     print(f"exact: {t_exact:.1f} s, floor {floor:.1f} s; harmful by exact: "
           f"{[exact.features[j].segment.text.strip()[:40] for j in harmful]}", flush=True)
+    for f in sorted(exact.features, key=lambda f: f.mean)[:5]:
+        print(f"  exact {f.mean:+.3f} [{f.ci_low:+.3f}, {f.ci_high:+.3f}] {f.verdict}: {f.segment.text.strip()[:60]!r}")
     for mode in [m for m in args.modes.split(",") if m]:
         cfg = ApproxConfig(verify_k=args.verify_k, budget=args.budget)
         t, res = _timed(lambda: attribute(text, cases=cases, backend=backend, objective="logprob", mode=mode, approx=cfg))
@@ -207,6 +217,7 @@ def main() -> None:
         rows.append({"mode": mode, "seconds": round(t, 1), "vs_exact": round(t_exact / t, 2), "variants": a.variants,
                      "forward_passes": a.forward_passes, "tokens": a.tokens_computed, "exact_features": a.exact_features,
                      "check_max_abs_diff": round(a.max_abs_diff, 3), "settings": a.settings,
+                     "max_abs_diff_all": round(float(np.abs(means - ex_means).max()), 3),
                      **agreement(means, ex_means, harmful)})
         print(f"{mode}: {t:.1f} s; {agreement(means, ex_means, harmful)}; {a.summary()}", flush=True)
     t_stock, stock = _timed(lambda: stock_captum_messages(backend, text, cases[: args.stock_cases])
@@ -220,7 +231,8 @@ def main() -> None:
     rows[0]["max_abs_diff_vs_stock"] = float(np.abs(ex_per_case[: len(stock)] - stock).max()) if len(stock) else None
     print(f"\nstock Captum timed on {args.stock_cases} of {len(cases)} cases and scaled linearly; "
           f"one run each; load average {os.getloadavg()[0]:.1f} at the end")
-    cols = ["mode", "seconds", "speedup_vs_stock", "vs_exact", "variants", "tokens", "top1", "top3", "map", "spearman"]
+    cols = ["mode", "seconds", "speedup_vs_stock", "vs_exact", "variants", "forward_passes", "tokens", "top1", "top3",
+            "map", "spearman", "max_abs_diff_all"]
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(f"{r[c]:.3f}" if isinstance(r.get(c), float) and c not in ("seconds",) else str(r.get(c))

@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 
 from benchmarks.suite import Variant, load_suite, span_template, units
-from promptlens.attribution import METHODS, attribute
+from promptlens.attribution import METHODS, _problem, attribute, model_answers
 from promptlens.names import BASELINES
 from promptlens import stats
 from promptlens.backends.hf import HFBackend, load_backend
@@ -138,6 +138,14 @@ def run_one(backends: dict[str, Any], variant: Variant, cases: list, method: str
                    harm=variant.harm.logprob.mean if variant.harm else None)
     if result.convergence_delta is not None:
         row["ig_delta"] = round(result.convergence_delta, 4)
+    if args.baseline == "answer":  # what the model said instead (cached: no new generation here)
+        answers = model_answers(_problem(template, None, cases, backend, args.objective, segmentation, False))
+        row.update(answers_differ=sum(not a.same for a in answers), examples=len(answers),
+                   gen_seconds=round(sum(a.seconds for a in answers), 2),
+                   gen_tokens=sum(a.prompt_tokens + a.new_tokens - 1 for a in answers),
+                   model_answers=json.dumps({a.name: a.model_answer for a in answers}))
+        if variant.fault is not None and variant.fault.operation == "answer":
+            row["fault_model_answer"] = next((a.model_answer for a in answers if a.prompt_answer == variant.fault.text), None)
     # Every feature's per-case effects, so other statistics can be applied later without a rerun.
     row["per_case"] = json.dumps([[round(v, 5) for v in f.per_case] for f in result.features])
     row["fault_feature"] = k if variant.fault is not None else None
@@ -192,7 +200,8 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         agg[f"fault_called_{c}"] = (f"fault_called_{c}", "mean")
         fp_agg[f"false_{c}"] = (f"harmful_calls_{c}", "sum")
         fp_agg[f"twins_with_a_{c}_call"] = (f"harmful_calls_{c}", lambda h: float(np.mean(np.asarray(h) > 0)))
-    agg.update(forward_passes=("forward_passes", "mean"), seconds=("seconds", "mean"), cases=("cases", "mean"))
+    agg.update(forward_passes=("forward_passes", "mean"), **({"tokens": ("tokens", "mean")} if "tokens" in df else {}),
+               seconds=("seconds", "mean"), cases=("cases", "mean"))
     summary = planted.groupby("method").agg(**agg)
     fp = clean.groupby("method").agg(**fp_agg)
     fp["false_harmful_rate"] = fp.false_harmful / fp.clean_units
@@ -260,7 +269,8 @@ def main() -> None:
                     help="units (default): system sentences and whole examples as marked spans; unit / sentence "
                          "/ example: promptlens's message segmentations of the flat template")
     ap.add_argument("--baseline", default="remove", choices=list(BASELINES),
-                    help="what replaces an absent unit (attribute's --baseline); sibling needs --segmentation unit")
+                    help="what replaces an absent unit (attribute's --baseline); sibling and answer need "
+                         "--segmentation unit")
     ap.add_argument("--mode", default="exact", choices=["exact", "hierarchical", "surrogate", "proxy"],
                     help="exact (default) or one of promptlens.approx's approximate modes (ablation only)")
     ap.add_argument("--seed", type=int, default=0)

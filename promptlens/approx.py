@@ -14,6 +14,12 @@ most of the cost, even with every shared prefix computed once. Three cheaper est
   native bf16, int8 dynamic quantisation, or a smaller model from a folder); which copy is
   cheaper is measured on this machine, not assumed (see :mod:`promptlens.proxy`).
 
+* ``knockout``: keep the original prompt's keys and values and rerun only its tail (the last
+  message and the target) per segment, with the tail's attention to that segment's tokens
+  switched off (see :mod:`promptlens.knockout`). It recomputes a few dozen tokens per variant
+  where exact recomputes everything after the segment; the positions between the segment and
+  the tail still carry what they read from it, so it is an approximation, measured like the others.
+
 Whatever the mode, its ``verify_k`` most harmful segments are then measured by exact
 leave-one-out on the target model, the estimate is compared with the exact numbers (the
 agreement check every report shows), and those segments carry the exact numbers. Segments
@@ -36,8 +42,10 @@ from .types import Approximation, Segment
 if TYPE_CHECKING:
     from .backends.base import Backend
 
-MODES = ("exact", "hierarchical", "surrogate", "proxy")
+MODES = ("exact", "hierarchical", "surrogate", "proxy", "knockout")
 APPROXIMATE = MODES[1:]
+KNOCKOUT_BASELINE = ("--mode knockout estimates removing each segment (it hides the segment from the prompt's "
+                     "tail); use --baseline remove, or another --mode for this baseline")
 _PARAGRAPH = re.compile(r"\n[^\S\n]*\n")
 Interval = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # values [cases, k] -> (low, high) [k]
 
@@ -51,6 +59,7 @@ class ApproxConfig:
     budget: int = 32  # surrogate: random ablation masks scored (each one forward per case, one at a time)
     ablate: float = 0.25  # surrogate: chance that a mask ablates a given segment
     proxy: str | Backend = "auto"  # proxy: "auto", "bfloat16", "int8", a model folder, or a backend object
+    window: int = 0  # knockout: messages before the last that are rerun with it (and measured exactly)
 
     def check(self) -> None:
         if self.verify_k < 0:
@@ -59,6 +68,8 @@ class ApproxConfig:
             raise InputError(f"--refine {self.refine} is out of range; give a share between 0 and 1")
         if self.budget < 2:
             raise InputError(f"--budget {self.budget} is out of range; give 2 or more ablation masks")
+        if self.window < 0:
+            raise InputError(f"--window {self.window} is out of range; give 0 or more messages")
         if not 0.0 < self.ablate < 1.0:
             raise InputError(f"ablate={self.ablate} is out of range; give a probability between 0 and 1")
 
@@ -274,9 +285,25 @@ def proxy(backend: Backend, make_scorer: Callable[[Backend], Scorer], choice: st
     return Estimate(per_case, np.ones(scorer.n_feats, dtype=bool), settings=record)
 
 
+# --- knockout -------------------------------------------------------------------------------
+
+Knockout = Callable[[], tuple[np.ndarray, np.ndarray, dict]]  # () -> (values [cases, feats], in_tail, record)
+
+
+def knockout(scorer: Scorer, values: np.ndarray, in_tail: np.ndarray, record: dict) -> Estimate:
+    """Effects from the knocked-out objective values; features in the tail (``in_tail``) by exact
+    leave-one-out instead, and so not estimates."""
+    per_case = scorer.original[:, None] - np.asarray(values, dtype=float)
+    tail = [int(f) for f in np.flatnonzero(in_tail)]
+    if tail:
+        per_case[:, tail] = scorer.effects([[f] for f in tail]).T
+    return Estimate(per_case, ~np.asarray(in_tail, dtype=bool), settings=dict(record))
+
+
 def estimate(mode: str, scorer: Scorer, *, segments: Sequence[Segment], feats: Sequence[int], segmentation: str,
              config: ApproxConfig, interval: Interval, seed: int, backend: Backend,
-             make_scorer: Callable[[Backend], Scorer], sample: str = "") -> Estimate:
+             make_scorer: Callable[[Backend], Scorer], sample: str = "",
+             knockout_values: Knockout | None = None) -> Estimate:
     """The chosen approximate mode's estimate of every feature's leave-one-out effect."""
     if mode == "hierarchical":
         units = build_units(level_keys(segments, feats, segmentation), len(feats))
@@ -285,6 +312,10 @@ def estimate(mode: str, scorer: Scorer, *, segments: Sequence[Segment], feats: S
         return surrogate(scorer, config.budget, config.ablate, seed)
     if mode == "proxy":
         return proxy(backend, make_scorer, config.proxy, sample)
+    if mode == "knockout":
+        if knockout_values is None:
+            raise InputError("--mode knockout needs the prompt's segments and cases (call it through attribute)")
+        return knockout(scorer, *knockout_values())
     raise InputError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
 
 
@@ -368,6 +399,6 @@ def agreement(approx: Sequence[float], exact: Sequence[float], harmful: Sequence
             "map": average_precision(approx, harmful), "spearman": spearman(approx, exact)}
 
 
-__all__ = ["MODES", "APPROXIMATE", "ApproxConfig", "Estimate", "MaskScores", "Scorer", "Unit", "agreement",
-           "approximation", "average_precision", "build_units", "estimate", "proxy", "hierarchical", "lasso", "level_keys", "spearman",
+__all__ = ["MODES", "APPROXIMATE", "KNOCKOUT_BASELINE", "ApproxConfig", "Estimate", "MaskScores", "Scorer", "Unit", "agreement",
+           "approximation", "average_precision", "build_units", "estimate", "knockout", "proxy", "hierarchical", "lasso", "level_keys", "spearman",
            "surrogate", "top_overlap", "verify"]

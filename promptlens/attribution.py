@@ -18,7 +18,7 @@ import dataclasses
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -26,14 +26,16 @@ from captum.attr import FeatureAblation, KernelShap, LayerIntegratedGradients, L
 
 from . import approx as approx_mod
 from . import stats
-from .approx import MODES, ApproxConfig
-from .backends.base import SCORE_ONLY_METHODS, GRADIENT_METHODS, LocalBackend, can_generate, check_method, local_backend
+from .approx import KNOCKOUT_BASELINE, MODES, ApproxConfig
+from .backends.base import (SCORE_ONLY_METHODS, GRADIENT_METHODS, LocalBackend, can_generate, check_method,
+                            counts_tokens, local_backend)
 from .cases import check_vars
 from .errors import InputError
 from .names import check_choice
 from .scoring import Backend, default_objective, objective_value, score_prompts, OBJECTIVES
 from .segments import SEGMENTATIONS, features, fill, join, segment, template_fields
-from .templates import MessageTemplate, as_flat, blank, content_offsets, for_backend, is_messages, render_notes
+from .templates import (MARK_RE, MARKS, MessageTemplate, as_flat, blank, content_offsets, for_backend, is_messages,
+                        messages_of, render_notes, to_flat)
 from .types import Approximation, Attribution, Case, Segment, SegmentAttribution
 
 METHODS = SCORE_ONLY_METHODS + GRADIENT_METHODS  # ablation, shapley, lime, kernelshap, ig
@@ -92,12 +94,15 @@ class MaskForward:
         return torch.tensor(values, dtype=torch.float64)
 
 
-def _replacements(problem: _Problem, baseline: str, rng: random.Random) -> list[str]:
+def _replacements(problem: _Problem, baseline: str, rng: random.Random,
+                  answers: Sequence[ModelAnswer] | None = None) -> list[str]:
     texts = [problem.segments[i].text for i in problem.feats]
     if baseline == "remove":
         return [""] * len(texts)
     if baseline == "sibling":
         return _sibling_replacements(problem, texts)
+    if baseline == "answer":
+        return _answer_replacements(problem, texts, answers if answers is not None else model_answers(problem))
     # Keep the segment's trailing whitespace so the text around it stays well-formed; a segment
     # of whole messages keeps its role marks (each message's content becomes the filler).
     tails = [t[len(t.rstrip()):] for t in texts]
@@ -130,18 +135,156 @@ SIBLING_NEEDS = ("baseline 'sibling' replaces a few-shot example by another exam
                  "(or use --baseline remove)")
 
 
+ANSWER_NEEDS = ("baseline 'answer' replaces each few-shot example's answer by the model's own answer to the "
+                "example's question; it needs a message template with at least one few-shot example and "
+                "--segmentation unit or example (or use --baseline remove)")
+
+
 def check_baseline(prompt: str, baseline: str, segmentation: str, method: str = "ablation",
                    edit_fields: bool = False) -> None:
-    """The baseline fits the prompt (before any model work): ``sibling`` needs two example features."""
+    """The baseline fits the prompt (before any model work): ``sibling`` needs two example
+    features, ``answer`` one."""
     check_choice("baseline", baseline, BASELINES)
-    if baseline != "sibling":
+    if baseline not in ("sibling", "answer"):
         return
     if method == "ig":
         raise InputError("integrated gradients uses its own baseline (a filler token's embedding); "
-                         "use --baseline sibling with ablation, shapley, lime or kernelshap")
+                         f"use --baseline {baseline} with ablation, shapley, lime or kernelshap")
     segs = segment(prompt, segmentation, edit_fields=edit_fields) if segmentation != "token" else []
-    if sum(s.feature and s.kind == "example" for s in segs) < 2:
+    n_examples = sum(s.feature and s.kind == "example" for s in segs)
+    if baseline == "sibling" and n_examples < 2:
         raise InputError(SIBLING_NEEDS)
+    if baseline == "answer" and n_examples < 1:
+        raise InputError(ANSWER_NEEDS)
+
+
+# --- the "answer" baseline: each example's answer replaced by the model's own -------------------
+
+# Generated answers live on the backend object (``_ANSWER_CACHE`` attribute): {(generation prompt,
+# max_new_tokens): (answer, prompt tokens, new tokens, seconds)}. Greedy decoding is deterministic,
+# so a prompt is generated once per backend and process. (On the backend, not in a dict keyed by
+# it: a dataclass backend such as HFBackend is unhashable.)
+_ANSWER_CACHE = "_promptlens_answer_cache"
+
+
+@dataclass(frozen=True)
+class ModelAnswer:
+    """One few-shot example under the ``answer`` baseline: its question, the prompt's answer, the
+    model's own greedy answer to the question (given the rest of the prompt, without this
+    example), and what generating it cost (``cached``: it was generated earlier in this process
+    and cost nothing now; the figures are then those of that first generation)."""
+
+    feature: int  # position among the attribution's features
+    name: str
+    question: str
+    prompt_answer: str
+    model_answer: str
+    generation_prompt: str  # the filled flat text the model answered
+    prompt_tokens: int
+    new_tokens: int
+    seconds: float
+    cached: bool
+
+    @property
+    def same(self) -> bool:
+        return _escape(self.model_answer).strip() == self.prompt_answer.strip()
+
+
+def _escape(text: str) -> str:
+    """Generated text as template text: braces literal, no role marks."""
+    return MARK_RE.sub("", text).replace("{", "{{").replace("}", "}}")
+
+
+def _answer_prompt(segments: Sequence[Segment], seg_index: int, cases: Sequence[Case]) -> tuple[str, str, str]:
+    """(filled generation prompt, question, answer) for the example at ``segments[seg_index]``:
+    the prompt without this example, its messages up to (not including) the last user turn (the
+    template the cases fill), then the example's question as the user turn. Fields elsewhere in
+    the prompt (a system field) are filled from the first case."""
+    example = messages_of(segments[seg_index].text)
+    if [m.role for m in example] != ["user", "assistant"]:
+        raise InputError(ANSWER_NEEDS)
+    rest = messages_of(join(segments, {seg_index: ""}))
+    last_user = max(i for i, m in enumerate(rest) if m.role == "user")
+    context = to_flat([*rest[:last_user], example[0]])
+    return fill(context, cases[0].vars if cases else {}), example[0].content, example[1].content
+
+
+def _max_new_tokens(backend: Backend, answer: str) -> int:
+    """Room for the model's answer: twice the prompt's answer and 16 tokens more (at most 256)."""
+    n = len(backend.encode_target(answer)) if counts_tokens(backend) and answer.strip() else len(answer) // 2
+    return min(256, 2 * n + 16)
+
+
+def model_answers(problem: _Problem) -> list[ModelAnswer]:
+    """The model's own greedy answer to each few-shot example's question (see ``ModelAnswer``),
+    generated once per prompt text, backend and process."""
+    backend = problem.backend
+    if not can_generate(backend):
+        raise InputError(f"baseline 'answer' needs a backend that writes text, and "
+                         f"{getattr(backend, 'name', type(backend).__name__)} cannot; use --baseline sibling or remove")
+    cache: dict[tuple[str, int], tuple[str, int, int, float]] = getattr(backend, _ANSWER_CACHE, None) or {}
+    try:
+        setattr(backend, _ANSWER_CACHE, cache)
+    except AttributeError:  # a backend that takes no new attributes (slots): no cache across calls
+        pass
+    out: list[ModelAnswer] = []
+    for f, i in enumerate(problem.feats):
+        seg = problem.segments[i]
+        if seg.kind != "example":
+            continue
+        text, question, answer = _answer_prompt(problem.segments, i, problem.cases)
+        key = (text, _max_new_tokens(backend, answer))
+        cached = key in cache
+        if not cached:
+            start = time.perf_counter()
+            said = backend.generate(for_backend(backend, text), max_new_tokens=key[1])
+            seconds = time.perf_counter() - start
+            prompt_tokens = len(backend.encode_prompt(text)) if counts_tokens(backend) else 0
+            new_tokens = len(backend.encode_target(said)) + 1 if counts_tokens(backend) and said else 1  # + end token
+            cache[key] = (said, prompt_tokens, new_tokens, seconds)
+        said, prompt_tokens, new_tokens, seconds = cache[key]
+        out.append(ModelAnswer(f, seg.name or f"example {len(out) + 1}", question, answer, said, text,
+                               prompt_tokens, new_tokens, seconds, cached))
+    if not out:
+        raise InputError(ANSWER_NEEDS)
+    return out
+
+
+def _answer_replacements(problem: _Problem, texts: list[str], answers: Sequence[ModelAnswer]) -> list[str]:
+    """The "answer" baseline: each few-shot example keeps its question and gets the model's own
+    greedy answer to it (``model_answers``); every other feature is removed.
+
+    Why: a wrong or wrong-format answer is harm only against a better answer, which deleting the
+    example (no answer) or replacing it by a neighbour (another question's answer) does not show.
+    The model's own answer is the answer this prompt would get without the example's influence:
+    where the prompt's answer is wrong and the model would say the right one, the example is
+    measured against the right answer; where the model would say the same, the effect is zero."""
+    out = [""] * len(texts)
+    for a in answers:
+        seg = problem.segments[problem.feats[a.feature]]
+        tail = seg.text[len(seg.text.rstrip()):]
+        out[a.feature] = MARKS["user"] + a.question + MARKS["assistant"] + _escape(a.model_answer.strip()) + tail
+    return out
+
+
+def _answer_cost(answers: Sequence[ModelAnswer]) -> tuple[int, int, list[str]]:
+    """Forward passes and tokens of the generations made now (a greedy step is one forward pass),
+    and a note on what the baseline did."""
+    new = [a for a in answers if not a.cached]
+    passes = sum(a.new_tokens for a in new)
+    tokens = sum(a.prompt_tokens + a.new_tokens - 1 for a in new)
+    differ = [a for a in answers if not a.same]
+    note = (f"baseline 'answer': each example's answer replaced by the model's own greedy answer to its question "
+            f"({len(differ)} of {len(answers)} differ from the prompt's; {len(new)} generated now, "
+            f"{sum(a.seconds for a in new):.1f} s)")
+    said = "; ".join(f"{a.name}: {_short(a.prompt_answer)} -> {_short(a.model_answer)}" for a in differ)
+    return passes, tokens, [note] + ([f"the model's answers that differ: {said}"] if differ else [])
+
+
+def _short(text: str, width: int = 40) -> str:
+    """A quoted one-line excerpt of an answer for a note."""
+    line = " ".join(text.split())
+    return repr(line if len(line) <= width else line[: width - 3] + "...")
 
 
 def _perturbation(method: str, problem: _Problem, forward: MaskForward, n_samples: int,
@@ -234,7 +377,11 @@ def attribute(
     start = time.perf_counter()
     passes0, tokens0 = getattr(backend, "forward_passes", 0), getattr(backend, "tokens_computed", 0)
     notes, delta, ig_cost = list(render_notes(backend, prompt)), None, (0, 0)
-    forward = MaskForward(problem, _replacements(problem, baseline, random.Random(seed)))
+    answers = model_answers(problem) if baseline == "answer" else None
+    if answers is not None:  # the generations bypass the scorer's counters: add what they cost
+        gen_passes, gen_tokens, gen_notes = _answer_cost(answers)
+        ig_cost, notes = (gen_passes, gen_tokens), notes + gen_notes
+    forward = MaskForward(problem, _replacements(problem, baseline, random.Random(seed), answers))
     n_feats = len(feats)
     everything = (1,) * n_feats  # every segment present
     if method == "ablation" and mode == "exact":  # every mask is known up front: score them all in one trie
@@ -245,7 +392,7 @@ def attribute(
         per_case, estimated, approximation = _approximate(mode, problem, forward, segmentation, approx,
                                                            confidence, seed)
     elif method == "ig":
-        per_case, delta, ig_cost = _ig_with_notes(problem, ig_steps, notes)
+        per_case, delta, ig_cost = _ig_with_notes(problem, ig_steps, notes)  # ig takes no answer baseline
     else:
         n_samples = n_samples or {"shapley": 8, "lime": 2 * n_feats + 32, "kernelshap": 2 * n_feats + 32}.get(method, 1)
         per_case = _perturbation(method, problem, forward, n_samples, perturbations_per_eval, seed).numpy()
@@ -265,11 +412,12 @@ def attribute(
     )
 
 
-def _cost(backend: Backend, passes0: int, tokens0: int, ig_cost: tuple[int, int]) -> tuple[int, int]:
-    """Forward passes and tokens since (passes0, tokens0). IG's model calls bypass the scorer's
-    counters, so they are added: one batched forward and backward over the steps per case."""
-    return (getattr(backend, "forward_passes", 0) - passes0 + ig_cost[0],
-            getattr(backend, "tokens_computed", 0) - tokens0 + ig_cost[1])
+def _cost(backend: Backend, passes0: int, tokens0: int, extra: tuple[int, int]) -> tuple[int, int]:
+    """Forward passes and tokens since (passes0, tokens0). IG's model calls and the answer
+    baseline's generations bypass the scorer's counters, so they are added (``extra``): IG's one
+    batched forward and backward over the steps per case; a generation's greedy steps."""
+    return (getattr(backend, "forward_passes", 0) - passes0 + extra[0],
+            getattr(backend, "tokens_computed", 0) - tokens0 + extra[1])
 
 
 def _pooled(per_case: np.ndarray, segments: Sequence[Segment], feats: Sequence[int], *, confidence: float,
@@ -329,6 +477,8 @@ def _check_settings(method: str, mode: str, approx: ApproxConfig, baseline: str,
         if method != "ablation":
             raise InputError(f"--mode {mode} approximates leave-one-out ablation; use --method ablation (the default)")
     check_choice("baseline", baseline, BASELINES)
+    if mode == "knockout" and baseline != "remove":
+        raise InputError(KNOCKOUT_BASELINE)
     check_choice("segmentation", segmentation, SEGMENTATIONS)
 
 
@@ -348,6 +498,8 @@ def _approximate(mode: str, problem: _Problem, forward: MaskForward, segmentatio
                  confidence: float, seed: int) -> tuple[np.ndarray, np.ndarray, Approximation]:
     """An approximate mode's per-case effects [cases, features], which are estimates, and its
     record (costs are filled in by the caller, who counts the whole run)."""
+    from .knockout import knockout_values
+
     scorer = approx_mod.Scorer(forward, len(problem.feats))
 
     def make_scorer(cheap: Backend) -> approx_mod.Scorer:  # the same masks and texts, another model
@@ -358,7 +510,9 @@ def _approximate(mode: str, problem: _Problem, forward: MaskForward, segmentatio
         mode, scorer, segments=problem.segments, feats=problem.feats, segmentation=segmentation, config=config,
         interval=lambda v: _refine_interval(v, confidence=confidence, seed=seed), seed=seed,
         backend=problem.backend, make_scorer=make_scorer,
-        sample=fill(forward.prompt(scorer.full), problem.cases[0].vars))
+        sample=fill(forward.prompt(scorer.full), problem.cases[0].vars),
+        knockout_values=lambda: knockout_values(problem.backend, problem.segments, problem.feats, problem.cases,
+                                                problem.objective, config.window))
     verified, approx_means, exact_means = approx_mod.verify(scorer, est, config.verify_k)
     est.settings["verify_k"] = config.verify_k
     record = approx_mod.approximation(mode, est, verified, approx_means, exact_means, (scorer.variants, 0, 0))

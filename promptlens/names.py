@@ -11,8 +11,10 @@ from .errors import InputError
 
 STRATEGIES = ("attribution", "random", "all", "tpe")  # fix: which segments get candidates
 # attribute: what replaces an absent segment ("sibling": a few-shot example is replaced by another
-# example of the same prompt, every other segment is removed; see attribution._sibling_replacements)
-BASELINES = ("remove", "filler", "sampled", "sibling")
+# example of the same prompt; "answer": a few-shot example's answer is replaced by the model's own
+# answer to its question; with both, every other segment is removed; see attribution._sibling_replacements
+# and attribution._answer_replacements)
+BASELINES = ("remove", "filler", "sampled", "sibling", "answer")
 # fix: the kinds of rewrite ("original" is candidate 0, the template as it is)
 KINDS = ("original", "delete", "paraphrase", "synonym", "scaffold", "alternative", "drop_example", "reorder_examples")
 LEVELS = ("character", "word", "sentence", "semantic")  # bench: PromptBench's perturbation levels

@@ -56,6 +56,7 @@ class _Chain:
     users: int = 0  # chains not yet run whose ancestry holds this one
     kv: torch.Tensor | None = None  # [layers, 2, kv_heads, len(tokens), head_dim]
     requests: list[tuple[int, int, int, int]] = field(default_factory=list)  # (offset, token, seq, k)
+    hidden: tuple[tuple[int, int], ...] = ()  # absolute [start, end) ranges of its ancestry it must not see
 
     def cached(self) -> torch.Tensor:
         """``kv``, which a chain holds from its own run until the last chain that needs it has run."""
@@ -299,17 +300,57 @@ class TrieScorer:
             _insert(root, seq)
         chains = _chains(root)  # parents before children
         _attach_requests(root, seqs, n_targets)
+        out = [[0.0] * n for n in n_targets]
+        self._execute(chains, out)
+        return out
+
+    @torch.inference_mode()
+    def score_hidden(self, prefix: Sequence[int], tails: Sequence[Sequence[int]], n_targets: Sequence[int],
+                     hidden: Sequence[Sequence[tuple[int, int]]]) -> list[list[float]]:
+        """Attention knockout: like ``score`` for the sequences ``prefix + tails[s]``, except that
+        the tokens of ``tails[s]`` do not attend to the prefix positions in ``hidden[s]``
+        ([start, end) ranges). The prefix runs once and every tail runs on its cached keys and
+        values, so the prefix positions after a hidden range still carry what they saw of it
+        (the approximation); tails with the same hidden ranges share their common prefixes.
+        With no range hidden this equals ``score`` on the whole sequences."""
+        for tail, n in zip(tails, n_targets):
+            if not 0 < n < len(tail):
+                raise ValueError("each tail needs at least one prompt token and one target token")
+        if not prefix:
+            raise ValueError("attention knockout needs a prefix to run the tails on")
+        top = _Chain(0, None, list(prefix))
+        chains = [top]
+        groups: dict[tuple[tuple[int, int], ...], list[int]] = {}
+        for s, ranges in enumerate(hidden):
+            key = tuple(sorted((max(0, a), min(len(prefix), b)) for a, b in ranges if b > a))
+            groups.setdefault(key, []).append(s)
+        out = [[0.0] * n for n in n_targets]
+        for key, members in groups.items():
+            root = _Node([], 0, None)
+            for s in members:
+                _insert(root, tails[s])
+            sub = _chains(root)
+            _attach_requests(root, [tails[s] for s in members], [n_targets[s] for s in members])
+            for chain in sub:  # tails start after the prefix; requests name the sequence among ``members``
+                chain.start += len(prefix)
+                chain.parent = chain.parent or top
+                chain.hidden = key
+                chain.requests = [(off, tok, members[m], k) for off, tok, m, k in chain.requests]
+            chains += sub
+        self._execute(chains, out)
+        return out
+
+    def _execute(self, chains: list[_Chain], out: list[list[float]]) -> None:
+        """Run the chains (parents first) in bins, writing each request's log-prob into ``out``."""
         for chain in chains:
             chain.ancestry = _ancestry(chain)
             for anc, _ in chain.ancestry:
                 anc.users += 1
-        out = [[0.0] * n for n in n_targets]
         batches = self._batches(chains)
         progress.planned(len(batches))  # a bar, if a job opened one (promptlens.progress)
         for batch in batches:
             self._run_splitting(batch, out)
             progress.advance()
-        return out
 
     def _run_splitting(self, batch: list[_Chain], out: list[list[float]]) -> None:
         """Run a bin; if it runs out of memory, halve the bin size for good and go on."""
@@ -376,6 +417,8 @@ class TrieScorer:
             spans = [(offsets[id(anc)], offsets[id(anc)] + upto) if id(anc) in offsets
                      else (past_len + rows[id(anc)], past_len + rows[id(anc)] + upto)
                      for anc, upto in chain.ancestry]
+            if chain.hidden:
+                spans = _without(spans, [anc.start for anc, _ in chain.ancestry], chain.hidden)
             seen.append(spans)
         ids = torch.tensor([t for chain in batch for t in chain.tokens], dtype=torch.long)
         positions = torch.cat([chain.start + torch.arange(len(chain.tokens)) for chain in batch])
@@ -439,6 +482,25 @@ class TrieScorer:
             dtype = self.head.weight.dtype
             mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
         return mask
+
+
+def _without(spans: list[tuple[int, int]], starts: list[int], hidden: Sequence[tuple[int, int]]
+             ) -> list[tuple[int, int]]:
+    """Key spans (each ancestor's, which starts at absolute position ``starts[j]``) less the
+    absolute position ranges ``hidden``."""
+    out = []
+    for (a, b), start in zip(spans, starts):
+        cuts = sorted((max(a, a + h0 - start), min(b, a + h1 - start)) for h0, h1 in hidden)
+        cursor = a
+        for c0, c1 in cuts:
+            if c1 <= c0:
+                continue
+            if c0 > cursor:
+                out.append((cursor, c0))
+            cursor = max(cursor, c1)
+        if cursor < b:
+            out.append((cursor, b))
+    return out
 
 
 def _new_kv(layer: object, past_len: int) -> torch.Tensor:

@@ -99,7 +99,7 @@ class Approximation:
     compare the two. Those segments then carry the exact numbers.
     """
 
-    mode: str  # "hierarchical", "surrogate" or "proxy"
+    mode: str  # "hierarchical", "surrogate", "proxy" or "knockout"
     variants: int  # prompt variants scored on the target model (each for every case)
     forward_passes: int  # model forward calls on the target model (bins of the prefix trie)
     tokens_computed: int  # token positions run through the target model

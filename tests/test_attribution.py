@@ -223,3 +223,120 @@ def test_sibling_baseline_finds_a_planted_example_on_the_real_model(backend):
     assert top.harmful and top.mean < -1.0, top
     others = [abs(f.mean) for f in examples if f is not top]
     assert max(others) < abs(top.mean) / 2, others
+
+
+class _AnswerBackend(_CountBackend):
+    """The counting fake, whose own answer to every question is ``said``; it records what it was
+    asked, so the generation prompt can be checked."""
+
+    __hash__ = None  # unhashable, like a dataclass backend (HFBackend): the cache must not need a hash
+
+    def __init__(self, said="right"):
+        self.said, self.asked = said, []
+
+    def generate(self, prompt, max_new_tokens=32):
+        self.asked.append(prompt)
+        return self.said
+
+
+def _two_wrong_examples():
+    from promptlens.templates import as_flat
+
+    return as_flat([{"role": "system", "content": "Be helpful."},
+                    {"role": "user", "content": "Q1"}, {"role": "assistant", "content": "wrong"},
+                    {"role": "user", "content": "Q2"}, {"role": "assistant", "content": "wrong"},
+                    {"role": "user", "content": "Q3"}, {"role": "assistant", "content": "right"},
+                    {"role": "user", "content": "{input}"}])
+
+
+def test_answer_baseline_measures_each_example_against_the_models_own_answer():
+    # Two wrong examples and a right one: the sibling baseline replaces a wrong example by the
+    # other wrong one (0: it cannot see either) and the right one by a wrong one (+2.5); the answer
+    # baseline replaces each answer by the model's own ("right"): each wrong example -2.5, the right
+    # one 0 (the model would say the same), the system sentence deleted as always.
+    cases = [Case({"input": f"q{i}"}, "a") for i in range(4)]
+    flat = _two_wrong_examples()
+    sibling = attribute(flat, cases=cases, backend=_CountBackend(), segmentation="unit", baseline="sibling")
+    fake = _AnswerBackend()
+    answer = attribute(flat, cases=cases, backend=fake, segmentation="unit", baseline="answer")
+    assert [round(f.mean, 6) for f in sibling.features] == [0.0, 0.0, 0.0, 2.5]
+    assert [round(f.mean, 6) for f in answer.features] == [0.0, -2.5, -2.5, 0.0]
+    assert answer.baseline == "answer" and all(f.harmful for f in answer.features[1:3])
+    # one generation per example, each from the prompt without that example, ending with its question
+    assert len(fake.asked) == 3
+    for k, asked in enumerate(fake.asked, start=1):
+        assert asked.rstrip().endswith(f"User: Q{k}\n\nAssistant:"), asked
+        assert asked.count("User:") == 3 and f"Q{k}\n\nAssistant: " not in asked  # 2 other examples + the question
+        assert "{input}" not in asked and "Be helpful." in asked
+    assert any("2 of 3 differ from the prompt's; 3 generated now" in n for n in answer.notes), answer.notes
+    assert "the model's answers that differ: example 1: 'wrong' -> 'right'; example 2: 'wrong' -> 'right'" in answer.notes
+
+
+def test_answer_baseline_is_cached_and_its_generations_are_counted():
+    from promptlens.attribution import _problem, model_answers
+
+    cases = [Case({"input": f"q{i}"}, "a") for i in range(4)]
+    fake = _AnswerBackend()
+    first = attribute(_two_wrong_examples(), cases=cases, backend=fake, segmentation="unit", baseline="answer")
+    passes = fake.forward_passes
+    again = attribute(_two_wrong_examples(), cases=cases, backend=fake, segmentation="unit", baseline="answer")
+    assert len(fake.asked) == 3  # nothing generated the second time: same prompt, same backend
+    assert [f.mean for f in again.features] == [f.mean for f in first.features]  # same result
+    # the fake counts no tokens: one greedy step per generated answer (3) on top of the scoring passes
+    assert first.forward_passes == passes + 3 and again.forward_passes == fake.forward_passes - passes
+    assert any("0 generated now" in n for n in again.notes)
+    answers = model_answers(_problem(_two_wrong_examples(), None, cases, fake, None, "unit", False))
+    assert [(a.name, a.prompt_answer, a.model_answer, a.same, a.cached) for a in answers] == [
+        ("example 1", "wrong", "right", False, True), ("example 2", "wrong", "right", False, True),
+        ("example 3", "right", "right", True, True)]
+
+
+def test_answer_baseline_keeps_braces_in_the_models_answer_literal():
+    cases = [Case({"input": f"q{i}"}, "a") for i in range(4)]
+    result = attribute(_two_wrong_examples(), cases=cases, backend=_AnswerBackend('{"x": 1} right'),
+                       segmentation="unit", baseline="answer")
+    assert [round(f.mean, 6) for f in result.features] == [0.0, -2.5, -2.5, 0.0]
+
+
+def test_answer_baseline_refuses_what_it_cannot_do():
+    from promptlens.templates import as_flat
+
+    cases = [Case({"input": "q"}, "a")]
+    plain = as_flat([{"role": "system", "content": "Be helpful. Be brief."}, {"role": "user", "content": "{input}"}])
+    with pytest.raises(InputError, match="at least one few-shot example"):
+        attribute(plain, cases=cases, backend=_AnswerBackend(), segmentation="unit", baseline="answer")
+    with pytest.raises(InputError, match="at least one few-shot example"):  # sentences: no example features
+        attribute(_two_wrong_examples(), cases=cases, backend=_AnswerBackend(), segmentation="sentence", baseline="answer")
+    with pytest.raises(InputError, match="baseline 'answer' needs a backend that writes text.*use --baseline sibling"):
+        attribute(_two_wrong_examples(), cases=cases, backend=_NoGenerate(), segmentation="unit", baseline="answer")
+    with pytest.raises(InputError, match="integrated gradients uses its own baseline"):
+        attribute(_two_wrong_examples(), cases=cases, backend=_AnswerBackend(), segmentation="unit",
+                  baseline="answer", method="ig")
+
+
+@pytest.mark.model
+def test_answer_baseline_on_the_real_model_matches_a_plain_forward(backend):
+    # A suite prompt with an upper-case few-shot answer (measured harm -2.25 nats on its 32 harm
+    # cases), 4 other cases: the model's own answer to the planted example's question is not the
+    # upper-case one; with it in place the planted example is the most harmful unit, and its
+    # per-case effect equals the difference of two plain teacher-forced forwards.
+    from benchmarks.suite import load_suite
+    from promptlens.attribution import _problem, model_answers
+    from promptlens.segments import fill
+    from tests.test_templates import _teacher_forced
+
+    prompt = load_suite().prompt("past_tense_tutor")
+    variant = next(v for v in prompt.variants if v.name == "uppercase_example")
+    cases = [dataclasses.replace(c, choices=None) for c in prompt.cases("bench")[:4]]
+    result = attribute(variant.flat, cases=cases, backend=backend, segmentation="unit", baseline="answer")
+    top = result.ranked()[0]
+    assert top.segment.kind == "example" and top.segment.text.count(variant.fault.text) == 1, top
+    assert top.mean < -1.0, top
+    answers = model_answers(_problem(variant.flat, None, cases, backend, None, "unit", False))
+    planted = next(a for a in answers if a.prompt_answer == variant.fault.text)
+    assert planted.cached and not planted.same and planted.model_answer != planted.model_answer.upper(), planted
+    replaced = variant.flat.replace(top.segment.text, "\x12" + planted.question + "\x13" + planted.model_answer.strip())
+    case = cases[0]
+    full = _teacher_forced(backend, backend.render(fill(variant.flat, case.vars)), case.target)
+    without = _teacher_forced(backend, backend.render(fill(replaced, case.vars)), case.target)
+    assert top.per_case[0] == pytest.approx(full - without, abs=1e-3)

@@ -55,3 +55,35 @@ def test_quality_benchmarks_quick(tmp_path, script, outputs):
     assert result.returncode == 0, result.stderr[-2000:]
     for name in outputs:
         assert (tmp_path / name).stat().st_size > 0, name
+
+
+def test_long_workload_is_fixed_and_disjoint_from_its_cases():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from long_prompt import MANIFEST, long_workload
+    from transformers import AutoTokenizer
+
+    from promptlens.backends.hf import _embedded_safetensors
+    from promptlens.segments import features, fill, segment
+    from promptlens.templates import render
+
+    text, cases, manifest = long_workload()
+    assert (text, cases, manifest) == long_workload()  # same seed, same workload
+    assert json.loads(MANIFEST.read_text()) == json.loads(json.dumps(manifest))  # the recorded manifest
+    assert len(features(segment(text, "sentence"))) >= 40 and len(cases) == 8
+    assert not set(manifest["extra_examples"]) & set(manifest["cases"])
+    examples = {m["content"].removeprefix("Noun: ") for m in manifest["messages"][1:-1] if m["role"] == "user"}
+    assert not examples & {c.vars["input"] for c in cases}
+    assert sum(m["content"] == "READERS" for m in manifest["messages"]) == 1  # the planted fault, kept
+    assert manifest["messages"][-4]["content"] == "READERS"  # still the second-to-last example
+    tokenizer = AutoTokenizer.from_pretrained(_embedded_safetensors(), local_files_only=True)
+    n = len(tokenizer(render(tokenizer, fill(text, cases[0].vars), raw=False), add_special_tokens=False)["input_ids"])
+    assert 1000 <= n <= 2000
+
+
+@pytest.mark.model
+def test_long_prompt_quick_knockout(tmp_path):
+    data = quick_json("long_prompt.py", tmp_path, "--stock-cases", "0", "--modes", "knockout")
+    exact, knock = data["rows"]
+    assert exact["mode"] == "exact" and knock["mode"] == "knockout"
+    assert knock["tokens"] < exact["tokens"] and knock["forward_passes"] > 0
+    assert knock["settings"]["knocked_out"] > 0 and 0 <= knock["check_max_abs_diff"]

@@ -29,6 +29,8 @@ def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
         (["attribute", "Say hi.", "--target", "x", "--objective", "acc"], "unknown objective 'acc'"),
         (["attribute", "Say hi. Be brief.", "--target", "x", "--baseline", "sibling"],
          "baseline 'sibling' replaces a few-shot example by another example of the prompt"),
+        (["attribute", "Say hi. Be brief.", "--target", "x", "--baseline", "answer"],
+         "baseline 'answer' replaces each few-shot example's answer by the model's own answer"),
         (["attribute", "Say hi.", "--cases", "nope.jsonl"], "nope.jsonl"),
         (["attribute", "Say hi.", "--target", "x", "--cases", "c.jsonl"], "either --target or --cases"),
         (["attribute", "Say hi.", "--target", "x", "--threads", "0"], "--threads 0 is out of range"),

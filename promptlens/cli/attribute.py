@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--objective", help=f"one of: {', '.join(OBJECTIVES)} (default: margin when cases have choices)")
     p.add_argument("--mode", default="exact",
                    help="exact (leave-one-out), or an approximation of it for long prompts, checked against exact "
-                        "on its most harmful segments: hierarchical, surrogate, proxy")
+                        "on its most harmful segments: hierarchical, surrogate, proxy, knockout")
     p.add_argument("--verify-k", type=int, default=5, help="approximate modes: most harmful segments re-measured exactly")
     p.add_argument("--budget", type=int, default=32, help="--mode surrogate: random ablation masks to score")
     p.add_argument("--refine", type=float, default=0.25,
@@ -45,6 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--proxy", default="auto",
                    help="--mode proxy: auto (the copy measured fastest here), bfloat16, int8")
     p.add_argument("--proxy-model", help="--mode proxy: a smaller model folder of the same family as the proxy")
+    p.add_argument("--window", type=int, default=0,
+                   help="--mode knockout: messages before the last one rerun with it (measured exactly)")
     p.add_argument("--samples", type=int, help="Shapley permutations / LIME and KernelSHAP samples")
     p.add_argument("--ig-steps", type=int, default=32)
     p.add_argument("--edit-fields", action="store_true", help="treat template fields as segments too")
@@ -58,16 +60,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _approx_config(args: argparse.Namespace) -> ApproxConfig:
     """The approximate mode's settings, checked before the model loads."""
-    from ..approx import MODES, ApproxConfig
+    from ..approx import KNOCKOUT_BASELINE, MODES, ApproxConfig
     from ..proxy import PROXIES
 
     check_choice("mode", args.mode, MODES)
     approx = ApproxConfig(verify_k=args.verify_k, refine=args.refine, budget=args.budget,
-                          proxy=args.proxy_model or args.proxy)
+                          proxy=args.proxy_model or args.proxy, window=args.window)
     if args.mode != "exact":
         approx.check()
         if args.method != "ablation":
             raise InputError(f"--mode {args.mode} approximates leave-one-out ablation; use --method ablation (the default)")
+    if args.mode == "knockout" and args.baseline != "remove":
+        raise InputError(KNOCKOUT_BASELINE)
     if args.proxy_model and not Path(args.proxy_model, "config.json").is_file():
         raise InputError(f"--proxy-model {args.proxy_model}: no config.json there; give a model folder saved with "
                          "save_pretrained")

@@ -38,7 +38,7 @@ from .similarity import Similarity, SimilarityModel
 from .storage import (fail_running_trials, finished, join_study, open_study, storage_for, store_result,
                       stored_result, wait_for)
 from .study import (Slot, StudyOutcome, TemplateScorer, best_template, enqueue_original, enqueue_single_edits, flip,
-                    run_study, store_slots, stored_slots, template_for)
+                    kept_prefixes, run_study, store_slots, stored_slots, template_for)
 from .stats import DEFAULT_CONFIDENCE, MIN_CASES, lower_bound, significant
 from .types import Attribution, Case, Score, Segment, Summary
 
@@ -536,6 +536,10 @@ class FixRun:
         return self.config.prompts is not None and self.backend.prompts >= self.config.prompts
 
     def run(self) -> FixResult:
+        with kept_prefixes(self.backend):  # every trial after the first reuses the template's shared start
+            return self._run()
+
+    def _run(self) -> FixResult:
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # its warnings (a Ctrl-C traceback) are not for users
         self.scorer.mean(self.template)  # through the scorer's memo: trial 0 then costs no forward pass
         self.train_before = summarize_scores([self.scorer.memo[(self.template, i)] for i in range(len(self.train))],

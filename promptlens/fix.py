@@ -585,6 +585,8 @@ class FixRun:
         if self.first is None or self.first.leader:
             return False
         until = min(self.deadline, time.monotonic() + self.config.join_wait)
+        if handoff.get(self.first.study, handoff.SETUP) is None:
+            self._validation(self.template)  # meanwhile: the validation scores every worker's result needs
         setup = handoff.take(self.first.study, handoff.SETUP, until=until)
         if setup is None:
             return False
@@ -791,10 +793,25 @@ class FixRun:
         return FixInterrupted(so_far[0] if so_far else self.current,
                               self.trials_total + (finished(study) if study else 0), self.study_name, self.storage)
 
+    def _validation(self, template: str) -> list[Score]:
+        """``template``'s scores on the validation cases: under ``join`` taken from the study where a
+        worker stored them (``handoff.validation_key``), else scored here and stored for the others."""
+        key = handoff.validation_key(template)
+        stored = handoff.get(self.first.study, key) if self.first is not None else None
+        if stored is not None:
+            return list(stored)
+        (row,) = score_prompts(self.backend, [[fill(template, case.vars) for case in self.valid]], self.valid)
+        if self.first is not None:
+            handoff.put(self.first.study, key, row)
+        return row
+
     def _take_final(self) -> dict[str, Any] | None:
-        """A follower: the leader's final scores and attribution, if they are of this worker's fixed template."""
+        """A follower: the leader's final scores and attribution, if they are of this worker's fixed template.
+        While the leader attributes the fixed template, the follower scores it on validation."""
         if self.first is None or self.first.leader:
             return None
+        if self.valid and handoff.get(self.first.study, handoff.FINAL) is None:
+            self._validation(self.current)
         until = min(self.deadline, time.monotonic() + self.config.join_wait)
         final = handoff.take(self.first.study, handoff.FINAL, until=until)
         return final if final is not None and final["current"] == self.current else None
@@ -817,8 +834,7 @@ class FixRun:
             rows = {t: [self.scorer.memo[(t, i)] for i in range(len(train))] for t in (template, current)}
         prompts = self.backend.prompts
         if final is None:
-            valid_rows = score_prompts(self.backend, [[fill(t, case.vars) for case in valid] for t in (template, current)],
-                                       valid) if valid else None
+            valid_rows = [self._validation(t) for t in (template, current)] if valid else None
             if self.first is not None and self.first.leader:
                 handoff.put(self.first.study, handoff.FINAL, {
                     "current": current, "attribution_after": attr_after, "train": [rows[template], rows[current]],

@@ -11,6 +11,9 @@ the other workers take them instead of computing them again:
 * ``setup``: the attribution of the original, its scores on the train cases and the notes made
   on them, stored once computed;
 * per round, the kept edits beside the round's result;
+* a template's validation scores (``validation_key``), by whichever worker is free: a follower
+  scores the original while the leader attributes it, and the fixed template while the leader
+  attributes that;
 * ``final``: the scores of the original and the fixed template on train and validation, and the
   fixed template's attribution.
 
@@ -105,6 +108,11 @@ def take(study: optuna.Study, key: str, *, until: float, poll: float = 0.2) -> A
         if value is not None or time.monotonic() >= until:
             return value
         time.sleep(poll)
+
+
+def validation_key(template: str) -> str:
+    """Where a template's validation scores are stored: whichever worker is free scores them."""
+    return f"validation:{_digest(template)}"
 
 
 def _digest(value: Any) -> str:

@@ -101,11 +101,13 @@ def test_followers_take_the_leaders_attribution_and_validation_scores(tmp_path):
     a, b = results
     assert a is not None and b is not None
     _, valid = train_validation(CASES, fix_config(n_train=4, seed=0))
-    leader = 0 if backends[0].scored(valid) else 1
-    follower = backends[1 - leader]
-    assert follower.scored(valid) == 0  # the validation scores came from the study
-    assert backends[leader].scored(valid) == 2 * len(valid)  # original and fixed template, once each
-    assert results[1 - leader].forward_passes < results[leader].forward_passes
+    study = optuna.load_study(study_name="handoff:round0", storage=storage_for(storage))
+    assert {"inputs", "setup", "final"} <= set(study.user_attrs)
+    # Validation: the original and the fixed template, each scored by one worker (two only in a
+    # race at the very end), the follower's share while the leader attributes.
+    assert 2 * len(valid) <= sum(b.scored(valid) for b in backends) <= 3 * len(valid)
+    passes = sorted(r.forward_passes for r in results)
+    assert passes[0] < passes[1]  # the follower attributed nothing
     assert a.best == b.best and a.edits == b.edits
     assert a.attribution_before == b.attribution_before and a.validation_after == b.validation_after
     assert a.train_before == b.train_before and a.validation_flips == b.validation_flips

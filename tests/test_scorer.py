@@ -255,3 +255,25 @@ def test_kept_prefixes_are_bounded(tiny_lm):
             scorer.score(seqs, [1, 1])
         assert sum(len(t) for t, _ in scorer.kept) <= 10
         assert scorer.kept[-1][0][0] == 5  # the most recent stays
+
+
+@pytest.mark.model
+def test_kept_prefixes_on_the_real_model(backend):
+    """A trial's minibatch then the rest, through the embedded model with prefixes kept: each call
+    equals plain one-at-a-time forwards, and the second call reuses the template's start."""
+    template = "Decide whether the statement is plausible. Most statements are false. Statement: "
+    cases = [" cats sit on mats", " fish climb trees", " dogs bark"]
+    labels = ["plausible", "implausible"]
+    scorer = TrieScorer(backend.model, max_batch_tokens=1024)
+    with scorer.keep_prefixes():
+        for part in (cases[:1], cases[1:]):
+            seqs, n = [], []
+            for c in part:
+                for lab in labels:
+                    p, t = backend.encode_prompt(template + c), backend.encode_target(lab)
+                    seqs.append(p + t)
+                    n.append(len(t))
+            before = scorer.tokens_reused
+            got = scorer.score(seqs, n)
+            assert _close(got, _naive_all(backend.model, seqs, n), tol=1e-4)
+        assert scorer.tokens_reused - before > 10  # the chat header and the template's start

@@ -5,7 +5,10 @@ The workload is what ``promptlens fix`` scores: trial templates (combinations of
 rewrites of the recipe's segments, as the Optuna study proposes them) over the train cases, each
 trial scored the way a trial is (a minibatch of cases first, for the pruner, then the rest), every
 label of every case. One-at-a-time = one plain teacher-forced forward per (template, case, label).
-Runs are interleaved (naive, promptlens, naive, ...) and the medians compared.
+Three promptlens paths (``PATHS``): two calls with nothing kept between them (before issue 19),
+two calls with each call's shared prefix kept (``keep_prefixes``, what ``fix`` runs), and one
+call per trial (the bound without the pruner's minibatch). Runs are interleaved (naive, then each
+promptlens path, naive, ...) and the medians compared.
 
 Useful FLOPs are those of the distinct token prefixes (the prefix trie's nodes) with the output
 layer only where a target token is predicted: the least work any exact scorer must do. Achieved
@@ -17,6 +20,7 @@ GFLOP/s = useful FLOPs / time, so the two paths are compared on the same work.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -61,12 +65,22 @@ def trial_templates(backend, template: str, cases, n: int, seed: int) -> list[st
     return out
 
 
-def run_promptlens(backend, templates, cases, objective: str, minibatch: int) -> list[float]:
+PATHS = {
+    "two_calls": "a trial in two calls (minibatch, then the rest), nothing kept between calls",
+    "kept": "a trial in two calls, each call's shared prefix kept for the later calls (what fix runs)",
+    "one_call": "a trial in one call of all its cases (no minibatch: the pruner could save nothing)",
+}
+
+
+def run_promptlens(backend, templates, cases, objective: str, minibatch: int, path: str) -> list[float]:
     scorer = TemplateScorer(backend, cases, objective)  # fresh memo: every repeat does the work
+    keep = backend.keep_prefixes() if path == "kept" else contextlib.nullcontext()
     values = []
-    for t in templates:
-        scorer.mean(t, minibatch)
-        values.append(scorer.mean(t))
+    with keep:  # a fresh block: nothing kept from an earlier repeat
+        for t in templates:
+            if path != "one_call":
+                scorer.mean(t, minibatch)
+            values.append(scorer.mean(t))
     return values
 
 
@@ -133,41 +147,65 @@ def main() -> None:
     objective = default_objective(train)
     templates = trial_templates(backend, recipe.template, train, args.templates, seed=0)
     seqs = sequences(backend, templates, train)
+    uptime0 = _uptime()
     peak = matmul_peak(args.threads)
-    naive_t, ours_t = [], []
-    for _ in range(args.repeats):  # interleaved
+    naive_t: list[float] = []
+    times: dict[str, list[float]] = {p: [] for p in PATHS}
+    values: dict[str, list[float]] = {}
+    passes: dict[str, int] = {}
+    tokens: dict[str, int] = {}
+    for _ in range(args.repeats):  # interleaved: naive, then each promptlens path
         t = time.perf_counter(); naive = run_naive(backend, templates, train, objective); naive_t.append(time.perf_counter() - t)
-        passes = backend.forward_passes
-        t = time.perf_counter(); ours = run_promptlens(backend, templates, train, objective, args.minibatch); ours_t.append(time.perf_counter() - t)
-        passes = backend.forward_passes - passes
+        for path in PATHS:
+            p0, k0 = backend.forward_passes, backend.tokens_computed
+            t = time.perf_counter()
+            values[path] = run_promptlens(backend, templates, train, objective, args.minibatch, path)
+            times[path].append(time.perf_counter() - t)
+            passes[path], tokens[path] = backend.forward_passes - p0, backend.tokens_computed - k0
     peak = max(peak, matmul_peak(args.threads))  # drifts on a shared machine: the higher is stricter
     evals = len(templates) * len(train)
     useful = useful_flops(backend.model, seqs)
-    t_naive, t_ours = statistics.median(naive_t), statistics.median(ours_t)
+    floor_s = useful / (peak * 1e9)
+    t_naive = statistics.median(naive_t)
+    distinct = len({tuple(seq[: i + 1]) for seq, _ in seqs for i in range(len(seq))})
     result = {
         "recipe": Path(args.recipe).name, "objective": objective, "templates": len(templates), "cases": len(train),
-        "sequences": len(seqs), "evaluations": evals,
-        "naive_s": round(t_naive, 3), "promptlens_s": round(t_ours, 3),
-        "naive_evals_per_s": round(evals / t_naive, 1), "promptlens_evals_per_s": round(evals / t_ours, 1),
-        "speedup": round(t_naive / t_ours, 2),
-        "max_abs_diff": max(abs(a - b) for a, b in zip(naive, ours)),
-        "forward_passes": {"naive": len(seqs), "promptlens": passes},
-        "peak_gflops": round(peak, 1),
-        "useful_gflop": round(useful / 1e9, 2), "naive_executed_gflop": round(naive_flops(backend.model, seqs) / 1e9, 2),
+        "minibatch": args.minibatch, "sequences": len(seqs), "evaluations": evals, "threads": args.threads,
+        "uptime_before": uptime0, "uptime_after": _uptime(),
+        "naive_s": round(t_naive, 3), "naive_evals_per_s": round(evals / t_naive, 1),
         "naive_achieved_gflops": round(useful / t_naive / 1e9, 1),
-        "promptlens_achieved_gflops": round(useful / t_ours / 1e9, 1),
-        "promptlens_vs_floor": round(t_ours / (useful / (peak * 1e9)), 2),
+        "peak_gflops": round(peak, 1), "useful_gflop": round(useful / 1e9, 2), "distinct_prefix_tokens": distinct,
+        "naive_executed_gflop": round(naive_flops(backend.model, seqs) / 1e9, 2), "paths": {},
     }
     print(f"threads={args.threads}  fp32 matmul peak={peak:.1f} GFLOP/s  repeats={args.repeats} (interleaved, median)")
-    print(f"{result['templates']} trial templates x {result['cases']} cases ({objective}; {len(seqs)} scored sequences)")
+    print(f"{result['templates']} trial templates x {result['cases']} cases ({objective}; {len(seqs)} scored sequences, "
+          f"{distinct} distinct prefix tokens, {result['useful_gflop']} useful GFLOP = {floor_s:.2f} s at the peak)")
     print(f"one-at-a-time: {t_naive:.3f} s, {result['naive_evals_per_s']} evals/s, "
           f"{result['naive_achieved_gflops']} useful GFLOP/s")
-    print(f"promptlens:    {t_ours:.3f} s, {result['promptlens_evals_per_s']} evals/s, "
-          f"{result['promptlens_achieved_gflops']} useful GFLOP/s ({passes} forward passes)")
-    print(f"speedup {result['speedup']}x; promptlens at {result['promptlens_vs_floor']}x the floor "
-          f"({result['useful_gflop']} useful GFLOP at the peak); max |diff| {result['max_abs_diff']:.2e}")
+    for path, what in PATHS.items():
+        t_path = statistics.median(times[path])
+        row = {
+            "what": what, "s": round(t_path, 3), "times": [round(x, 3) for x in times[path]],
+            "evals_per_s": round(evals / t_path, 1), "speedup": round(t_naive / t_path, 2),
+            "max_abs_diff": max(abs(a - b) for a, b in zip(naive, values[path])),
+            "forward_passes": passes[path], "tokens_computed": tokens[path],
+            "achieved_gflops": round(useful / t_path / 1e9, 1), "vs_floor": round(t_path / floor_s, 2),
+        }
+        result["paths"][path] = row
+        print(f"{path:>9}: {t_path:.3f} s, {row['evals_per_s']} evals/s, {row['achieved_gflops']} useful GFLOP/s, "
+              f"{row['forward_passes']} passes, {row['tokens_computed']} tokens computed; speedup {row['speedup']}x, "
+              f"{row['vs_floor']}x the floor; max |diff| {row['max_abs_diff']:.2e}  ({what})")
+    kept, two = result["paths"]["kept"], result["paths"]["two_calls"]
+    print(f"kept prefixes vs nothing kept: {two['s'] / kept['s']:.2f}x faster; {result['uptime_after']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+def _uptime() -> str:
+    try:
+        return "load average " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "load average unknown"
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, NoReturn, Sequence
 
 import optuna
 
+from . import handoff
 from .attribution import attribute
 from .cases import check_vars, split_cases
 from .errors import InputError
@@ -38,7 +39,8 @@ from .similarity import Similarity, SimilarityModel
 from .storage import (fail_running_trials, finished, join_study, open_study, storage_for, store_result,
                       stored_result, wait_for)
 from .study import (BudgetSpent, Slot, StudyOutcome, TemplateScorer, best_template, enqueue_original,
-                    enqueue_single_edits, flip, ranked_choices, run_study, store_slots, stored_slots, template_for)
+                    enqueue_single_edits, flip, kept_prefixes, ranked_choices, run_study, store_slots, stored_slots,
+                    template_for)
 from .stats import DEFAULT_CONFIDENCE, MIN_CASES, lower_bound, significant
 from .types import Attribution, Case, Score, Segment, Summary
 
@@ -81,6 +83,9 @@ class Edit:
     n_cases: int = 0  # train cases the gain is a mean over
     confidence: float = DEFAULT_CONFIDENCE
     interval: str = "skew-t"  # one-sided skew-adjusted t lower bound (stats.lower_bound)
+
+
+handoff.register(Edit)  # a round's leader hands its kept edits to the other workers
 
 
 @dataclass(frozen=True)
@@ -532,6 +537,7 @@ class FixRun:
         self.trials = self.trials_total = self.pruned = self.infeasible = 0
         self.setup_seconds = 0.0
         self.study: optuna.Study | None = None  # the round in progress, for the best template so far
+        self.first: _Round | None = None  # under ``join``: round 0, opened first (its leader leads the run)
         if attribution is not None and (attribution.text != template or attribution.segmentation != config.segmentation):
             raise InputError("the attribution given to fix is of another template or segmentation; attribute this "
                              "template first, or give none")
@@ -547,20 +553,21 @@ class FixRun:
         return self.config.prompts is not None and (self.backend.refused or self.backend.prompts >= self.config.prompts)
 
     def run(self) -> FixResult:
+        with kept_prefixes(self.backend):  # every trial after the first reuses the template's shared start
+            return self._run()
+
+    def _run(self) -> FixResult:
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # its warnings (a Ctrl-C traceback) are not for users
-        try:
-            self.scorer.mean(self.template)  # through the scorer's memo: trial 0 then costs no forward pass
-            self.attr_before = self.attr = self.given_attribution or self._attribute(self.template)
-            # A doubtful example label: reported, never changed.
-            examples = check_notes(check_examples(self.backend, self.template, self.train))
-        except BudgetSpent:
-            raise InputError(f"a budget of {self.config.prompts} prompts scored is spent before the search starts "
-                             f"(the original's {len(self.train)} train scores, the attribution and the example "
-                             "checks); give a larger --prompts budget, or fewer --attribution-cases") from None
-        self.train_before = summarize_scores([self.scorer.memo[(self.template, i)] for i in range(len(self.train))],
-                                             self.train, self.objective)
-        self.notes += [n for n in self.attr_before.notes if n in render_notes(self.backend, self.template)]
-        self.notes += examples
+        if self.config.join:
+            self.first = self._open_first()
+        if not self._take_setup():
+            try:
+                self._setup()
+            except BudgetSpent:
+                raise InputError(f"a budget of {self.config.prompts} prompts scored is spent before the search "
+                                 f"starts (the original's {len(self.train)} train scores, the attribution and the "
+                                 "example checks); give a larger --prompts budget, or fewer --attribution-cases"
+                                 ) from None
         if len(self.train) < MIN_CASES:
             self.notes.append(f"{len(self.train)} train case(s): a gain needs at least {MIN_CASES} to be shown "
                               "significant, so no edit can be kept; give more cases")
@@ -574,6 +581,61 @@ class FixRun:
         finally:
             self.bar.close()
         return self.result()
+
+    def _setup(self) -> None:
+        """Score the original on train, attribute it, check its examples; under ``join`` the run's
+        leader hands these to the other workers (``handoff.SETUP``)."""
+        self.scorer.mean(self.template)  # through the scorer's memo: trial 0 then costs no forward pass
+        self.train_before = summarize_scores([self.scorer.memo[(self.template, i)] for i in range(len(self.train))],
+                                             self.train, self.objective)
+        self.attr_before = self.attr = self.given_attribution or self._attribute(self.template)
+        notes = [n for n in self.attr_before.notes if n in render_notes(self.backend, self.template)]
+        # A doubtful example label: reported, never changed.
+        notes += check_notes(check_examples(self.backend, self.template, self.train))
+        self.notes += notes
+        if self.first is not None and self.first.leader:
+            handoff.put(self.first.study, handoff.SETUP, {
+                "train": [self.scorer.memo[(self.template, i)] for i in range(len(self.train))],
+                "attribution": self.attr_before, "notes": notes})
+
+    def _take_setup(self) -> bool:
+        """A follower: the leader's ``_setup``, once it is stored (False if it does not come in time)."""
+        if self.first is None or self.first.leader:
+            return False
+        until = min(self.deadline, time.monotonic() + self.config.join_wait)
+        if handoff.get(self.first.study, handoff.SETUP) is None:
+            self._validation(self.template)  # meanwhile: the validation scores every worker's result needs
+        setup = handoff.take(self.first.study, handoff.SETUP, until=until)
+        if setup is None:
+            return False
+        self.scorer.memo.update(((self.template, i), score) for i, score in enumerate(setup["train"]))
+        self.train_before = summarize_scores(setup["train"], self.train, self.objective)
+        self.attr_before = self.attr = setup["attribution"]
+        self.notes += setup["notes"]
+        return True
+
+    def _inputs(self) -> dict[str, str]:
+        """What every worker of a shared study must have been given alike (``handoff.fingerprint``)."""
+        c = self.config
+        settings = {k: getattr(c, k) for k in (
+            "strategy", "trials", "threshold", "edit_floor", "top_k", "rounds", "seed", "objective", "rewrites",
+            "segmentation", "attribution_cases", "attribution_objective", "min_gain", "keep_logprob", "minibatch",
+            "max_regressions", "attribute_after")}
+        settings["alternatives"] = {k: list(v) for k, v in c.alternatives.items()}
+        settings["rewrites"] = list(c.rewrites) if c.rewrites else None
+        settings["model"] = str(getattr(self.backend, "name", type(self.backend).__name__))
+        return handoff.fingerprint(self.template, self.train, self.valid, settings)
+
+    def _open_first(self) -> _Round:
+        """Round 0's study, before anything is computed: its creator leads the run and stores what it
+        was given; every other worker checks it was given the same (else exit 2) and follows."""
+        rnd = self.open_round(0)
+        if rnd.leader:
+            handoff.store_inputs(rnd.study, self._inputs())
+        else:
+            wait_for(rnd.study, handoff.INPUTS, until=min(self.deadline, time.monotonic() + self.config.join_wait))
+            handoff.check_inputs(rnd.study, self._inputs())
+        return rnd
 
     def round(self, r: int) -> bool:
         """One round; False when no further round should run."""
@@ -614,6 +676,9 @@ class FixRun:
 
     def open_round(self, r: int) -> _Round:
         """The round's study: created (or resumed, or joined: then maybe another worker leads it)."""
+        if r == 0 and self.first is not None:  # opened before the setup (``_open_first``)
+            self.study = self.first.study
+            return self.first
         name, seed = f"{self.study_name}:round{r}", self.config.seed + r
         if self.config.join:
             if self.where is None:  # refused in __init__ already
@@ -720,17 +785,26 @@ class FixRun:
 
     def settle(self, rnd: _Round, outcome: StudyOutcome) -> bool:
         """Keep the round's edits that pay significantly (the leader decides; the others read its
-        choice, so every worker returns the same template). True when the template changed."""
+        choice and edits, so every worker returns the same template). True when the template changed."""
+        edits: list[Edit] | None = None
         if rnd.leader:
             choice = self._decide(rnd, outcome)
+            best = template_for(rnd.segments, rnd.slots, choice)
+            if best != self.current:
+                edits = _edits(rnd.number, rnd.segments, rnd.slots, choice, self.scorer, logprob=self.logprob_rule)
             if self.config.join:
+                handoff.put(rnd.study, handoff.EDITS, edits or [])  # before the result, which the others wait for
                 store_result(rnd.study, choice)
         else:
-            choice = stored_result(rnd.study, until=min(self.deadline, time.monotonic() + self.config.join_wait))
-        best = template_for(rnd.segments, rnd.slots, choice)
+            until = min(self.deadline, time.monotonic() + self.config.join_wait)
+            choice = stored_result(rnd.study, until=until)
+            best = template_for(rnd.segments, rnd.slots, choice)
+            edits = handoff.get(rnd.study, handoff.EDITS) if best != self.current else None
         if best == self.current:
             return False
-        self.edits += _edits(rnd.number, rnd.segments, rnd.slots, choice, self.scorer, logprob=self.logprob_rule)
+        if edits is None:  # a leader that stored none: work them out here
+            edits = _edits(rnd.number, rnd.segments, rnd.slots, choice, self.scorer, logprob=self.logprob_rule)
+        self.edits += edits
         self.current = best
         return True
 
@@ -794,6 +868,29 @@ class FixRun:
         return FixInterrupted(so_far[0] if so_far else self.current,
                               self.trials_total + (finished(study) if study else 0), self.study_name, self.storage)
 
+    def _validation(self, template: str) -> list[Score]:
+        """``template``'s scores on the validation cases: under ``join`` taken from the study where a
+        worker stored them (``handoff.validation_key``), else scored here and stored for the others."""
+        key = handoff.validation_key(template)
+        stored = handoff.get(self.first.study, key) if self.first is not None else None
+        if stored is not None:
+            return list(stored)
+        (row,) = score_prompts(self.backend, [[fill(template, case.vars) for case in self.valid]], self.valid)
+        if self.first is not None:
+            handoff.put(self.first.study, key, row)
+        return row
+
+    def _take_final(self) -> dict[str, Any] | None:
+        """A follower: the leader's final scores and attribution, if they are of this worker's fixed template.
+        While the leader attributes the fixed template, the follower scores it on validation."""
+        if self.first is None or self.first.leader:
+            return None
+        if self.valid and handoff.get(self.first.study, handoff.FINAL) is None:
+            self._validation(self.current)
+        until = min(self.deadline, time.monotonic() + self.config.join_wait)
+        final = handoff.take(self.first.study, handoff.FINAL, until=until)
+        return final if final is not None and final["current"] == self.current else None
+
     def result(self) -> FixResult:
         if self.logprob_rule:
             self.notes.append("margin objective: a round's edits were kept only if they raised the right label's "
@@ -801,15 +898,25 @@ class FixRun:
                               "margin significantly; drop this rule with --allow-logprob-drop")
         template, current, valid, objective, train = self.template, self.current, self.valid, self.objective, self.train
         c = self.config
-        for t in (template, current):
-            self.scorer.mean(t)  # memoised: no new forward pass (the check scored `current` within the budget)
+        final = self._take_final()
+        if final is not None:
+            attr_after, train_rows, valid_rows = final["attribution_after"], final["train"], final["validation"]
+            rows = dict(zip((template, current), train_rows))
+        else:
+            for t in (template, current):
+                self.scorer.mean(t)  # memoised: no new forward pass (the check scored `current` within the budget)
+            rows = {t: [self.scorer.memo[(t, i)] for i in range(len(train))] for t in (template, current)}
         prompts = self.backend.prompts
         self.backend.limit = None  # the validation scores and the report's attribution are outside the budget
-        rows = {t: [self.scorer.memo[(t, i)] for i in range(len(train))] for t in (template, current)}
-        valid_rows = score_prompts(self.backend, [[fill(t, case.vars) for case in valid] for t in (template, current)],
-                                   valid) if valid else None
+        if final is None:
+            valid_rows = [self._validation(t) for t in (template, current)] if valid else None
         validation_prompts = self.backend.prompts - prompts
-        attr_after = self.attr_before if current == template or not c.attribute_after else self._attribute(current)
+        if final is None:
+            attr_after = self.attr_before if current == template or not c.attribute_after else self._attribute(current)
+            if self.first is not None and self.first.leader:
+                handoff.put(self.first.study, handoff.FINAL, {
+                    "current": current, "attribution_after": attr_after, "train": [rows[template], rows[current]],
+                    "validation": valid_rows})
         return FixResult(
             original=template, best=current, objective=objective, strategy=c.strategy, threshold=c.threshold,
             similarity=self.similarity.cosine(template, current),

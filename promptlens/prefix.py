@@ -45,6 +45,7 @@ class _Node:
     weight: int = 0  # tokens in this subtree
     chain: _Chain | None = None
     offset: int = 0  # position of tokens[0] inside its chain
+    kv: torch.Tensor | None = None  # [layers, 2, kv_heads, len(tokens), head_dim] kept from an earlier call
 
 
 @dataclass(eq=False)
@@ -57,6 +58,8 @@ class _Chain:
     kv: torch.Tensor | None = None  # [layers, 2, kv_heads, len(tokens), head_dim]
     requests: list[tuple[int, int, int, int]] = field(default_factory=list)  # (offset, token, seq, k)
     hidden: tuple[tuple[int, int], ...] = ()  # absolute [start, end) ranges of its ancestry it must not see
+    done: bool = False  # its keys and values were kept from an earlier call: it does not run
+    keep: bool = False  # hold ``kv`` past its last user (the call's shared prefix, to be kept)
 
     def cached(self) -> torch.Tensor:
         """``kv``, which a chain holds from its own run until the last chain that needs it has run."""
@@ -96,18 +99,26 @@ def _chains(root: _Node) -> list[_Chain]:
     starts: list[tuple[_Node, _Chain | None]] = [(c, None) for c in root.children.values()]
     while starts:
         node, parent = starts.pop()
-        chain = _Chain(node.start, parent)
+        chain = _Chain(node.start, parent, done=node.kv is not None)
         chains.append(chain)
+        kept = []
         while True:
             node.chain, node.offset = chain, len(chain.tokens)
             chain.tokens.extend(node.tokens)
+            if node.kv is not None:
+                kept.append(node.kv)
             if not node.children:
                 break
             heavy = max(node.children.values(), key=lambda c: c.weight)
+            same = (heavy.kv is not None) == chain.done  # a chain either runs or reuses kept keys, never both
             for child in node.children.values():
-                if child is not heavy:
+                if child is not heavy or not same:
                     starts.append((child, chain))
+            if not same:
+                break
             node = heavy
+        if chain.done:
+            chain.kv = kept[0] if len(kept) == 1 else torch.cat(kept, dim=3)
     return chains
 
 
@@ -124,6 +135,67 @@ def _attach_requests(root: _Node, seqs: Sequence[Sequence[int]], n_targets: Sequ
             for p in range(max(first, node.start), min(end, len(seq) - 1)):
                 node.chain.requests.append((node.offset + p - node.start, seq[p + 1], s, p - first))
             i = end
+
+
+def _first_needed(root: _Node, seqs: Sequence[Sequence[int]], n_targets: Sequence[int]) -> dict[int, int]:
+    """Per node (by id): the smallest position that a sequence through it needs the output of
+    (the one predicting its first target token). Kept keys may stand in only for positions before."""
+    first: dict[int, int] = {}
+    for seq, n in zip(seqs, n_targets):
+        f, node, i = len(seq) - n - 1, root, 0
+        while i < len(seq):
+            node = node.children[seq[i]]
+            first[id(node)] = min(first.get(id(node), f), f)
+            i = node.start + len(node.tokens)
+    return first
+
+
+def _split(node: _Node, k: int) -> _Node:
+    """Cut ``node`` after its first ``k`` tokens; returns the new upper part (its parent's child now)."""
+    parent = node.parent
+    if parent is None:
+        raise RuntimeError("the root has no tokens to split")
+    mid = _Node(node.tokens[:k], node.start, parent, {node.tokens[k]: node})
+    parent.children[node.tokens[0]] = mid
+    if node.kv is not None:
+        mid.kv, node.kv = node.kv[:, :, :, :k], node.kv[:, :, :, k:]
+    node.tokens, node.start, node.parent = node.tokens[k:], node.start + k, mid
+    return mid
+
+
+def _reuse(root: _Node, first: dict[int, int], tokens: Sequence[int], kv: torch.Tensor) -> int:
+    """Give the trie's nodes along ``tokens`` (a prefix kept from an earlier call, with its keys
+    and values ``kv``) those keys and values, as far as the trie follows it and no sequence needs
+    an output there; a node it covers in part is split. Returns the tokens newly covered."""
+    node, d, covered = root, 0, 0
+    while d < len(tokens):
+        child = node.children.get(tokens[d])
+        if child is None:
+            break
+        limit = min(len(child.tokens), len(tokens) - d, first[id(child)] - child.start)
+        k = 0
+        while k < limit and child.tokens[k] == tokens[d + k]:
+            k += 1
+        if k == 0:
+            break
+        if k < len(child.tokens):
+            mid = _split(child, k)
+            first[id(mid)] = first[id(child)]
+            child = mid
+        if child.kv is None:
+            child.kv = kv[:, :, :, child.start : child.start + k]
+            covered += k
+        node, d = child, d + k
+    return covered
+
+
+def _shared_path(root: _Node) -> list[_Node]:
+    """The nodes of the prefix every sequence of the call shares (the root's single-child path)."""
+    path, node = [], root
+    while len(node.children) == 1:
+        (node,) = node.children.values()
+        path.append(node)
+    return path
 
 
 def _ancestry(chain: _Chain) -> list[tuple[_Chain, int]]:
@@ -288,6 +360,23 @@ class TrieScorer:
         self.softcap = getattr(model.config, "final_logit_softcapping", None)
         self.forward_passes = 0
         self.tokens_computed = 0  # positions run through the model body (there is no padding)
+        self.tokens_reused = 0  # positions whose keys and values came from an earlier call (``keep_prefixes``)
+        self.kept: list[tuple[list[int], torch.Tensor]] = []  # shared prefixes of earlier calls, oldest first
+        self.keep_bytes = 0  # what ``kept`` may hold; 0: nothing is kept between calls
+
+    @contextmanager
+    def keep_prefixes(self, max_bytes: int = 256 * 2**20) -> Iterator[None]:
+        """Within the block, each call keeps the keys and values of the prefix all its sequences
+        share (up to ``max_bytes`` over all calls, the least recently used dropped first), and
+        later calls run on top of them instead of computing them again: a trial's minibatch and
+        the rest of its cases, or two trials that differ only after their first segments. Outside
+        the block nothing is kept, so a call's result does not depend on calls before the block."""
+        saved = self.keep_bytes, self.kept
+        self.keep_bytes, self.kept = max_bytes, []
+        try:
+            yield
+        finally:
+            self.keep_bytes, self.kept = saved
 
     @torch.inference_mode()
     def score(self, seqs: Sequence[Sequence[int]], n_targets: Sequence[int]) -> list[list[float]]:
@@ -298,10 +387,16 @@ class TrieScorer:
         root = _Node([], 0, None)
         for seq in seqs:
             _insert(root, seq)
+        if self.kept:
+            first = _first_needed(root, seqs, n_targets)
+            for i in reversed(range(len(self.kept))):  # the most recent first
+                if _reuse(root, first, *self.kept[i]):
+                    self.kept.append(self.kept.pop(i))
+        shared = _shared_path(root) if self.keep_bytes else []
         chains = _chains(root)  # parents before children
         _attach_requests(root, seqs, n_targets)
         out = [[0.0] * n for n in n_targets]
-        self._execute(chains, out)
+        self._execute(chains, out, shared)
         return out
 
     @torch.inference_mode()
@@ -340,17 +435,44 @@ class TrieScorer:
         self._execute(chains, out)
         return out
 
-    def _execute(self, chains: list[_Chain], out: list[list[float]]) -> None:
-        """Run the chains (parents first) in bins, writing each request's log-prob into ``out``."""
+    def _execute(self, chains: list[_Chain], out: list[list[float]], shared: Sequence[_Node] = ()) -> None:
+        """Run the chains (parents first) in bins, writing each request's log-prob into ``out``;
+        keep the keys and values of ``shared`` (the call's shared prefix) for later calls."""
         for chain in chains:
+            if chain.done and chain.requests:
+                raise RuntimeError("kept keys and values stood in for a position whose output is needed")
             chain.ancestry = _ancestry(chain)
             for anc, _ in chain.ancestry:
                 anc.users += 1
-        batches = self._batches(chains)
+        for node in shared:
+            if node.chain is not None:
+                node.chain.keep = True
+        batches = self._batches([c for c in chains if not c.done])
+        self.tokens_reused += sum(len(c.tokens) for c in chains if c.done)
         progress.planned(len(batches))  # a bar, if a job opened one (promptlens.progress)
         for batch in batches:
             self._run_splitting(batch, out)
             progress.advance()
+        if shared:
+            self._remember(list(shared))
+
+    def _remember(self, path: list[_Node]) -> None:
+        """Keep the keys and values of the call's shared prefix (``path``) for later calls."""
+        parts = []
+        for node in path:
+            if node.chain is None:
+                raise RuntimeError("_chains gives every node below the root a chain; run it first")
+            parts.append(node.chain.cached()[:, :, :, node.offset : node.offset + len(node.tokens)])
+        tokens = [t for node in path for t in node.tokens]
+        kv = torch.cat(parts, dim=3)
+        for i, (old, _) in enumerate(self.kept):
+            if old[: len(tokens)] == tokens:  # already kept (as this prefix or a longer one)
+                self.kept.append(self.kept.pop(i))
+                return
+        self.kept = [(old, okv) for old, okv in self.kept if tokens[: len(old)] != old]  # prefixes of this one
+        self.kept.append((tokens, kv))
+        while self.kept and sum(k.numel() * k.element_size() for _, k in self.kept) > self.keep_bytes:
+            self.kept.pop(0)
 
     def _run_splitting(self, batch: list[_Chain], out: list[list[float]]) -> None:
         """Run a bin; if it runs out of memory, halve the bin size for good and go on."""
@@ -371,7 +493,7 @@ class TrieScorer:
         for chain in batch:  # nothing above has changed any state if the bin failed
             for anc, _ in chain.ancestry:
                 anc.users -= 1
-                if anc.users == 0:
+                if anc.users == 0 and not anc.keep:
                     anc.kv = None  # every chain that needs it is done
 
     def _batches(self, chains: list[_Chain]) -> list[list[_Chain]]:
@@ -449,7 +571,7 @@ class TrieScorer:
         for chain in batch:
             for anc, _ in chain.ancestry:
                 in_bin[id(anc)] = in_bin.get(id(anc), 0) + 1
-        later = [c for c in batch if c.users > in_bin.get(id(c), 0)]  # needed by a later bin
+        later = [c for c in batch if c.users > in_bin.get(id(c), 0) or c.keep]  # needed by a later bin, or kept
         if later:
             # Only this bin's new positions: the past part of the cache is already held by its owners.
             kv = torch.stack([_new_kv(layer, past_len) for layer in cache.layers])

@@ -37,8 +37,13 @@ def test_attribution_speed_quick(tmp_path):
 def test_fix_throughput_quick(tmp_path):
     data = quick_json("fix_throughput.py", tmp_path)
     assert data["evaluations"] == data["templates"] * data["cases"] == 16
-    assert data["max_abs_diff"] < 1e-4  # the same trial values as one-at-a-time forwards
-    assert data["forward_passes"]["promptlens"] < data["forward_passes"]["naive"]
+    paths = data["paths"]
+    assert set(paths) == {"two_calls", "kept", "one_call"}
+    for row in paths.values():
+        assert row["max_abs_diff"] < 1e-4  # the same trial values as one-at-a-time forwards
+        assert row["forward_passes"] < data["sequences"]
+    # Kept prefixes: the rest of a trial does not compute its template's start again.
+    assert paths["kept"]["tokens_computed"] < paths["two_calls"]["tokens_computed"]
 
 
 @pytest.mark.model

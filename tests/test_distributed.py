@@ -70,3 +70,55 @@ def test_join_needs_a_storage_and_journal_needs_a_path():
         fix(TEMPLATE, CASES, backend=FakeBackend(), similarity=JaccardSimilarity(), join=True, n_train=4)
     with pytest.raises(InputError, match="needs a file path"):
         storage_for("journal:")
+
+
+class CountingFake(SlowFake):
+    """Records which cases' inputs each worker scored."""
+
+    def scored(self, cases) -> int:
+        inputs = [c.vars["input"] for c in cases]
+        return sum(1 for p in self.prompts_scored if any(i in p for i in inputs))
+
+
+def test_followers_take_the_leaders_attribution_and_validation_scores(tmp_path):
+    """The run's leader attributes the original, scores validation and decides; the follower runs
+    trials and takes the rest from the study: both return the same result."""
+    from promptlens.fix import fix_config, train_validation
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    backends = [CountingFake(), CountingFake()]
+    results: list = [None, None]
+
+    def work(i: int) -> None:
+        results[i] = fix(TEMPLATE, CASES, backend=backends[i], similarity=JaccardSimilarity(), budget_trials=10,
+                         rounds=1, seed=0, n_train=4, strategy="all", storage=storage, study_name="handoff", join=True)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    a, b = results
+    assert a is not None and b is not None
+    _, valid = train_validation(CASES, fix_config(n_train=4, seed=0))
+    study = optuna.load_study(study_name="handoff:round0", storage=storage_for(storage))
+    assert {"inputs", "setup", "final"} <= set(study.user_attrs)
+    # Validation: the original and the fixed template, each scored by one worker (two only in a
+    # race at the very end), the follower's share while the leader attributes.
+    assert 2 * len(valid) <= sum(b.scored(valid) for b in backends) <= 3 * len(valid)
+    passes = sorted(r.forward_passes for r in results)
+    assert passes[0] < passes[1]  # the follower attributed nothing
+    assert a.best == b.best and a.edits == b.edits
+    assert a.attribution_before == b.attribution_before and a.validation_after == b.validation_after
+    assert a.train_before == b.train_before and a.validation_flips == b.validation_flips
+
+
+def test_a_worker_given_other_inputs_is_refused(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    kw = dict(similarity=JaccardSimilarity(), budget_trials=4, rounds=1, n_train=4, strategy="all", storage=storage,
+              study_name="mixed", join=True, join_wait=5)
+    fix(TEMPLATE, CASES, backend=FakeBackend(), seed=0, **kw)  # leads, and finishes
+    backend = CountingFake()
+    with pytest.raises(InputError, match=r"other inputs \(seed, train cases, validation cases differ\)"):
+        fix(TEMPLATE, CASES, backend=backend, seed=1, **kw)
+    assert backend.forward_passes == 0  # refused before scoring anything

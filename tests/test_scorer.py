@@ -189,3 +189,91 @@ def test_other_runtime_errors_are_not_taken_for_out_of_memory(tiny_lm, monkeypat
     monkeypatch.setattr(scorer, "_run", lambda batch, out: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
     with pytest.raises(RuntimeError, match="shape mismatch"):
         scorer.score([[1, 2, 3], [1, 4, 5]], [1, 1])
+
+
+def _naive_all(lm, seqs, n_targets):
+    return [naive_token_logprobs(lm, s, n) for s, n in zip(seqs, n_targets)]
+
+
+def _close(got, want, tol=1e-5):
+    return max(abs(a - b) for g, w in zip(got, want) for a, b in zip(g, w)) < tol
+
+
+def test_kept_prefixes_give_the_plain_forward_and_skip_the_shared_tokens(tiny_lm):
+    """A trial's minibatch, then the rest of its cases, then another trial that shares only the
+    start: each call equals the plain forward, and the later calls do not recompute what the
+    earlier ones shared."""
+    system = [1, 2, 3, 4, 5, 6, 7, 8]
+    template = system + [9, 10, 11]
+    cases = [[20 + i, 30 + i] for i in range(6)]
+    labels = [[40], [41, 42]]
+
+    def calls(tmpl, which):
+        seqs = [tmpl + c + lab for c in which for lab in labels]
+        return seqs, [len(lab) for _ in which for lab in labels]
+
+    plain = TrieScorer(tiny_lm, max_batch_tokens=12)
+    scorer = TrieScorer(tiny_lm, max_batch_tokens=12)
+    other = system + [12, 13]
+    seen: list[int] = []
+    with scorer.keep_prefixes():
+        for tmpl, which in ((template, cases[:2]), (template, cases[2:]), (other, cases[:3]), (other, cases[3:])):
+            seqs, n = calls(tmpl, which)
+            before, computed = scorer.tokens_reused, scorer.tokens_computed
+            got = scorer.score(seqs, n)
+            assert _close(got, _naive_all(tiny_lm, seqs, n))
+            assert _close(got, plain.score(seqs, n))
+            reused = scorer.tokens_reused - before
+            # The first call has nothing kept; the rest of a trial reuses its template, the next
+            # trial the system prompt it shares with the template.
+            assert reused == {0: 0, 1: len(template), 2: len(system), 3: len(other)}[len(seen)]
+            assert scorer.tokens_computed - computed == len({tuple(s[:i]) for s in seqs for i in range(1, len(s) + 1)}) - reused
+            seen.append(reused)
+        assert scorer.tokens_computed < plain.tokens_computed
+        assert scorer.kept  # the shared prefixes, for the next call
+    assert not scorer.kept  # nothing outlives the block
+
+
+def test_kept_keys_never_stand_in_for_a_needed_output(tiny_lm):
+    """A later call whose target starts inside a kept prefix: those positions are computed."""
+    scorer = TrieScorer(tiny_lm, max_batch_tokens=64)
+    long = [[1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 5, 6, 7, 8, 10]]
+    short = [[1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6, 7, 11]]  # the first's target (4, 5) lies in the kept prefix
+    with scorer.keep_prefixes():
+        scorer.score(long, [1, 1])
+        got = scorer.score(short, [2, 3])
+    assert _close(got, _naive_all(tiny_lm, short, [2, 3]))
+    assert scorer.tokens_reused == 2  # positions 0-1: before the first needed output (position 2)
+
+
+def test_kept_prefixes_are_bounded(tiny_lm):
+    scorer = TrieScorer(tiny_lm, max_batch_tokens=64)
+    per_token = 2 * 2 * 2 * 8 * 4  # layers x (k, v) x kv heads x head dim x fp32 bytes
+    with scorer.keep_prefixes(max_bytes=10 * per_token):
+        for start in range(5):
+            seqs = [[start + 1] + list(range(20, 26)) + [t] for t in (40, 41)]
+            scorer.score(seqs, [1, 1])
+        assert sum(len(t) for t, _ in scorer.kept) <= 10
+        assert scorer.kept[-1][0][0] == 5  # the most recent stays
+
+
+@pytest.mark.model
+def test_kept_prefixes_on_the_real_model(backend):
+    """A trial's minibatch then the rest, through the embedded model with prefixes kept: each call
+    equals plain one-at-a-time forwards, and the second call reuses the template's start."""
+    template = "Decide whether the statement is plausible. Most statements are false. Statement: "
+    cases = [" cats sit on mats", " fish climb trees", " dogs bark"]
+    labels = ["plausible", "implausible"]
+    scorer = TrieScorer(backend.model, max_batch_tokens=1024)
+    with scorer.keep_prefixes():
+        for part in (cases[:1], cases[1:]):
+            seqs, n = [], []
+            for c in part:
+                for lab in labels:
+                    p, t = backend.encode_prompt(template + c), backend.encode_target(lab)
+                    seqs.append(p + t)
+                    n.append(len(t))
+            before = scorer.tokens_reused
+            got = scorer.score(seqs, n)
+            assert _close(got, _naive_all(backend.model, seqs, n), tol=1e-4)
+        assert scorer.tokens_reused - before > 10  # the chat header and the template's start

@@ -164,6 +164,11 @@ class HFBackend(ChatPrompts):
         flat = iter(self.scorer.score(seqs, n_targets))
         return [[next(flat) for _ in ts] for ts in targets]
 
+    def keep_prefixes(self, max_bytes: int = 256 * 2**20) -> contextlib.AbstractContextManager[None]:
+        """Within the block, later calls reuse the keys and values of earlier calls' shared prefixes
+        (``TrieScorer.keep_prefixes``): the fix loop's trials share their template's start."""
+        return self.scorer.keep_prefixes(max_bytes)
+
     @torch.inference_mode()
     def generate(self, prompt: str, max_new_tokens: int = 32) -> str:
         """The model's own greedy continuation of a prompt (used as a target to explain)."""

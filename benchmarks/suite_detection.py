@@ -273,6 +273,9 @@ def main() -> None:
                          "--segmentation unit")
     ap.add_argument("--mode", default="exact", choices=["exact", "hierarchical", "surrogate", "proxy"],
                     help="exact (default) or one of promptlens.approx's approximate modes (ablation only)")
+    ap.add_argument("--split", default="bench", choices=["bench", "harm"],
+                    help="the prompt's cases to attribute on: bench (default; disjoint from the cases the faults "
+                         "were selected on) or harm (those 32: to re-test a bench run's calls on other cases)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="benchmarks/results")
@@ -305,7 +308,7 @@ def main() -> None:
         for method in args.methods:
             if i >= per_prompts.get(method, len(prompts)):
                 continue
-            cases = prompt.cases("bench")[: per_cases.get(method, args.cases)]
+            cases = prompt.cases(args.split)[: per_cases.get(method, args.cases)]
             if args.objective == "logprob":  # the other labels' scores would be computed and never used
                 cases = [replace(c, choices=None) for c in cases]
             for variant in [v for v in prompt.all_variants if not args.variants or v.name in args.variants]:
@@ -319,6 +322,10 @@ def main() -> None:
 
 def write_tables(df: pd.DataFrame, out: Path, stem: str, args: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    if "hit1" not in df.columns:  # clean twins only: nothing to rank; their calls are in the runs CSV
+        print(f"clean twins only: {int(df['harmful_calls'].sum())} harmful calls over {int(df['units'].sum())} units "
+              f"(every unit's per-case effects: {out / (stem + '_runs.csv')})")
+        return
     summary = summarize(df)
     md = ["## Detection on the suite", "", markdown(summary.round(3)), "",
           "## By fault kind", "", markdown(by_kind(df).round(3)), "",

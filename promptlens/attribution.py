@@ -31,6 +31,7 @@ from .backends.base import (SCORE_ONLY_METHODS, GRADIENT_METHODS, LocalBackend, 
                             counts_tokens, local_backend)
 from .cases import check_vars
 from .errors import InputError
+from .knockout import knockout_values, token_owners
 from .names import check_choice
 from .scoring import Backend, default_objective, objective_value, score_prompts, OBJECTIVES
 from .segments import SEGMENTATIONS, features, fill, join, segment, template_fields
@@ -326,6 +327,20 @@ def _case_count_notes(n: int) -> list[str]:
     return [note] if note else []
 
 
+def _default_backend() -> Backend:
+    from .backends.hf import load_backend
+
+    return load_backend()
+
+
+def _answers_cost_and_notes(answers: Sequence[ModelAnswer] | None, notes: list[str]) -> tuple[tuple[int, int], list[str]]:
+    """What the answer baseline's generations cost (they bypass the scorer's counters), and the notes with theirs."""
+    if answers is None:
+        return (0, 0), notes
+    gen_passes, gen_tokens, gen_notes = _answer_cost(answers)
+    return (gen_passes, gen_tokens), notes + gen_notes
+
+
 def attribute(
     prompt: str | MessageTemplate | Sequence[dict],
     target: str | None = None,
@@ -367,20 +382,14 @@ def attribute(
     _check_statistics(confidence, correction, interval)
     check_inputs(prompt, target, cases)
     check_baseline(prompt, baseline, segmentation, method, edit_fields)
-    if backend is None:
-        from .backends.hf import load_backend
-
-        backend = load_backend()
+    backend = backend if backend is not None else _default_backend()
     check_method(method, backend)  # before any scoring: a remote backend has no gradients
     problem = _problem(prompt, target, cases, backend, objective, segmentation, edit_fields)
     cases, objective, segments, feats = problem.cases, problem.objective, problem.segments, problem.feats
     start = time.perf_counter()
     passes0, tokens0 = getattr(backend, "forward_passes", 0), getattr(backend, "tokens_computed", 0)
-    notes, delta, ig_cost = list(render_notes(backend, prompt)), None, (0, 0)
-    answers = model_answers(problem) if baseline == "answer" else None
-    if answers is not None:  # the generations bypass the scorer's counters: add what they cost
-        gen_passes, gen_tokens, gen_notes = _answer_cost(answers)
-        ig_cost, notes = (gen_passes, gen_tokens), notes + gen_notes
+    delta, answers = None, model_answers(problem) if baseline == "answer" else None
+    ig_cost, notes = _answers_cost_and_notes(answers, list(render_notes(backend, prompt)))
     forward = MaskForward(problem, _replacements(problem, baseline, random.Random(seed), answers))
     n_feats = len(feats)
     everything = (1,) * n_feats  # every segment present
@@ -498,8 +507,6 @@ def _approximate(mode: str, problem: _Problem, forward: MaskForward, segmentatio
                  confidence: float, seed: int) -> tuple[np.ndarray, np.ndarray, Approximation]:
     """An approximate mode's per-case effects [cases, features], which are estimates, and its
     record (costs are filled in by the caller, who counts the whole run)."""
-    from .knockout import knockout_values
-
     scorer = approx_mod.Scorer(forward, len(problem.feats))
 
     def make_scorer(cheap: Backend) -> approx_mod.Scorer:  # the same masks and texts, another model
@@ -559,7 +566,7 @@ def _integrated_gradients(problem: _Problem, *, steps: int) -> tuple[np.ndarray,
     filler = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     rows, deltas, tokens = [], [], 0
     for case in problem.cases:
-        prompt_ids, owner = _token_owners(backend, problem.segments, case)
+        prompt_ids, owner = token_owners(backend, problem.segments, case)
         target_ids = backend.encode_target(case.target)
         ids = torch.tensor([prompt_ids + target_ids], device=model.device)
         base = ids.clone()
@@ -586,21 +593,3 @@ def _integrated_gradients(problem: _Problem, *, steps: int) -> tuple[np.ndarray,
     return np.stack(rows), float(np.mean(deltas)), tokens
 
 
-def _token_owners(backend: LocalBackend, segments: Sequence[Segment], case: Case) -> tuple[list[int], list[int | None]]:
-    """Prompt token ids for a case and, per token, the index of the segment its first char is in."""
-    spans, pieces, pos = [], [], 0
-    for seg in segments:
-        text = case.vars[seg.name] if seg.kind == "field" and seg.name is not None else fill(seg.text, case.vars)
-        spans.append((pos, pos + len(text)))
-        pieces.append(text)
-        pos += len(text)
-    filled = "".join(pieces)
-    rendered = backend.render(filled)
-    blocks = content_offsets(rendered, filled)  # where each message's text landed in the rendering
-    enc = backend.tokenizer(rendered, add_special_tokens=backend.raw, return_offsets_mapping=True)
-    owners: list[int | None] = []
-    for start, end in enc["offset_mapping"]:
-        char = next((a + start - r for r, a, n in blocks if r <= start < r + n), -1)
-        owner = next((i for i, (a, b) in enumerate(spans) if a <= char < b and end > start), None)
-        owners.append(owner)
-    return enc["input_ids"], owners

@@ -21,11 +21,11 @@ import numpy as np
 
 from .errors import InputError
 from .segments import fill
-from .templates import for_backend, is_messages, message_at
+from .templates import content_offsets, for_backend, is_messages, message_at
 from .types import Case, Segment
 
 if TYPE_CHECKING:
-    from .backends.base import Backend
+    from .backends.base import Backend, LocalBackend
 
 NEEDS_LOCAL = ("--mode knockout reruns the prompt's tail on the model's cached keys and values; it needs a local "
                "model (the embedded one, or --model PATH); use --mode hierarchical or surrogate with this backend")
@@ -70,7 +70,6 @@ def knockout_values(backend: Backend, segments: Sequence[Segment], feats: Sequen
     lie (partly) in the tail and so need exact leave-one-out instead (their values here are
     NaN); and a record (tail tokens, knockout sequences). ``window``: messages before the last
     that are rerun with it (a longer tail: dearer, closer to exact)."""
-    from .attribution import _token_owners
     from .scoring import _score, continuations, objective_value
 
     scorer = getattr(backend, "scorer", None)
@@ -79,7 +78,7 @@ def knockout_values(backend: Backend, segments: Sequence[Segment], feats: Sequen
     text = "".join(s.text for s in segments)
     owned = []
     for case in cases:
-        ids, owners = _token_owners(backend, segments, case)  # type: ignore[arg-type]
+        ids, owners = token_owners(backend, segments, case)  # type: ignore[arg-type]
         if ids != backend.encode_prompt(for_backend(backend, fill(text, case.vars))):  # type: ignore[attr-defined]
             raise InputError(f"{NEEDS_LOCAL.split(';')[0]}, and this backend's tokens could not be mapped to "
                              "the prompt's segments; use --mode hierarchical or surrogate")
@@ -128,3 +127,23 @@ def knockout_values(backend: Backend, segments: Sequence[Segment], feats: Sequen
 
 
 __all__ = ["NEEDS_LOCAL", "knockout_values"]
+
+
+def token_owners(backend: LocalBackend, segments: Sequence[Segment], case: Case) -> tuple[list[int], list[int | None]]:
+    """Prompt token ids for a case and, per token, the index of the segment its first char is in."""
+    spans, pieces, pos = [], [], 0
+    for seg in segments:
+        text = case.vars[seg.name] if seg.kind == "field" and seg.name is not None else fill(seg.text, case.vars)
+        spans.append((pos, pos + len(text)))
+        pieces.append(text)
+        pos += len(text)
+    filled = "".join(pieces)
+    rendered = backend.render(filled)
+    blocks = content_offsets(rendered, filled)  # where each message's text landed in the rendering
+    enc = backend.tokenizer(rendered, add_special_tokens=backend.raw, return_offsets_mapping=True)
+    owners: list[int | None] = []
+    for start, end in enc["offset_mapping"]:
+        char = next((a + start - r for r, a, n in blocks if r <= start < r + n), -1)
+        owner = next((i for i, (a, b) in enumerate(spans) if a <= char < b and end > start), None)
+        owners.append(owner)
+    return enc["input_ids"], owners

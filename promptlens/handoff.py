@@ -29,12 +29,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import time
 from typing import Any, Mapping, Sequence
 
 import optuna
 
 from .errors import InputError
+from .storage import poll_attr
 from .types import Approximation, Attribution, Case, Score, Segment, SegmentAttribution, Summary
 
 INPUTS = "inputs"
@@ -103,11 +103,8 @@ def get(study: optuna.Study, key: str) -> Any | None:
 def take(study: optuna.Study, key: str, *, until: float, poll: float = 0.2) -> Any | None:
     """The value another worker stores under ``key``, waiting until ``time.monotonic() >= until``;
     None when it did not come (the caller computes it itself)."""
-    while True:
-        value = get(study, key)
-        if value is not None or time.monotonic() >= until:
-            return value
-        time.sleep(poll)
+    raw = poll_attr(study, key, until=until, poll=poll)
+    return None if raw is None else decode(json.loads(str(raw)))
 
 
 def validation_key(template: str) -> str:

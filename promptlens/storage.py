@@ -187,16 +187,25 @@ def join_study(storage: str | optuna.storages.BaseStorage, name: str, *, seed: i
     return _create(storage, name, _sampler(own_seed, shared=True, n_startup=n_startup), n_startup, True), False
 
 
-def wait_for(study: optuna.Study, key: str, *, until: float, poll: float = 0.2) -> object:
-    """A study attribute another worker (the leader) sets; InputError when it does not come."""
+def poll_attr(study: optuna.Study, key: str, *, until: float, poll: float = 0.2) -> object | None:
+    """A study attribute another worker sets, waiting until ``time.monotonic() >= until``; None
+    when it did not come."""
     while True:
         attrs = study.user_attrs
         if key in attrs:
             return attrs[key]
         if time.monotonic() >= until:
-            raise InputError(f"study {study.study_name!r}: the worker that created it has not set {key!r} in time "
-                             "(did it stop?); start that worker again, or give a new --study")
+            return None
         time.sleep(poll)
+
+
+def wait_for(study: optuna.Study, key: str, *, until: float, poll: float = 0.2) -> object:
+    """A study attribute another worker (the leader) sets; InputError when it does not come."""
+    value = poll_attr(study, key, until=until, poll=poll)
+    if value is None:
+        raise InputError(f"study {study.study_name!r}: the worker that created it has not set {key!r} in time "
+                         "(did it stop?); start that worker again, or give a new --study")
+    return value
 
 
 def store_result(study: optuna.Study, choice: Sequence[int]) -> None:

@@ -6,6 +6,7 @@
 #
 # Env: PYTHON (default .venv/bin/python, with `pip install -e '.[distributed]'`),
 #      RECIPE (default recipes/entailed_polarity_quick.yaml), PGBIN (default /usr/lib/postgresql/15/bin),
+#      KEEP=DIR copies the workers' logs and JSON reports there before the temp dir is removed,
 #      JOURNAL=1 also runs the two workers on a journal file (no server).
 # initdb refuses to run as root: as root, the cluster runs as the `postgres` user (runuser).
 set -euo pipefail
@@ -22,6 +23,7 @@ mkdir -p "$WORK/pg" "$WORK/sock"
 if [ "$(id -u)" = 0 ]; then chown postgres "$WORK/pg" "$WORK/sock"; fi
 
 stop() {
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$WORK"/*.log "$WORK"/*.json "$KEEP"/ 2>/dev/null || true; fi
   "${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$WORK/pg" -m fast stop >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }

@@ -24,6 +24,23 @@ from promptlens.storage import storage_for  # noqa: E402
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
+def worker_spans(finished: list) -> dict:
+    """Per worker: trials it finished, and its first trial start and last trial end in seconds
+    after the round's first trial started (when each worker was searching)."""
+    starts = [t.datetime_start for t in finished if t.datetime_start and t.datetime_complete]
+    if not starts:
+        return {}
+    zero, spans = min(starts), {}
+    for t in finished:
+        if not (t.datetime_start and t.datetime_complete):
+            continue
+        w = spans.setdefault(t.user_attrs.get("worker", "?"), [0, float("inf"), 0.0])
+        w[0] += 1
+        w[1] = min(w[1], (t.datetime_start - zero).total_seconds())
+        w[2] = max(w[2], (t.datetime_complete - zero).total_seconds())
+    return {k: f"{n} trials, {a:.1f}-{b:.1f} s" for k, (n, a, b) in spans.items()}
+
+
 def summary(storage: object, study: str, budget: int, seconds: float) -> dict:
     rows = {}
     names = [s.study_name for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith(study + ":")]
@@ -48,6 +65,7 @@ def summary(storage: object, study: str, budget: int, seconds: float) -> dict:
             "best": max(complete) if complete else None,
             "search_s": round(search_s, 1),
             "workers_by_trial": Counter(t.user_attrs.get("worker", "?") for t in finished),
+            "worker_spans": worker_spans(finished),
         }
     total = sum(r["finished"] for r in rows.values())
     duplicates = sum(r["duplicated_numbers"] + max(0, r["original_evaluated"] - 1) for r in rows.values())

@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 
 from benchmarks.suite import Variant, load_suite, span_template, units
+from promptlens.approx import MODES
 from promptlens.attribution import METHODS, _problem, attribute, model_answers
 from promptlens.names import BASELINES
 from promptlens import stats
@@ -252,7 +253,8 @@ def parse_pairs(items: list[str], what: str) -> dict[str, int]:
     return out
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The script's command line."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
     ap.add_argument("--prompts", nargs="*", help="suite prompt ids (default: all)")
@@ -271,8 +273,9 @@ def main() -> None:
     ap.add_argument("--baseline", default="remove", choices=list(BASELINES),
                     help="what replaces an absent unit (attribute's --baseline); sibling and answer need "
                          "--segmentation unit")
-    ap.add_argument("--mode", default="exact", choices=["exact", "hierarchical", "surrogate", "proxy"],
-                    help="exact (default) or one of promptlens.approx's approximate modes (ablation only)")
+    ap.add_argument("--mode", default="exact", choices=list(MODES),
+                    help="exact (default) or one of promptlens.approx's approximate modes, knockout included "
+                         "(ablation only)")
     ap.add_argument("--split", default="bench", choices=["bench", "harm"],
                     help="the prompt's cases to attribute on: bench (default; disjoint from the cases the faults "
                          "were selected on) or harm (those 32: to re-test a bench run's calls on other cases)")
@@ -283,7 +286,11 @@ def main() -> None:
     ap.add_argument("--summarize", nargs="*", metavar="CSV",
                     help="no runs: tabulate these runs CSVs together (written by earlier runs)")
     ap.add_argument("--quick", action="store_true", help="one prompt, ablation, 3 cases (a smoke test)")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     out = Path(args.out)
     stem = ("suite_detection" + ("_margin" if args.objective == "margin" else "")
             + (f"_{args.baseline}" if args.baseline != "remove" else "")

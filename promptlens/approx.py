@@ -393,12 +393,23 @@ def average_precision(approx: Sequence[float], relevant: Sequence[int]) -> float
     return total / len(rel)
 
 
+def exact_top(exact: Sequence[float], k: int) -> list[int]:
+    """Exact's ``k`` most harmful features by mean (stable order): the set exact's own ranking puts first."""
+    return np.argsort(np.asarray(exact), kind="stable")[:k].tolist()
+
+
 def agreement(approx: Sequence[float], exact: Sequence[float], harmful: Sequence[int]) -> dict:
-    """Top-1 and top-3 overlap, mAP of exact's harmful set, Spearman over every feature."""
+    """Top-1 and top-3 overlap, Spearman over every feature, and two mAPs of exact's harmful set:
+    ``map`` of the set exact calls harmful (interval below zero), which exact's own ranking by mean
+    need not reach 1 on (a tight small effect is called, a wide large one is not), and ``map_top``
+    of exact's ``len(harmful)`` most harmful by mean: as many as exact calls harmful, so exact scores
+    1 on it by construction and 1 means "the same set first"."""
     return {"top1": top_overlap(approx, exact, 1), "top3": top_overlap(approx, exact, 3),
-            "map": average_precision(approx, harmful), "spearman": spearman(approx, exact)}
+            "map": average_precision(approx, harmful),
+            "map_top": average_precision(approx, exact_top(exact, len(harmful))),
+            "spearman": spearman(approx, exact)}
 
 
-__all__ = ["MODES", "APPROXIMATE", "KNOCKOUT_BASELINE", "ApproxConfig", "Estimate", "MaskScores", "Scorer", "Unit", "agreement",
+__all__ = ["MODES", "APPROXIMATE", "KNOCKOUT_BASELINE", "ApproxConfig", "Estimate", "MaskScores", "Scorer", "Unit", "agreement", "exact_top",
            "approximation", "average_precision", "build_units", "estimate", "knockout", "proxy", "hierarchical", "lasso", "level_keys", "spearman",
            "surrogate", "top_overlap", "verify"]

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from promptlens.approx import (ApproxConfig, agreement, average_precision, build_units, lasso, level_keys, spearman,
+from promptlens.approx import (ApproxConfig, agreement, average_precision, exact_top, build_units, lasso, level_keys, spearman,
                                top_overlap)
 from promptlens.attribution import attribute
 from promptlens.errors import InputError
@@ -135,6 +135,19 @@ def test_agreement_metrics_exact_numbers():
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([1, 2], [1, 2]) is None
+
+
+def test_map_top_is_exacts_own_ranking_and_map_need_not_be():
+    # exact calls features 1 and 3 harmful (tight intervals); feature 0 is more harmful by mean but wide
+    exact = [-0.9, -0.3, 0.1, -0.2, 0.0]
+    harmful = [1, 3]
+    own = agreement(exact, exact, harmful)
+    assert own["map"] == pytest.approx((1 / 2 + 2 / 3) / 2)  # ranked 2nd and 3rd behind feature 0
+    assert exact_top(exact, 2) == [0, 1]
+    assert own["map_top"] == 1.0
+    swapped = agreement([-0.3, -0.9, 0.1, -0.2, 0.0], exact, harmful)
+    assert swapped["map_top"] == 1.0  # the same set first, in another order
+    assert agreement([0.0, 0.1, -0.9, -0.2, -0.3], exact, harmful)["map_top"] == pytest.approx((1 / 4 + 2 / 5) / 2)  # ranks 4 and 5
 
 
 def test_native_bf16_read_from_cpu_flags():

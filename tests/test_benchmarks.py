@@ -94,3 +94,5 @@ def test_long_prompt_quick_knockout(tmp_path):
     assert exact["mode"] == "exact" and knock["mode"] == "knockout"
     assert knock["tokens"] < exact["tokens"] and knock["forward_passes"] > 0
     assert knock["settings"]["knocked_out"] > 0 and 0 <= knock["check_max_abs_diff"]
+    assert exact["map_top"] == (None if exact["map"] is None else 1.0)  # None: nothing called harmful at 2 cases
+    assert len(exact["means"]) == len(knock["means"]) == len(data["segments"])

@@ -122,3 +122,22 @@ def test_a_worker_given_other_inputs_is_refused(tmp_path):
     with pytest.raises(InputError, match=r"other inputs \(seed, train cases, validation cases differ\)"):
         fix(TEMPLATE, CASES, backend=backend, seed=1, **kw)
     assert backend.forward_passes == 0  # refused before scoring anything
+
+
+def test_report_gives_each_worker_its_trials_and_search_span(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "distributed_report.py"
+    spec = importlib.util.spec_from_file_location("distributed_report", path)
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="x:round0", storage=url)
+    for worker in ("a", "a", "b"):
+        trial = study.ask()
+        trial.set_user_attr("worker", worker)
+        study.tell(trial, 1.0)
+    spans = report.summary(storage_for(url), "x", 3, 1.0)["rounds"]["x:round0"]["worker_spans"]
+    assert sorted(spans) == ["a", "b"]
+    assert spans["a"].startswith("2 trials, 0.0-") and spans["b"].startswith("1 trials, ")

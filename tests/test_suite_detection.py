@@ -67,3 +67,11 @@ def test_lint_rule_recomputed_from_per_case_effects_is_attributes_own_call():
     result = attribute("Say banana. Be brief. Reply now. Q {input}", cases=cases, backend=fake)
     per_case = np.array([f.per_case for f in result.features]).T
     assert list(det.rule_harmful(per_case, *det.RULES["lint"])) == [f.harmful for f in result.features]
+
+
+def test_mode_takes_every_approximate_mode_of_attribute_knockout_included():
+    from promptlens.approx import MODES
+
+    assert det.parser().parse_args(["--mode", "knockout"]).mode == "knockout"
+    assert det.parser().parse_args([]).mode == "exact"
+    assert set(det.parser()._option_string_actions["--mode"].choices) == set(MODES)

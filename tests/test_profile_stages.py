@@ -23,11 +23,12 @@ def test_stage_of_known_ops():
 
 
 def test_profile_stages_counts_matmul_flops_and_sums_to_wall():
-    a, b = torch.randn(256, 256), torch.randn(256, 256)
+    a, b, big = torch.randn(256, 256), torch.randn(256, 256), torch.randn(2000, 2000)
 
     def work():
         for _ in range(5):
-            torch.nn.functional.silu(a @ b)
+            a @ b
+            torch.nn.functional.silu(big)
 
     rows = profile_stages(work, peak_gflops=100.0)
     by = {r["stage"]: r for r in rows}

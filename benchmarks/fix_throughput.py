@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from attribution_speed import flops_per_token, matmul_peak
+from profile_stages import print_stages, profile_stages
 from promptlens.backends.hf import load_backend
 from promptlens.cases import split_cases
 from promptlens.config import load_recipe
@@ -137,6 +138,8 @@ def main() -> None:
     ap.add_argument("--minibatch", type=int, default=4, help="cases scored first in a trial (the pruner's step)")
     ap.add_argument("--quick", action="store_true", help="one repeat, 4 templates x 4 cases (smoke test)")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--profile", action="store_true",
+                    help="also run the kept path once under torch.profiler and print where its time goes")
     args = ap.parse_args()
     if args.quick:
         args.repeats, args.templates, args.cases = 1, 4, 4
@@ -195,6 +198,11 @@ def main() -> None:
         print(f"{path:>9}: {t_path:.3f} s, {row['evals_per_s']} evals/s, {row['achieved_gflops']} useful GFLOP/s, "
               f"{row['forward_passes']} passes, {row['tokens_computed']} tokens computed; speedup {row['speedup']}x, "
               f"{row['vs_floor']}x the floor; max |diff| {row['max_abs_diff']:.2e}  ({what})")
+    if args.profile:
+        rows = profile_stages(lambda: run_promptlens(backend, templates, train, objective, args.minibatch, "kept"),
+                              peak)
+        result["profile_kept"] = rows
+        print_stages(rows, f"kept path, {args.threads} threads, {_uptime()}")
     kept, two = result["paths"]["kept"], result["paths"]["two_calls"]
     print(f"kept prefixes vs nothing kept: {two['s'] / kept['s']:.2f}x faster; {result['uptime_after']}")
     if args.json:

@@ -35,7 +35,9 @@ def test_attribution_speed_quick(tmp_path):
 
 @pytest.mark.model
 def test_fix_throughput_quick(tmp_path):
-    data = quick_json("fix_throughput.py", tmp_path)
+    data = quick_json("fix_throughput.py", tmp_path, "--profile")
+    stages = {r["stage"]: r for r in data["profile_kept"]}
+    assert stages["matmul"]["s"] > 0 and stages["matmul"]["gflops"] > 0
     assert data["evaluations"] == data["templates"] * data["cases"] == 16
     paths = data["paths"]
     assert set(paths) == {"two_calls", "kept", "one_call"}

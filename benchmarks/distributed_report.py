@@ -27,13 +27,11 @@ FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 def worker_spans(finished: list) -> dict:
     """Per worker: trials it finished, and its first trial start and last trial end in seconds
     after the round's first trial started (when each worker was searching)."""
-    starts = [t.datetime_start for t in finished if t.datetime_start and t.datetime_complete]
-    if not starts:
+    timed = [t for t in finished if t.datetime_start and t.datetime_complete]
+    if not timed:
         return {}
-    zero, spans = min(starts), {}
-    for t in finished:
-        if not (t.datetime_start and t.datetime_complete):
-            continue
+    zero, spans = min(t.datetime_start for t in timed), {}
+    for t in timed:
         w = spans.setdefault(t.user_attrs.get("worker", "?"), [0, float("inf"), 0.0])
         w[0] += 1
         w[1] = min(w[1], (t.datetime_start - zero).total_seconds())

@@ -221,9 +221,8 @@ def main() -> None:
                      "forward_passes": a.forward_passes, "tokens": a.tokens_computed, "exact_features": a.exact_features,
                      "check_max_abs_diff": round(a.max_abs_diff, 3), "settings": a.settings,
                      "max_abs_diff_all": round(float(np.abs(means - ex_means).max()), 3),
-                     "means": [round(float(m), 5) for m in means],
-                     **agreement(means, ex_means, harmful)})
-        print(f"{mode}: {t:.1f} s; {agreement(means, ex_means, harmful)}; {a.summary()}", flush=True)
+                     "means": [round(float(m), 5) for m in means], **(agree := agreement(means, ex_means, harmful))})
+        print(f"{mode}: {t:.1f} s; {agree}; {a.summary()}", flush=True)
     t_stock, stock = _timed(lambda: stock_captum_messages(backend, text, cases[: args.stock_cases])
                             if args.stock_cases else np.zeros((0, 0)))
     args.stock_cases = args.stock_cases or 1  # skipped: the ratios against stock are meaningless then

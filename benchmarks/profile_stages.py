@@ -9,6 +9,7 @@ count over its self time) is printed beside the peak measured in the same run.
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import torch
@@ -35,8 +36,6 @@ def stage_of(op: str) -> str:
 
 def profile_stages(fn: Callable[[], object], peak_gflops: float) -> list[dict]:
     """Run ``fn`` once under the profiler; rows of stage, seconds, share (and GFLOP/s for matmul)."""
-    import time
-
     with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
         t0 = time.perf_counter()
         fn()

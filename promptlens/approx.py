@@ -372,11 +372,15 @@ def approximation(mode: str, est: Estimate, verified: tuple[int, ...], approx_me
 # --- agreement of a whole ranking with exact leave-one-out (benchmarks, tests) -----------------
 
 
+def exact_top(values: Sequence[float], k: int) -> list[int]:
+    """The ``k`` most harmful features by mean (stable order); of exact's values, the set exact's own
+    ranking puts first."""
+    return np.argsort(np.asarray(values), kind="stable")[:k].tolist()
+
+
 def top_overlap(approx: Sequence[float], exact: Sequence[float], k: int) -> float:
     """Share of exact's k most harmful features that are among the approximation's k most harmful."""
-    a = set(np.argsort(np.asarray(approx), kind="stable")[:k].tolist())
-    e = set(np.argsort(np.asarray(exact), kind="stable")[:k].tolist())
-    return len(a & e) / k
+    return len(set(exact_top(approx, k)) & set(exact_top(exact, k))) / k
 
 
 def average_precision(approx: Sequence[float], relevant: Sequence[int]) -> float | None:
@@ -391,11 +395,6 @@ def average_precision(approx: Sequence[float], relevant: Sequence[int]) -> float
             hits += 1
             total += hits / rank
     return total / len(rel)
-
-
-def exact_top(exact: Sequence[float], k: int) -> list[int]:
-    """Exact's ``k`` most harmful features by mean (stable order): the set exact's own ranking puts first."""
-    return np.argsort(np.asarray(exact), kind="stable")[:k].tolist()
 
 
 def agreement(approx: Sequence[float], exact: Sequence[float], harmful: Sequence[int]) -> dict:

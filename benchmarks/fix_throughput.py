@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from attribution_speed import flops_per_token, matmul_peak
-from profile_stages import print_stages, profile_stages
+from profile_stages import print_stages, profile_detail
 from promptlens.backends.hf import load_backend
 from promptlens.cases import split_cases
 from promptlens.config import load_recipe
@@ -199,10 +199,10 @@ def main() -> None:
               f"{row['forward_passes']} passes, {row['tokens_computed']} tokens computed; speedup {row['speedup']}x, "
               f"{row['vs_floor']}x the floor; max |diff| {row['max_abs_diff']:.2e}  ({what})")
     if args.profile:
-        rows = profile_stages(lambda: run_promptlens(backend, templates, train, objective, args.minibatch, "kept"),
-                              peak)
-        result["profile_kept"] = rows
-        print_stages(rows, f"kept path, {args.threads} threads, {_uptime()}")
+        detail = profile_detail(lambda: run_promptlens(backend, templates, train, objective, args.minibatch, "kept"),
+                                peak)
+        result["profile_kept"], result["profile_kept_detail"] = detail["stages"], detail
+        print_stages(detail["stages"], f"kept path, {args.threads} threads, {_uptime()}", detail)
     kept, two = result["paths"]["kept"], result["paths"]["two_calls"]
     print(f"kept prefixes vs nothing kept: {two['s'] / kept['s']:.2f}x faster; {result['uptime_after']}")
     if args.json:

@@ -138,6 +138,7 @@ class FixResult:
     validation_logprob_low: float | None = None  # stats.lower_bound of the per-case validation log-prob gain
     prompts_scored: int = 0  # before the validation scores (what FixConfig.prompts limits; never above it)
     validation_prompts: int = 0  # the validation cases scored with the original and the fixed template
+    scores_taken: int = 0  # under ``join``: train scores read from the study, scored by other workers
     verdict: Verdict = field(init=False)  # from the fields above (``fix_verdict``); kept in the JSON
 
     def __post_init__(self) -> None:
@@ -309,9 +310,10 @@ def fix_verdict(result: FixResult) -> Verdict:
 def cost_line(result: FixResult) -> str:
     """What the run cost, and where its study is (one line, no trailing full stop)."""
     where = f" in {result.storage}" if result.storage else ""
+    taken = f", {result.scores_taken} train scores taken from other workers" if result.scores_taken else ""
     return (f"{result.trials} trials ({result.trials_total} in the study, {result.pruned} pruned, "
             f"{result.infeasible} infeasible: under the similarity threshold {result.threshold} or the log-prob "
-            f"rule), {result.forward_passes} forward passes, {result.seconds:.1f} s; strategy {result.strategy}, "
+            f"rule), {result.forward_passes} forward passes{taken}, {result.seconds:.1f} s; strategy {result.strategy}, "
             f"seed {result.seed}, study {result.study_name}{where}")
 
 
@@ -560,6 +562,7 @@ class FixRun:
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # its warnings (a Ctrl-C traceback) are not for users
         if self.config.join:
             self.first = self._open_first()
+            self.scorer.shared = handoff.SharedScores(self.first.study)
         if not self._take_setup():
             try:
                 self._setup()
@@ -935,6 +938,7 @@ class FixRun:
             seconds=time.monotonic() - self.start, seed=c.seed, study_name=self.study_name, storage=self.storage,
             notes=tuple(self.notes), logprob_rule=self.logprob_rule,
             prompts_scored=prompts, validation_prompts=validation_prompts,
+            scores_taken=self.scorer.shared.taken if self.scorer.shared is not None else 0,
         )
 
 

@@ -15,7 +15,9 @@ the other workers take them instead of computing them again:
   scores the original while the leader attributes it, and the fixed template while the leader
   attributes that;
 * ``final``: the scores of the original and the fixed template on train and validation, and the
-  fixed template's attribution.
+  fixed template's attribution;
+* every template's train scores (``SharedScores``), as each worker computes them: a combination
+  one worker scored, in full or only its pruner's minibatch, costs the others no forward pass.
 
 A worker waits for each with a bounded time (``take``) and, if it does not come, computes it
 itself: the result is the same either way, only slower.
@@ -110,6 +112,28 @@ def take(study: optuna.Study, key: str, *, until: float, poll: float = 0.2) -> A
 def validation_key(template: str) -> str:
     """Where a template's validation scores are stored: whichever worker is free scores them."""
     return f"validation:{_digest(template)}"
+
+
+class SharedScores:
+    """Train scores of templates shared through a study by the workers of one ``fix --join`` run
+    (``study.TemplateScorer``'s ``shared``): study attribute ``train:<digest>`` holds a template's
+    scores so far, case index -> Score. ``taken`` counts the cases this worker read instead of
+    scoring."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+        self.taken = 0
+
+    def get(self, template: str) -> dict[int, Score]:
+        stored = get(self.study, _scores_key(template)) or {}
+        return {int(i): score for i, score in stored.items()}
+
+    def put(self, template: str, scores: Mapping[int, Score]) -> None:
+        put(self.study, _scores_key(template), {str(i): score for i, score in scores.items()})
+
+
+def _scores_key(template: str) -> str:
+    return f"train:{_digest(template)}"
 
 
 def _digest(value: Any) -> str:

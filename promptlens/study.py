@@ -15,7 +15,9 @@ Each trial:
 3. scores the rest of train and returns the mean objective (nats, higher is better).
 
 Scores are memoised by (template, case), so a combination the sampler proposes twice, a pruned
-trial's minibatch, and the leave-one-out gains afterwards cost no extra forward passes.
+trial's minibatch, and the leave-one-out gains afterwards cost no extra forward passes; under
+``fix --join`` the memo is also shared through the study (``handoff.SharedScores``), so neither
+do combinations another worker scored.
 
 Where the study is stored, and how several workers share it, is in ``storage``.
 """
@@ -33,6 +35,7 @@ from typing import Callable, ContextManager, Sequence
 import optuna
 
 from .errors import InputError
+from .handoff import SharedScores
 from .rewrites import Rewrite
 from .scoring import Backend, objective_value, score_prompts
 from .segments import fill, join
@@ -60,22 +63,33 @@ def kept_prefixes(backend: Backend) -> ContextManager[None]:
 
 
 class TemplateScorer:
-    """Mean objective of templates over cases, memoised per (template, case)."""
+    """Mean objective of templates over cases, memoised per (template, case); with ``shared``, the
+    memo is also read from and written to a study that other workers share."""
 
-    def __init__(self, backend: Backend, cases: Sequence[Case], objective: str) -> None:
+    def __init__(self, backend: Backend, cases: Sequence[Case], objective: str,
+                 shared: SharedScores | None = None) -> None:
         self.backend = backend
         self.cases = list(cases)
         self.objective = objective
         self.memo: dict[tuple[str, int], Score] = {}
+        self.shared = shared
 
     def mean(self, template: str, n: int | None = None, *, objective: str | None = None) -> float:
         """Mean objective (this scorer's, or ``objective``) over the first ``n`` cases (all when None)."""
         ids = range(len(self.cases) if n is None else min(n, len(self.cases)))
         missing = [i for i in ids if (template, i) not in self.memo]
+        if missing and self.shared is not None:
+            theirs = self.shared.get(template)
+            self.memo.update(((template, i), theirs[i]) for i in missing if i in theirs)
+            self.shared.taken += sum(1 for i in missing if i in theirs)
+            missing = [i for i in missing if i not in theirs]
         if missing:
             cases = [self.cases[i] for i in missing]
             (row,) = score_prompts(self.backend, [[fill(template, c.vars) for c in cases]], cases)
             self.memo.update(((template, i), score) for i, score in zip(missing, row))
+            if self.shared is not None:
+                self.shared.put(template, {i: self.memo[(template, i)] for i in range(len(self.cases))
+                                           if (template, i) in self.memo})
         objective = objective or self.objective
         return sum(objective_value(self.memo[(template, i)], objective) for i in ids) / len(ids)
 

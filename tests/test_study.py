@@ -10,6 +10,7 @@ import time
 import optuna
 import pytest
 
+from promptlens.handoff import SharedScores
 from promptlens.segments import segment
 from promptlens.similarity import JaccardSimilarity
 from promptlens.storage import open_study, storage_for
@@ -49,6 +50,26 @@ def test_flip_rule_for_free_form_targets_is_every_token_above_one_half():
 
 def test_right_on_a_choice_case_is_the_label_scoring_best():
     assert right(Score(-5.0, (-5.0,), correct=True)) and not right(Score(-0.1, (-0.1,), correct=False))
+
+
+def test_workers_scorers_share_train_scores_through_the_study(tmp_path):
+    """Under ``fix --join``: a template another worker scored costs no forward pass, whether it
+    scored every case or only the pruner's minibatch (then only the rest is scored here)."""
+    storage = storage_for(f"journal:{tmp_path / 'study.log'}")
+    study_a = optuna.create_study(study_name="s", storage=storage)
+    study_b = optuna.load_study(study_name="s", storage=storage)  # the other worker's handle
+    a, b = FakeBackend(), FakeBackend()
+    mine = TemplateScorer(a, CASES, "logprob", shared=SharedScores(study_a))
+    theirs = TemplateScorer(b, CASES, "logprob", shared=SharedScores(study_b))
+    full = mine.mean(TEMPLATE)
+    assert theirs.mean(TEMPLATE) == full and b.forward_passes == 0 and theirs.shared.taken == len(CASES)
+    assert theirs.memo[(TEMPLATE, 2)] == mine.memo[(TEMPLATE, 2)]  # the Score itself, not only the mean
+    other = TEMPLATE.replace("briefly", "shortly")
+    mine.mean(other, 2)  # the minibatch only
+    assert theirs.mean(other) == pytest.approx(TemplateScorer(FakeBackend(), CASES, "logprob").mean(other))
+    assert b.forward_passes == 1 and b.prompts_scored == [other.replace("{input}", c.vars["input"]) for c in CASES[2:]]
+    assert SharedScores(study_a).get(other).keys() == set(range(len(CASES)))  # the rest written back for others
+    assert mine.mean(other) == theirs.mean(other) and a.forward_passes == 2  # worker a took cases 2-3 back
 
 
 def test_the_scorer_memoises_per_template_and_case():

@@ -39,10 +39,10 @@ import numpy as np
 import torch
 
 from attribution_speed import flops_per_token, matmul_peak
+from profile_stages import print_stages, profile_detail
 from promptlens.approx import APPROXIMATE, ApproxConfig, agreement
 from promptlens.attribution import attribute
 from promptlens.backends.hf import load_backend
-from promptlens.cases import dataset_path, load_cases
 from promptlens.prefix import _Node, _insert
 from promptlens.segments import features, fill, join, segment
 from promptlens.templates import from_messages
@@ -184,6 +184,8 @@ def main() -> None:
     ap.add_argument("--modes", default=",".join(APPROXIMATE))
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--quick", action="store_true", help="smoke test: 4 added rules, 2 extra examples, 2 cases")
+    ap.add_argument("--profile", action="store_true", help="also run exact once more under torch.profiler and print "
+                    "where its time goes (with --modes '' --stock-cases 0: the profile alone)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     backend = load_backend()
@@ -212,6 +214,10 @@ def main() -> None:
           f"{[exact.features[j].segment.text.strip()[:40] for j in harmful]}", flush=True)
     for f in sorted(exact.features, key=lambda f: f.mean)[:5]:
         print(f"  exact {f.mean:+.3f} [{f.ci_low:+.3f}, {f.ci_high:+.3f}] {f.verdict}: {f.segment.text.strip()[:60]!r}")
+    if args.profile:
+        detail = profile_detail(lambda: attribute(text, cases=cases, backend=backend, objective="logprob"), peak)
+        rows[0]["profile"] = detail
+        print_stages(detail["stages"], f"exact, {args.threads} threads, load average {os.getloadavg()[0]:.1f}", detail)
     for mode in [m for m in args.modes.split(",") if m]:
         cfg = ApproxConfig(verify_k=args.verify_k, budget=args.budget)
         t, res = _timed(lambda: attribute(text, cases=cases, backend=backend, objective="logprob", mode=mode, approx=cfg))

@@ -284,9 +284,19 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--tag", default="", help="suffix of the output files, to keep several runs apart")
     ap.add_argument("--summarize", nargs="*", metavar="CSV",
-                    help="no runs: tabulate these runs CSVs together (written by earlier runs)")
+                    help="no runs: tabulate these runs CSVs together (written by earlier runs); where two "
+                    "hold the same prompt, variant, method, segmentation and baseline, the later file's row wins")
     ap.add_argument("--quick", action="store_true", help="one prompt, ablation, 3 cases (a smoke test)")
     return ap
+
+
+def merged_runs(paths: list[str]) -> pd.DataFrame:
+    """The runs of these CSVs; a row of a later file replaces an earlier one of the same attribution."""
+    df = pd.concat([pd.read_csv(f) for f in paths], ignore_index=True)
+    if "baseline" in df.columns:  # runs from before --baseline existed removed the unit
+        df["baseline"] = df["baseline"].fillna("remove")
+    key = [c for c in ("prompt", "variant", "method", "segmentation", "baseline") if c in df.columns]
+    return df.drop_duplicates(key, keep="last").reset_index(drop=True)
 
 
 def main() -> None:
@@ -296,7 +306,7 @@ def main() -> None:
             + (f"_{args.baseline}" if args.baseline != "remove" else "")
             + (f"_{args.segmentation}" if args.segmentation != "units" else "") + (f"_{args.tag}" if args.tag else ""))
     if args.summarize:
-        write_tables(pd.concat([pd.read_csv(f) for f in args.summarize], ignore_index=True), out, stem, vars(args))
+        write_tables(merged_runs(args.summarize), out, stem, vars(args))
         return
     args.samples = parse_pairs(args.samples, "samples")
     per_cases, per_prompts = parse_pairs(args.method_cases, "method-cases"), parse_pairs(args.method_prompts, "method-prompts")

@@ -89,8 +89,10 @@ def test_long_workload_is_fixed_and_disjoint_from_its_cases():
 
 @pytest.mark.model
 def test_long_prompt_quick_knockout(tmp_path):
-    data = quick_json("long_prompt.py", tmp_path, "--stock-cases", "0", "--modes", "knockout")
+    data = quick_json("long_prompt.py", tmp_path, "--stock-cases", "0", "--modes", "knockout", "--profile")
     exact, knock = data["rows"]
+    stages = {r["stage"]: r for r in exact["profile"]["stages"]}
+    assert stages["matmul"]["s"] > 0 and exact["profile"]["matmul_shapes"]  # where exact's time went
     assert exact["mode"] == "exact" and knock["mode"] == "knockout"
     assert knock["tokens"] < exact["tokens"] and knock["forward_passes"] > 0
     assert knock["settings"]["knocked_out"] > 0 and 0 <= knock["check_max_abs_diff"]

@@ -55,6 +55,14 @@ def test_summarize_counts_hits_and_false_calls():
     assert s.false_lint_rate == pytest.approx(1 / 3) and s.fault_called_lint == 1.0
 
 
+def test_summarize_takes_the_later_files_row_of_the_same_attribution(tmp_path):
+    row = {"prompt": "p", "variant": "v", "method": "ablation", "segmentation": "units", "baseline": "remove"}
+    pd.DataFrame([{**row, "rank": 3}, {**row, "variant": "w", "rank": 1}]).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame([{**row, "rank": 2}, {**row, "method": "lime", "rank": 5}]).to_csv(tmp_path / "b.csv", index=False)
+    df = det.merged_runs([str(tmp_path / "a.csv"), str(tmp_path / "b.csv")])
+    assert sorted(zip(df.variant, df.method, df["rank"])) == [("v", "ablation", 2), ("v", "lime", 5), ("w", "ablation", 1)]
+
+
 def test_lint_rule_recomputed_from_per_case_effects_is_attributes_own_call():
     # The tables re-decide every stored run with RULES["lint"]; on a fresh attribution that must
     # give exactly the harmful calls attribute (and so lint's PL103) made.

@@ -51,8 +51,13 @@ $PY benchmarks/distributed_report.py "$URL" "$TRIALS" one="$ONE" two="$TWO" 2>"$
 for w in one two-a two-b; do
   echo "$w: $(grep -m1 '^cost:' "$WORK/$w.log")"
 done
-cmp -s "$WORK/two-a/fixed-template.txt" "$WORK/two-b/fixed-template.txt" \
-  && echo "both workers wrote the same fixed template" || echo "the two workers' fixed templates DIFFER"
+# fix writes fixed-template.txt for a text template and fixed-template.json for a message list
+FIXED=$(cd "$WORK/two-a" && ls fixed-template.* 2>/dev/null | head -1)
+if [ -n "$FIXED" ] && cmp -s "$WORK/two-a/$FIXED" "$WORK/two-b/$FIXED"; then
+  echo "both workers wrote the same fixed template ($FIXED)"
+else
+  echo "the two workers' fixed templates DIFFER (or one is missing: ${FIXED:-none written})"
+fi
 
 if [ "${JOURNAL:-0}" = 1 ]; then
   J="journal:$WORK/study.log"

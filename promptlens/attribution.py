@@ -421,6 +421,30 @@ def attribute(
     )
 
 
+def merge_cases(parts: Sequence[Attribution], seed: int = 0) -> Attribution:
+    """One attribution of the same template over the cases of ``parts`` together, in their order:
+    what exact leave-one-out over all those cases gives (each case's effects are its own), with the
+    intervals and verdicts recomputed over every case. Cost (passes, tokens, seconds) is the sum
+    of the parts'. For ``fix --join``, where two workers attribute halves of the cases."""
+    first = parts[0]
+    if any(p.method != "ablation" or p.mode != "exact" for p in parts):
+        raise ValueError("only exact ablation attributions are merged over cases")
+    if any((p.text, p.segmentation, p.baseline, p.objective) != (first.text, first.segmentation, first.baseline,
+                                                                  first.objective) for p in parts):
+        raise ValueError("the parts attribute different templates or settings")
+    per_case = np.concatenate([np.array([f.per_case for f in p.features]).T for p in parts], axis=0)
+    n = per_case.shape[0]
+    feats = [f.index for f in first.features]
+    features = _pooled(per_case, first.segments, feats, confidence=first.confidence, interval=first.interval,
+                       correction=first.correction, seed=seed)
+    own = {note for p in parts for note in _case_count_notes(p.n_cases)}
+    notes = list(dict.fromkeys(note for p in parts for note in p.notes if note not in own)) + _case_count_notes(n)
+    return dataclasses.replace(
+        first, features=features, n_cases=n, original_score=sum(p.original_score * p.n_cases for p in parts) / n,
+        forward_passes=sum(p.forward_passes for p in parts), tokens_computed=sum(p.tokens_computed for p in parts),
+        seconds=sum(p.seconds for p in parts), notes=tuple(notes))
+
+
 def _cost(backend: Backend, passes0: int, tokens0: int, extra: tuple[int, int]) -> tuple[int, int]:
     """Forward passes and tokens since (passes0, tokens0). IG's model calls and the answer
     baseline's generations bypass the scorer's counters, so they are added (``extra``): IG's one

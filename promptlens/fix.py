@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, NoReturn, Sequence
 import optuna
 
 from . import handoff
-from .attribution import attribute
+from .attribution import attribute, merge_cases
 from .cases import check_vars, split_cases
 from .errors import InputError
 from .rewrites import RewriteConfig, candidates
@@ -545,10 +545,39 @@ class FixRun:
                              "template first, or give none")
         self.given_attribution = attribution
 
-    def _attribute(self, template: str) -> Attribution:
-        cases = self.train[: self.config.attribution_cases] if self.config.attribution_cases else self.train
+    def _attribute(self, template: str, cases: Sequence[Case] | None = None) -> Attribution:
+        """``template``'s attribution on the attribution cases. Under ``join`` the cases are split in
+        two halves: this worker attributes the first, and takes the second from a worker that
+        claimed it (``_attribute_part``), or attributes it too if none did; the halves are merged
+        (``merge_cases``), the same result as one attribution of every case."""
+        if cases is None:
+            cases = self.train[: self.config.attribution_cases] if self.config.attribution_cases else self.train
+            if self.first is not None and len(cases) >= 2:
+                half = (len(cases) + 1) // 2
+                mine = self._attribute(template, cases[:half])
+                theirs = self._take_part(template) or self._attribute(template, cases[half:])
+                return merge_cases([mine, theirs], seed=self.config.seed)
         return attribute(template, cases=cases, backend=self.backend, segmentation=self.config.segmentation,
                          seed=self.config.seed, objective=self.config.attribution_objective)
+
+    def _attribute_part(self, template: str) -> None:
+        """A follower: attribute the second half of the attribution cases of ``template`` for the
+        leader (claimed first, so the leader knows to wait for it)."""
+        cases = self.train[: self.config.attribution_cases] if self.config.attribution_cases else self.train
+        study = self.first.study if self.first is not None else None
+        if study is None or len(cases) < 2 or handoff.get(study, handoff.part_key(template, "claim")) is not None:
+            return
+        handoff.put(study, handoff.part_key(template, "claim"), True)
+        part = self._attribute(template, cases[(len(cases) + 1) // 2:])
+        handoff.put(study, handoff.part_key(template, "attribution"), part)
+
+    def _take_part(self, template: str) -> Attribution | None:
+        """The leader: the second half a follower attributed, waited for only if one claimed it."""
+        study = self.first.study if self.first is not None else None
+        if study is None or handoff.get(study, handoff.part_key(template, "claim")) is None:
+            return None
+        until = min(self.deadline, time.monotonic() + self.config.join_wait)
+        return handoff.take(study, handoff.part_key(template, "attribution"), until=until)
 
     def out_of_passes(self) -> bool:
         """Whether the budget of prompts scored (``FixConfig.prompts``) is spent."""
@@ -607,7 +636,8 @@ class FixRun:
             return False
         until = min(self.deadline, time.monotonic() + self.config.join_wait)
         if handoff.get(self.first.study, handoff.SETUP) is None:
-            self._validation(self.template)  # meanwhile: the validation scores every worker's result needs
+            self._attribute_part(self.template)  # meanwhile: half of the leader's attribution,
+            self._validation(self.template)  # and the validation scores every worker's result needs
         setup = handoff.take(self.first.study, handoff.SETUP, until=until)
         if setup is None:
             return False
@@ -888,8 +918,11 @@ class FixRun:
         While the leader attributes the fixed template, the follower scores it on validation."""
         if self.first is None or self.first.leader:
             return None
-        if self.valid and handoff.get(self.first.study, handoff.FINAL) is None:
-            self._validation(self.current)
+        if handoff.get(self.first.study, handoff.FINAL) is None:
+            if self.config.attribute_after and self.current != self.template:
+                self._attribute_part(self.current)  # half of the fixed template's attribution, for the leader
+            if self.valid:
+                self._validation(self.current)
         until = min(self.deadline, time.monotonic() + self.config.join_wait)
         final = handoff.take(self.first.study, handoff.FINAL, until=until)
         return final if final is not None and final["current"] == self.current else None

@@ -16,6 +16,8 @@ the other workers take them instead of computing them again:
   attributes that;
 * ``final``: the scores of the original and the fixed template on train and validation, and the
   fixed template's attribution;
+* half of the attribution cases of the original and of the fixed template (``part_key``), which a
+  follower claims and attributes while the leader attributes the other half;
 * every template's train scores (``SharedScores``), as each worker computes them: a combination
   one worker scored, in full or only its pruner's minibatch, costs the others no forward pass.
 
@@ -107,6 +109,12 @@ def take(study: optuna.Study, key: str, *, until: float, poll: float = 0.2) -> A
     None when it did not come (the caller computes it itself)."""
     raw = poll_attr(study, key, until=until, poll=poll)
     return None if raw is None else decode(json.loads(str(raw)))
+
+
+def part_key(template: str, what: str) -> str:
+    """Where a follower claims (``what`` "claim") and stores ("attribution") the second half of a
+    template's attribution cases for the leader."""
+    return f"part-{what}:{_digest(template)}"
 
 
 def validation_key(template: str) -> str:

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from promptlens.attribution import attribute
+from promptlens.attribution import attribute, merge_cases
 from promptlens.errors import InputError
 from promptlens.segments import features, segment
 from promptlens.types import Case
@@ -63,6 +63,25 @@ def test_pooled_interval_and_harmful_flag():
     assert banana.harmful and banana.ci_low == banana.ci_high == -3.0
     # Fields are fixed by default: never a feature.
     assert all(f.segment.kind != "field" for f in result.features)
+
+
+def test_halves_of_the_cases_merge_into_the_attribution_of_all_of_them():
+    """fix --join: two workers attribute halves of the cases; the merge is what one worker gets."""
+    fake = RuleBackend(rules={"banana": -3.0, "brief": 0.5}, bonus={("paris", "Paris"): 2.0})
+    template = "Where is {input}? Say banana. Be brief. Name the city."
+    targets = ["Paris", "Rome", "Paris", "Rome", "Oslo", "Paris", "Bern"]
+    cases = [Case({"input": f"place {i} paris" if i % 3 else f"place {i}"}, t) for i, t in enumerate(targets)]
+    whole = attribute(template, cases=cases, backend=fake)
+    parts = [attribute(template, cases=cases[:4], backend=fake), attribute(template, cases=cases[4:], backend=fake)]
+    merged = merge_cases(parts)
+    assert merged.features == whole.features  # per-case effects, means, intervals, verdicts
+    assert merged.n_cases == 7 and merged.original_score == pytest.approx(whole.original_score)
+    assert merged.notes == whole.notes  # the case-count notes are the whole run's, not the halves'
+    assert merged.forward_passes == sum(p.forward_passes for p in parts)
+    with pytest.raises(ValueError, match="different templates"):
+        merge_cases([parts[0], attribute("Say banana. {input}", cases=cases[4:], backend=fake)])
+    with pytest.raises(ValueError, match="exact ablation"):
+        merge_cases([parts[0], attribute(template, cases=cases[4:], backend=fake, method="lime", n_samples=20)])
 
 
 def test_masks_shared_across_cases_cost_one_call_per_eval():

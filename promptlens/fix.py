@@ -546,13 +546,15 @@ class FixRun:
         self.given_attribution = attribution
 
     def _attribute(self, template: str, cases: Sequence[Case] | None = None) -> Attribution:
-        """``template``'s attribution on the attribution cases. Under ``join`` the cases are split in
-        two halves: this worker attributes the first, and takes the second from a worker that
-        claimed it (``_attribute_part``), or attributes it too if none did; the halves are merged
-        (``merge_cases``), the same result as one attribution of every case."""
+        """``template``'s attribution on the attribution cases. Under ``join``, when a follower has
+        claimed the second half of the cases (``_attribute_part``), this worker attributes the
+        first half and takes the second from the study (or attributes it too if it does not come
+        in time); the halves are merged (``merge_cases``), the same result as one attribution of
+        every case. Unclaimed, one attribution of every case, as a single worker makes (two
+        halves cost more than one whole)."""
         if cases is None:
             cases = self.train[: self.config.attribution_cases] if self.config.attribution_cases else self.train
-            if self.first is not None and len(cases) >= 2:
+            if self.first is not None and len(cases) >= 2 and self._claimed(template):
                 half = (len(cases) + 1) // 2
                 mine = self._attribute(template, cases[:half])
                 theirs = self._take_part(template) or self._attribute(template, cases[half:])
@@ -571,10 +573,15 @@ class FixRun:
         part = self._attribute(template, cases[(len(cases) + 1) // 2:])
         handoff.put(study, handoff.part_key(template, "attribution"), part)
 
-    def _take_part(self, template: str) -> Attribution | None:
-        """The leader: the second half a follower attributed, waited for only if one claimed it."""
+    def _claimed(self, template: str) -> bool:
+        """Whether a follower claimed the second half of ``template``'s attribution cases."""
         study = self.first.study if self.first is not None else None
-        if study is None or handoff.get(study, handoff.part_key(template, "claim")) is None:
+        return study is not None and handoff.get(study, handoff.part_key(template, "claim")) is not None
+
+    def _take_part(self, template: str) -> Attribution | None:
+        """The leader: the second half a follower claimed and attributed (None if it does not come in time)."""
+        study = self.first.study if self.first is not None else None
+        if study is None:
             return None
         until = min(self.deadline, time.monotonic() + self.config.join_wait)
         return handoff.take(study, handoff.part_key(template, "attribution"), until=until)

@@ -553,38 +553,37 @@ class FixRun:
         every case. Unclaimed, one attribution of every case, as a single worker makes (two
         halves cost more than one whole)."""
         if cases is None:
-            cases = self.train[: self.config.attribution_cases] if self.config.attribution_cases else self.train
-            if self.first is not None and len(cases) >= 2 and self._claimed(template):
-                half = (len(cases) + 1) // 2
-                mine = self._attribute(template, cases[:half])
-                theirs = self._take_part(template) or self._attribute(template, cases[half:])
-                return merge_cases([mine, theirs], seed=self.config.seed)
+            cases = self._attribution_cases()
+            if len(cases) >= 2 and self._claimed(template):
+                mine, rest = _halves(cases)
+                theirs = self._take_part(template) or self._attribute(template, rest)
+                return merge_cases([self._attribute(template, mine), theirs], seed=self.config.seed)
         return attribute(template, cases=cases, backend=self.backend, segmentation=self.config.segmentation,
                          seed=self.config.seed, objective=self.config.attribution_objective)
+
+    def _attribution_cases(self) -> list[Case]:
+        return self.train[: self.config.attribution_cases] if self.config.attribution_cases else self.train
 
     def _attribute_part(self, template: str) -> None:
         """A follower: attribute the second half of the attribution cases of ``template`` for the
         leader (claimed first, so the leader knows to wait for it)."""
-        cases = self.train[: self.config.attribution_cases] if self.config.attribution_cases else self.train
-        study = self.first.study if self.first is not None else None
-        if study is None or len(cases) < 2 or handoff.get(study, handoff.part_key(template, "claim")) is not None:
+        cases = self._attribution_cases()
+        if self.first is None or len(cases) < 2 or self._claimed(template):
             return
-        handoff.put(study, handoff.part_key(template, "claim"), True)
-        part = self._attribute(template, cases[(len(cases) + 1) // 2:])
-        handoff.put(study, handoff.part_key(template, "attribution"), part)
+        handoff.put(self.first.study, handoff.part_key(template, "claim"), True)
+        part = self._attribute(template, _halves(cases)[1])
+        handoff.put(self.first.study, handoff.part_key(template, "attribution"), part)
 
     def _claimed(self, template: str) -> bool:
-        """Whether a follower claimed the second half of ``template``'s attribution cases."""
-        study = self.first.study if self.first is not None else None
-        return study is not None and handoff.get(study, handoff.part_key(template, "claim")) is not None
+        """Whether a follower claimed the second half of ``template``'s attribution cases (``join`` only)."""
+        return self.first is not None and handoff.get(self.first.study, handoff.part_key(template, "claim")) is not None
 
     def _take_part(self, template: str) -> Attribution | None:
         """The leader: the second half a follower claimed and attributed (None if it does not come in time)."""
-        study = self.first.study if self.first is not None else None
-        if study is None:
+        if self.first is None:
             return None
         until = min(self.deadline, time.monotonic() + self.config.join_wait)
-        return handoff.take(study, handoff.part_key(template, "attribution"), until=until)
+        return handoff.take(self.first.study, handoff.part_key(template, "attribution"), until=until)
 
     def out_of_passes(self) -> bool:
         """Whether the budget of prompts scored (``FixConfig.prompts``) is spent."""
@@ -980,6 +979,12 @@ class FixRun:
             prompts_scored=prompts, validation_prompts=validation_prompts,
             scores_taken=self.scorer.shared.taken if self.scorer.shared is not None else 0,
         )
+
+
+def _halves(cases: Sequence[Case]) -> tuple[Sequence[Case], Sequence[Case]]:
+    """The attribution cases the leader (first) and a follower (second) attribute under ``join``."""
+    half = (len(cases) + 1) // 2
+    return cases[:half], cases[half:]
 
 
 def _with_example_blocks(segments: list[Segment], kinds: Sequence[str]) -> tuple[list[Segment], dict[int, int]]:

@@ -80,8 +80,9 @@ class TemplateScorer:
         missing = [i for i in ids if (template, i) not in self.memo]
         if missing and self.shared is not None:
             theirs = self.shared.get(template)
-            self.memo.update(((template, i), theirs[i]) for i in missing if i in theirs)
-            self.shared.taken += sum(1 for i in missing if i in theirs)
+            found = [i for i in missing if i in theirs]
+            self.memo.update(((template, i), theirs[i]) for i in found)
+            self.shared.taken += len(found)
             missing = [i for i in missing if i not in theirs]
         if missing:
             cases = [self.cases[i] for i in missing]

@@ -19,7 +19,8 @@ segments. Every mode's per-segment means are written to the JSON (``means``).
 The floor is exact mode's: the FLOPs of every distinct token prefix of its variants (each
 computed once, as its prefix trie does) at the fp32 matmul peak measured around the run.
 
-    python benchmarks/long_prompt.py [--threads 1] [--cases 8] [--stock-cases 1] [--json out.json] [--quick]
+    python benchmarks/long_prompt.py [--threads 1] [--cases 8] [--stock-cases 1] [--modes hierarchical,proxy:bfloat16]
+                                     [--json out.json] [--quick]
 """
 
 from __future__ import annotations
@@ -181,7 +182,8 @@ def main() -> None:
                     "0: skip it, for a smoke test)")
     ap.add_argument("--verify-k", type=int, default=5)
     ap.add_argument("--budget", type=int, default=32)
-    ap.add_argument("--modes", default=",".join(APPROXIMATE))
+    ap.add_argument("--modes", default=",".join(APPROXIMATE), help="comma-separated; proxy:KIND runs the proxy "
+                    "mode with that copy (bf16-blocks, bfloat16, int8) instead of auto's choice")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--quick", action="store_true", help="smoke test: 4 added rules, 2 extra examples, 2 cases")
     ap.add_argument("--profile", action="store_true", help="also run exact once more under torch.profiler and print "
@@ -218,17 +220,18 @@ def main() -> None:
         detail = profile_detail(lambda: attribute(text, cases=cases, backend=backend, objective="logprob"), peak)
         rows[0]["profile"] = detail
         print_stages(detail["stages"], f"exact, {args.threads} threads, load average {os.getloadavg()[0]:.1f}", detail)
-    for mode in [m for m in args.modes.split(",") if m]:
-        cfg = ApproxConfig(verify_k=args.verify_k, budget=args.budget)
+    for label in [m for m in args.modes.split(",") if m]:
+        mode, _, kind = label.partition(":")  # proxy:bfloat16 -> that copy instead of auto's choice
+        cfg = ApproxConfig(verify_k=args.verify_k, budget=args.budget, proxy=kind or "auto")
         t, res = _timed(lambda: attribute(text, cases=cases, backend=backend, objective="logprob", mode=mode, approx=cfg))
         means = np.array([f.mean for f in res.features])
         a = res.approximation
-        rows.append({"mode": mode, "seconds": round(t, 1), "vs_exact": round(t_exact / t, 2), "variants": a.variants,
+        rows.append({"mode": label, "seconds": round(t, 1), "vs_exact": round(t_exact / t, 2), "variants": a.variants,
                      "forward_passes": a.forward_passes, "tokens": a.tokens_computed, "exact_features": a.exact_features,
                      "check_max_abs_diff": round(a.max_abs_diff, 3), "settings": a.settings,
                      "max_abs_diff_all": round(float(np.abs(means - ex_means).max()), 3),
                      "means": [round(float(m), 5) for m in means], **(agree := agreement(means, ex_means, harmful))})
-        print(f"{mode}: {t:.1f} s; {agree}; {a.summary()}", flush=True)
+        print(f"{label}: {t:.1f} s; {agree}; {a.summary()}", flush=True)
     t_stock, stock = _timed(lambda: stock_captum_messages(backend, text, cases[: args.stock_cases])
                             if args.stock_cases else np.zeros((0, 0)))
     args.stock_cases = args.stock_cases or 1  # skipped: the ratios against stock are meaningless then

@@ -12,7 +12,7 @@ from promptlens.approx import (ApproxConfig, agreement, average_precision, exact
                                top_overlap)
 from promptlens.attribution import attribute
 from promptlens.errors import InputError
-from promptlens.proxy import native_bf16
+from promptlens.proxy import native_bf16, pick
 from promptlens.report import attribution_table, dumps
 from promptlens.segments import features, segment
 from promptlens.types import Case
@@ -157,6 +157,16 @@ def test_native_bf16_read_from_cpu_flags():
     assert not native_bf16("")
 
 
+def test_auto_proxy_takes_the_faithful_faster_copy_with_the_least_gap_squared_times_time():
+    seconds = {"target": 1.0, "bf16-blocks": 0.50, "bfloat16": 0.40, "int8": 0.30}
+    gap = {"bf16-blocks": 0.02, "bfloat16": 0.04, "int8": 1.6}
+    assert pick(seconds, gap) == "bf16-blocks"  # 0.0002 x 0.5 against 0.0016 x 0.4
+    assert pick({**seconds, "bf16-blocks": 1.7}, gap) == "bfloat16"  # slower than the target: no proxy
+    assert pick({**seconds, "bf16-blocks": 0.9, "bfloat16": 0.2}, {**gap, "bfloat16": 0.03}) == "bfloat16"
+    assert pick(seconds, {**gap, "bf16-blocks": 0.2}) == "bfloat16"  # not faithful at the 0.1 tolerance
+    assert pick(seconds, {"int8": 1.6, "bfloat16": 0.5}) == "bfloat16"  # none faithful: the most faithful
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"mode": "fast"}, "unknown mode 'fast'; choose one of: exact, hierarchical"),
     ({"mode": "hierarchical", "method": "shapley"}, "use --method ablation"),
@@ -234,6 +244,27 @@ def real_exact(backend):
 
 
 @pytest.mark.model
+@pytest.mark.skipif(not native_bf16(), reason="bf16 copies are offered only on a CPU with native bf16")
+def test_bf16_blocks_copy_keeps_the_residual_stream_in_float32_and_strays_less_than_bfloat16(backend):
+    import torch
+
+    from promptlens.proxy import _calibrate, _copy
+
+    blocks, whole = _copy(backend, "bf16-blocks"), _copy(backend, "bfloat16")
+    layer = blocks.model.model.layers[0]
+    assert layer.mlp.up_proj.weight.dtype == torch.bfloat16 and layer.input_layernorm.weight.dtype == torch.float32
+    assert blocks.model.lm_head.weight.dtype == torch.float32
+    assert backend.model.model.layers[0].mlp.up_proj.weight.dtype == torch.float32  # the target is untouched
+    ids = backend.encode_prompt(REAL + " The answer is Paris, the capital of France.")
+    with torch.inference_mode():
+        hidden = blocks.model.model(input_ids=torch.tensor([ids])).last_hidden_state
+    assert hidden.dtype == torch.float32
+    target = _calibrate(backend, ids)[1]
+    gaps = [sum(abs(a - b) for a, b in zip(_calibrate(c, ids)[1], target)) / len(target) for c in (blocks, whole)]
+    assert 0 < gaps[0] < gaps[1] < 0.1, gaps  # a copy, not the model; closer than the whole model in bf16
+
+
+@pytest.mark.model
 @pytest.mark.parametrize("mode", ["hierarchical", "surrogate", "proxy"])
 def test_modes_on_real_model_agree_with_exact_on_the_top_segment(backend, real_exact, mode):
     result = attribute(REAL, "Paris", backend=backend, mode=mode, approx=ApproxConfig(verify_k=3, budget=8))
@@ -244,4 +275,4 @@ def test_modes_on_real_model_agree_with_exact_on_the_top_segment(backend, real_e
     assert a.mode == mode and a.forward_passes > 0 and len(a.verified) == 3
     assert "verified by exact leave-one-out" in attribution_table(result)
     if mode == "proxy":
-        assert a.settings["proxy"] in ("bfloat16", "int8") and "score_s" in a.settings
+        assert a.settings["proxy"] in ("bf16-blocks", "bfloat16", "int8") and "score_s" in a.settings

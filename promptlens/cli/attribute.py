@@ -43,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refine", type=float, default=0.25,
                    help="--mode hierarchical: split a unit whose interval reaches this share of the largest effect")
     p.add_argument("--proxy", default="auto",
-                   help="--mode proxy: auto (the copy measured fastest here), bfloat16, int8")
+                   help="--mode proxy: auto (measured here: the most faithful of the fastest copies), bf16-blocks, bfloat16, int8")
     p.add_argument("--proxy-model", help="--mode proxy: a smaller model folder of the same family as the proxy")
     p.add_argument("--window", type=int, default=0,
                    help="--mode knockout: messages before the last one rerun with it (measured exactly)")

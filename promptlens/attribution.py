@@ -33,7 +33,7 @@ from .cases import check_vars
 from .errors import InputError
 from .knockout import knockout_values, token_owners
 from .names import check_choice
-from .scoring import Backend, default_objective, objective_value, score_prompts, OBJECTIVES
+from .scoring import Backend, default_objective, kept_prefixes, objective_value, score_prompts, OBJECTIVES
 from .segments import SEGMENTATIONS, features, fill, join, segment, template_fields
 from .templates import (MARK_RE, MARKS, MessageTemplate, as_flat, blank, content_offsets, for_backend, is_messages,
                         messages_of, render_notes, to_flat)
@@ -395,16 +395,17 @@ def attribute(
     everything = (1,) * n_feats  # every segment present
     if method == "ablation" and mode == "exact":  # every mask is known up front: score them all in one trie
         forward.prefetch([everything] + [everything[:f] + (0,) + everything[f + 1 :] for f in range(n_feats)])
-    original = forward(torch.ones(len(cases), len(feats)), torch.arange(len(cases))).numpy()
     estimated, approximation = np.zeros(n_feats, dtype=bool), None
-    if mode != "exact":
-        per_case, estimated, approximation = _approximate(mode, problem, forward, segmentation, approx,
-                                                           confidence, seed)
-    elif method == "ig":
-        per_case, delta, ig_cost = _ig_with_notes(problem, ig_steps, notes)  # ig takes no answer baseline
-    else:
-        n_samples = n_samples or {"shapley": 8, "lime": 2 * n_feats + 32, "kernelshap": 2 * n_feats + 32}.get(method, 1)
-        per_case = _perturbation(method, problem, forward, n_samples, perturbations_per_eval, seed).numpy()
+    with kept_prefixes(backend):  # later calls (an approximate mode's variants, sampled masks) reuse earlier starts
+        original = forward(torch.ones(len(cases), len(feats)), torch.arange(len(cases))).numpy()
+        if mode != "exact":
+            per_case, estimated, approximation = _approximate(mode, problem, forward, segmentation, approx,
+                                                               confidence, seed)
+        elif method == "ig":
+            per_case, delta, ig_cost = _ig_with_notes(problem, ig_steps, notes)  # ig takes no answer baseline
+        else:
+            n_samples = n_samples or {"shapley": 8, "lime": 2 * n_feats + 32, "kernelshap": 2 * n_feats + 32}.get(method, 1)
+            per_case = _perturbation(method, problem, forward, n_samples, perturbations_per_eval, seed).numpy()
     notes += _case_count_notes(len(cases))
     feats_out = _pooled(per_case, segments, feats, confidence=confidence, interval=interval, correction=correction,
                         seed=seed, estimated=estimated)

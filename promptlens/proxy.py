@@ -26,7 +26,7 @@ import time
 import types
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -63,19 +63,35 @@ def _copy(backend: HFBackend, kind: str) -> HFBackend:
         if not Path(kind).is_dir():
             raise InputError(f"--proxy {kind!r}: choose one of {', '.join(PROXIES)} or give a model folder")
         return load_backend(kind, raw=backend.raw)
-    model = copy.deepcopy(backend.model)
     if kind == "bf16-blocks":
-        _bf16_blocks(model)
+        in_blocks = {id(q) for block in _bf16_blocks(backend.model) for q in block.parameters()}
+        model = _sharing_copy(backend.model, lambda p: id(p) in in_blocks)
+        for block in _bf16_blocks(model):
+            _in_bf16(block)
     elif kind == "bfloat16":
-        # The ignore: PreTrainedModel.to is wrapped in functools.wraps, which mypy does not bind as a method.
-        model = model.to(torch.bfloat16)  # type: ignore[arg-type]
+        model = _sharing_copy(backend.model, lambda p: True)
     else:
         # The body's linear layers only: the output layer is tied to the embeddings, which stay fp32.
+        # The copy shares the float weights until quantize_dynamic swaps its linear layers in place.
+        model = _sharing_copy(backend.model, lambda p: False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's deprecation notice for eager-mode quantisation
-            model.model = torch.ao.quantization.quantize_dynamic(model.model, {torch.nn.Linear}, dtype=torch.qint8)
+            torch.ao.quantization.quantize_dynamic(model.model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
     return HFBackend(model, backend.tokenizer, name=f"{backend.name} ({kind} copy)", raw=backend.raw,
                      max_batch_tokens=backend.max_batch_tokens)
+
+
+def _sharing_copy(model: torch.nn.Module, to_bf16: Callable[[torch.Tensor], bool]) -> torch.nn.Module:
+    """A copy of ``model`` whose parameters are new bfloat16 tensors where ``to_bf16(parameter)``
+    and the model's own tensors elsewhere: no float32 copy of the weights is made (a deepcopy
+    and a conversion took 2.5 s for the embedded model). The shared tensors are only read
+    (inference); modules, buffers and the config are copied. Tied weights stay tied (one
+    parameter, one copy)."""
+    memo: dict[int, object] = {}
+    for param in model.parameters():  # each tied parameter once
+        memo[id(param)] = (torch.nn.Parameter(param.detach().to(torch.bfloat16), requires_grad=False)
+                           if to_bf16(param) else param)
+    return copy.deepcopy(model, memo)
 
 
 def _to(value: object, dtype: torch.dtype) -> object:
@@ -88,10 +104,9 @@ def _to(value: object, dtype: torch.dtype) -> object:
 
 
 def _in_bf16(module: torch.nn.Module) -> None:
-    """Run ``module`` in bfloat16 between float32 neighbours: its weights become bf16, its
+    """Run ``module`` (its weights already bfloat16) between float32 neighbours: its
     floating-point inputs are cast to bf16 and its first output back to float32 (the instance's
     forward is wrapped, so the module keeps its name and place in the model)."""
-    module.to(torch.bfloat16)
     inner = module.forward
 
     def forward(self: torch.nn.Module, *args: object, **kwargs: object) -> object:
@@ -103,15 +118,14 @@ def _in_bf16(module: torch.nn.Module) -> None:
     module.forward = types.MethodType(forward, module)  # type: ignore[method-assign]
 
 
-def _bf16_blocks(model: torch.nn.Module) -> None:
-    """In place: every decoder layer's attention and MLP in bfloat16, the rest float32."""
+def _bf16_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """Every decoder layer's attention and MLP: what ``bf16-blocks`` runs in bfloat16."""
     layers = getattr(getattr(model, "base_model", model), "layers", None)
     blocks = [getattr(layer, name, None) for layer in layers or () for name in ("self_attn", "mlp")]
     if not blocks or any(b is None for b in blocks):
         raise InputError(f"--proxy bf16-blocks needs decoder layers with self_attn and mlp, which "
                          f"{type(model).__name__} does not have; use --proxy bfloat16")
-    for block in blocks:
-        _in_bf16(block)
+    return blocks
 
 
 def _calibrate(backend: HFBackend, seq: list[int]) -> tuple[float, list[float]]:

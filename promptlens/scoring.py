@@ -5,7 +5,8 @@ log-prob, accuracy and margin. One backend call per batch of variants, so every 
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import ContextManager, Sequence
 
 from .backends.base import Backend
 from .segments import fill
@@ -89,3 +90,12 @@ def summarize(backend: Backend, template: str, cases: Sequence[Case], objective:
 
     Example: ``summarize(load_backend(), "Plural of {input}:", load_cases("cases.jsonl")).logprob``"""
     return summarize_many(backend, [template], cases, objective)[0]
+
+
+def kept_prefixes(backend: Backend) -> ContextManager[None]:
+    """The backend's ``keep_prefixes`` block where it has one (the embedded model: calls that
+    share a start compute it once: a trial's minibatch and the rest of its cases, trials that
+    share their template's start, an attribution's original prompt and the variants it scores
+    later), else a block that changes nothing."""
+    keep = getattr(backend, "keep_prefixes", None)
+    return keep() if callable(keep) else contextlib.nullcontext()

@@ -24,20 +24,19 @@ Where the study is stored, and how several workers share it, is in ``storage``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import re
 import time
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Sequence
+from typing import Callable, Sequence
 
 import optuna
 
 from .errors import InputError
 from .handoff import SharedScores
 from .rewrites import Rewrite
-from .scoring import Backend, objective_value, score_prompts
+from .scoring import Backend, kept_prefixes, objective_value, score_prompts
 from .segments import fill, join
 from .signals import interrupts
 from .similarity import SimilarityModel
@@ -52,14 +51,6 @@ _TEMPLATE = "template"
 class BudgetSpent(Exception):
     """A scoring request that what is left of ``fix``'s budget of prompts scored cannot pay for in
     full; nothing of it was scored (``fix.PromptCounter``)."""
-
-
-def kept_prefixes(backend: Backend) -> ContextManager[None]:
-    """The backend's ``keep_prefixes`` block where it has one (the embedded model: a trial's
-    minibatch and the rest of its cases, and trials that share their template's start, compute
-    the shared prefix once), else a block that changes nothing."""
-    keep = getattr(backend, "keep_prefixes", None)
-    return keep() if callable(keep) else contextlib.nullcontext()
 
 
 class TemplateScorer:

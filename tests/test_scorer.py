@@ -277,3 +277,26 @@ def test_kept_prefixes_on_the_real_model(backend):
             got = scorer.score(seqs, n)
             assert _close(got, _naive_all(backend.model, seqs, n), tol=1e-4)
         assert scorer.tokens_reused - before > 10  # the chat header and the template's start
+
+
+def test_lone_chains_with_little_past_run_causal_and_equal_the_naive_forward(tiny_lm, monkeypatch):
+    """A chain alone in its attention group that sees fewer past keys than it has tokens runs as
+    plain causal attention behind blank rows; the rest under the mask. Both give the plain forward."""
+    import promptlens.prefix as prefix
+
+    made: list[int | None] = []
+    build = prefix._TreePlan._group
+
+    def recording(items, device):
+        group = build(items, device)
+        made.append(group.lead)
+        return group
+
+    monkeypatch.setattr(prefix._TreePlan, "_group", staticmethod(recording))
+    # A 60-token chain on a 2-token root (alone: padding a short chain to it costs more than a
+    # call), and short chains, which share a masked call.
+    seqs = [[1, 2] + [3 + i % 40 for i in range(60)], [1, 2, 45, 46, 47], [1, 2, 45, 48], [1, 5, 6]]
+    n = [3, 2, 1, 1]
+    got = TrieScorer(tiny_lm, max_batch_tokens=4096, tree_attention=True).score(seqs, n)
+    assert _close(got, _naive_all(tiny_lm, seqs, n))
+    assert any(lead is not None for lead in made) and None in made  # both kernels ran

@@ -33,6 +33,8 @@ import torch
 from .errors import InputError
 
 if TYPE_CHECKING:  # a proxy copies a local model: only HFBackend has one
+    from transformers import PreTrainedModel
+
     from .backends.base import Backend
     from .backends.hf import HFBackend
 
@@ -81,7 +83,7 @@ def _copy(backend: HFBackend, kind: str) -> HFBackend:
                      max_batch_tokens=backend.max_batch_tokens)
 
 
-def _sharing_copy(model: torch.nn.Module, to_bf16: Callable[[torch.Tensor], bool]) -> torch.nn.Module:
+def _sharing_copy(model: PreTrainedModel, to_bf16: Callable[[torch.Tensor], bool]) -> PreTrainedModel:
     """A copy of ``model`` whose parameters are new bfloat16 tensors where ``to_bf16(parameter)``
     and the model's own tensors elsewhere: no float32 copy of the weights is made (a deepcopy
     and a conversion took 2.5 s for the embedded model). The shared tensors are only read
@@ -115,17 +117,18 @@ def _in_bf16(module: torch.nn.Module) -> None:
             return (_to(out[0], torch.float32), *out[1:])
         return _to(out, torch.float32)
 
-    module.forward = types.MethodType(forward, module)  # type: ignore[method-assign]
+    module.forward = types.MethodType(forward, module)
 
 
 def _bf16_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
     """Every decoder layer's attention and MLP: what ``bf16-blocks`` runs in bfloat16."""
     layers = getattr(getattr(model, "base_model", model), "layers", None)
     blocks = [getattr(layer, name, None) for layer in layers or () for name in ("self_attn", "mlp")]
-    if not blocks or any(b is None for b in blocks):
+    found = [b for b in blocks if isinstance(b, torch.nn.Module)]
+    if not found or len(found) < len(blocks):
         raise InputError(f"--proxy bf16-blocks needs decoder layers with self_attn and mlp, which "
                          f"{type(model).__name__} does not have; use --proxy bfloat16")
-    return blocks
+    return found
 
 
 def _calibrate(backend: HFBackend, seq: list[int]) -> tuple[float, list[float]]:

@@ -49,6 +49,17 @@ def test_fix_throughput_quick(tmp_path):
 
 
 @pytest.mark.model
+def test_kernel_floor_quick(tmp_path):
+    data = quick_json("kernel_floor.py", tmp_path)
+    assert [r["tokens"] for r in data["rows"]] == [64, 128]
+    assert data["peak_gflops"] > 0 and isinstance(data["native_bf16"], bool)
+    for r in data["rows"]:
+        assert r["floor_s"] > 0 and r["plain_s"] > 0
+        # the kernel bound charges the floor's FLOPs at rates measured below the peak, so it is >= the floor
+        assert r["kernel_bound_vs_floor"] > 0.5 and 0 < r["attention_share_of_floor"] < 1
+
+
+@pytest.mark.model
 @pytest.mark.parametrize("script, outputs", [
     ("detection.py", ["detection.md", "detection_runs.csv", "faithfulness_runs.csv"]),
     ("fix_quality.py", ["fix_quality.md", "fix_quality_runs.csv", "fix_quality.png"]),

@@ -5,9 +5,10 @@ The workload is what ``promptlens fix`` scores: trial templates (combinations of
 rewrites of the recipe's segments, as the Optuna study proposes them) over the train cases, each
 trial scored the way a trial is (a minibatch of cases first, for the pruner, then the rest), every
 label of every case. One-at-a-time = one plain teacher-forced forward per (template, case, label).
-Three promptlens paths (``PATHS``): two calls with nothing kept between them (before issue 19),
-two calls with each call's shared prefix kept (``keep_prefixes``, what ``fix`` runs), and one
-call per trial (the bound without the pruner's minibatch). Runs are interleaved (naive, then each
+Four promptlens paths (``PATHS``): two calls with nothing kept between them (before issue 19),
+two calls with each call's shared prefix kept (``keep_prefixes``, what ``fix`` runs), one call
+per trial (the bound without the pruner's minibatch), and ``--batch`` trials per call (the bound
+of a study that asks for trials in batches; ``fix`` does not). Runs are interleaved (naive, then each
 promptlens path, naive, ...) and the medians compared.
 
 Useful FLOPs are those of the distinct token prefixes (the prefix trie's nodes) with the output
@@ -41,7 +42,7 @@ from promptlens.cases import split_cases
 from promptlens.config import load_recipe
 from promptlens.prefix import naive_token_logprobs
 from promptlens.rewrites import RewriteConfig, candidates
-from promptlens.scoring import continuations, default_objective, objective_value, _score
+from promptlens.scoring import continuations, default_objective, objective_value, score_prompts, _score
 from promptlens.study import Slot, TemplateScorer, template_for
 from promptlens.segments import features, fill, segment
 from promptlens.similarity import JaccardSimilarity
@@ -70,10 +71,17 @@ PATHS = {
     "two_calls": "a trial in two calls (minibatch, then the rest), nothing kept between calls",
     "kept": "a trial in two calls, each call's shared prefix kept for the later calls (what fix runs)",
     "one_call": "a trial in one call of all its cases (no minibatch: the pruner could save nothing)",
+    "batch": "BATCH trials in one call of all their cases (the bound of scoring TPE trials in batches, no pruner)",
 }
 
 
-def run_promptlens(backend, templates, cases, objective: str, minibatch: int, path: str) -> list[float]:
+def run_promptlens(backend, templates, cases, objective: str, minibatch: int, path: str, batch: int = 4) -> list[float]:
+    if path == "batch":
+        values = []
+        for i in range(0, len(templates), batch):
+            rows = score_prompts(backend, [[fill(t, c.vars) for c in cases] for t in templates[i:i + batch]], cases)
+            values += [sum(objective_value(s, objective) for s in row) / len(row) for row in rows]
+        return values
     scorer = TemplateScorer(backend, cases, objective)  # fresh memo: every repeat does the work
     keep = backend.keep_prefixes() if path == "kept" else contextlib.nullcontext()
     values = []
@@ -136,6 +144,7 @@ def main() -> None:
     ap.add_argument("--templates", type=int, default=12, help="trial templates scored per run")
     ap.add_argument("--cases", type=int, default=16, help="train cases")
     ap.add_argument("--minibatch", type=int, default=4, help="cases scored first in a trial (the pruner's step)")
+    ap.add_argument("--batch", type=int, default=4, help="trials per call on the batch path")
     ap.add_argument("--quick", action="store_true", help="one repeat, 4 templates x 4 cases (smoke test)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--profile", action="store_true",
@@ -162,7 +171,7 @@ def main() -> None:
         for path in PATHS:
             p0, k0 = backend.forward_passes, backend.tokens_computed
             t = time.perf_counter()
-            values[path] = run_promptlens(backend, templates, train, objective, args.minibatch, path)
+            values[path] = run_promptlens(backend, templates, train, objective, args.minibatch, path, args.batch)
             times[path].append(time.perf_counter() - t)
             passes[path], tokens[path] = backend.forward_passes - p0, backend.tokens_computed - k0
     peak = max(peak, matmul_peak(args.threads))  # drifts on a shared machine: the higher is stricter
@@ -188,7 +197,7 @@ def main() -> None:
     for path, what in PATHS.items():
         t_path = statistics.median(times[path])
         row = {
-            "what": what, "s": round(t_path, 3), "times": [round(x, 3) for x in times[path]],
+            "what": what.replace("BATCH", str(args.batch)), "s": round(t_path, 3), "times": [round(x, 3) for x in times[path]],
             "evals_per_s": round(evals / t_path, 1), "speedup": round(t_naive / t_path, 2),
             "max_abs_diff": max(abs(a - b) for a, b in zip(naive, values[path])),
             "forward_passes": passes[path], "tokens_computed": tokens[path],
@@ -197,7 +206,7 @@ def main() -> None:
         result["paths"][path] = row
         print(f"{path:>9}: {t_path:.3f} s, {row['evals_per_s']} evals/s, {row['achieved_gflops']} useful GFLOP/s, "
               f"{row['forward_passes']} passes, {row['tokens_computed']} tokens computed; speedup {row['speedup']}x, "
-              f"{row['vs_floor']}x the floor; max |diff| {row['max_abs_diff']:.2e}  ({what})")
+              f"{row['vs_floor']}x the floor; max |diff| {row['max_abs_diff']:.2e}  ({row['what']})")
     if args.profile:
         detail = profile_detail(lambda: run_promptlens(backend, templates, train, objective, args.minibatch, "kept"),
                                 peak)

@@ -40,12 +40,15 @@ def test_fix_throughput_quick(tmp_path):
     assert stages["matmul"]["s"] > 0 and stages["matmul"]["gflops"] > 0
     assert data["evaluations"] == data["templates"] * data["cases"] == 16
     paths = data["paths"]
-    assert set(paths) == {"two_calls", "kept", "one_call"}
+    assert set(paths) == {"two_calls", "kept", "one_call", "batch"}
     for row in paths.values():
         assert row["max_abs_diff"] < 1e-4  # the same trial values as one-at-a-time forwards
         assert row["forward_passes"] < data["sequences"]
     # Kept prefixes: the rest of a trial does not compute its template's start again.
     assert paths["kept"]["tokens_computed"] < paths["two_calls"]["tokens_computed"]
+    # 4 trials in one call: one pass for the whole workload, no more tokens than a call per trial
+    assert paths["batch"]["forward_passes"] < paths["one_call"]["forward_passes"]
+    assert paths["batch"]["tokens_computed"] <= paths["one_call"]["tokens_computed"]
 
 
 @pytest.mark.model

@@ -71,7 +71,7 @@ PATHS = {
     "two_calls": "a trial in two calls (minibatch, then the rest), nothing kept between calls",
     "kept": "a trial in two calls, each call's shared prefix kept for the later calls (what fix runs)",
     "one_call": "a trial in one call of all its cases (no minibatch: the pruner could save nothing)",
-    "batch": "BATCH trials in one call of all their cases (the bound of scoring TPE trials in batches, no pruner)",
+    "batch": "--batch trials in one call of all their cases (the bound of scoring TPE trials in batches, no pruner)",
 }
 
 
@@ -182,7 +182,7 @@ def main() -> None:
     distinct = len({tuple(seq[: i + 1]) for seq, _ in seqs for i in range(len(seq))})
     result = {
         "recipe": Path(args.recipe).name, "objective": objective, "templates": len(templates), "cases": len(train),
-        "minibatch": args.minibatch, "sequences": len(seqs), "evaluations": evals, "threads": args.threads,
+        "minibatch": args.minibatch, "batch": args.batch, "sequences": len(seqs), "evaluations": evals, "threads": args.threads,
         "uptime_before": uptime0, "uptime_after": _uptime(),
         "naive_s": round(t_naive, 3), "naive_evals_per_s": round(evals / t_naive, 1),
         "naive_achieved_gflops": round(useful / t_naive / 1e9, 1),
@@ -197,7 +197,7 @@ def main() -> None:
     for path, what in PATHS.items():
         t_path = statistics.median(times[path])
         row = {
-            "what": what.replace("BATCH", str(args.batch)), "s": round(t_path, 3), "times": [round(x, 3) for x in times[path]],
+            "what": what, "s": round(t_path, 3), "times": [round(x, 3) for x in times[path]],
             "evals_per_s": round(evals / t_path, 1), "speedup": round(t_naive / t_path, 2),
             "max_abs_diff": max(abs(a - b) for a, b in zip(naive, values[path])),
             "forward_passes": passes[path], "tokens_computed": tokens[path],
@@ -206,7 +206,7 @@ def main() -> None:
         result["paths"][path] = row
         print(f"{path:>9}: {t_path:.3f} s, {row['evals_per_s']} evals/s, {row['achieved_gflops']} useful GFLOP/s, "
               f"{row['forward_passes']} passes, {row['tokens_computed']} tokens computed; speedup {row['speedup']}x, "
-              f"{row['vs_floor']}x the floor; max |diff| {row['max_abs_diff']:.2e}  ({row['what']})")
+              f"{row['vs_floor']}x the floor; max |diff| {row['max_abs_diff']:.2e}  ({what})")
     if args.profile:
         detail = profile_detail(lambda: run_promptlens(backend, templates, train, objective, args.minibatch, "kept"),
                                 peak)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 import torch.nn.functional as F
 
-from attribution_speed import matmul_peak
+from attribution_speed import flops_per_token, matmul_peak
 from promptlens.backends.devices import cpu_native_bf16
 from promptlens.backends.hf import load_backend
 
@@ -46,11 +46,14 @@ def best_time(fn, repeats: int) -> float:
     return best
 
 
+def head_dim(config) -> int:
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
 def shapes(config) -> list[tuple[str, int, int]]:
     """(name, in, out) of each linear layer of one decoder layer."""
     d, inter = config.hidden_size, config.intermediate_size
-    head_dim = getattr(config, "head_dim", None) or d // config.num_attention_heads
-    q, kv = config.num_attention_heads * head_dim, config.num_key_value_heads * head_dim
+    q, kv = config.num_attention_heads * head_dim(config), config.num_key_value_heads * head_dim(config)
     return [("q", d, q), ("k", d, kv), ("v", d, kv), ("o", q, d), ("gate", d, inter), ("up", d, inter), ("down", inter, d)]
 
 
@@ -66,23 +69,17 @@ def linear_rate(config, n: int, repeats: int) -> float:
 
 def attention_rate(config, n: int, repeats: int) -> float:
     """GFLOP/s of SDPA's causal attention over ``n`` tokens (the useful half of QK^T and AV)."""
-    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    q = torch.randn(1, heads, n, head_dim)
-    k, v = torch.randn(1, kv_heads, n, head_dim), torch.randn(1, kv_heads, n, head_dim)
+    heads, kv_heads, dim = config.num_attention_heads, config.num_key_value_heads, head_dim(config)
+    q = torch.randn(1, heads, n, dim)
+    k, v = torch.randn(1, kv_heads, n, dim), torch.randn(1, kv_heads, n, dim)
     seconds = best_time(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                                                enable_gqa=heads != kv_heads), repeats)
     return attention_flops(config, n) / config.num_hidden_layers / seconds / 1e9
 
 
 def attention_flops(config, n: int) -> float:
-    heads = config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return 4 * config.num_hidden_layers * heads * head_dim * n * (n + 1) / 2
-
-
-def linear_flops(config, n: int) -> float:
-    return 2 * n * config.num_hidden_layers * sum(k * m for _, k, m in shapes(config))
+    """The floor's attention FLOPs over ``n`` tokens (the rest of ``flops_per_token`` is linear)."""
+    return 4 * config.num_hidden_layers * config.num_attention_heads * head_dim(config) * n * (n + 1) / 2
 
 
 @torch.inference_mode()
@@ -112,8 +109,10 @@ def main() -> None:
     print("tokens | plain forward s | floor s | plain / floor | linear GFLOP/s (% peak) | SDPA causal GFLOP/s "
           "(% peak) | kernel bound / floor")
     for n in (int(x) for x in args.lengths.split(",")):
-        lin, att = linear_flops(config, n), attention_flops(config, n)
-        floor = (lin + att) / peak / 1e9
+        total = sum(flops_per_token(model, pos + 1, lm_head=False) for pos in range(n))  # the benchmarks' floor
+        att = attention_flops(config, n)
+        lin = total - att
+        floor = total / peak / 1e9
         plain = plain_forward(model, n, args.repeats)
         lin_rate, att_rate = linear_rate(config, n, args.repeats), attention_rate(config, n, args.repeats)
         bound = lin / lin_rate / 1e9 + att / att_rate / 1e9

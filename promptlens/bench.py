@@ -294,8 +294,14 @@ class _BenchRun:
         """``budget`` random and ``budget`` guided perturbations at ``level`` (fewer, equal on both sides,
         when fewer pass the meaning filter)."""
         c = self.c
+        sites = words if level in ("character", "word") else sentences
+        if not sites:
+            self.notes.append(f"{name}, {level}: nothing to perturb (no {'word' if sites is words else 'sentence'} "
+                              "outside the fields, the label words and the few-shot examples)")
+            self.bar.update(2)
+            return []
         found = {placement: perturb(
-            template, level, sites=words if level in ("character", "word") else sentences, placement=placement,
+            template, level, sites=sites, placement=placement,
             budget=c.budget, rng=random.Random(f"{c.seed}:{level}:{placement}"), similarity=self.similarity,
             threshold=c.threshold, protected=self.protected, edits=c.edits, paraphrase=self.paraphrase,
         ) for placement in PLACEMENTS}

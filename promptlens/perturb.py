@@ -11,7 +11,10 @@
 * ``semantic``: a whole sentence paraphrased by an LLM (the caller passes the paraphraser).
 
 A site is a place an edit can go: the letters of one word, or the body of one sentence of three or
-more words. Template fields are never sites. Placement ``random`` draws sites uniformly;
+more words. Template fields are never sites, nor is any text of a few-shot example (a user turn
+and the assistant turn that answers it, in a message template): a typo in an example's answer
+changes the label it demonstrates, and PromptBench, too, attacks the instructions, not the
+demonstrations. Placement ``random`` draws sites uniformly;
 ``guided`` draws them from the sites with the highest ``importance`` (the caller fills it from
 attribution), widening the window one site at a time when it runs out of new candidates.
 
@@ -33,6 +36,7 @@ from .errors import InputError
 from .rewrites import SYNONYMS
 from .segments import segment, template_fields
 from .similarity import SimilarityModel
+from .templates import MARK_RE
 from .types import Case
 
 from .names import LEVELS  # noqa: E402 (defined where the CLI can import it cheaply)
@@ -123,12 +127,25 @@ def keeps_meaning_markers(original: str, new: str, protected: frozenset[str]) ->
     return same_fields and label_counts(new, protected) == label_counts(original, protected)
 
 
+def example_ranges(template: str) -> list[tuple[int, int]]:
+    """(start, end) of each few-shot example of a message template, role marks included; none in
+    a plain text template."""
+    if not MARK_RE.search(template):
+        return []
+    return [(s.start, s.end) for s in segment(template, "example") if s.kind == "example"]
+
+
+def _inside(start: int, end: int, ranges: Sequence[tuple[int, int]]) -> bool:
+    return any(start < e and s < end for s, e in ranges)
+
+
 def word_sites(template: str, protected: frozenset[str]) -> list[Site]:
-    """The longest letter run of every word outside the fields, unless it is a protected word
-    or next to a literal brace (editing ``{{x}}`` could make a field)."""
+    """The longest letter run of every word outside the fields and the few-shot examples, unless it
+    is a protected word or next to a literal brace (editing ``{{x}}`` could make a field)."""
     sites = []
+    examples = example_ranges(template)
     for seg in segment(template, "word"):
-        if not seg.feature or "{" in seg.text or "}" in seg.text:
+        if not seg.feature or "{" in seg.text or "}" in seg.text or _inside(seg.start, seg.end, examples):
             continue
         runs = list(_LETTERS.finditer(seg.text))
         if not runs:
@@ -141,11 +158,13 @@ def word_sites(template: str, protected: frozenset[str]) -> list[Site]:
 
 
 def sentence_sites(template: str, min_words: int = 3) -> list[Site]:
-    """The body (no surrounding whitespace) of every sentence of ``min_words`` or more words."""
+    """The body (no surrounding whitespace) of every sentence of ``min_words`` or more words,
+    outside the few-shot examples."""
     sites = []
+    examples = example_ranges(template)
     for seg in segment(template, "sentence"):
         body = seg.text.strip()
-        if not seg.feature or len(body.split()) < min_words:
+        if not seg.feature or len(body.split()) < min_words or _inside(seg.start, seg.end, examples):
             continue
         start = seg.start + seg.text.index(body)
         sites.append(Site(start, start + len(body), body))

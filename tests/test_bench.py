@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 
 import pytest
 
@@ -13,6 +14,7 @@ from promptlens.bench import bench
 from promptlens.bench_report import bench_csv, bench_markdown, bench_plot, bench_table
 from promptlens.errors import InputError
 from promptlens.perturb import PLACEMENTS
+from promptlens.templates import Message, to_flat
 from promptlens.types import Case
 
 from .fakes import JaccardSimilarity
@@ -105,6 +107,19 @@ def test_a_level_with_nothing_that_passes_the_filter_is_reported_not_faked():
     assert "note: original, semantic: 0 of 2" in bench_table(result) and bench_csv(result).count("\n") == 7
 
 
+def test_few_shot_examples_are_never_perturbed():
+    """The examples' words are no sites: a message template whose free text is all in its examples
+    (and fields) has nothing to perturb, and the note says so instead of blaming the meaning filter."""
+    flat = to_flat([Message("user", "Statement: the sun is hot"), Message("assistant", "plausible"),
+                    Message("user", "{input}")])
+    result = bench({"examples": flat}, _cases(2), backend=RuleBackend(), similarity=JaccardSimilarity(),
+                   threshold=0.01, levels=("character", "sentence"), budget=2)
+    assert all(r.n == 0 for r in result.rows if r.level != "clean")
+    assert result.notes == tuple(f"examples, {level}: nothing to perturb (no {kind} outside the fields, the label "
+                                 "words and the few-shot examples)"
+                                 for level, kind in (("character", "word"), ("sentence", "sentence")))
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"budget": 0}, "budget 0 is out of range"),
     ({"levels": ("typo",)}, "unknown level 'typo'"),
@@ -156,3 +171,20 @@ def test_cli_smoke_on_real_model(tmp_path):
     assert data["n_cases"] == 2 and len(data["prompts"]) == 2
     page = (tmp_path / "b.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "fixed-template" in page and 'class="chart pdr"' in page
+
+
+@pytest.mark.model
+def test_few_shot_recipe_on_real_model_keeps_its_examples(tmp_path):
+    """sports_fewshot.yaml: a system rule, two examples, the user template; every perturbed prompt
+    keeps both examples (questions and answers) as written and changes the rest."""
+    result = run("bench", str(ROOT / "recipes" / "sports_fewshot.yaml"), "--limit", "2", "--budget", "2",
+                 "--levels", "character", "--threads", "1", "--out", str(tmp_path / "out"),
+                 "--json", str(tmp_path / "b.json"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    prompt = json.loads((tmp_path / "b.json").read_text())["prompts"][0]
+    contents = lambda text: re.split(r"\[(?:system|user|assistant)\] ", text)[1:]  # noqa: E731 (the shown form)
+    original = contents(prompt["template"])
+    assert len(original) == 6 and len(prompt["perturbations"]) == 4
+    for p in prompt["perturbations"]:
+        new = contents(p["text"])
+        assert new[1:5] == original[1:5] and (new[0], new[5]) != (original[0], original[5]), p["edits"]

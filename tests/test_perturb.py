@@ -1,6 +1,6 @@
 """promptlens.perturb (shared by bench and lint): every perturbation keeps the fields, the label
 words and the similarity threshold (property tests); format variants keep every word; sites skip
-labels, fields and braces; guided placement attacks the most important site first."""
+labels, fields, braces and few-shot examples; guided placement attacks the most important site first."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from promptlens.perturb import (LEVELS, PLACEMENTS, Site, format_variants, keeps_meaning_markers, label_counts, perturb,
                                 protected_words, sentence_sites, word_sites)
 from promptlens.segments import template_fields
+from promptlens.templates import Message, message_spans, to_flat
 from promptlens.types import Case
 
 from .fakes import JaccardSimilarity
@@ -104,6 +105,26 @@ def test_word_sites_skip_labels_fields_and_braces():
     protected = protected_words(_cases())
     texts = [s.text for s in word_sites("Is it plausible, {{x}} or implausible? Check {input} carefully.", protected)]
     assert texts == ["Is", "it", "or", "Check", "carefully"]
+
+
+def test_sites_leave_few_shot_examples_as_written():
+    """A typo in an example's answer would change the label it demonstrates: the examples (user
+    question and assistant answer) hold no site; the system rules and the user template do."""
+    flat = to_flat([Message("system", "Give the plural of the word. Answer in one word."),
+                    Message("user", "Word: cat"), Message("assistant", "cats"),
+                    Message("user", "Word: box"), Message("assistant", "boxes"),
+                    Message("user", "Word: {input} please")])
+    words = word_sites(flat, frozenset())
+    assert [s.text for s in words] == ["Give", "the", "plural", "of", "the", "word", "Answer", "in", "one", "word",
+                                       "Word", "please"]
+    assert [s.text for s in sentence_sites(flat)] == ["Give the plural of the word.", "Answer in one word."]
+    contents = [flat[a:b] for a, b, _ in message_spans(flat)]
+    found = perturb(flat, "character", sites=words, placement="random", budget=30, rng=random.Random(0),
+                    similarity=JaccardSimilarity(), threshold=0.0, protected=frozenset(), edits=2)
+    assert len(found) == 30
+    for p in found:
+        new = [p.text[a:b] for a, b, _ in message_spans(p.text)]
+        assert new[1:5] == contents[1:5] and (new[0], new[5]) != (contents[0], contents[5])
 
 
 def test_guided_placement_attacks_the_most_important_site_first():

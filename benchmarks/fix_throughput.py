@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from attribution_speed import flops_per_token, matmul_peak
+from breakdown import linear_bound, module_times, print_breakdown
 from profile_stages import print_stages, profile_detail
 from promptlens.backends.hf import load_backend
 from promptlens.cases import split_cases
@@ -148,7 +149,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="one repeat, 4 templates x 4 cases (smoke test)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--profile", action="store_true",
-                    help="also run the kept path once under torch.profiler and print where its time goes")
+                    help="also run the kept path once under torch.profiler and print where its time goes "
+                         "(the profiler slows the run about 2x: its rates are low; see --breakdown)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time the modules of the kept and batch paths without the profiler, and the "
+                         "least time the stock matmul kernel needs for their linear calls (benchmarks/breakdown.py)")
     args = ap.parse_args()
     if args.quick:
         args.repeats, args.templates, args.cases = 1, 4, 4
@@ -212,6 +217,18 @@ def main() -> None:
                                 peak)
         result["profile_kept"], result["profile_kept_detail"] = detail["stages"], detail
         print_stages(detail["stages"], f"kept path, {args.threads} threads, {_uptime()}", detail)
+    if args.breakdown:
+        result["breakdown"] = {}
+        for path in ("kept", "batch"):
+            times_, calls = module_times(backend.model, lambda: run_promptlens(
+                backend, templates, train, objective, args.minibatch, path, args.batch))
+            bound = linear_bound(backend.model, calls)
+            print_breakdown(f"{path} path, {args.threads} threads, {_uptime()}", times_, calls, bound, floor_s)
+            result["breakdown"][path] = {"seconds": {k: round(v, 3) for k, v in times_.items()},
+                                         "linear_bound_s": round(bound["s"], 3),
+                                         "linear_bound_vs_floor": round(bound["s"] / floor_s, 2),
+                                         "linear_bound_gflops": round(bound["gflops"], 1),
+                                         "block_m": bound["block_m"], "head_m": bound["head_m"], "rates": bound["rates"]}
     kept, two = result["paths"]["kept"], result["paths"]["two_calls"]
     print(f"kept prefixes vs nothing kept: {two['s'] / kept['s']:.2f}x faster; {result['uptime_after']}")
     if args.json:

@@ -35,9 +35,16 @@ def test_attribution_speed_quick(tmp_path):
 
 @pytest.mark.model
 def test_fix_throughput_quick(tmp_path):
-    data = quick_json("fix_throughput.py", tmp_path, "--profile")
+    data = quick_json("fix_throughput.py", tmp_path, "--profile", "--breakdown")
     stages = {r["stage"]: r for r in data["profile_kept"]}
     assert stages["matmul"]["s"] > 0 and stages["matmul"]["gflops"] > 0
+    for path in ("kept", "batch"):  # the profiler-free breakdown: its rows add up to the wall time
+        row = data["breakdown"][path]
+        secs = row["seconds"]
+        parts = sum(v for k, v in secs.items() if k != "wall")
+        assert all(v >= 0 for v in secs.values()) and abs(parts - secs["wall"]) < 0.01 * secs["wall"] + 0.005
+        assert 0 < row["linear_bound_s"] < secs["wall"] and row["linear_bound_vs_floor"] > 1.0
+        assert row["block_m"] and row["head_m"] and all(r > 0 for r in row["rates"].values())
     assert data["evaluations"] == data["templates"] * data["cases"] == 16
     paths = data["paths"]
     assert set(paths) == {"two_calls", "kept", "one_call", "batch"}

@@ -360,7 +360,7 @@ def attribute(
     perturbations_per_eval: int = 64,
     ig_steps: int = 32,
     mode: str = "exact",
-    approx: ApproxConfig | None = None,
+    approx: ApproxConfig | None = None, skip: Sequence[tuple[int, int]] = (),
 ) -> Attribution:
     """Rank the segments of ``prompt`` (a prompt, or a template with ``{fields}`` filled from
     ``cases``) by their effect on the objective: mean over cases, with a ``confidence`` interval
@@ -375,6 +375,7 @@ def attribute(
     ``mode`` other than "exact" estimates leave-one-out ablation more cheaply (see
     :mod:`promptlens.approx`, settings in ``approx``) and checks its most harmful segments
     against exact leave-one-out: ``result.approximation``.
+    ``skip``: (start, end) ranges of the flat prompt whose segments stay and get no row (bench: the examples).
     """
     prompt = as_flat(prompt)
     approx = approx or ApproxConfig()
@@ -384,7 +385,7 @@ def attribute(
     check_baseline(prompt, baseline, segmentation, method, edit_fields)
     backend = backend if backend is not None else _default_backend()
     check_method(method, backend)  # before any scoring: a remote backend has no gradients
-    problem = _problem(prompt, target, cases, backend, objective, segmentation, edit_fields)
+    problem = _problem(prompt, target, cases, backend, objective, segmentation, edit_fields, skip)
     cases, objective, segments, feats = problem.cases, problem.objective, problem.segments, problem.feats
     start = time.perf_counter()
     passes0, tokens0 = getattr(backend, "forward_passes", 0), getattr(backend, "tokens_computed", 0)
@@ -488,15 +489,18 @@ def _refine_interval(values: np.ndarray, *, confidence: float, seed: int) -> tup
 
 
 def _problem(prompt: str, target: str | None, cases: Sequence[Case] | None, backend: Backend,
-             objective: str | None, segmentation: str, edit_fields: bool) -> _Problem:
-    """The cases (from ``target`` when none are given), the objective and the segments to attribute."""
+             objective: str | None, segmentation: str, edit_fields: bool,
+             skip: Sequence[tuple[int, int]] = ()) -> _Problem:
+    """The cases (from ``target`` when none are given), the objective and the segments to attribute
+    (none that overlaps a ``skip`` range)."""
     cases = _resolve_cases(prompt, target, cases, backend)
     objective = objective or default_objective(cases)
     check_choice("objective", objective, OBJECTIVES)
     if objective == "margin" and not all(c.choices for c in cases):
         raise InputError("the margin objective needs choices on every case; use --objective logprob")
     segments = segment(prompt, segmentation, tokenizer=getattr(backend, "tokenizer", None), edit_fields=edit_fields)
-    feats = features(segments)
+    feats = [i for i in features(segments)
+             if not any(segments[i].start < end and start < segments[i].end for start, end in skip)]
     if not feats:
         raise InputError(f"the prompt has no {segmentation} segments to attribute; try another --segmentation")
     return _Problem(backend, segments, feats, list(cases), objective)

@@ -39,6 +39,21 @@ def test_ablation_exact_on_fake():
     assert result.ranked()[0].segment.text.strip() == "The answer is surely banana."
 
 
+def test_skipped_ranges_stay_in_the_prompt_and_are_not_attributed():
+    """``skip`` leaves the segments it overlaps in every variant (the banana sentence's -3 stays in
+    the score) and gives them no row; the other segments' effects are unchanged, for fewer passes."""
+    fake = RuleBackend(rules={"banana": -3.0, "brief": 0.5})
+    full = attribute(PROMPT, "yes", backend=fake, method="ablation")
+    start = PROMPT.index("The answer")
+    part = attribute(PROMPT, "yes", backend=fake, method="ablation", skip=[(start, start + 5)])
+    assert [f.segment.text.strip() for f in part.features] == ["Answer the question.", "Be brief.", "Reply now."]
+    assert {f.segment.text: f.mean for f in part.features} == {
+        f.segment.text: f.mean for f in full.features if "banana" not in f.segment.text}
+    assert part.original_score == full.original_score == -3.5 and part.forward_passes <= full.forward_passes
+    with pytest.raises(InputError, match="no sentence segments to attribute"):
+        attribute(PROMPT, "yes", backend=fake, skip=[(0, len(PROMPT))])
+
+
 @pytest.mark.parametrize("method", ["shapley", "kernelshap", "lime"])
 def test_additive_fake_recovered_by_sampling_methods(method):
     # The fake is additive in its segments, so Shapley values equal the ablation effects exactly;

@@ -6,7 +6,7 @@ every rate it reported. Here each decoder layer's modules are wrapped with ``per
 few hundred nanoseconds per call) and every ``nn.Linear`` call records its row count M:
 
 * ``module_times``: seconds in the attention and MLP linears, the rest of attention (rotary,
-  SDPA, the kept keys and values), the rest of the MLP (SiLU, product), the norms, the residual
+  SDPA, the kept keys and values; the SDPA kernel's own share beside it), the rest of the MLP (SiLU, product), the norms, the residual
   adds, the output layer, and everything outside the model (gathers, log-softmax, Python);
 * ``linear_bound``: the same linear calls charged at the rate the stock kernel gives at their
   M, timed on the model's own weights, all layers in a row (as cold in the cache as in a forward:
@@ -27,6 +27,7 @@ import torch.nn as nn
 ROWS = (
     ("attention linears", "attn_lin"),
     ("attention rest (rotary, SDPA, kept keys/values)", "attn_rest"),
+    ("  of which the SDPA kernel", "sdpa"),
     ("MLP linears", "mlp_lin"),
     ("MLP rest (SiLU, product)", "mlp_rest"),
     ("norms", "norm"),
@@ -58,6 +59,15 @@ def _wrapped(model) -> Iterator[tuple[dict[str, float], list[tuple[int, int, int
         saved.append((mod, mod.__dict__.get("forward")))
         mod.forward = forward
 
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def timed_sdpa(*args, **kwargs):
+        t = time.perf_counter()
+        out = sdpa(*args, **kwargs)
+        secs["sdpa"] += time.perf_counter() - t
+        return out
+
+    torch.nn.functional.scaled_dot_product_attention = timed_sdpa
     layers = model.model.layers
     for layer in layers:
         wrap(layer, "layer"), wrap(layer.self_attn, "attn"), wrap(layer.mlp, "mlp")
@@ -69,6 +79,7 @@ def _wrapped(model) -> Iterator[tuple[dict[str, float], list[tuple[int, int, int
     try:
         yield secs, calls
     finally:
+        torch.nn.functional.scaled_dot_product_attention = sdpa
         for mod, old in reversed(saved):
             if old is None:
                 del mod.forward
@@ -87,7 +98,7 @@ def module_times(model, fn: Callable[[], object]) -> tuple[dict[str, float], lis
         "attn_lin": s["attn_lin"], "attn_rest": s["attn"] - s["attn_lin"], "mlp_lin": s["mlp_lin"],
         "mlp_rest": s["mlp"] - s["mlp_lin"], "norm": s["norm"] + s["final_norm"],
         "layer_rest": s["layer"] - s["attn"] - s["mlp"] - s["norm"],
-        "lm_head": s["lm_head"], "outside": wall - s["model"] - s["lm_head"], "wall": wall,
+        "lm_head": s["lm_head"], "outside": wall - s["model"] - s["lm_head"], "wall": wall, "sdpa": s["sdpa"],
     }
     return out, list(calls)
 

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from attribution_speed import flops_per_token, matmul_peak
+from breakdown import linear_bound, module_times, print_breakdown
 from profile_stages import print_stages, profile_detail
 from promptlens.approx import APPROXIMATE, ApproxConfig, agreement
 from promptlens.attribution import attribute
@@ -188,6 +189,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke test: 4 added rules, 2 extra examples, 2 cases")
     ap.add_argument("--profile", action="store_true", help="also run exact once more under torch.profiler and print "
                     "where its time goes (with --modes '' --stock-cases 0: the profile alone)")
+    ap.add_argument("--breakdown", action="store_true", help="also run exact once more with its modules timed, "
+                    "without the profiler, and its linear calls at the stock kernel's rate (benchmarks/breakdown.py)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     backend = load_backend()
@@ -220,6 +223,16 @@ def main() -> None:
         detail = profile_detail(lambda: attribute(text, cases=cases, backend=backend, objective="logprob"), peak)
         rows[0]["profile"] = detail
         print_stages(detail["stages"], f"exact, {args.threads} threads, load average {os.getloadavg()[0]:.1f}", detail)
+    if args.breakdown:
+        secs, calls = module_times(backend.model, lambda: attribute(text, cases=cases, backend=backend,
+                                                                    objective="logprob"))
+        bound = linear_bound(backend.model, calls, repeats=1)
+        print_breakdown(f"exact, {args.threads} threads, load average {os.getloadavg()[0]:.1f}", secs, calls, bound,
+                        floor)
+        rows[0]["breakdown"] = {"seconds": {k: round(v, 3) for k, v in secs.items()},
+                                "linear_bound_s": round(bound["s"], 3),
+                                "linear_bound_vs_floor": round(bound["s"] / floor, 2),
+                                "block_m": bound["block_m"], "head_m": bound["head_m"]}
     for label in [m for m in args.modes.split(",") if m]:
         mode, _, kind = label.partition(":")  # proxy:bfloat16 -> that copy instead of auto's choice
         cfg = ApproxConfig(verify_k=args.verify_k, budget=args.budget, proxy=kind or "auto")

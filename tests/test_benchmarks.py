@@ -41,8 +41,9 @@ def test_fix_throughput_quick(tmp_path):
     for path in ("kept", "batch"):  # the profiler-free breakdown: its rows add up to the wall time
         row = data["breakdown"][path]
         secs = row["seconds"]
-        parts = sum(v for k, v in secs.items() if k != "wall")
+        parts = sum(v for k, v in secs.items() if k not in ("wall", "sdpa"))  # SDPA is inside attention's rest
         assert all(v >= 0 for v in secs.values()) and abs(parts - secs["wall"]) < 0.01 * secs["wall"] + 0.005
+        assert 0 < secs["sdpa"] < secs["attn_rest"]
         assert 0 < row["linear_bound_s"] < secs["wall"] and row["linear_bound_vs_floor"] > 0.5
         assert row["block_m"] and row["head_m"] and all(r > 0 for r in row["rates"].values())
     assert data["evaluations"] == data["templates"] * data["cases"] == 16
@@ -119,10 +120,13 @@ def test_long_workload_is_fixed_and_disjoint_from_its_cases():
 
 @pytest.mark.model
 def test_long_prompt_quick_knockout(tmp_path):
-    data = quick_json("long_prompt.py", tmp_path, "--stock-cases", "0", "--modes", "knockout", "--profile")
+    data = quick_json("long_prompt.py", tmp_path, "--stock-cases", "0", "--modes", "knockout", "--profile",
+                      "--breakdown")
     exact, knock = data["rows"]
     stages = {r["stage"]: r for r in exact["profile"]["stages"]}
     assert stages["matmul"]["s"] > 0 and exact["profile"]["matmul_shapes"]  # where exact's time went
+    secs = exact["breakdown"]["seconds"]  # and again without the profiler
+    assert 0 < secs["sdpa"] < secs["attn_rest"] < secs["wall"] and exact["breakdown"]["linear_bound_s"] > 0
     assert exact["mode"] == "exact" and knock["mode"] == "knockout"
     assert knock["tokens"] < exact["tokens"] and knock["forward_passes"] > 0
     assert knock["settings"]["knocked_out"] > 0 and 0 <= knock["check_max_abs_diff"]

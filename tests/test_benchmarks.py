@@ -70,6 +70,13 @@ def test_kernel_floor_quick(tmp_path):
         assert r["kernel_bound_vs_floor"] > 0.5 and 0 < r["attention_share_of_floor"] < 1
 
 
+def test_split_attention_quick(tmp_path):
+    data = quick_json("split_attention.py", tmp_path)
+    assert [(r["past"], r["n"]) for r in data["rows"]] == [(500, 500), (600, 400)]
+    for r in data["rows"]:  # the split merges to the same attention output
+        assert r["max_abs_diff"] < 1e-5 and r["current_ms"] > 0 and r["split_ms"] > 0
+
+
 @pytest.mark.model
 def test_linear_kernels_quick(tmp_path):
     data = quick_json("linear_kernels.py", tmp_path)

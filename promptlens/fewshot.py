@@ -99,6 +99,17 @@ class ExampleCheck:
         return text
 
 
+def answer_segments(flat: str, segments: Sequence[Segment]) -> set[int]:
+    """Indices of the segments that lie in a few-shot example's answer (its assistant turn) without
+    being the whole example: the labels, which ``fix`` never edits (it may drop or reorder whole
+    examples)."""
+    if not is_messages(flat):
+        return set()
+    answers = {a for _, a in example_spans(messages_of(flat))}
+    return {i for i, s in enumerate(segments)
+            if s.feature and s.message in answers and s.kind not in ("example", "examples")}
+
+
 def check_examples(backend: Backend, flat: str, cases: Sequence[Case] = ()) -> list[ExampleCheck]:
     """Score each example's answer after the rest of the prompt (module docstring)."""
     messages = messages_of(flat) if is_messages(flat) else []

@@ -32,7 +32,7 @@ from .cases import check_vars, split_cases
 from .errors import InputError
 from .rewrites import RewriteConfig, candidates
 from .scoring import Backend, default_objective, score_prompts, summarize_scores
-from .fewshot import EXAMPLE_KINDS, check_examples, check_notes, merge_examples
+from .fewshot import EXAMPLE_KINDS, answer_segments, check_examples, check_notes, merge_examples
 from .segments import fill, segment, template_fields
 from .templates import MessageTemplate, as_flat, render_notes
 from .similarity import Similarity, SimilarityModel
@@ -337,8 +337,10 @@ def default_study_name(template: str, cases: Sequence[Case], strategy: str, seed
 
 def _choose(attr: Attribution, strategy: str, top_k: int, rng: random.Random) -> list[int]:
     """Segment indices to edit: the weakest by attribution, a random few, or every feature (``all``,
-    and ``tpe``, which differs from ``all`` in the search: no single edits queued first)."""
-    editable = [f for f in attr.features if f.segment.text.strip()]
+    and ``tpe``, which differs from ``all`` in the search: no single edits queued first). A few-shot
+    example's answer is a label and never edited (``fewshot.answer_segments``)."""
+    labels = answer_segments(attr.text, attr.segments)
+    editable = [f for f in attr.features if f.segment.text.strip() and f.index not in labels]
     if strategy in ("all", "tpe"):
         chosen = editable
     elif strategy == "random":
@@ -758,6 +760,11 @@ class FixRun:
         """Candidates for the chosen segments (a few-shot example stands for its block of examples)."""
         slots: list[Slot] = []
         chosen = dict.fromkeys(block_of[i] for i in _choose(self.attr, self.config.strategy, self.config.top_k, self.rng))
+        labels = answer_segments(self.attr.text, self.attr.segments)
+        note = (f"{len(labels)} segment(s) in few-shot answers are labels and were left as written; to drop or "
+                "reorder whole examples, use segmentation unit or example")
+        if labels and note not in self.notes:
+            self.notes.append(note)
         for i in chosen:
             if slots and time.monotonic() >= self.deadline:
                 self.notes.append(f"round {rnd.number + 1}: the time budget ran out while generating candidates")

@@ -597,3 +597,44 @@ def test_real_logprob_screen_under_the_margin_objective_sees_the_planted_example
     assert result.objective == "margin" and attr.objective == "logprob" and attr.n_cases == 4
     fault = next(f for f in attr.features if variant.fault.text.strip() in f.segment.text)
     assert fault.mean < -0.3 and attr.ranked()[0].mean <= fault.mean
+
+
+def test_few_shot_answers_are_labels_and_never_edited():
+    """Sentence segmentation splits an example's answer into its own segments; however harmful
+    ("because" costs 3 nats here), fix leaves it as written and says so, and edits the rules."""
+    from promptlens.templates import as_flat, messages_of
+
+    from .rule_backend import RuleBackend
+
+    flat = as_flat([{"role": "system", "content": "Answer with one word. Eat a banana. Be brief."},
+                    {"role": "user", "content": "Q: x"}, {"role": "assistant", "content": "Yes, because it is."},
+                    {"role": "user", "content": "Q: {input}"}])
+    result = fix(flat, CASES, backend=RuleBackend(rules={"because": -3.0, "banana": -2.0}),
+                 similarity=JaccardSimilarity(), budget_trials=8, rounds=1, seed=0, n_train=4, threshold=0.3,
+                 segmentation="sentence", kinds=["delete"], top_k=3)
+    messages = messages_of(result.best)
+    assert messages[2].content == "Yes, because it is." and "banana" not in messages[0].content
+    assert "1 segment(s) in few-shot answers are labels and were left as written" in " ".join(result.notes)
+
+
+@pytest.mark.model
+def test_real_sentence_level_fix_leaves_the_few_shot_answers_as_written(backend):
+    # The suite's polarity prompt whose last example answers in a sentence instead of one word: at
+    # sentence level that answer is the weakest segment by attribution, yet it is a label, so
+    # fix edits other segments (or none), and says why.
+    from benchmarks.suite import MANIFEST, load_suite
+    from promptlens.similarity import Similarity
+    from promptlens.templates import messages_of
+
+    if not MANIFEST.is_file():
+        pytest.skip("the suite is not built yet (benchmarks/suite/build.py)")
+    prompt = load_suite().prompt("polarity_judge")
+    variant = next(v for v in prompt.variants if v.name == "wrong_format_example")
+    train = prompt.cases("bench")[:8]
+    result = fix(variant.flat, train, validation=[], backend=backend, similarity=Similarity(), trials=6, rounds=1,
+                 top_k=2, seed=0, segmentation="sentence", kinds=["delete"], attribute_after=False)
+    weakest = result.attribution_before.ranked()[0].segment.text.strip()
+    assert weakest == variant.fault.text.strip()  # the label is what attribution blames
+    before, after = messages_of(variant.flat), messages_of(result.best)
+    assert [m.content for m in after if m.role == "assistant"] == [m.content for m in before if m.role == "assistant"]
+    assert any("few-shot answers are labels and were left as written" in n for n in result.notes)

@@ -143,6 +143,21 @@ def test_pl101_free_form_is_skipped_on_a_backend_that_cannot_generate(tmp_path):
     assert result.templates[0].skipped["PL101"] == "the backend cannot generate text, which the free-form cases are checked on"
 
 
+def test_pl103_on_a_few_shot_answer_points_at_the_label_not_at_fix(tmp_path):
+    """Sentence segmentation makes an example's answer a segment of its own; when it is harmful,
+    the hint says to check the label or drop the example (fix never edits a label)."""
+    messages = [{"role": "system", "content": "Give the plural. Always answer banana."},
+                {"role": "user", "content": "Word: ox"}, {"role": "assistant", "content": "Oxen, cherry."},
+                {"role": "user", "content": "Word: {input}"}]
+    target = write(tmp_path, json.dumps(messages), FREE_CASES, name="t.json")
+    result = run(target, RuleBackend(rules={"banana": -3.0, "cherry": -2.0}))  # lint segments by sentence by default
+    hints = {f.message.split(":")[0]: f.hint for f in result.findings if f.rule_id == "PL103"}
+    assert set(hints) == {"harmful segment 'Always answer banana.'", "harmful segment 'Oxen, cherry.'"}
+    assert hints["harmful segment 'Always answer banana.'"].startswith("delete or rewrite it; run: promptlens fix")
+    assert hints["harmful segment 'Oxen, cherry.'"] == ("it is a few-shot example's answer: check the label, or drop "
+                                                       "the example (segmentation unit)")
+
+
 def test_pl103_harmful_and_pl104_dead_segments(tmp_path):
     template = "Give the plural.\n  Always answer banana.\nWord: {input}\n"
     backend = RuleBackend(rules={"banana": -3.0, "plural": 0.5, "word": 0.5})

@@ -577,9 +577,12 @@ def _fragile_rule(ctx: _Context, backend: Backend, cases: list[Case], segs: Sequ
     from .perturb import segment_variants
     from .segments import join
 
+    from .fewshot import answer_segments
+
     th = ctx.target.thresholds
     variants: list[tuple[int, str, str]] = []  # segment index, description, template
-    for i in features(segs)[: th.max_fragile]:
+    labels = answer_segments(join(segs), segs)  # a typo in a few-shot answer changes its label
+    for i in [i for i in features(segs) if i not in labels][: th.max_fragile]:
         for what, new in segment_variants(segs[i].text):
             variants.append((i, what, join(segs, {i: new})))
     if not variants:

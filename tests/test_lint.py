@@ -185,6 +185,13 @@ def test_pl105_fragile_segment(tmp_path):
     assert "by 2.00 nats" in finding.message
     calm = run(write(tmp_path, template, FREE_CASES), RuleBackend(rules={"determine": 0.5, "word": 0.1}))
     assert "PL105" not in ids(calm)
+    # A few-shot answer is a label: its typo variant would change the label, so PL105 leaves it out.
+    messages = [{"role": "system", "content": "Give the plural."}, {"role": "user", "content": "Word: ox"},
+                {"role": "assistant", "content": "Determine"}, {"role": "user", "content": "Word: {input}"}]
+    labelled = run(write(tmp_path, json.dumps(messages), FREE_CASES, name="m.json"),
+                   RuleBackend(rules={"determine": 2.0, "plural": 2.0}))
+    assert [f.message.split(":")[0] for f in labelled.findings if f.rule_id == "PL105"] == [
+        "fragile segment 'Give the plural.'"]
 
 
 # --- suppressions ------------------------------------------------------------------------------

@@ -760,11 +760,7 @@ class FixRun:
         """Candidates for the chosen segments (a few-shot example stands for its block of examples)."""
         slots: list[Slot] = []
         chosen = dict.fromkeys(block_of[i] for i in _choose(self.attr, self.config.strategy, self.config.top_k, self.rng))
-        labels = answer_segments(self.attr.text, self.attr.segments)
-        note = (f"{len(labels)} segment(s) in few-shot answers are labels and were left as written; to drop or "
-                "reorder whole examples, use segmentation unit or example")
-        if labels and note not in self.notes:
-            self.notes.append(note)
+        self._label_note()
         for i in chosen:
             if slots and time.monotonic() >= self.deadline:
                 self.notes.append(f"round {rnd.number + 1}: the time budget ran out while generating candidates")
@@ -773,6 +769,22 @@ class FixRun:
                                                   similarity=self.similarity, cases=self.train,
                                                   config=self.rewrite_config, cache=self.paraphrase_cache))))
         return slots
+
+    def _label_note(self) -> None:
+        """Say which few-shot answers were left out of the edits, naming those attribution ranks
+        among the ``top_k`` weakest (only dropping their example, at segmentation unit, could act)."""
+        labels = answer_segments(self.attr.text, self.attr.segments)
+        if not labels:
+            return
+        weakest = sorted((f for f in self.attr.features if f.segment.text.strip()), key=lambda f: f.mean)
+        blamed = [f for f in weakest[: self.config.top_k] if f.index in labels]
+        note = (f"{len(labels)} segment(s) in few-shot answers are labels and were left as written; to drop or "
+                "reorder whole examples, use segmentation unit or example")
+        if blamed:
+            named = ", ".join(f"{f.segment.text.strip()[:40]!r} ({f.mean:+.2f} nats)" for f in blamed)
+            note += f"; attribution ranks these answers among the {self.config.top_k} weakest segments: {named}"
+        if note not in self.notes:
+            self.notes.append(note)
 
     def _follow(self, rnd: _Round) -> None:
         """Another worker set this round up: take its starting template and candidates."""

@@ -614,7 +614,9 @@ def test_few_shot_answers_are_labels_and_never_edited():
                  segmentation="sentence", kinds=["delete"], top_k=3)
     messages = messages_of(result.best)
     assert messages[2].content == "Yes, because it is." and "banana" not in messages[0].content
-    assert "1 segment(s) in few-shot answers are labels and were left as written" in " ".join(result.notes)
+    (note,) = [n for n in result.notes if "few-shot answers" in n]
+    assert note.startswith("1 segment(s) in few-shot answers are labels and were left as written")
+    assert note.endswith("among the 3 weakest segments: 'Yes, because it is.' (-3.00 nats)")
 
 
 @pytest.mark.model
@@ -637,4 +639,5 @@ def test_real_sentence_level_fix_leaves_the_few_shot_answers_as_written(backend)
     assert weakest == variant.fault.text.strip()  # the label is what attribution blames
     before, after = messages_of(variant.flat), messages_of(result.best)
     assert [m.content for m in after if m.role == "assistant"] == [m.content for m in before if m.role == "assistant"]
-    assert any("few-shot answers are labels and were left as written" in n for n in result.notes)
+    (note,) = [n for n in result.notes if "few-shot answers are labels and were left as written" in n]
+    assert "among the 2 weakest segments: 'The answer is yes, because the fact says' (" in note

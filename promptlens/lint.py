@@ -514,6 +514,7 @@ def _segment_rules(ctx: _Context, backend: Backend, attr: Attribution) -> None:
     """PL103 (harmful, after the multiplicity correction across the template's segments) and
     PL104 (dead), with how they decided in ``ctx.statistics``. Below ``stats.MIN_CASES`` cases
     neither rule calls anything."""
+    from .fewshot import answer_segments
     from .stats import MIN_CASES, too_few_reason
 
     th = ctx.target.thresholds
@@ -522,8 +523,6 @@ def _segment_rules(ctx: _Context, backend: Backend, attr: Attribution) -> None:
     how = f"{attr.interval_text()}; harmful calls corrected for {m} segment{'s' if m != 1 else ''}: " \
           f"{attr.correction_text()}"
     uncorrected = []
-    from .fewshot import answer_segments
-
     labels = answer_segments(attr.text, attr.segments)  # a few-shot answer: fix never edits a label
     label_hint = "it is a few-shot example's answer: check the label, or drop the example (segmentation unit)"
     for f in attr.features:
@@ -574,10 +573,9 @@ def _normal(text: str) -> str:
 
 def _fragile_rule(ctx: _Context, backend: Backend, cases: list[Case], segs: Sequence[Segment],
                   objective: str) -> None:
+    from .fewshot import answer_segments
     from .perturb import segment_variants
     from .segments import join
-
-    from .fewshot import answer_segments
 
     th = ctx.target.thresholds
     variants: list[tuple[int, str, str]] = []  # segment index, description, template

@@ -739,22 +739,23 @@ class FixRun:
         if rnd.number > 0:
             self.attr = self._attribute(self.current)
         rnd.segments, block_of = _with_example_blocks(list(self.attr.segments), self.rewrite_config.kinds)
-        stored = stored_slots(rnd.study, self.current) if self.config.resume or self.config.join else None
+        stored = stored_slots(rnd.study, self.current, rnd.segments) if self.config.resume or self.config.join else None
         if stored is not None:  # resumed: re-queue trial 0 if a kill cut it off before it finished
             rnd.slots = stored
             enqueue_original(rnd.study, [s for s in stored if len(s.rewrites) > 1])
             return
-        if rnd.study.trials:  # a resumed round whose starting template changed: start it afresh
+        if rnd.study.trials:  # a resumed round whose starting template or segments changed: start it afresh
             rnd.study = self.study = open_study(self.where, rnd.study.study_name, seed=self.config.seed + rnd.number,
                                                 resume=False)
-            self.notes.append(f"round {rnd.number + 1}: the stored study started from another template; started afresh")
+            self.notes.append(f"round {rnd.number + 1}: the stored study started from another template or "
+                              "segmentation; started afresh")
         rnd.slots = self._generate(rnd, block_of)
         editable = [s for s in rnd.slots if len(s.rewrites) > 1]
         # Trial 0 goes in before the slots are published: workers waiting for them cannot sample a trial ahead of it.
         enqueue_original(rnd.study, editable)
         if not self.config.join and self.config.strategy != "tpe":  # then every single edit (within the round's share)
             enqueue_single_edits(rnd.study, editable, self._share(rnd.number) - 1)
-        store_slots(rnd.study, self.current, rnd.slots)
+        store_slots(rnd.study, self.current, rnd.slots, rnd.segments)
 
     def _generate(self, rnd: _Round, block_of: Mapping[int, int]) -> list[Slot]:
         """Candidates for the chosen segments (a few-shot example stands for its block of examples)."""
@@ -794,9 +795,14 @@ class FixRun:
             raise InputError(f"study {rnd.study.study_name!r} was started from another template; give every worker "
                              "the same recipe, or give a new --study")
         wait_for(rnd.study, "slots", until=until)
-        rnd.slots = stored_slots(rnd.study, self.current) or []
         segments = segment(self.current, self.config.segmentation, tokenizer=getattr(self.backend, "tokenizer", None))
         rnd.segments = _with_example_blocks(segments, self.rewrite_config.kinds)[0]
+        stored = stored_slots(rnd.study, self.current, rnd.segments)
+        if stored is None:
+            raise InputError(f"study {rnd.study.study_name!r} cuts the template into other segments than this worker "
+                             f"(segmentation {self.config.segmentation!r}, rewrite kinds); give every worker the "
+                             "same recipe, or give a new --study")
+        rnd.slots = stored
 
     def search(self, rnd: _Round) -> StudyOutcome | None:
         """The round's trials, within its share of the budget; None when none finished."""

@@ -24,6 +24,7 @@ Where the study is stored, and how several workers share it, is in ``storage``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -204,16 +205,28 @@ def enqueue_single_edits(study: optuna.Study, slots: Sequence[Slot], limit: int)
     return min(len(singles), max(0, limit))
 
 
-def stored_slots(study: optuna.Study, start: str) -> list[Slot] | None:
-    """The candidates an earlier run of this study used, if it started from the same template."""
+def layout(segments: Sequence[Segment]) -> str:
+    """A fingerprint of how a template is cut into segments: a slot's ``segment_index`` means the
+    same segment only under the same layout (segmentation and example blocks)."""
+    return hashlib.sha1(json.dumps([(s.text, s.kind) for s in segments]).encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def stored_slots(study: optuna.Study, start: str, segments: Sequence[Segment] | None = None) -> list[Slot] | None:
+    """The candidates an earlier run of this study used, if it started from the same template and
+    (given ``segments``) cut it into the same segments; a study stored before layouts were
+    recorded is taken as it is."""
     attrs = study.user_attrs
     if attrs.get("start_template") != start or "slots" not in attrs:
+        return None
+    if segments is not None and attrs.get("layout", layout(segments)) != layout(segments):
         return None
     return [Slot(s["segment_index"], tuple(Rewrite(**r) for r in s["rewrites"])) for s in json.loads(attrs["slots"])]
 
 
-def store_slots(study: optuna.Study, start: str, slots: Sequence[Slot]) -> None:
+def store_slots(study: optuna.Study, start: str, slots: Sequence[Slot], segments: Sequence[Segment] | None = None) -> None:
     data = [{"segment_index": s.segment_index, "rewrites": [r.__dict__ for r in s.rewrites]} for s in slots]
+    if segments is not None:  # before the slots: a worker waiting for them reads the layout next
+        study.set_user_attr("layout", layout(segments))
     study.set_user_attr("start_template", start)
     study.set_user_attr("slots", json.dumps(data))
 

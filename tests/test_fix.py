@@ -145,6 +145,26 @@ def test_resume_continues_the_sqlite_study_without_repeating_trials(tmp_path):
     assert len(optuna.load_study(study_name=name, storage=storage).trials) == third.trials == 3
 
 
+def test_resume_under_another_segmentation_starts_the_round_afresh(tmp_path):
+    """The stored slots name segments by index; under another segmentation they would point at
+    other segments (or past the end: an IndexError before). Resuming then starts afresh, and says so."""
+    from promptlens.templates import as_flat
+
+    from .rule_backend import RuleBackend
+
+    flat = as_flat([{"role": "system", "content": "Answer with one word. Be brief."},
+                    {"role": "user", "content": "Q: x"}, {"role": "assistant", "content": "Yes."},
+                    {"role": "user", "content": "Hurry up now. Q: {input}"}])
+    kw = dict(backend=RuleBackend(rules={"hurry": -3.0}), similarity=JaccardSimilarity(), rounds=1, seed=0, n_train=4,
+              threshold=0.3, kinds=["delete"], top_k=1, storage=f"sqlite:///{tmp_path / 'fix.db'}", study_name="s")
+    first = fix(flat, CASES, budget_trials=1, segmentation="sentence", **kw)
+    again = fix(flat, CASES, budget_trials=3, segmentation="unit", resume=True, **kw)
+    assert first.trials == 1 and again.trials == again.trials_total == 3
+    assert "round 1: the stored study started from another template or segmentation; started afresh" in again.notes
+    same = fix(flat, CASES, budget_trials=5, segmentation="unit", resume=True, **kw)
+    assert same.trials == 2 and same.trials_total == 5  # the same segmentation resumes
+
+
 def test_out_folder_gets_the_default_sqlite_storage(tmp_path):
     result = run(out=tmp_path, budget_trials=2)
     assert result.storage == f"sqlite:///{tmp_path / 'promptlens-fix.db'}"

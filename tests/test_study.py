@@ -155,6 +155,17 @@ def test_slots_are_stored_for_the_same_start_template_only():
     assert stored_slots(study, TEMPLATE + " ") is None
 
 
+def test_slots_are_stored_for_the_same_segments_only():
+    """A slot's segment index means the same segment only under the same segmentation: a study set
+    up by sentence gives no slots to a run that cuts the template by line (it would edit another one)."""
+    segs, slots = _slots()
+    study = open_study(None, "s", seed=0, resume=False)
+    store_slots(study, TEMPLATE, slots, segs)
+    assert stored_slots(study, TEMPLATE, segs) == slots == stored_slots(study, TEMPLATE)
+    lines = segment(TEMPLATE, "line")
+    assert lines != segs and stored_slots(study, TEMPLATE, lines) is None
+
+
 def test_a_trial_another_worker_finished_first_is_not_counted_twice(tmp_path):
     # SQLite has no row locks: two workers can pop the same enqueued trial. The one that tells
     # second finds the trial finished; that is a lost race, not an error, and it is not counted.

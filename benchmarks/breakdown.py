@@ -149,3 +149,13 @@ def print_breakdown(label: str, times: dict[str, float], calls, bound: dict, flo
           f"output-layer M {bound['head_m']}")
     print(f"  the same linear calls at the stock kernel's rate for their M: {bound['s']:.3f} s "
           f"({bound['gflops']:.1f} GFLOP/s) = {bound['s'] / floor_s:.2f}x the floor with everything else free")
+
+
+def breakdown(model, fn: Callable[[], object], label: str, floor_s: float, repeats: int = 3) -> dict:
+    """``module_times`` and ``linear_bound`` of one run of ``fn``, printed; the record for a JSON."""
+    times, calls = module_times(model, fn)
+    bound = linear_bound(model, calls, repeats)
+    print_breakdown(label, times, calls, bound, floor_s)
+    return {"seconds": {k: round(v, 3) for k, v in times.items()}, "linear_bound_s": round(bound["s"], 3),
+            "linear_bound_vs_floor": round(bound["s"] / floor_s, 2), "linear_bound_gflops": round(bound["gflops"], 1),
+            "block_m": bound["block_m"], "head_m": bound["head_m"], "rates": bound["rates"]}

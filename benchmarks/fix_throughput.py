@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from attribution_speed import flops_per_token, matmul_peak
-from breakdown import linear_bound, module_times, print_breakdown
+from breakdown import breakdown
 from profile_stages import print_stages, profile_detail
 from promptlens.backends.hf import load_backend
 from promptlens.cases import split_cases
@@ -218,17 +218,9 @@ def main() -> None:
         result["profile_kept"], result["profile_kept_detail"] = detail["stages"], detail
         print_stages(detail["stages"], f"kept path, {args.threads} threads, {_uptime()}", detail)
     if args.breakdown:
-        result["breakdown"] = {}
-        for path in ("kept", "batch"):
-            times_, calls = module_times(backend.model, lambda: run_promptlens(
-                backend, templates, train, objective, args.minibatch, path, args.batch))
-            bound = linear_bound(backend.model, calls)
-            print_breakdown(f"{path} path, {args.threads} threads, {_uptime()}", times_, calls, bound, floor_s)
-            result["breakdown"][path] = {"seconds": {k: round(v, 3) for k, v in times_.items()},
-                                         "linear_bound_s": round(bound["s"], 3),
-                                         "linear_bound_vs_floor": round(bound["s"] / floor_s, 2),
-                                         "linear_bound_gflops": round(bound["gflops"], 1),
-                                         "block_m": bound["block_m"], "head_m": bound["head_m"], "rates": bound["rates"]}
+        result["breakdown"] = {path: breakdown(
+            backend.model, lambda: run_promptlens(backend, templates, train, objective, args.minibatch, path, args.batch),
+            f"{path} path, {args.threads} threads, {_uptime()}", floor_s) for path in ("kept", "batch")}
     kept, two = result["paths"]["kept"], result["paths"]["two_calls"]
     print(f"kept prefixes vs nothing kept: {two['s'] / kept['s']:.2f}x faster; {result['uptime_after']}")
     if args.json:

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from attribution_speed import flops_per_token, matmul_peak
-from breakdown import linear_bound, module_times, print_breakdown
+from breakdown import breakdown
 from profile_stages import print_stages, profile_detail
 from promptlens.approx import APPROXIMATE, ApproxConfig, agreement
 from promptlens.attribution import attribute
@@ -224,15 +224,9 @@ def main() -> None:
         rows[0]["profile"] = detail
         print_stages(detail["stages"], f"exact, {args.threads} threads, load average {os.getloadavg()[0]:.1f}", detail)
     if args.breakdown:
-        secs, calls = module_times(backend.model, lambda: attribute(text, cases=cases, backend=backend,
-                                                                    objective="logprob"))
-        bound = linear_bound(backend.model, calls, repeats=1)
-        print_breakdown(f"exact, {args.threads} threads, load average {os.getloadavg()[0]:.1f}", secs, calls, bound,
-                        floor)
-        rows[0]["breakdown"] = {"seconds": {k: round(v, 3) for k, v in secs.items()},
-                                "linear_bound_s": round(bound["s"], 3),
-                                "linear_bound_vs_floor": round(bound["s"] / floor, 2),
-                                "block_m": bound["block_m"], "head_m": bound["head_m"]}
+        rows[0]["breakdown"] = breakdown(
+            backend.model, lambda: attribute(text, cases=cases, backend=backend, objective="logprob"),
+            f"exact, {args.threads} threads, load average {os.getloadavg()[0]:.1f}", floor, repeats=1)
     for label in [m for m in args.modes.split(",") if m]:
         mode, _, kind = label.partition(":")  # proxy:bfloat16 -> that copy instead of auto's choice
         cfg = ApproxConfig(verify_k=args.verify_k, budget=args.budget, proxy=kind or "auto")

@@ -34,7 +34,7 @@ from .errors import InputError
 from .knockout import knockout_values, token_owners
 from .names import check_choice
 from .scoring import Backend, default_objective, kept_prefixes, objective_value, score_prompts, OBJECTIVES
-from .segments import SEGMENTATIONS, features, fill, join, segment, template_fields
+from .segments import SEGMENTATIONS, features, fill, join, overlaps, segment, template_fields
 from .templates import (MARK_RE, MARKS, MessageTemplate, as_flat, blank, content_offsets, for_backend, is_messages,
                         messages_of, render_notes, to_flat)
 from .types import Approximation, Attribution, Case, Segment, SegmentAttribution
@@ -499,8 +499,7 @@ def _problem(prompt: str, target: str | None, cases: Sequence[Case] | None, back
     if objective == "margin" and not all(c.choices for c in cases):
         raise InputError("the margin objective needs choices on every case; use --objective logprob")
     segments = segment(prompt, segmentation, tokenizer=getattr(backend, "tokenizer", None), edit_fields=edit_fields)
-    feats = [i for i in features(segments)
-             if not any(segments[i].start < end and start < segments[i].end for start, end in skip)]
+    feats = [i for i in features(segments) if not overlaps(segments[i], skip)]
     if not feats:
         raise InputError(f"the prompt has no {segmentation} segments to attribute; try another --segmentation")
     return _Problem(backend, segments, feats, list(cases), objective)

@@ -114,12 +114,12 @@ def take(study: optuna.Study, key: str, *, until: float, poll: float = 0.2) -> A
 def part_key(template: str, what: str) -> str:
     """Where a follower claims (``what`` "claim") and stores ("attribution") the second half of a
     template's attribution cases for the leader."""
-    return f"part-{what}:{_digest(template)}"
+    return f"part-{what}:{digest(template)}"
 
 
 def validation_key(template: str) -> str:
     """Where a template's validation scores are stored: whichever worker is free scores them."""
-    return f"validation:{_digest(template)}"
+    return f"validation:{digest(template)}"
 
 
 class SharedScores:
@@ -141,10 +141,11 @@ class SharedScores:
 
 
 def _scores_key(template: str) -> str:
-    return f"train:{_digest(template)}"
+    return f"train:{digest(template)}"
 
 
-def _digest(value: Any) -> str:
+def digest(value: Any) -> str:
+    """A short stable digest of a JSON-able value (dataclasses encoded as ``encode`` does)."""
     return hashlib.sha256(json.dumps(encode(value), sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -153,8 +154,8 @@ def fingerprint(template: str, train: Sequence[Case], valid: Sequence[Case], set
     def cases(cs: Sequence[Case]) -> list:
         return [[c.vars, c.target, list(c.choices or ())] for c in cs]
 
-    return {"template": _digest(template), "train cases": _digest(cases(train)),
-            "validation cases": _digest(cases(valid)), **{k: _digest(v) for k, v in settings.items()}}
+    return {"template": digest(template), "train cases": digest(cases(train)),
+            "validation cases": digest(cases(valid)), **{k: digest(v) for k, v in settings.items()}}
 
 
 def check_inputs(study: optuna.Study, mine: Mapping[str, str]) -> None:

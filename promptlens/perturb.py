@@ -34,7 +34,7 @@ from typing import Callable, Iterable, Sequence
 
 from .errors import InputError
 from .rewrites import SYNONYMS
-from .segments import segment, template_fields
+from .segments import overlaps, segment, template_fields
 from .similarity import SimilarityModel
 from .templates import MARK_RE
 from .types import Case
@@ -135,17 +135,13 @@ def example_ranges(template: str) -> list[tuple[int, int]]:
     return [(s.start, s.end) for s in segment(template, "example") if s.kind == "example"]
 
 
-def _inside(start: int, end: int, ranges: Sequence[tuple[int, int]]) -> bool:
-    return any(start < e and s < end for s, e in ranges)
-
-
 def word_sites(template: str, protected: frozenset[str]) -> list[Site]:
     """The longest letter run of every word outside the fields and the few-shot examples, unless it
     is a protected word or next to a literal brace (editing ``{{x}}`` could make a field)."""
     sites = []
     examples = example_ranges(template)
     for seg in segment(template, "word"):
-        if not seg.feature or "{" in seg.text or "}" in seg.text or _inside(seg.start, seg.end, examples):
+        if not seg.feature or "{" in seg.text or "}" in seg.text or overlaps(seg, examples):
             continue
         runs = list(_LETTERS.finditer(seg.text))
         if not runs:
@@ -164,7 +160,7 @@ def sentence_sites(template: str, min_words: int = 3) -> list[Site]:
     examples = example_ranges(template)
     for seg in segment(template, "sentence"):
         body = seg.text.strip()
-        if not seg.feature or len(body.split()) < min_words or _inside(seg.start, seg.end, examples):
+        if not seg.feature or len(body.split()) < min_words or overlaps(seg, examples):
             continue
         start = seg.start + seg.text.index(body)
         sites.append(Site(start, start + len(body), body))

@@ -125,6 +125,11 @@ def features(segments: Sequence[Segment]) -> list[int]:
 # --- messages ------------------------------------------------------------------------------
 
 
+def overlaps(seg: Segment, ranges: Sequence[tuple[int, int]]) -> bool:
+    """Whether ``seg`` shares a character with any (start, end) range."""
+    return any(seg.start < end and start < seg.end for start, end in ranges)
+
+
 def _message_parts(flat: str) -> list[str]:
     """Each message's mark and content; a text without marks is one part without a mark."""
     starts = [m.start() for m in MARK_RE.finditer(flat)]

@@ -24,7 +24,6 @@ Where the study is stored, and how several workers share it, is in ``storage``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -35,7 +34,7 @@ from typing import Callable, Sequence
 import optuna
 
 from .errors import InputError
-from .handoff import SharedScores
+from .handoff import SharedScores, digest
 from .rewrites import Rewrite
 from .scoring import Backend, kept_prefixes, objective_value, score_prompts
 from .segments import fill, join
@@ -208,7 +207,7 @@ def enqueue_single_edits(study: optuna.Study, slots: Sequence[Slot], limit: int)
 def layout(segments: Sequence[Segment]) -> str:
     """A fingerprint of how a template is cut into segments: a slot's ``segment_index`` means the
     same segment only under the same layout (segmentation and example blocks)."""
-    return hashlib.sha1(json.dumps([(s.text, s.kind) for s in segments]).encode(), usedforsecurity=False).hexdigest()[:16]
+    return digest([(s.text, s.kind) for s in segments])
 
 
 def stored_slots(study: optuna.Study, start: str, segments: Sequence[Segment] | None = None) -> list[Slot] | None:

@@ -21,7 +21,9 @@ segmentations see whole messages:
   marks included) is one feature, and every other message is one feature too.
 
 In both, a message that holds a template field stays fixed (mark, text and field as fixed
-segments) unless ``edit_fields``, so the case's input is never deleted.
+segments) unless ``edit_fields``, so the case's input is never deleted. ``unit`` mixes the two:
+each few-shot example is one feature, every other message (the user template included) is
+segmented by sentence.
 
 Only a feature that starts its line can own a line break (marked spans aside, which may hold
 several lines), so deleting one never joins two lines. No segment splits a field or a literal
@@ -152,16 +154,21 @@ def _segment_messages(text: str, by: str, tokenizer: Any, edit_fields: bool) -> 
     out: list[Segment] = []
     pos = 0
     for i, part in enumerate(parts):
-        mark, content = (part[0], part[1:]) if part[:1] in ROLE_OF else ("", part)
-        if mark:
-            out.append(Segment(pos, pos + 1, mark, "role", False, ROLE_OF[mark], i))
-        try:
-            inner = _segment_text(content, by, tokenizer, edit_fields)
-        except InputError as exc:
-            raise InputError(f"message {i + 1} ({ROLE_OF.get(mark, 'user')}): {exc}") from exc
-        out.extend(_shift(inner, pos + len(mark), i))
-        pos = out[-1].end if out else pos
+        out.extend(_split_message(part, pos, i, by, tokenizer, edit_fields))
+        pos += len(part)
     return out
+
+
+def _split_message(part: str, pos: int, i: int, by: str, tokenizer: Any, edit_fields: bool) -> list[Segment]:
+    """Message ``i`` (its mark and content, starting at ``pos``): the mark as a fixed ``role``
+    segment, the content segmented ``by`` a text segmentation."""
+    mark, content = (part[0], part[1:]) if part[:1] in ROLE_OF else ("", part)
+    head = [Segment(pos, pos + 1, mark, "role", False, ROLE_OF[mark], i)] if mark else []
+    try:
+        inner = _segment_text(content, by, tokenizer, edit_fields)
+    except InputError as exc:
+        raise InputError(f"message {i + 1} ({ROLE_OF.get(mark, 'user')}): {exc}") from exc
+    return head + _shift(inner, pos + len(mark), i)
 
 
 def _whole_messages(parts: list[str], by: str, edit_fields: bool) -> list[Segment]:
@@ -190,19 +197,21 @@ def _whole_messages(parts: list[str], by: str, edit_fields: bool) -> list[Segmen
 
 def _units(parts: list[str], tokenizer: Any, edit_fields: bool) -> list[Segment]:
     """``unit`` segments: each few-shot example whole (as ``example``), every other message by
-    sentence. These are the units a prompt's faults live in: a rule is a sentence of the system
-    prompt, a wrong example is the whole user/assistant pair (deleting only its answer would leave
-    a question without one). A plain text template is segmented by sentence."""
+    sentence, the user template too (its fields fixed unless ``edit_fields``, as at ``sentence``).
+    These are the units a prompt's faults live in: a rule is a sentence of the system prompt or
+    of the user template, a wrong example is the whole user/assistant pair (deleting only its
+    answer would leave a question without one). A plain text template is segmented by sentence."""
+    in_examples = {j for pair in example_spans(messages_of("".join(parts))) for j in pair}
+    starts = [sum(len(p) for p in parts[:j]) for j in range(len(parts))]
     out: list[Segment] = []
+    split: set[int] = set()
     for seg in _whole_messages(parts, "example", edit_fields):
-        if seg.kind != "message":
-            out.append(seg)
-            continue
-        mark = seg.text[:1] if seg.text[:1] in ROLE_OF else ""
-        if mark:
-            out.append(Segment(seg.start, seg.start + 1, mark, "role", False, ROLE_OF[mark], seg.message))
-        inner = _segment_text(seg.text[len(mark):], "sentence", tokenizer, edit_fields)
-        out.extend(_shift(inner, seg.start + len(mark), seg.message))
+        j = seg.message
+        if seg.kind == "example" or j is None or j in in_examples:
+            out.append(seg)  # an example, whole (or fixed: one that holds a field)
+        elif j not in split:  # a message, whole or fixed for its field: by sentence
+            split.add(j)
+            out.extend(_split_message(parts[j], starts[j], j, "sentence", tokenizer, edit_fields))
     return out
 
 

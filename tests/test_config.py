@@ -71,7 +71,7 @@ def test_recipe_with_a_messages_file_gives_the_flat_template_and_unit_segmentati
     recipe = load_recipe(tmp_path / "r.yaml")
     assert [m.content for m in messages_of(recipe.template)] == [m["content"] for m in messages]
     assert recipe.segmentation == "unit"
-    assert len([s for s in segment(recipe.template, "unit") if s.feature]) == 3  # two rules, one example
+    assert len([s for s in segment(recipe.template, "unit") if s.feature]) == 4  # two rules, one example, "Words: "
 
 
 # --- fuzzing the config parsers -------------------------------------------------------------

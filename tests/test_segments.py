@@ -379,5 +379,27 @@ def test_unit_segmentation_keeps_examples_whole_and_splits_other_messages_by_sen
     segs = segment(flat, "unit")
     assert join(segs) == flat
     assert [(s.text, s.kind) for s in segs if s.feature] == [
-        ("You are X. ", "sentence"), ("Answer in French.", "sentence"), ("\x12Noun: cat\x13cats", "example")]
+        ("You are X. ", "sentence"), ("Answer in French.", "sentence"), ("\x12Noun: cat\x13cats", "example"),
+        ("Noun: ", "sentence")]
     assert [s.text for s in segment("Say hi. Do it. {input}", "unit") if s.feature] == ["Say hi. ", "Do it. "]
+
+
+def test_unit_segmentation_splits_the_user_template_by_sentence_and_keeps_its_field():
+    """An instruction in the user template is a rule like one in the system prompt: at ``unit``
+    it is a feature (before, the whole templated message was one fixed gap)."""
+    from promptlens.templates import as_flat
+
+    flat = as_flat([{"role": "system", "content": "Give the plural."},
+                    {"role": "user", "content": "Noun: cat"}, {"role": "assistant", "content": "cats"},
+                    {"role": "user", "content": "Think step by step. Reply with one word.\nNoun: {input}"}])
+    segs = segment(flat, "unit")
+    assert join(segs) == flat
+    last = [s for s in segs if s.message == 3]
+    assert [(s.text, s.kind, s.feature) for s in last] == [
+        ("\x12", "role", False), ("Think step by step. ", "sentence", True), ("Reply with one word.", "sentence", True),
+        ("\n", "gap", False), ("Noun: ", "sentence", True), ("{input}", "field", False)]
+    assert [s.text for s in segment(flat, "unit", edit_fields=True) if s.kind == "field" and s.feature] == ["{input}"]
+    # an example that holds a field stays fixed, as at ``example``
+    odd = as_flat([{"role": "user", "content": "Noun: {input}"}, {"role": "assistant", "content": "x"},
+                   {"role": "user", "content": "Noun: dog"}])
+    assert not [s for s in segment(odd, "unit") if s.feature and s.message in (0, 1)]

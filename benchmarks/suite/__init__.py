@@ -181,19 +181,24 @@ def _harm(h: Mapping[str, Any] | None) -> Harm | None:
 
 @dataclass(frozen=True)
 class Unit:
-    label: str  # "system_J" or "example_K"
+    label: str  # "system_J", "example_K" or "user_J"
     messages: tuple[int, ...]  # the messages it lies in
-    text: str  # a system sentence (with its trailing whitespace), or the example's user and assistant text
+    text: str  # a sentence (with its trailing whitespace), or the example's user and assistant text
 
 
 def units(messages: Sequence[Mapping[str, str]]) -> list[Unit]:
-    """The system prompt's sentences, then the few-shot examples (user + assistant pairs)."""
+    """The system prompt's sentences, then the few-shot examples (user + assistant pairs), then
+    the user template's sentences (its ``{input}`` field aside): the features of promptlens'
+    ``unit`` segmentation, in order."""
     _check_shape(messages)
     out = [Unit(f"system_{j}", (0,), messages[0]["content"][s.start : s.end])
            for j, s in enumerate(_sentences(messages[0]["content"]))]
     for k in range((len(messages) - 2) // 2):
         user, assistant = messages[1 + 2 * k], messages[2 + 2 * k]
         out.append(Unit(f"example_{k}", (1 + 2 * k, 2 + 2 * k), f"{user['content']}\n{assistant['content']}"))
+    last = len(messages) - 1
+    out += [Unit(f"user_{j}", (last,), messages[last]["content"][s.start : s.end])
+            for j, s in enumerate(_sentences(messages[last]["content"]))]
     return out
 
 
@@ -251,5 +256,14 @@ def span_template(messages: Sequence[Mapping[str, str]], tokenizer: Any) -> str:
         done = nxt
     if not full.startswith(done):
         raise ValueError("the chat template is not prefix-stable over turns; cannot mark examples as units")
-    marked.append(full[len(done):])
+    tail, user = full[len(done):], msgs[-1]["content"]
+    at = tail.find(user)
+    if at < 0:
+        raise ValueError("the chat template does not render the user template's text; cannot mark its units")
+    marked.append(tail[:at])
+    pos = 0
+    for j, s in enumerate(_sentences(user)):
+        marked += [user[pos : s.start], f"[[user_{j}: ", user[s.start : s.end], "]]"]
+        pos = s.end
+    marked += [user[pos:], tail[at + len(user):]]
     return "".join(marked)

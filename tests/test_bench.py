@@ -142,6 +142,8 @@ def test_prompt_whose_fields_the_cases_do_not_fill():
     (["bench"], "nothing to bench: give a recipe, TEMPLATE --cases FILE, or a promptlens.yaml"),
     (["bench", "nope.yaml"], "nope.yaml: no such recipe file"),
     (["bench", "recipes/navigate.yaml", "--levels", "typo"], "unknown level 'typo'"),
+    (["bench", "recipes/navigate.yaml", "--levels", "word", "typo"], "unknown level 'typo'"),
+    (["bench", "--levels", "word", "recipes/navigate.yaml"], "put the recipe or template before --levels"),
     (["bench", "recipes/navigate.yaml", "--budget", "0"], "--budget 0 is out of range"),
     (["bench", "recipes/navigate.yaml", "--prompt", "missing.txt"], "missing.txt: no such prompt file"),
     (["bench", "recipes/navigate.yaml", "--task", "navigate"], "--task selects records of a --cases file"),

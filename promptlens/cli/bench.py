@@ -30,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", action="append", default=[], metavar="FILE_OR_TEXT",
                    help="another template to compare side by side (repeatable), e.g. OUT/fixed-template.txt from fix")
     p.add_argument("--limit", type=int, help="use the first N cases only")
-    p.add_argument("--levels", default=",".join(LEVELS), help=f"comma-separated, from: {', '.join(LEVELS)} (default: all)")
+    p.add_argument("--levels", nargs="+", default=[",".join(LEVELS)], metavar="LEVEL",
+                   help=f"from: {', '.join(LEVELS)}, comma- or space-separated (default: all)")
     p.add_argument("--budget", type=int, default=4, help="perturbed prompts per level and placement (default 4)")
     p.add_argument("--edits", type=int, default=2, help="words changed per character- or word-level perturbation (2)")
     p.add_argument("--threshold", type=float, help="minimum similarity of a perturbed prompt to its original (0.8)")
@@ -62,11 +63,12 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import BenchConfig, bench, check_bench_args
     from ..bench_report import bench_csv, bench_markdown, bench_plot, bench_table
 
-    levels = tuple(lv.strip() for lv in args.levels.split(",") if lv.strip())
+    levels = tuple(lv.strip() for arg in args.levels for lv in arg.split(",") if lv.strip())
     bad = [lv for lv in levels if lv not in LEVELS]
     if bad or not levels:
-        raise InputError(f"unknown level {bad[0] if bad else args.levels!r}; give a comma-separated list from: "
-                         f"{', '.join(LEVELS)}")
+        where = "; put the recipe or template before --levels" if bad and Path(bad[0]).exists() else ""
+        raise InputError(f"unknown level {bad[0] if bad else ' '.join(args.levels)!r}; give levels from: "
+                         f"{', '.join(LEVELS)}{where}")
     if args.budget < 1:
         raise InputError(f"--budget {args.budget} is out of range; give 1 or more")
     if args.edits < 1:

@@ -348,7 +348,7 @@ def attribute(
     cases: Sequence[Case] | None = None,
     backend: Backend | None = None,
     method: str = "ablation",
-    segmentation: str = "sentence",
+    segmentation: str = "unit",
     baseline: str = "remove",
     objective: str | None = None,
     n_samples: int | None = None,
@@ -501,7 +501,8 @@ def _problem(prompt: str, target: str | None, cases: Sequence[Case] | None, back
     segments = segment(prompt, segmentation, tokenizer=getattr(backend, "tokenizer", None), edit_fields=edit_fields)
     feats = [i for i in features(segments) if not overlaps(segments[i], skip)]
     if not feats:
-        raise InputError(f"the prompt has no {segmentation} segments to attribute; try another --segmentation")
+        by = "sentence" if segmentation == "unit" and not is_messages(prompt) else segmentation
+        raise InputError(f"the prompt has no {by} segments to attribute; try another --segmentation")
     return _Problem(backend, segments, feats, list(cases), objective)
 
 

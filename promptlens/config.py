@@ -13,7 +13,7 @@
     alternatives: {"<segment text>": ["alt 1", "alt 2"]}
     top_k: 3             # segments edited per round
     rounds: 2
-    segmentation: sentence   # or line; message, example or unit for a message template (template_file: prompt.json)
+    segmentation: unit   # the default: sentences, and a message template's few-shot examples whole; or sentence, line, message, example
     rewrites: [delete, paraphrase, synonym, scaffold, alternative]   # the default: all kinds
     keep_logprob: true   # margin objective: keep only edits that raise the right label's log-prob significantly
     max_regressions: 0   # no train case may turn from right to wrong (default: no limit)

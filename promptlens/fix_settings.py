@@ -38,7 +38,9 @@ class FixConfig:
     objective: str | None = None  # default: margin when every case has choices, else logprob
     rewrites: tuple[str, ...] | None = None  # kinds of rewrite to try (default: all)
     alternatives: Mapping[str, Sequence[str]] = field(default_factory=dict)  # segment text -> texts
-    segmentation: str = "sentence"
+    # unit: sentences of plain text; of a message template, each few-shot example whole and the
+    # other messages by sentence (so a wrong example can be dropped, and no label is edited alone)
+    segmentation: str = "unit"
     # Attribute on the first this many train cases (None: all): a cheap screen, (segments + 1) x
     # this many forward passes; the search still scores every candidate on every train case.
     attribution_cases: int | None = None

@@ -74,7 +74,7 @@ class LintTarget:
     path: Path
     cases: Path
     task: str | None = None
-    segmentation: str = "sentence"
+    segmentation: str = "unit"  # sentences; a message template's few-shot examples whole
     thresholds: Thresholds = Thresholds()
     suppress: tuple[Suppression, ...] = ()
     severity: Mapping[str, str] = field(default_factory=dict)  # rule id -> level override
@@ -194,7 +194,7 @@ def _entry(entry: Any, node: yaml.Node, config: Path) -> list[LintTarget]:
             raise InputError(f"{where(key) if key in entry else here}: the entry needs `{key}:` "
                              f"({'a template file or glob' if key == 'path' else 'a cases file'})")
     base = config.parent
-    segmentation = entry.get("segmentation", "sentence")
+    segmentation = entry.get("segmentation", LintTarget.segmentation)
     if segmentation not in SEGMENTATIONS:
         raise InputError(f"{where('segmentation')}: unknown segmentation {segmentation!r}; use one of: {', '.join(SEGMENTATIONS)}")
     task = entry.get("task")
@@ -532,7 +532,7 @@ def _segment_rules(ctx: _Context, backend: Backend, attr: Attribution) -> None:
         adjusted = f"p = {f.p_value:.2g}, {f.p_adjusted:.2g} after {attr.correction_text()} over {m} segments"
         if f.harmful:
             ctx.add("PL103", f"harmful segment {_short(seg.text)}: removing it raises the {unit} ({stats}; {adjusted})",
-                    label_hint if f.index in labels else f"delete or rewrite it; {ctx.fix_hint}", where)
+                    label_hint if f.index in labels else f"{_remedy(seg)}; {ctx.fix_hint}", where)
         elif f.raw_verdict == "harmful":
             line = ctx.source.span(*where)[0]
             uncorrected.append(f"line {line}: {_short(seg.text)} is harmful uncorrected ({stats}; {adjusted}), "
@@ -547,6 +547,12 @@ def _segment_rules(ctx: _Context, backend: Backend, attr: Attribution) -> None:
         how = f"{attr.interval_text()}; no PL103/PL104 calls below {MIN_CASES} cases"
     ctx.statistics.update(confidence=attr.confidence, interval=attr.interval, n_cases=attr.n_cases,
                           correction=attr.correction, segments_tested=m, text=how, uncorrected=uncorrected)
+
+
+def _remedy(seg: Segment) -> str:
+    """What to do with a harmful segment: a whole few-shot example is dropped (fix deletes it, never
+    rewrites it: its answer is a label), anything else deleted or reworded."""
+    return "drop the example, or check its label" if seg.kind in ("example", "examples") else "delete or rewrite it"
 
 
 def _example_rule(ctx: _Context, backend: Backend, cases: list[Case]) -> None:
@@ -579,7 +585,8 @@ def _fragile_rule(ctx: _Context, backend: Backend, cases: list[Case], segs: Sequ
 
     th = ctx.target.thresholds
     variants: list[tuple[int, str, str]] = []  # segment index, description, template
-    labels = answer_segments(join(segs), segs)  # a typo in a few-shot answer changes its label
+    # A typo in a few-shot answer changes its label; a whole example (``unit``) holds its answer.
+    labels = answer_segments(join(segs), segs) | {i for i, s in enumerate(segs) if s.kind in ("example", "examples")}
     for i in [i for i in features(segs) if i not in labels][: th.max_fragile]:
         for what, new in segment_variants(segs[i].text):
             variants.append((i, what, join(segs, {i: new})))

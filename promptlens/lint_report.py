@@ -32,11 +32,13 @@ _RULE_HELP = {
              "Repair it with `promptlens fix`, or relax the threshold.",
     "PL103": "Removing this segment raises the score of the wanted output on the cases: its whole "
              "interval (at the level the report states; 95% by default) lies below zero, after the correction "
-             "for the number of segments tested. Delete or rewrite it (`promptlens fix` does it with a search).",
+             "for the number of segments tested. Delete or rewrite it (`promptlens fix` does it with a search); a "
+             "whole few-shot example is dropped, never rewritten (check its label first).",
     "PL104": "The segment's effect on the score is within ±`thresholds.dead` nats, interval included. "
              "Delete it to save tokens, or keep it and suppress the note.",
     "PL105": "A typo or a casing change in this segment drops the score by more than `thresholds.fragile` "
-             "nats: the answer hinges on its exact form. Reword it.",
+             "nats: the answer hinges on its exact form. Reword it. Few-shot examples and their answers are not "
+             "tried: a typo there could change a label.",
     "PL106": "A few-shot example's answer, scored after the system text, the other examples and the example's "
              "own question, is less likely than another label: the model disagrees with the example, which is how "
              "a wrong label shows itself. Check the label; promptlens never changes one.",

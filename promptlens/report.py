@@ -76,7 +76,7 @@ def attribution_table(attr: Attribution, *, color: bool = False, top: int | None
     differ = any(f.raw_verdict != f.verdict for f in rows)
     lines = [
         f"{attr.method} attribution of {attr.objective} over {attr.n_cases} case(s), "
-        f"baseline={attr.baseline}, segments by {attr.segmentation}"
+        f"baseline={attr.baseline}, segments by {attr.segmented_by()}"
         + ("" if attr.mode == "exact" else f", APPROXIMATE ({attr.mode} mode: see the check below)"),
         f"original {attr.objective}: {attr.original_score:.3f} nats (mean over cases)",
         f"intervals: {attr.interval_text()}; verdicts corrected for {len(attr.features)} segments: "

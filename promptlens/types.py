@@ -159,6 +159,14 @@ class Attribution:
 
         return describe(self.n_cases, self.confidence, self.interval)
 
+    def segmented_by(self) -> str:
+        """How the segments were cut, in words (``unit`` is by sentence on a plain text template)."""
+        from .templates import is_messages
+
+        if self.segmentation != "unit":
+            return self.segmentation
+        return "unit (few-shot examples whole, the rest by sentence)" if is_messages(self.text) else "sentence"
+
     def correction_text(self) -> str:
         from .stats import CORRECTION_NAMES
 

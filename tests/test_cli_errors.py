@@ -219,7 +219,7 @@ CORPUS: list[tuple[str, list[str], dict[str, str | bytes | None], str]] = [
     ("bench-nothing-to-run", ["bench"], {}, "nothing to bench: give a recipe, TEMPLATE --cases FILE, or a promptlens.yaml"),
     ("bench-missing-recipe", ["bench", "missing.yaml"], {}, "missing.yaml: no such recipe file; check the path"),
     ("bench-unknown-level", ["bench", "--template", "Q: {input}", "--cases", "c.jsonl", "--levels", "char"],
-     {"c.jsonl": GOOD_JSONL}, "unknown level 'char'; give a comma-separated list from: character, word, sentence, semantic"),
+     {"c.jsonl": GOOD_JSONL}, "unknown level 'char'; give levels from: character, word, sentence, semantic"),
     ("bench-budget-zero", ["bench", "--template", "Q: {input}", "--cases", "c.jsonl", "--budget", "0"],
      {"c.jsonl": GOOD_JSONL}, "--budget 0 is out of range; give 1 or more"),
     ("bench-edits-zero", ["bench", "--template", "Q: {input}", "--cases", "c.jsonl", "--edits", "0"],

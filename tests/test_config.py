@@ -72,6 +72,9 @@ def test_recipe_with_a_messages_file_gives_the_flat_template_and_unit_segmentati
     assert [m.content for m in messages_of(recipe.template)] == [m["content"] for m in messages]
     assert recipe.segmentation == "unit"
     assert len([s for s in segment(recipe.template, "unit") if s.feature]) == 4  # two rules, one example, "Words: "
+    # Without a segmentation key the recipe takes the default, the same unit segmentation.
+    (tmp_path / "r2.yaml").write_text("template_file: p.json\ncases: [{input: d c, target: c d}]\n", encoding="utf-8")
+    assert load_recipe(tmp_path / "r2.yaml").segmentation == "unit"
 
 
 # --- fuzzing the config parsers -------------------------------------------------------------

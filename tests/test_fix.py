@@ -661,3 +661,28 @@ def test_real_sentence_level_fix_leaves_the_few_shot_answers_as_written(backend)
     assert [m.content for m in after if m.role == "assistant"] == [m.content for m in before if m.role == "assistant"]
     (note,) = [n for n in result.notes if "few-shot answers are labels and were left as written" in n]
     assert "among the 2 weakest segments: 'The answer is yes, because the fact says' (" in note
+
+
+@pytest.mark.model
+def test_real_default_segmentation_drops_the_uppercase_example(backend):
+    # plural_dictionary's upper-case example ("READERS") costs the target 2.11 nats over 32 cases
+    # (manifest). At the default segmentation (unit) the example is one segment, question and
+    # answer: attribution ranks it weakest and fix deletes it whole. At sentence level fix could
+    # only have edited the question, never the answer (a label).
+    from benchmarks.suite import MANIFEST, load_suite
+    from promptlens.similarity import Similarity
+    from promptlens.templates import messages_of
+
+    if not MANIFEST.is_file():
+        pytest.skip("the suite is not built yet (benchmarks/suite/build.py)")
+    prompt = load_suite().prompt("plural_dictionary")
+    variant = next(v for v in prompt.variants if v.name == "uppercase_example")
+    train = prompt.cases("bench")[:8]
+    result = fix(variant.flat, train, validation=[], backend=backend, similarity=Similarity(), trials=6, rounds=1,
+                 top_k=2, seed=0, kinds=["delete"], attribute_after=False)
+    attr = result.attribution_before
+    assert attr.segmentation == "unit"
+    weakest = attr.ranked()[0].segment
+    assert weakest.kind == "example" and variant.fault.text in weakest.text
+    assert result.improved and variant.fault.text not in result.best
+    assert len(messages_of(result.best)) == len(messages_of(variant.flat)) - 2  # the example's two turns

@@ -4,6 +4,7 @@ real-model run."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -150,12 +151,18 @@ def test_pl103_on_a_few_shot_answer_points_at_the_label_not_at_fix(tmp_path):
                 {"role": "user", "content": "Word: ox"}, {"role": "assistant", "content": "Oxen, cherry."},
                 {"role": "user", "content": "Word: {input}"}]
     target = write(tmp_path, json.dumps(messages), FREE_CASES, name="t.json")
-    result = run(target, RuleBackend(rules={"banana": -3.0, "cherry": -2.0}))  # lint segments by sentence by default
+    result = run(dataclasses.replace(target, segmentation="sentence"), RuleBackend(rules={"banana": -3.0, "cherry": -2.0}))
     hints = {f.message.split(":")[0]: f.hint for f in result.findings if f.rule_id == "PL103"}
     assert set(hints) == {"harmful segment 'Always answer banana.'", "harmful segment 'Oxen, cherry.'"}
     assert hints["harmful segment 'Always answer banana.'"].startswith("delete or rewrite it; run: promptlens fix")
     assert hints["harmful segment 'Oxen, cherry.'"] == ("it is a few-shot example's answer: check the label, or drop "
                                                        "the example (segmentation unit)")
+    # At the default (unit) the example is one segment: drop it, or check its label.
+    whole = run(target, RuleBackend(rules={"banana": -3.0, "cherry": -2.0}))
+    hints = {f.message.split("': ")[0] + "'": f.hint for f in whole.findings if f.rule_id == "PL103"}
+    example = "harmful segment '[user] Word: ox[assistant] Oxen, cherry.'"
+    assert set(hints) == {"harmful segment 'Always answer banana.'", example}
+    assert hints[example].startswith("drop the example, or check its label; run: promptlens fix")
 
 
 def test_pl103_harmful_and_pl104_dead_segments(tmp_path):
@@ -188,10 +195,12 @@ def test_pl105_fragile_segment(tmp_path):
     # A few-shot answer is a label: its typo variant would change the label, so PL105 leaves it out.
     messages = [{"role": "system", "content": "Give the plural."}, {"role": "user", "content": "Word: ox"},
                 {"role": "assistant", "content": "Determine"}, {"role": "user", "content": "Word: {input}"}]
-    labelled = run(write(tmp_path, json.dumps(messages), FREE_CASES, name="m.json"),
-                   RuleBackend(rules={"determine": 2.0, "plural": 2.0}))
-    assert [f.message.split(":")[0] for f in labelled.findings if f.rule_id == "PL105"] == [
-        "fragile segment 'Give the plural.'"]
+    target = write(tmp_path, json.dumps(messages), FREE_CASES, name="m.json")
+    assert target.segmentation == "unit"  # the default: the example is one segment, its answer inside it
+    for by in ("unit", "sentence"):  # at sentence the answer is a segment of its own
+        labelled = run(dataclasses.replace(target, segmentation=by), RuleBackend(rules={"determine": 2.0, "plural": 2.0}))
+        assert [f.message.split(":")[0] for f in labelled.findings if f.rule_id == "PL105"] == [
+            "fragile segment 'Give the plural.'"], by
 
 
 # --- suppressions ------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ def add_attribution_options(p: argparse.ArgumentParser, verdicts: str) -> None:
     p.add_argument("--method", help=f"attribution method, one of: {', '.join(SCORE_ONLY_METHODS + GRADIENT_METHODS)} "
                    "(default: a config's method, else ablation)")
     p.add_argument("--segmentation", "--by", dest="segmentation", help=f"one of: {', '.join(SEGMENTATIONS)} "
-                   "(default: the recipe's or config's, else sentence)")
+                   "(default: the recipe's or config's, else unit: sentences, and each few-shot example of a message template whole)")
     p.add_argument("--correction", default="bh", help=f"multiplicity correction of {verdicts} across a template's "
                    "segments: bh (Benjamini-Hochberg, the default), holm, none")
 

@@ -92,7 +92,7 @@ def _method_note(attr: Attribution) -> str:
              if attr.convergence_delta is not None else "")
     notes = "".join(f"<li>{_e(n)}</li>" for n in attr.notes)
     return (f'<p class="muted">Method: {_e(attr.method)}, mode {_e(attr.mode)}, baseline {_e(attr.baseline)}, objective '
-            f'{_e(attr.objective)}, segments by {_e(attr.segmentation)}; cost {attr.forward_passes} forward passes, '
+            f'{_e(attr.objective)}, segments by {_e(attr.segmented_by())}; cost {attr.forward_passes} forward passes, '
             f'{attr.tokens_computed} tokens, {attr.seconds:.1f} s{extra}.</p>' + (f"<ul>{notes}</ul>" if notes else ""))
 
 

@@ -100,7 +100,7 @@ def _ends(f: SegmentAttribution) -> tuple[float, float]:
 
 
 def _unit(attr: Attribution, plural: bool = False) -> str:
-    unit = {"span": "marked span", "token": "token"}.get(attr.segmentation, attr.segmentation)
+    unit = {"span": "marked span", "token": "token", "unit": "segment"}.get(attr.segmentation, attr.segmentation)
     return unit + ("s" if plural else "")
 
 

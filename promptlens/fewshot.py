@@ -103,11 +103,23 @@ def answer_segments(flat: str, segments: Sequence[Segment]) -> set[int]:
     """Indices of the segments that lie in a few-shot example's answer (its assistant turn) without
     being the whole example: the labels, which ``fix`` never edits (it may drop or reorder whole
     examples)."""
+    return _in_turns(flat, segments, questions=False)
+
+
+def example_part_segments(flat: str, segments: Sequence[Segment]) -> set[int]:
+    """Indices of the segments that lie in a few-shot example, question or answer, without being
+    the whole example. ``fix`` leaves them as written: the answer is a label, and deleting the
+    question leaves an answer to nothing (at segmentation ``unit`` or ``example`` the whole example
+    is one segment, which ``fix`` may drop)."""
+    return _in_turns(flat, segments, questions=True)
+
+
+def _in_turns(flat: str, segments: Sequence[Segment], questions: bool) -> set[int]:
     if not is_messages(flat):
         return set()
-    answers = {a for _, a in example_spans(messages_of(flat))}
+    turns = {j for q, a in example_spans(messages_of(flat)) for j in ((q, a) if questions else (a,))}
     return {i for i, s in enumerate(segments)
-            if s.feature and s.message in answers and s.kind not in ("example", "examples")}
+            if s.feature and s.message in turns and s.kind not in ("example", "examples")}
 
 
 def check_examples(backend: Backend, flat: str, cases: Sequence[Case] = ()) -> list[ExampleCheck]:

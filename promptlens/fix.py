@@ -32,7 +32,8 @@ from .cases import check_vars, split_cases
 from .errors import InputError
 from .rewrites import RewriteConfig, candidates
 from .scoring import Backend, default_objective, score_prompts, summarize_scores
-from .fewshot import EXAMPLE_KINDS, answer_segments, check_examples, check_notes, merge_examples
+from .fewshot import (EXAMPLE_KINDS, answer_segments, check_examples, check_notes, example_part_segments,
+                      merge_examples)
 from .segments import fill, segment, template_fields
 from .templates import MessageTemplate, as_flat, render_notes
 from .similarity import Similarity, SimilarityModel
@@ -337,10 +338,11 @@ def default_study_name(template: str, cases: Sequence[Case], strategy: str, seed
 
 def _choose(attr: Attribution, strategy: str, top_k: int, rng: random.Random) -> list[int]:
     """Segment indices to edit: the weakest by attribution, a random few, or every feature (``all``,
-    and ``tpe``, which differs from ``all`` in the search: no single edits queued first). A few-shot
-    example's answer is a label and never edited (``fewshot.answer_segments``)."""
-    labels = answer_segments(attr.text, attr.segments)
-    editable = [f for f in attr.features if f.segment.text.strip() and f.index not in labels]
+    and ``tpe``, which differs from ``all`` in the search: no single edits queued first). A part of
+    a few-shot example (its answer, a label, or its question) is never edited
+    (``fewshot.example_part_segments``); a whole example may be."""
+    parts = example_part_segments(attr.text, attr.segments)
+    editable = [f for f in attr.features if f.segment.text.strip() and f.index not in parts]
     if strategy in ("all", "tpe"):
         chosen = editable
     elif strategy == "random":
@@ -772,18 +774,20 @@ class FixRun:
         return slots
 
     def _label_note(self) -> None:
-        """Say which few-shot answers were left out of the edits, naming those attribution ranks
-        among the ``top_k`` weakest (only dropping their example, at segmentation unit, could act)."""
-        labels = answer_segments(self.attr.text, self.attr.segments)
-        if not labels:
+        """Say which parts of few-shot examples were left out of the edits, naming those attribution
+        ranks among the ``top_k`` weakest (only dropping their example, at segmentation unit, could act)."""
+        parts = example_part_segments(self.attr.text, self.attr.segments)
+        if not parts:
             return
+        labels = answer_segments(self.attr.text, self.attr.segments)
         weakest = sorted((f for f in self.attr.features if f.segment.text.strip()), key=lambda f: f.mean)
-        blamed = [f for f in weakest[: self.config.top_k] if f.index in labels]
-        note = (f"{len(labels)} segment(s) in few-shot answers are labels and were left as written; to drop or "
-                "reorder whole examples, use segmentation unit or example")
+        blamed = [f for f in weakest[: self.config.top_k] if f.index in parts]
+        note = (f"{len(parts)} segment(s) in few-shot examples were left as written ({len(labels)} in answers, which "
+                "are labels; deleting a question would leave an answer to nothing); to drop or reorder whole "
+                "examples, use segmentation unit (the default) or example")
         if blamed:
             named = ", ".join(f"{f.segment.text.strip()[:40]!r} ({f.mean:+.2f} nats)" for f in blamed)
-            note += f"; attribution ranks these answers among the {self.config.top_k} weakest segments: {named}"
+            note += f"; attribution ranks these among the {self.config.top_k} weakest segments: {named}"
         if note not in self.notes:
             self.notes.append(note)
 

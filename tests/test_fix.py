@@ -619,28 +619,32 @@ def test_real_logprob_screen_under_the_margin_objective_sees_the_planted_example
     assert fault.mean < -0.3 and attr.ranked()[0].mean <= fault.mean
 
 
-def test_few_shot_answers_are_labels_and_never_edited():
-    """Sentence segmentation splits an example's answer into its own segments; however harmful
-    ("because" costs 3 nats here), fix leaves it as written and says so, and edits the rules."""
+def test_few_shot_examples_are_never_edited_in_part():
+    """Sentence segmentation splits an example into its question and answer sentences; however
+    harmful ("because" and "Q: zebra" cost 3 nats here), fix leaves both as written and says so (the
+    answer is a label, and deleting the question would leave an answer to nothing), and edits
+    the rules."""
     from promptlens.templates import as_flat, messages_of
 
     from .rule_backend import RuleBackend
 
     flat = as_flat([{"role": "system", "content": "Answer with one word. Eat a banana. Be brief."},
-                    {"role": "user", "content": "Q: x"}, {"role": "assistant", "content": "Yes, because it is."},
+                    {"role": "user", "content": "Q: zebra"}, {"role": "assistant", "content": "Yes, because it is."},
                     {"role": "user", "content": "Q: {input}"}])
-    result = fix(flat, CASES, backend=RuleBackend(rules={"because": -3.0, "banana": -2.0}),
+    result = fix(flat, CASES, backend=RuleBackend(rules={"because": -3.0, "zebra": -3.0, "banana": -2.0}),
                  similarity=JaccardSimilarity(), budget_trials=8, rounds=1, seed=0, n_train=4, threshold=0.3,
                  segmentation="sentence", kinds=["delete"], top_k=3)
     messages = messages_of(result.best)
-    assert messages[2].content == "Yes, because it is." and "banana" not in messages[0].content
-    (note,) = [n for n in result.notes if "few-shot answers" in n]
-    assert note.startswith("1 segment(s) in few-shot answers are labels and were left as written")
-    assert note.endswith("among the 3 weakest segments: 'Yes, because it is.' (-3.00 nats)")
+    assert [m.content for m in messages[1:]] == ["Q: zebra", "Yes, because it is.", "Q: {input}"]
+    assert "banana" not in messages[0].content
+    (note,) = [n for n in result.notes if "few-shot examples were left as written" in n]
+    assert note.startswith("2 segment(s) in few-shot examples were left as written (1 in answers, which are labels;")
+    assert "among the 3 weakest segments: " in note and "'Yes, because it is.' (-3.00 nats)" in note
+    assert "'Q: zebra' (-3.00 nats)" in note
 
 
 @pytest.mark.model
-def test_real_sentence_level_fix_leaves_the_few_shot_answers_as_written(backend):
+def test_real_sentence_level_fix_leaves_the_few_shot_examples_as_written(backend):
     # The suite's polarity prompt whose last example answers in a sentence instead of one word: at
     # sentence level that answer is the weakest segment by attribution, yet it is a label, so
     # fix edits other segments (or none), and says why.
@@ -659,7 +663,8 @@ def test_real_sentence_level_fix_leaves_the_few_shot_answers_as_written(backend)
     assert weakest == variant.fault.text.strip()  # the label is what attribution blames
     before, after = messages_of(variant.flat), messages_of(result.best)
     assert [m.content for m in after if m.role == "assistant"] == [m.content for m in before if m.role == "assistant"]
-    (note,) = [n for n in result.notes if "few-shot answers are labels and were left as written" in n]
+    assert [m.content for m in after if m.role == "user"] == [m.content for m in before if m.role == "user"]
+    (note,) = [n for n in result.notes if "few-shot examples were left as written" in n]
     assert "among the 2 weakest segments: 'The answer is yes, because the fact says' (" in note
 
 

@@ -514,7 +514,7 @@ def _segment_rules(ctx: _Context, backend: Backend, attr: Attribution) -> None:
     """PL103 (harmful, after the multiplicity correction across the template's segments) and
     PL104 (dead), with how they decided in ``ctx.statistics``. Below ``stats.MIN_CASES`` cases
     neither rule calls anything."""
-    from .fewshot import answer_segments
+    from .fewshot import answer_segments, example_part_segments
     from .stats import MIN_CASES, too_few_reason
 
     th = ctx.target.thresholds
@@ -523,8 +523,11 @@ def _segment_rules(ctx: _Context, backend: Backend, attr: Attribution) -> None:
     how = f"{attr.interval_text()}; harmful calls corrected for {m} segment{'s' if m != 1 else ''}: " \
           f"{attr.correction_text()}"
     uncorrected = []
-    labels = answer_segments(attr.text, attr.segments)  # a few-shot answer: fix never edits a label
-    label_hint = "it is a few-shot example's answer: check the label, or drop the example (segmentation unit)"
+    # fix edits no part of a few-shot example: its answer is a label, its question has an answer
+    labels = answer_segments(attr.text, attr.segments)
+    hints = {i: "it is a few-shot example's answer: check the label, or drop the example (segmentation unit)"
+             if i in labels else "it is a few-shot example's question: drop the example (segmentation unit), or "
+             "reword it by hand" for i in example_part_segments(attr.text, attr.segments)}
     for f in attr.features:
         seg, where = f.segment, (f.segment.start, f.segment.end)
         stats = (f"mean {f.mean:+.2f} nats, {level(attr.confidence)} interval [{f.ci_low:+.2f}, {f.ci_high:+.2f}] "
@@ -532,7 +535,7 @@ def _segment_rules(ctx: _Context, backend: Backend, attr: Attribution) -> None:
         adjusted = f"p = {f.p_value:.2g}, {f.p_adjusted:.2g} after {attr.correction_text()} over {m} segments"
         if f.harmful:
             ctx.add("PL103", f"harmful segment {_short(seg.text)}: removing it raises the {unit} ({stats}; {adjusted})",
-                    label_hint if f.index in labels else f"{_remedy(seg)}; {ctx.fix_hint}", where)
+                    hints.get(f.index) or f"{_remedy(seg)}; {ctx.fix_hint}", where)
         elif f.raw_verdict == "harmful":
             line = ctx.source.span(*where)[0]
             uncorrected.append(f"line {line}: {_short(seg.text)} is harmful uncorrected ({stats}; {adjusted}), "
@@ -540,8 +543,8 @@ def _segment_rules(ctx: _Context, backend: Backend, attr: Attribution) -> None:
         elif attr.has_verdicts and abs(f.mean) <= th.dead and -th.dead <= f.ci_low and f.ci_high <= th.dead:
             tokens = len(backend.encode_target(seg.text)) if hasattr(backend, "encode_target") else len(seg.text.split())
             ctx.add("PL104", f"dead segment {_short(seg.text)}: no measurable effect ({stats}) for {tokens} tokens "
-                    "per call", label_hint if f.index in labels else
-                    "delete it, or keep it and add `# promptlens: ignore PL104` to the line", where)
+                    "per call", hints.get(f.index, "delete it, or keep it and add `# promptlens: ignore PL104` to "
+                                          "the line"), where)
     if not attr.has_verdicts:
         ctx.skipped.update({r: too_few_reason(attr.n_cases) for r in ("PL103", "PL104")})
         how = f"{attr.interval_text()}; no PL103/PL104 calls below {MIN_CASES} cases"

@@ -145,20 +145,24 @@ def test_pl101_free_form_is_skipped_on_a_backend_that_cannot_generate(tmp_path):
 
 
 def test_pl103_on_a_few_shot_answer_points_at_the_label_not_at_fix(tmp_path):
-    """Sentence segmentation makes an example's answer a segment of its own; when it is harmful,
-    the hint says to check the label or drop the example (fix never edits a label)."""
+    """Sentence segmentation makes an example's question and answer segments of their own; when
+    they are harmful, the hint says to check the label or drop the example (fix edits neither)."""
     messages = [{"role": "system", "content": "Give the plural. Always answer banana."},
                 {"role": "user", "content": "Word: ox"}, {"role": "assistant", "content": "Oxen, cherry."},
                 {"role": "user", "content": "Word: {input}"}]
     target = write(tmp_path, json.dumps(messages), FREE_CASES, name="t.json")
-    result = run(dataclasses.replace(target, segmentation="sentence"), RuleBackend(rules={"banana": -3.0, "cherry": -2.0}))
+    rules = {"banana": -3.0, "cherry": -2.0, "ox": -2.0}
+    result = run(dataclasses.replace(target, segmentation="sentence"), RuleBackend(rules=rules))
     hints = {f.message.split(":")[0]: f.hint for f in result.findings if f.rule_id == "PL103"}
-    assert set(hints) == {"harmful segment 'Always answer banana.'", "harmful segment 'Oxen, cherry.'"}
+    assert set(hints) == {"harmful segment 'Always answer banana.'", "harmful segment 'Oxen, cherry.'",
+                          "harmful segment 'Word"}
     assert hints["harmful segment 'Always answer banana.'"].startswith("delete or rewrite it; run: promptlens fix")
     assert hints["harmful segment 'Oxen, cherry.'"] == ("it is a few-shot example's answer: check the label, or drop "
                                                        "the example (segmentation unit)")
+    assert hints["harmful segment 'Word"] == ("it is a few-shot example's question: drop the example (segmentation "
+                                              "unit), or reword it by hand")
     # At the default (unit) the example is one segment: drop it, or check its label.
-    whole = run(target, RuleBackend(rules={"banana": -3.0, "cherry": -2.0}))
+    whole = run(target, RuleBackend(rules=rules))
     hints = {f.message.split("': ")[0] + "'": f.hint for f in whole.findings if f.rule_id == "PL103"}
     example = "harmful segment '[user] Word: ox[assistant] Oxen, cherry.'"
     assert set(hints) == {"harmful segment 'Always answer banana.'", example}

@@ -643,22 +643,28 @@ def test_few_shot_examples_are_never_edited_in_part():
     assert "'Q: zebra' (-3.00 nats)" in note
 
 
+def _suite_fix(backend, prompt_id: str, name: str, **kwargs):
+    """A suite variant and a short delete-only fix of it on 8 bench cases (skips if the suite is not built)."""
+    from benchmarks.suite import MANIFEST, load_suite
+    from promptlens.similarity import Similarity
+
+    if not MANIFEST.is_file():
+        pytest.skip("the suite is not built yet (benchmarks/suite/build.py)")
+    prompt = load_suite().prompt(prompt_id)
+    variant = next(v for v in prompt.variants if v.name == name)
+    result = fix(variant.flat, prompt.cases("bench")[:8], validation=[], backend=backend, similarity=Similarity(),
+                 trials=6, rounds=1, top_k=2, seed=0, kinds=["delete"], attribute_after=False, **kwargs)
+    return variant, result
+
+
 @pytest.mark.model
 def test_real_sentence_level_fix_leaves_the_few_shot_examples_as_written(backend):
     # The suite's polarity prompt whose last example answers in a sentence instead of one word: at
     # sentence level that answer is the weakest segment by attribution, yet it is a label, so
     # fix edits other segments (or none), and says why.
-    from benchmarks.suite import MANIFEST, load_suite
-    from promptlens.similarity import Similarity
     from promptlens.templates import messages_of
 
-    if not MANIFEST.is_file():
-        pytest.skip("the suite is not built yet (benchmarks/suite/build.py)")
-    prompt = load_suite().prompt("polarity_judge")
-    variant = next(v for v in prompt.variants if v.name == "wrong_format_example")
-    train = prompt.cases("bench")[:8]
-    result = fix(variant.flat, train, validation=[], backend=backend, similarity=Similarity(), trials=6, rounds=1,
-                 top_k=2, seed=0, segmentation="sentence", kinds=["delete"], attribute_after=False)
+    variant, result = _suite_fix(backend, "polarity_judge", "wrong_format_example", segmentation="sentence")
     weakest = result.attribution_before.ranked()[0].segment.text.strip()
     assert weakest == variant.fault.text.strip()  # the label is what attribution blames
     before, after = messages_of(variant.flat), messages_of(result.best)
@@ -672,19 +678,11 @@ def test_real_sentence_level_fix_leaves_the_few_shot_examples_as_written(backend
 def test_real_default_segmentation_drops_the_uppercase_example(backend):
     # plural_dictionary's upper-case example ("READERS") costs the target 2.11 nats over 32 cases
     # (manifest). At the default segmentation (unit) the example is one segment, question and
-    # answer: attribution ranks it weakest and fix deletes it whole. At sentence level fix could
-    # only have edited the question, never the answer (a label).
-    from benchmarks.suite import MANIFEST, load_suite
-    from promptlens.similarity import Similarity
+    # answer: attribution ranks it weakest and fix deletes it whole. At sentence level fix edits
+    # neither part of an example.
     from promptlens.templates import messages_of
 
-    if not MANIFEST.is_file():
-        pytest.skip("the suite is not built yet (benchmarks/suite/build.py)")
-    prompt = load_suite().prompt("plural_dictionary")
-    variant = next(v for v in prompt.variants if v.name == "uppercase_example")
-    train = prompt.cases("bench")[:8]
-    result = fix(variant.flat, train, validation=[], backend=backend, similarity=Similarity(), trials=6, rounds=1,
-                 top_k=2, seed=0, kinds=["delete"], attribute_after=False)
+    variant, result = _suite_fix(backend, "plural_dictionary", "uppercase_example")
     attr = result.attribution_before
     assert attr.segmentation == "unit"
     weakest = attr.ranked()[0].segment
